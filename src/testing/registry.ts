@@ -1,0 +1,184 @@
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import http from 'node:http';
+import https from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+/**
+ * Test helper: a real Debian `docker-registry` (distribution 2.8) on 127.0.0.1, with filesystem
+ * storage in a temp dir, deletes enabled, optional htpasswd (bcrypt) users and optional TLS
+ * signed by a throw-away CA. Tests must call stop() (t.teardown / test.after.always).
+ */
+export interface TestRegistry {
+  /** "127.0.0.1:PORT" */
+  host: string;
+  dir: string;
+  users: { username: string; password: string }[];
+  /** The CA that signed the server certificate (tls only). */
+  caFile?: string;
+  stop(): Promise<void>;
+}
+
+export interface StartRegistryOptions {
+  users?: { username: string; password: string }[];
+  tls?: boolean;
+}
+
+const run = promisify(execFile);
+const REGISTRY_BIN = '/usr/bin/docker-registry';
+
+/** A TCP port that was free a moment ago (the caller retries if someone else grabs it). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => (port ? resolve(port) : reject(new Error('no port assigned'))));
+    });
+  });
+}
+
+export async function startRegistry(opts: StartRegistryOptions = {}): Promise<TestRegistry> {
+  const users = opts.users ?? [];
+  const dir = await mkdtemp(join(tmpdir(), 'airgap-registry-'));
+  try {
+    const auth = users.length > 0 ? await writeHtpasswd(dir, users) : undefined;
+    const tls = opts.tls ? await writeCertificates(dir) : undefined;
+    // A port may be taken between freePort() and the bind: try a few.
+    let lastError: unknown;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const port = await freePort();
+      const configPath = join(dir, 'config.yml');
+      await writeFile(configPath, JSON.stringify(registryConfig(dir, port, auth, tls), null, 2));
+      try {
+        const child = await launch(configPath, port, tls?.caFile);
+        let stopped = false;
+        return {
+          host: `127.0.0.1:${port}`,
+          dir,
+          users,
+          ...(tls ? { caFile: tls.caFile } : {}),
+          async stop() {
+            if (stopped) return;
+            stopped = true;
+            await kill(child);
+            await rm(dir, { recursive: true, force: true });
+          },
+        };
+      } catch (e) {
+        lastError = e;
+      }
+    }
+    throw lastError instanceof Error ? lastError : new Error(String(lastError));
+  } catch (e) {
+    await rm(dir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+// The config is JSON, which is valid YAML.
+function registryConfig(dir: string, port: number, htpasswdPath: string | undefined,
+  tls: { certFile: string; keyFile: string } | undefined): object {
+  return {
+    version: 0.1,
+    log: { level: 'error', accesslog: { disabled: true } },
+    storage: {
+      filesystem: { rootdirectory: join(dir, 'data') },
+      delete: { enabled: true },
+      cache: { blobdescriptor: 'inmemory' },
+    },
+    http: {
+      addr: `127.0.0.1:${port}`,
+      secret: 'airgap-test-secret',
+      ...(tls ? { tls: { certificate: tls.certFile, key: tls.keyFile } } : {}),
+    },
+    ...(htpasswdPath ? { auth: { htpasswd: { realm: 'airgap-test', path: htpasswdPath } } } : {}),
+    health: { storagedriver: { enabled: false } },
+  };
+}
+
+async function writeHtpasswd(dir: string, users: { username: string; password: string }[]): Promise<string> {
+  const lines: string[] = [];
+  for (const u of users) {
+    const { stdout } = await run('htpasswd', ['-Bbn', u.username, u.password]);
+    lines.push(stdout.trim());
+  }
+  const path = join(dir, 'htpasswd');
+  await writeFile(path, lines.join('\n') + '\n');
+  return path;
+}
+
+async function writeCertificates(dir: string): Promise<{ caFile: string; certFile: string; keyFile: string }> {
+  const caKey = join(dir, 'ca.key');
+  const caFile = join(dir, 'ca.crt');
+  const keyFile = join(dir, 'server.key');
+  const csr = join(dir, 'server.csr');
+  const certFile = join(dir, 'server.crt');
+  const ext = join(dir, 'server.ext');
+  await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', caKey, '-out', caFile,
+    '-days', '2', '-subj', '/CN=airgap test CA']);
+  await run('openssl', ['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', csr,
+    '-subj', '/CN=127.0.0.1']);
+  await writeFile(ext, [
+    'basicConstraints=CA:FALSE',
+    'keyUsage=digitalSignature,keyEncipherment',
+    'extendedKeyUsage=serverAuth',
+    'subjectAltName=IP:127.0.0.1,DNS:localhost',
+  ].join('\n') + '\n');
+  await run('openssl', ['x509', '-req', '-in', csr, '-CA', caFile, '-CAkey', caKey, '-CAcreateserial',
+    '-out', certFile, '-days', '2', '-extfile', ext]);
+  return { caFile, certFile, keyFile };
+}
+
+async function launch(configPath: string, port: number, caFile: string | undefined): Promise<ChildProcess> {
+  const child = spawn(REGISTRY_BIN, ['serve', configPath], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (s: string) => {
+    if (stderr.length < 8192) stderr += s;
+  });
+  let exited = false;
+  child.on('exit', () => { exited = true; });
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    if (exited) throw new Error(`docker-registry exited on start: ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
+    if (await answers(port, caFile)) return child;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await kill(child);
+  throw new Error(`docker-registry did not answer /v2/ on port ${port} within 15s: ${stderr.trim()}`);
+}
+
+/** Any HTTP answer from /v2/ (200, or 401 when auth is on) means the registry is serving. */
+function answers(port: number, caFile: string | undefined): Promise<boolean> {
+  return new Promise((resolve) => {
+    const onResponse = (res: http.IncomingMessage): void => {
+      res.resume();
+      resolve(true);
+    };
+    const req = caFile
+      ? https.get({ host: '127.0.0.1', port, path: '/v2/', ca: readFileSync(caFile), timeout: 1000, agent: false }, onResponse)
+      : http.get({ host: '127.0.0.1', port, path: '/v2/', timeout: 1000, agent: false }, onResponse);
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(false));
+  });
+}
+
+async function kill(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
