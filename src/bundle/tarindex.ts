@@ -1,0 +1,186 @@
+import type { FileHandle } from 'node:fs/promises';
+import { AirgapError } from '../errors.js';
+import { BLOCK, checksum, paddedSize } from './format.js';
+
+/**
+ * Walks a tar's headers once, without extracting or reading bodies (except the small PAX / GNU
+ * long-name bodies that rename the next entry), and returns where each entry's body lies.
+ * A bundle comes from elsewhere, so anything a careless extractor could be tricked with is
+ * refused here: links, devices, absolute paths, `..`, duplicates, truncation, bad checksums.
+ */
+
+export interface TarEntry {
+  type: 'file' | 'dir';
+  /** Byte offset of the body within the tar. */
+  offset: number;
+  size: number;
+}
+
+export const MAX_ENTRIES = 1_000_000;
+/** PAX and GNU long-name bodies are a few hundred bytes; anything bigger is not a real one. */
+const MAX_META_BODY = 1 << 20;
+
+export async function indexTar(fh: FileHandle, fileSize: number, label: string): Promise<Map<string, TarEntry>> {
+  const entries = new Map<string, TarEntry>();
+  const header = Buffer.alloc(BLOCK);
+  let pos = 0;
+  let pending: { path?: string; size?: number } = {};
+  let count = 0;
+
+  while (pos < fileSize) {
+    if (pos + BLOCK > fileSize) throw bad(label, `truncated: a partial tar header at byte ${pos}`);
+    await readExactly(fh, header, pos);
+    if (header.every((b) => b === 0)) break; // end-of-archive marker; anything after it is padding
+    if (++count > MAX_ENTRIES) throw bad(label, `more than ${MAX_ENTRIES} entries`);
+
+    const rawName = parseHeaderName(header);
+    const stored = parseNumber(header, 148, 8);
+    if (stored === undefined || (stored !== checksum(header) && stored !== signedChecksum(header))) {
+      throw bad(label, `bad tar header checksum at byte ${pos} (entry "${printable(rawName)}")`);
+    }
+    const typeflag = String.fromCharCode(header[156]!);
+    let size = parseNumber(header, 124, 12);
+    if (size === undefined) throw bad(label, `entry "${printable(rawName)}" has an unreadable size field`);
+    if (pending.size !== undefined) size = pending.size;
+    const name = pending.path ?? rawName;
+    const bodyOffset = pos + BLOCK;
+    if (!Number.isSafeInteger(size) || size < 0 || bodyOffset + size > fileSize) {
+      throw bad(label, `truncated: entry "${printable(name)}" needs ${size} bytes at byte ${bodyOffset} but the file has ${fileSize}`);
+    }
+    const next = bodyOffset + paddedSize(size);
+
+    if (typeflag === 'x' || typeflag === 'L' || typeflag === 'K' || typeflag === 'g') {
+      if (size > MAX_META_BODY) throw bad(label, `tar extension header at byte ${pos} is ${size} bytes`);
+      const body = Buffer.alloc(size);
+      await readExactly(fh, body, bodyOffset);
+      if (typeflag === 'x') pending = { ...pending, ...parsePax(body, label, pos) };
+      else if (typeflag === 'L') pending = { ...pending, path: cString(body) };
+      // 'K' (GNU long link name) belongs to a link, refused below; 'g' (global PAX) holds nothing we use.
+      pos = next;
+      continue;
+    }
+    pending = {};
+
+    const type = entryType(typeflag);
+    if (type === undefined) throw bad(label, `entry "${printable(name)}" is ${describeType(typeflag)}, not a regular file`);
+    const path = safePath(name, label);
+    if (path === '') {
+      if (type === 'dir') { pos = next; continue; } // "./" itself
+      throw bad(label, `an entry has an empty name at byte ${pos}`);
+    }
+    if (entries.has(path)) throw bad(label, `duplicate entry "${printable(path)}"`);
+    entries.set(path, { type, offset: bodyOffset, size: type === 'dir' ? 0 : size });
+    pos = next;
+  }
+  return entries;
+}
+
+async function readExactly(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
+  let done = 0;
+  while (done < buf.length) {
+    const { bytesRead } = await fh.read(buf, done, buf.length - done, position + done);
+    if (bytesRead === 0) throw new Error(`unexpected end of file at byte ${position + done}`);
+    done += bytesRead;
+  }
+}
+
+function parseHeaderName(h: Buffer): string {
+  const name = cString(h.subarray(0, 100));
+  // Only POSIX ustar has a prefix field; GNU's "ustar  " magic puts other data there.
+  if (h.toString('latin1', 257, 263) === 'ustar\u0000') {
+    const prefix = cString(h.subarray(345, 500));
+    if (prefix) return `${prefix}/${name}`;
+  }
+  return name;
+}
+
+function cString(b: Buffer): string {
+  const end = b.indexOf(0);
+  return b.toString('utf8', 0, end === -1 ? b.length : end);
+}
+
+/** Octal (NUL/space padded) or GNU base-256; undefined when unreadable. */
+function parseNumber(h: Buffer, off: number, len: number): number | undefined {
+  const field = h.subarray(off, off + len);
+  if (field[0]! & 0x80) {
+    if (field[0] === 0xff) return undefined; // negative
+    let v = BigInt(field[0]! & 0x7f);
+    for (let i = 1; i < len; i++) v = (v << 8n) | BigInt(field[i]!);
+    return v > BigInt(Number.MAX_SAFE_INTEGER) ? undefined : Number(v);
+  }
+  const text = field.toString('latin1').replace(/[\u0000 ]+$/, '').replace(/^ +/, '');
+  if (text === '') return 0;
+  if (!/^[0-7]+$/.test(text)) return undefined;
+  return parseInt(text, 8);
+}
+
+/** Some old tars summed signed bytes; accept that too, as GNU tar does. */
+function signedChecksum(h: Buffer): number {
+  let sum = 0;
+  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : (h[i]! << 24) >> 24;
+  return sum;
+}
+
+function parsePax(body: Buffer, label: string, pos: number): { path?: string; size?: number } {
+  const out: { path?: string; size?: number } = {};
+  let i = 0;
+  while (i < body.length) {
+    if (body[i] === 0) break; // padding
+    const space = body.indexOf(0x20, i);
+    const len = space === -1 ? NaN : Number(body.toString('latin1', i, space));
+    if (!Number.isSafeInteger(len) || len <= 0 || i + len > body.length) {
+      throw bad(label, `malformed PAX header at byte ${pos}`);
+    }
+    const record = body.toString('utf8', space + 1, i + len - 1);
+    const eq = record.indexOf('=');
+    if (eq === -1) throw bad(label, `malformed PAX header at byte ${pos}`);
+    const key = record.slice(0, eq);
+    const value = record.slice(eq + 1);
+    if (key === 'path') out.path = value;
+    else if (key === 'size') {
+      if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(Number(value))) throw bad(label, `PAX header at byte ${pos} has an invalid size "${value}"`);
+      out.size = Number(value);
+    }
+    i += len;
+  }
+  return out;
+}
+
+function entryType(flag: string): TarEntry['type'] | undefined {
+  if (flag === '0' || flag === '\u0000' || flag === '7') return 'file';
+  if (flag === '5') return 'dir';
+  return undefined;
+}
+
+function describeType(flag: string): string {
+  switch (flag) {
+    case '1': return 'a hard link';
+    case '2': return 'a symbolic link';
+    case '3': return 'a character device';
+    case '4': return 'a block device';
+    case '6': return 'a FIFO';
+    default: return `an unsupported tar entry type "${printable(flag)}"`;
+  }
+}
+
+/** Normalises a relative path ("./a//b/" → "a/b"); refuses absolute paths and `..`. */
+function safePath(name: string, label: string): string {
+  if (name.startsWith('/') || /^[a-zA-Z]:[\\/]/.test(name)) throw bad(label, `entry "${printable(name)}" has an absolute path`);
+  if (name.includes('\u0000')) throw bad(label, `entry "${printable(name)}" has a NUL in its name`);
+  const parts = name.split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.includes('..') || parts.some((p) => p.split('\\').includes('..'))) {
+    throw bad(label, `entry "${printable(name)}" has a ".." path component`);
+  }
+  return parts.join('/');
+}
+
+function printable(s: string): string {
+  // eslint-disable-next-line no-control-regex
+  const clean = s.replace(/[\u0000-\u001f\u007f]/g, '?');
+  return clean.length > 200 ? clean.slice(0, 200) + '…' : clean;
+}
+
+function bad(label: string, detail: string): AirgapError {
+  return new AirgapError('E_BUNDLE', `${label}: ${detail}`,
+    { hint: 'the bundle is damaged or was not written by airgap build; rebuild it or copy it again' });
+}

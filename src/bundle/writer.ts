@@ -1,0 +1,350 @@
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import * as path from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { registerCleanup } from '../cleanup.js';
+import { AirgapError, isAirgapError } from '../errors.js';
+import { assertDigest, type Descriptor } from '../oci/descriptor.js';
+import { MediaType } from '../oci/mediatypes.js';
+import { VerifyingStream, verifyBytes } from '../oci/verify.js';
+import type { FetchOptions, PushOutcome, TargetStore } from '../store.js';
+import {
+  APP_DIR, BLOBS_DIR, END_OF_ARCHIVE_SIZE, INDEX_FILE, METADATA_FILE, OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE,
+  blobPath, encodeTarHeader, paddedSize, refAnnotations, type BundleMetadata,
+} from './format.js';
+
+export interface BundlePlan {
+  /** Every manifest, index, config and layer the bundle will hold (duplicates are merged). */
+  blobs: { digest: string; size: number }[];
+  /** The application's manifests, paths relative to app/. */
+  appFiles: { path: string; content: Uint8Array }[];
+  /** The mtime of every tar entry; defaults to the time the writer is created. */
+  mtime?: Date;
+}
+
+interface PlannedBlob {
+  size: number;
+  /** Offset of the blob's body in the tar. */
+  offset: number;
+  state: 'pending' | 'writing' | 'written';
+  inflight?: Promise<PushOutcome>;
+}
+
+/**
+ * Writes a bundle as a PLANNED tar: every blob's size is known up front, so each entry's offset
+ * is fixed before the first byte arrives and concurrent pushes stream straight to their place.
+ * The tar is built in a hidden temp file beside the output and appears at `outPath` only when
+ * complete (finish); abort, a failed finish, or an interrupt (src/cleanup.ts) removes it.
+ */
+export class BundleWriter implements TargetStore {
+  readonly label: string;
+  readonly #outPath: string;
+  readonly #tempPath: string;
+  readonly #fh: FileHandle;
+  readonly #blobs: Map<string, PlannedBlob>;
+  readonly #tailOffset: number;
+  readonly #mtime: Date;
+  readonly #tags = new Map<string, Descriptor>();
+  readonly #unregister: () => void;
+  #state: 'open' | 'finishing' | 'done' = 'open';
+
+  private constructor(outPath: string, tempPath: string, fh: FileHandle, blobs: Map<string, PlannedBlob>,
+    tailOffset: number, mtime: Date, unregister: () => void) {
+    this.label = `bundle ${outPath}`;
+    this.#outPath = outPath;
+    this.#tempPath = tempPath;
+    this.#fh = fh;
+    this.#blobs = blobs;
+    this.#tailOffset = tailOffset;
+    this.#mtime = mtime;
+    this.#unregister = unregister;
+  }
+
+  static async create(outPath: string, plan: BundlePlan): Promise<BundleWriter> {
+    refuseExisting(outPath);
+    const mtime = new Date(Math.floor((plan.mtime ?? new Date()).getTime() / 1000) * 1000);
+    const layout = planLayout(plan, mtime, outPath);
+
+    const dir = path.dirname(path.resolve(outPath));
+    const tempPath = path.join(dir, `.${path.basename(outPath)}.airgap-partial-${randomBytes(6).toString('hex')}`);
+    let fh: FileHandle;
+    try {
+      fh = await open(tempPath, 'wx', 0o644);
+    } catch (e) {
+      throw outputError(e, outPath);
+    }
+    const unregister = registerCleanup(() => fs.rmSync(tempPath, { force: true }));
+    const writer = new BundleWriter(outPath, tempPath, fh, layout.blobs, layout.tailOffset, mtime, unregister);
+    try {
+      for (const w of layout.writes) await writer.#writeAt(w.bytes, w.offset);
+    } catch (e) {
+      await writer.abort();
+      throw e;
+    }
+    return writer;
+  }
+
+  async exists(desc: Descriptor): Promise<boolean> {
+    return this.#blobs.get(desc.digest)?.state === 'written';
+  }
+
+  async push(desc: Descriptor, openContent: () => Promise<Readable>, opts: FetchOptions = {}): Promise<PushOutcome> {
+    this.#assertOpen();
+    const blob = this.#blobs.get(desc.digest);
+    if (!blob) {
+      throw new AirgapError('E_OUTPUT', `${this.label}: ${desc.digest} (${desc.mediaType}) was not in the bundle plan`,
+        { hint: 'this is a bug in airgap: the plan must list every blob before writing starts' });
+    }
+    if (desc.size !== blob.size) {
+      throw new AirgapError('E_DIGEST_MISMATCH',
+        `${this.label}: ${desc.digest} is ${desc.size} bytes but the plan says ${blob.size}`);
+    }
+    if (blob.state === 'written') return 'existed';
+    if (blob.inflight) {
+      await blob.inflight;
+      return 'existed';
+    }
+    blob.state = 'writing';
+    blob.inflight = this.#stream(desc, blob, openContent, opts);
+    try {
+      const outcome = await blob.inflight;
+      blob.state = 'written';
+      return outcome;
+    } catch (e) {
+      blob.state = 'pending'; // a retry overwrites the same range
+      throw e;
+    } finally {
+      delete blob.inflight;
+    }
+  }
+
+  async #stream(desc: Descriptor, blob: PlannedBlob, openContent: () => Promise<Readable>,
+    opts: FetchOptions): Promise<PushOutcome> {
+    const source = await openContent();
+    const verifier = new VerifyingStream(desc, `${this.label}: blob ${desc.digest}`);
+    let position = blob.offset;
+    // Awaiting each positional write before taking the next chunk is the backpressure.
+    await pipeline(source, verifier, async (chunks: AsyncIterable<Buffer>) => {
+      for await (const chunk of chunks) {
+        await this.#writeAt(chunk, position);
+        position += chunk.length;
+      }
+    }, opts.signal ? { signal: opts.signal } : {});
+    return 'uploaded';
+  }
+
+  async tag(desc: Descriptor, bytes: Uint8Array, reference: string): Promise<void> {
+    this.#assertOpen();
+    if (this.#blobs.get(desc.digest)?.state !== 'written') {
+      throw new AirgapError('E_OUTPUT', `${this.label}: cannot tag ${reference}: manifest ${desc.digest} has not been written`,
+        { hint: 'this is a bug in airgap: a manifest must be pushed before it is tagged' });
+    }
+    verifyBytes(bytes, desc, `${this.label}: manifest for ${reference}`);
+    // A re-tag replaces the entry: one descriptor per reference.
+    this.#tags.delete(reference);
+    this.#tags.set(reference, {
+      mediaType: desc.mediaType, digest: desc.digest, size: desc.size, annotations: refAnnotations(reference),
+    });
+  }
+
+  /** Appends index.json, airgap.json and the end-of-archive blocks, then publishes atomically. */
+  async finish(metadata: BundleMetadata): Promise<void> {
+    this.#assertOpen();
+    this.#state = 'finishing';
+    try {
+      const missing = [...this.#blobs].filter(([, b]) => b.state !== 'written').map(([d]) => d);
+      if (missing.length > 0) {
+        throw new AirgapError('E_OUTPUT',
+          `${this.label}: ${missing.length} planned blob(s) were never written (first: ${missing[0]})`,
+          { hint: 'this is a bug in airgap: every planned blob must be pushed before finish' });
+      }
+      const index = { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [...this.#tags.values()] };
+      let offset = this.#tailOffset;
+      for (const [name, text] of [[INDEX_FILE, JSON.stringify(index, null, 2) + '\n'],
+        [METADATA_FILE, JSON.stringify(metadata, null, 2) + '\n']] as const) {
+        const entry = fileEntry(name, Buffer.from(text, 'utf8'), this.#mtime);
+        await this.#writeAt(entry, offset);
+        offset += entry.length;
+      }
+      await this.#writeAt(Buffer.alloc(END_OF_ARCHIVE_SIZE), offset);
+      offset += END_OF_ARCHIVE_SIZE;
+      try {
+        await this.#fh.truncate(offset);
+        await this.#fh.sync();
+        await this.#fh.close();
+      } catch (e) {
+        throw outputError(e, this.#outPath);
+      }
+      await publish(this.#tempPath, this.#outPath);
+      this.#unregister();
+      this.#state = 'done';
+    } catch (e) {
+      await this.abort();
+      throw e;
+    }
+  }
+
+  /** Removes the temp file; safe to call at any time, any number of times. */
+  async abort(): Promise<void> {
+    if (this.#state === 'done') return;
+    this.#state = 'done';
+    await this.#fh.close().catch(() => undefined);
+    fs.rmSync(this.#tempPath, { force: true });
+    this.#unregister();
+  }
+
+  #assertOpen(): void {
+    if (this.#state !== 'open') {
+      throw new AirgapError('E_OUTPUT', `${this.label} is already finished or aborted`);
+    }
+  }
+
+  async #writeAt(bytes: Uint8Array, position: number): Promise<void> {
+    let done = 0;
+    try {
+      while (done < bytes.length) {
+        const { bytesWritten } = await this.#fh.write(bytes, done, bytes.length - done, position + done);
+        done += bytesWritten;
+      }
+    } catch (e) {
+      throw outputError(e, this.#outPath);
+    }
+  }
+}
+
+interface Layout {
+  blobs: Map<string, PlannedBlob>;
+  writes: { offset: number; bytes: Buffer }[];
+  tailOffset: number;
+}
+
+/** oci-layout, the blobs (header + reserved body each), then the app files. */
+function planLayout(plan: BundlePlan, mtime: Date, outPath: string): Layout {
+  const blobs = new Map<string, PlannedBlob>();
+  const writes: Layout['writes'] = [];
+  let offset = 0;
+  const add = (bytes: Buffer): void => {
+    writes.push({ offset, bytes });
+    offset += bytes.length;
+  };
+  const dir = (name: string): void => add(encodeTarHeader({ name, type: 'dir', size: 0, mtime }));
+
+  add(fileEntry(OCI_LAYOUT_FILE, Buffer.from(OCI_LAYOUT_CONTENT), mtime));
+  dir('blobs');
+  dir(BLOBS_DIR);
+  for (const { digest, size } of plan.blobs) {
+    assertDigest(digest, `bundle plan blob ${digest}`);
+    if (!Number.isSafeInteger(size) || size < 0) {
+      throw new AirgapError('E_OUTPUT', `bundle ${outPath}: plan gives ${digest} an invalid size ${size}`);
+    }
+    const seen = blobs.get(digest);
+    if (seen) {
+      if (seen.size !== size) {
+        throw new AirgapError('E_DIGEST_MISMATCH', `bundle ${outPath}: ${digest} is planned with two sizes (${seen.size} and ${size})`);
+      }
+      continue;
+    }
+    add(encodeTarHeader({ name: blobPath(digest), type: 'file', size, mtime }));
+    blobs.set(digest, { size, offset, state: 'pending' });
+    offset += paddedSize(size); // body and padding are filled by push (unwritten bytes read as zero)
+  }
+
+  const files = new Map<string, Uint8Array>();
+  for (const f of plan.appFiles) {
+    const rel = safeAppPath(f.path, outPath);
+    if (files.has(rel)) throw new AirgapError('E_OUTPUT', `bundle ${outPath}: app file "${rel}" is listed twice`);
+    files.set(rel, f.content);
+  }
+  if (files.size > 0) {
+    const dirs = new Set<string>([APP_DIR]);
+    for (const rel of files.keys()) {
+      const parts = rel.split('/');
+      for (let i = 1; i < parts.length; i++) dirs.add(`${APP_DIR}/${parts.slice(0, i).join('/')}`);
+    }
+    for (const d of [...dirs].sort()) dir(d);
+    for (const [rel, content] of files) add(fileEntry(`${APP_DIR}/${rel}`, content, mtime));
+  }
+  return { blobs, writes, tailOffset: offset };
+}
+
+/** Header plus body padded to a whole block. */
+function fileEntry(name: string, content: Uint8Array, mtime: Date): Buffer {
+  const header = encodeTarHeader({ name, type: 'file', size: content.length, mtime });
+  const out = Buffer.alloc(header.length + paddedSize(content.length));
+  header.copy(out);
+  out.set(content, header.length);
+  return out;
+}
+
+function safeAppPath(p: string, outPath: string): string {
+  const parts = p.replace(/\\/g, '/').split('/').filter((s) => s !== '' && s !== '.');
+  if (p.startsWith('/') || parts.length === 0 || parts.includes('..') || p.includes('\u0000')) {
+    throw new AirgapError('E_OUTPUT', `bundle ${outPath}: app file path "${p}" is not a relative path inside the app`);
+  }
+  return parts.join('/');
+}
+
+function refuseExisting(outPath: string): void {
+  if (fs.existsSync(outPath)) {
+    throw new AirgapError('E_OUTPUT', `${outPath} already exists`,
+      { hint: 'choose another --out path or remove the existing file first' });
+  }
+}
+
+/**
+ * Publishes without clobbering: link() fails with EEXIST where rename() would silently replace
+ * a file that appeared meanwhile. File systems without hard links fall back to check + rename.
+ */
+async function publish(tempPath: string, outPath: string): Promise<void> {
+  try {
+    fs.linkSync(tempPath, outPath);
+    fs.rmSync(tempPath, { force: true });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') refuseExisting(outPath);
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EMLINK') throw outputError(e, outPath);
+    refuseExisting(outPath);
+    try {
+      fs.renameSync(tempPath, outPath);
+    } catch (e2) {
+      throw outputError(e2, outPath);
+    }
+  }
+  syncDir(path.dirname(path.resolve(outPath)));
+}
+
+/** Makes the new directory entry durable; best effort (not every file system allows it). */
+function syncDir(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(dir, 'r');
+    fs.fsyncSync(fd);
+  } catch {
+    // Durability of the rename is a bonus, not a requirement.
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+
+const REASONS: Record<string, string> = {
+  ENOSPC: 'no space left on device',
+  EDQUOT: 'disk quota exceeded',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EROFS: 'read-only file system',
+  EFBIG: 'file too large for this file system',
+  ENOENT: 'directory does not exist',
+  ENOTDIR: 'a parent path is not a directory',
+  EISDIR: 'is a directory',
+  EIO: 'I/O error',
+};
+
+function outputError(e: unknown, outPath: string): AirgapError {
+  if (isAirgapError(e)) return e;
+  const code = (e as NodeJS.ErrnoException | undefined)?.code ?? '';
+  const reason = REASONS[code] ?? (e instanceof Error ? e.message : String(e));
+  return new AirgapError('E_OUTPUT', `cannot write bundle ${outPath}: ${reason}${code && REASONS[code] ? ` (${code})` : ''}`,
+    { hint: 'free space or pick a writable --out location, then run the build again', cause: e });
+}
