@@ -45,11 +45,13 @@ const CONTAINER_LISTS: [string, ImageOrigin][] = [
   ['ephemeralContainers', 'ephemeralContainer'],
 ];
 
-function child(node: unknown, key: string): unknown {
+/** The value node under `key` of a mapping node, or undefined. */
+export function child(node: unknown, key: string): unknown {
   return isMap(node) ? node.get(key, true) : undefined;
 }
 
-function str(node: unknown): string | undefined {
+/** The string value of a scalar node, or undefined. */
+export function str(node: unknown): string | undefined {
   return isScalar(node) && typeof node.value === 'string' ? node.value : undefined;
 }
 
@@ -60,7 +62,7 @@ function isPodSpec(node: unknown): node is YAMLMap {
 }
 
 /** Calls cb for each top-level object of a document: the document itself, or the items of a List. */
-function forEachObject(node: unknown, cb: (obj: YAMLMap) => void): void {
+export function forEachObject(node: unknown, cb: (obj: YAMLMap) => void): void {
   if (!isMap(node)) return;
   const items = child(node, 'items');
   if (str(child(node, 'kind'))?.endsWith('List') && isSeq(items)) {
@@ -70,16 +72,25 @@ function forEachObject(node: unknown, cb: (obj: YAMLMap) => void): void {
   cb(node);
 }
 
-/** Calls cb for every pod spec: spec (Pod shape), spec.template.spec, spec.jobTemplate.spec.template.spec. */
-export function forEachPodSpec(doc: Document, cb: (podSpec: YAMLMap, object: YAMLMap) => void): void {
+/** A path inside one object (a List item counts as its own object), as JSON-pointer segments. */
+export type NodePath = (string | number)[];
+
+const POD_SPEC_PATHS: NodePath[] = [
+  ['spec'],
+  ['spec', 'template', 'spec'],
+  ['spec', 'jobTemplate', 'spec', 'template', 'spec'],
+];
+
+/**
+ * Calls cb for every pod spec: spec (Pod shape), spec.template.spec,
+ * spec.jobTemplate.spec.template.spec; `path` is relative to `object`.
+ */
+export function forEachPodSpec(doc: Document, cb: (podSpec: YAMLMap, object: YAMLMap, path: NodePath) => void): void {
   forEachObject(doc.contents, (obj) => {
-    const spec = child(obj, 'spec');
-    const candidates = [
-      spec,
-      child(child(spec, 'template'), 'spec'),
-      child(child(child(child(spec, 'jobTemplate'), 'spec'), 'template'), 'spec'),
-    ];
-    for (const c of candidates) if (isPodSpec(c)) cb(c, obj);
+    for (const path of POD_SPEC_PATHS) {
+      const node = path.reduce<unknown>((n, k) => child(n, String(k)), obj);
+      if (isPodSpec(node)) cb(node, obj, path);
+    }
   });
 }
 
@@ -92,23 +103,29 @@ export function isKotsApplication(obj: unknown): obj is YAMLMap {
 /**
  * Calls cb for every node holding an image: each container's `image` value and each item of the
  * KOTS Application's spec.additionalImages. The node may be a non-string (the caller decides).
+ * `path` leads from `object` to the node.
  */
-export function forEachImageNode(doc: Document, cb: (node: Node, origin: ImageOrigin) => void): void {
-  forEachPodSpec(doc, (podSpec) => {
+export function forEachImageNode(
+  doc: Document,
+  cb: (node: Node, origin: ImageOrigin, object: YAMLMap, path: NodePath) => void,
+): void {
+  forEachPodSpec(doc, (podSpec, obj, specPath) => {
     for (const [key, origin] of CONTAINER_LISTS) {
       const list = podSpec.get(key, true);
       if (!isSeq(list)) continue;
-      for (const container of list.items) {
+      list.items.forEach((container, i) => {
         const image = child(container, 'image');
-        if (isNode(image)) cb(image, origin);
-      }
+        if (isNode(image)) cb(image, origin, obj, [...specPath, key, i, 'image']);
+      });
     }
   });
   forEachObject(doc.contents, (obj) => {
     if (!isKotsApplication(obj)) return;
     const extra = child(child(obj, 'spec'), 'additionalImages');
     if (!isSeq(extra)) return;
-    for (const item of extra.items) if (isNode(item)) cb(item, 'additionalImages');
+    extra.items.forEach((item, i) => {
+      if (isNode(item)) cb(item, 'additionalImages', obj, ['spec', 'additionalImages', i]);
+    });
   });
 }
 
@@ -118,7 +135,7 @@ export function imageString(node: Node, where: string): string {
     if (node.value.includes('{{')) throw templated(where);
     return node.value;
   }
-  const shown = isScalar(node) ? String(node.value) : isMap(node) ? 'a mapping' : 'a list';
+  const shown = isScalar(node) ? String(node.value) : isMap(node) ? 'a mapping' : isSeq(node) ? 'a list' : 'an alias (write the image out)';
   throw new AirgapError('E_MANIFESTS', `${where}: image must be a string, found ${shown}`,
     { hint: 'write the image as a plain string, e.g. image: quay.io/org/app:1.0' });
 }
