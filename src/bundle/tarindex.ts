@@ -27,7 +27,9 @@ export async function indexTar(fh: FileHandle, fileSize: number, label: string):
   let pending: { path?: string; size?: number } = {};
   let count = 0;
 
-  while (pos < fileSize) {
+  for (;;) {
+    // A bundle cut at an entry boundary would otherwise look complete.
+    if (pos >= fileSize) throw bad(label, `truncated: the archive ends at byte ${pos} without its end-of-archive marker`);
     if (pos + BLOCK > fileSize) throw bad(label, `truncated: a partial tar header at byte ${pos}`);
     await readExactly(fh, header, pos);
     if (header.every((b) => b === 0)) break; // end-of-archive marker; anything after it is padding
