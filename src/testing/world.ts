@@ -153,7 +153,7 @@ export async function startWorld(opts: WorldOptions = {}): Promise<World> {
       started.push(s);
       return s;
     });
-    const [pub, priv, vendor, layout] = await Promise.all([
+    const [pub, priv, vendor, layout] = await settleAll([
       track(startRegistry()),
       track(startRegistry({ users: [upstreamCredentials] })),
       track(startRegistry({ users: [{ username: licenseId, password: licenseId }] })),
@@ -171,7 +171,7 @@ export async function startWorld(opts: WorldOptions = {}): Promise<World> {
 
     const entries = catalog(appSlug);
     const limit = pLimit(6);
-    const built = await Promise.all(entries.map((e, i) => limit(async () => {
+    const built = await settleAll(entries.map((e, i) => limit(async () => {
       const name = `img${i}`;
       const image = await layout.build(name, {
         ...e, layers: e.layers.map((l) => ({ ...l, size: Math.max(1, Math.round((l.size ?? 32 * KiB) * factor)) })),
@@ -214,6 +214,17 @@ export async function startWorld(opts: WorldOptions = {}): Promise<World> {
     await stopAll();
     throw e;
   }
+}
+
+/**
+ * Promise.all that waits for every promise before rejecting, so that cleanup after a failure
+ * does not race with servers still starting or skopeo still writing.
+ */
+async function settleAll<T extends readonly unknown[]>(ps: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const results = await Promise.allSettled(ps);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return results.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }
 
 /** testdata/ next to src/ (tsx) or two levels above dist/src/testing (compiled). */
