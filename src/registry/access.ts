@@ -1,0 +1,87 @@
+import { createHash } from 'node:crypto';
+import pLimit from 'p-limit';
+import type { ImageSource, ProbeResult, RegistryProbe } from '../app/resolve.js';
+import type { RegistryAccess } from '../plan.js';
+import { RegistryClient } from './client.js';
+import type { CredentialOptions, Credentials } from './credentials.js';
+import { type HostSettings, type RetryPolicy, Transport } from './transport.js';
+import { RegistryStore } from './store.js';
+
+/**
+ * How the phases reach registries: one shared transport (connection pools, scheme answers), one
+ * client per (registry, credentials), a RegistryStore per repository, and the anonymous probe.
+ */
+
+export interface RegistryAccessOptions {
+  /** Per-host TLS / plain-HTTP settings (the customer registry's flags). */
+  hosts?: HostSettings[];
+  /** Explicit credentials per registry host (flags); others come from the Docker config. */
+  credentials?: Record<string, Credentials>;
+  /** A CA trusted, besides the system roots, for hosts without their own settings. */
+  defaultCaFile?: string;
+  retry?: Partial<RetryPolicy>;
+  credentialOptions?: Omit<CredentialOptions, 'explicit'>;
+}
+
+export interface ClosableRegistryAccess extends RegistryAccess {
+  open(source: ImageSource): RegistryStore;
+  close(): Promise<void>;
+}
+
+const TAG_LOOKUP_LIMIT = 200;
+
+export function createRegistryAccess(opts: RegistryAccessOptions = {}): ClosableRegistryAccess {
+  const transport = new Transport({ ...(opts.hosts ? { hosts: opts.hosts } : {}), ...(opts.retry ? { retry: opts.retry } : {}) });
+  const configured = new Set((opts.hosts ?? []).map((h) => h.host));
+  const clients = new Map<string, RegistryClient>();
+
+  const clientFor = (registry: string, credentials: Credentials | undefined, anonymous = false): RegistryClient => {
+    if (!configured.has(registry) && opts.defaultCaFile !== undefined) {
+      transport.configure({ host: registry, caFile: opts.defaultCaFile });
+      configured.add(registry);
+    }
+    const creds = credentials ?? opts.credentials?.[registry];
+    // Keyed by a hash: the map must not hold a readable copy of anyone's password.
+    const key = `${registry}\n${anonymous ? 'anonymous' : creds ? fingerprint(creds) : 'default'}`;
+    let client = clients.get(key);
+    if (!client) {
+      client = new RegistryClient({
+        host: registry, transport,
+        ...(anonymous ? { anonymous: true } : creds ? { credentials: creds } : {}),
+        ...(opts.credentialOptions ? { credentialOptions: opts.credentialOptions } : {}),
+      });
+      clients.set(key, client);
+    }
+    return client;
+  };
+
+  const probe: RegistryProbe = {
+    probe(registry: string, repository: string, reference: string): Promise<ProbeResult> {
+      return clientFor(registry, undefined, true).probe(repository, reference);
+    },
+    async tagFor(registry: string, repository: string, digest: string): Promise<string | undefined> {
+      const client = clientFor(registry, undefined);
+      const tags = (await client.listTags(repository)).slice(0, TAG_LOOKUP_LIMIT);
+      const limit = pLimit(8);
+      const hits = await Promise.all(tags.map((tag) => limit(async () => {
+        const d = await client.headManifest(repository, tag).catch(() => undefined);
+        return d?.digest === digest ? tag : undefined;
+      })));
+      return hits.find((t) => t !== undefined);
+    },
+  };
+
+  return {
+    open(source: ImageSource): RegistryStore {
+      return new RegistryStore(clientFor(source.registry, source.credentials), source.repository);
+    },
+    probe,
+    async close(): Promise<void> {
+      await transport.close();
+    },
+  };
+}
+
+function fingerprint(c: Credentials): string {
+  return createHash('sha256').update(`${c.username}\0${c.password}`).digest('hex');
+}

@@ -1,0 +1,362 @@
+import { Readable } from 'node:stream';
+import { AirgapError } from '../errors.js';
+import type { Descriptor } from '../oci/descriptor.js';
+import { parseManifest } from '../oci/manifest.js';
+import { MANIFEST_ACCEPT, bareMediaType } from '../oci/mediatypes.js';
+import { sha256Digest } from '../oci/verify.js';
+import type { PushOutcome } from '../store.js';
+import { Authenticator } from './auth.js';
+import { type CredentialOptions, type Credentials, resolveCredentials } from './credentials.js';
+import { type RequestSubject, RegistryError, httpError, isConnectionError, networkError } from './errors.js';
+import {
+  type HostSettings, type HttpResponse, type Method, type RetryPolicy, Transport, backoffDelay, endpointHost,
+  header, sleep,
+} from './transport.js';
+import { pushBlob } from './upload.js';
+
+/** The registry API for one registry host: manifests, blobs, tags, uploads. */
+
+export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+const MAX_ERROR_BODY = 16 * 1024;
+
+export interface RegistryClientOptions {
+  /** Registry host as written: `quay.io`, `127.0.0.1:5000`, `docker.io`. */
+  host: string;
+  /** Share one transport (connection pools, scheme answers) between clients. */
+  transport?: Transport;
+  /** TLS / plain-HTTP settings for this host (applied to the transport). */
+  settings?: Omit<HostSettings, 'host'>;
+  retry?: Partial<RetryPolicy>;
+  /** Explicit credentials; otherwise the Docker config is consulted. */
+  credentials?: Credentials;
+  credentialOptions?: Omit<CredentialOptions, 'explicit'>;
+  /** Never look credentials up (public/private probing, tests). */
+  anonymous?: boolean;
+  /** PATCH chunk size for the chunked upload fall-back (default 4 MiB, GHCR's limit). */
+  chunkSize?: number;
+}
+
+export interface ManifestResult {
+  descriptor: Descriptor;
+  bytes: Uint8Array;
+  contentType: string;
+}
+
+export type Access = 'pull' | 'push';
+
+export interface RegistryRequest {
+  method: Method;
+  /** `/v2/...` path or an absolute URL (upload Location). */
+  url: string | URL;
+  repo: string;
+  access: Access;
+  /** Extra repositories this request reads from (a mount's source). */
+  alsoPull?: string[];
+  what: string;
+  headers?: Record<string, string>;
+  body?: Uint8Array | Readable;
+  signal?: AbortSignal;
+  retry?: boolean;
+  anonymous?: boolean;
+}
+
+export type ProbeResult = 'readable' | 'unauthorized' | 'not-found';
+
+export interface CallOptions {
+  signal?: AbortSignal;
+}
+
+export class RegistryClient {
+  readonly host: string;
+  readonly chunkSize: number;
+  readonly #transport: Transport;
+  readonly #ownsTransport: boolean;
+  readonly #auth: Authenticator;
+  #anonAuth: Authenticator | undefined;
+  /** digest → repositories of this registry known to hold the blob (mount sources). */
+  readonly #known = new Map<string, Set<string>>();
+
+  constructor(opts: RegistryClientOptions) {
+    this.host = opts.host;
+    this.chunkSize = opts.chunkSize ?? 4 * 1024 * 1024;
+    this.#ownsTransport = opts.transport === undefined;
+    this.#transport = opts.transport ?? new Transport(opts.retry ? { retry: opts.retry } : {});
+    if (opts.settings) this.#transport.configure({ host: opts.host, ...opts.settings });
+    else this.#transport.settings(opts.host); // validates the host
+    const explicit = opts.credentials;
+    this.#auth = new Authenticator(this.#transport, opts.host, opts.anonymous
+      ? () => Promise.resolve(undefined)
+      : () => resolveCredentials(opts.host, { ...opts.credentialOptions, ...(explicit ? { explicit } : {}) }));
+  }
+
+  get retryPolicy(): RetryPolicy {
+    return this.#transport.retryPolicy;
+  }
+
+  async close(): Promise<void> {
+    if (this.#ownsTransport) await this.#transport.close();
+  }
+
+  async getManifest(repo: string, ref: string, opts: CallOptions = {}): Promise<ManifestResult> {
+    const what = `manifest ${refName(repo, ref)}`;
+    const res = await this.request({
+      method: 'GET', url: `/v2/${repo}/manifests/${ref}`, repo, access: 'pull', what,
+      headers: { accept: MANIFEST_ACCEPT }, ...sig(opts),
+    });
+    if (res.status !== 200) return this.fail(res, 'GET', what);
+    const bytes = await readCapped(res, MAX_MANIFEST_BYTES, `${what} on registry ${this.host}`);
+    const contentType = header(res, 'content-type') ?? '';
+    const parsed = parseManifest(bytes, contentType, `${what} on registry ${this.host}`);
+    const digest = sha256Digest(bytes);
+    // Docker-Content-Digest is advisory; what we hashed is what counts.
+    if (isDigest(ref) && digest !== ref) {
+      throw new AirgapError('E_DIGEST_MISMATCH', `${what} on registry ${this.host}: content hashes to ${digest}`,
+        { hint: 'the registry served a manifest that does not match the requested digest; report it to its operator' });
+    }
+    return { descriptor: { mediaType: parsed.mediaType, digest, size: bytes.length }, bytes, contentType };
+  }
+
+  async headManifest(repo: string, ref: string, opts: CallOptions & { access?: Access } = {}): Promise<Descriptor | undefined> {
+    const what = `manifest ${refName(repo, ref)}`;
+    const res = await this.request({
+      method: 'HEAD', url: `/v2/${repo}/manifests/${ref}`, repo, access: opts.access ?? 'pull', what,
+      headers: { accept: MANIFEST_ACCEPT }, ...sig(opts),
+    });
+    await res.body.dump().catch(() => undefined);
+    if (res.status === 404) return undefined;
+    if (res.status !== 200) return this.fail(res, 'HEAD', what);
+    const digest = header(res, 'docker-content-digest') ?? (isDigest(ref) ? ref : undefined);
+    const size = Number(header(res, 'content-length'));
+    const mediaType = bareMediaType(header(res, 'content-type'));
+    if (!digest || !Number.isSafeInteger(size) || !mediaType) {
+      // A HEAD without the headers we need: a GET tells us everything.
+      return (await this.getManifest(repo, ref, opts)).descriptor;
+    }
+    return { mediaType, digest, size };
+  }
+
+  /**
+   * The blob's bytes as one stream. A download cut part-way is resumed with `Range: bytes=N-`
+   * (or by skipping N bytes when the registry ignores ranges), so the consumer, which hashes the
+   * stream, sees one continuous body.
+   */
+  async getBlob(repo: string, desc: Descriptor, opts: CallOptions = {}): Promise<Readable> {
+    const first = await this.#openBlob(repo, desc, 0, opts.signal);
+    this.rememberBlob(desc.digest, repo);
+    return Readable.from(this.#resumingBody(repo, desc, first, opts.signal), { objectMode: false });
+  }
+
+  async headBlob(repo: string, digest: string, opts: CallOptions & { access?: Access } = {}): Promise<Descriptor | undefined> {
+    const what = `blob ${repo}@${digest}`;
+    const res = await this.request({
+      method: 'HEAD', url: `/v2/${repo}/blobs/${digest}`, repo, access: opts.access ?? 'pull', what, ...sig(opts),
+    });
+    await res.body.dump().catch(() => undefined);
+    if (res.status === 404) return undefined;
+    if (res.status !== 200) return this.fail(res, 'HEAD', what);
+    this.rememberBlob(digest, repo);
+    const size = Number(header(res, 'content-length') ?? -1);
+    return { mediaType: 'application/octet-stream', digest, size: Number.isSafeInteger(size) ? size : -1 };
+  }
+
+  async listTags(repo: string, opts: CallOptions = {}): Promise<string[]> {
+    const what = `tags of ${repo}`;
+    const tags: string[] = [];
+    let url: string | URL = `/v2/${repo}/tags/list?n=1000`;
+    for (let page = 0; page < 10_000; page++) {
+      const res = await this.request({ method: 'GET', url, repo, access: 'pull', what, ...sig(opts) });
+      if (res.status !== 200) return this.fail(res, 'GET', what);
+      const body = JSON.parse((await readCapped(res, 64 * 1024 * 1024, what)).toString()) as { tags?: unknown };
+      if (Array.isArray(body.tags)) for (const t of body.tags) if (typeof t === 'string') tags.push(t);
+      const next = /<([^>]+)>\s*;\s*rel="?next"?/.exec(header(res, 'link') ?? '');
+      if (!next) break;
+      url = new URL(next[1]!, res.url);
+    }
+    return tags;
+  }
+
+  async putManifest(repo: string, ref: string, bytes: Uint8Array, mediaType: string, opts: CallOptions = {}): Promise<Descriptor> {
+    const what = `manifest ${refName(repo, ref)}`;
+    const res = await this.request({
+      method: 'PUT', url: `/v2/${repo}/manifests/${ref}`, repo, access: 'push', what,
+      headers: { 'content-type': mediaType }, body: bytes, ...sig(opts),
+    });
+    await res.body.dump().catch(() => undefined);
+    if (res.status < 200 || res.status > 299) return this.fail(res, 'PUT', what);
+    return { mediaType, digest: sha256Digest(bytes), size: bytes.length };
+  }
+
+  /** HEAD → mount (from one of `mountFrom`) → monolithic POST+PUT → chunked PATCH. */
+  pushBlob(repo: string, desc: Descriptor, open: () => Promise<Readable>,
+    opts: CallOptions & { mountFrom?: string[] } = {}): Promise<PushOutcome> {
+    return pushBlob(this, repo, desc, open, opts);
+  }
+
+  /** Anonymous read check for the public/private decision. */
+  async probe(repo: string, ref: string, opts: CallOptions = {}): Promise<ProbeResult> {
+    const what = `manifest ${refName(repo, ref)}`;
+    let res: HttpResponse;
+    try {
+      res = await this.request({
+        method: 'GET', url: `/v2/${repo}/manifests/${ref}`, repo, access: 'pull', what, anonymous: true,
+        headers: { accept: MANIFEST_ACCEPT }, ...sig(opts),
+      });
+    } catch (e) {
+      if (e instanceof AirgapError && e.code === 'E_AUTH') return 'unauthorized';
+      throw e;
+    }
+    await res.body.dump().catch(() => undefined);
+    if (res.status === 200) return 'readable';
+    if (res.status === 401 || res.status === 403) return 'unauthorized';
+    if (res.status === 404) return 'not-found';
+    return this.fail(res, 'GET', what);
+  }
+
+  rememberBlob(digest: string, repo: string): void {
+    let repos = this.#known.get(digest);
+    if (!repos) this.#known.set(digest, (repos = new Set()));
+    repos.add(repo);
+  }
+
+  knownRepositories(digest: string): string[] {
+    return [...(this.#known.get(digest) ?? [])];
+  }
+
+  /** One authenticated request: adds Authorization, and on a 401 learns the challenge and tries once more. */
+  async request(r: RegistryRequest): Promise<HttpResponse> {
+    const subject: RequestSubject = { method: r.method, host: this.host, what: r.what };
+    const auth = r.anonymous ? (this.#anonAuth ??= new Authenticator(this.#transport, this.host, () => Promise.resolve(undefined))) : this.#auth;
+    const scopes = [`repository:${r.repo}:${r.access === 'push' ? 'pull,push' : 'pull'}`,
+      ...(r.alsoPull ?? []).map((p) => `repository:${p}:pull`)];
+    // Authorization goes only to this registry's own endpoint, never to another host's Location.
+    const ownHost = (typeof r.url === 'string' && r.url.startsWith('/')) || new URL(r.url).host === endpointHost(this.host);
+    const send = (authorization: string | undefined): Promise<HttpResponse> => this.#transport.send({
+      method: r.method, host: this.host, url: r.url, subject,
+      headers: { ...r.headers, ...(authorization && ownHost ? { authorization } : {}) },
+      ...(r.body !== undefined ? { body: r.body } : {}),
+      ...(r.signal ? { signal: r.signal } : {}),
+      ...(r.retry === false ? { retry: false } : {}),
+    });
+    let authorization = ownHost ? await auth.authorization(scopes, subject, r.signal) : undefined;
+    let res = await send(authorization);
+    if (res.status === 401 && ownHost && await auth.unauthorized(res, scopes, authorization)) {
+      // A stream body is spent: the caller (uploads) restarts with a fresh one.
+      if (r.body !== undefined && !(r.body instanceof Uint8Array)) return res;
+      await res.body.dump().catch(() => undefined);
+      authorization = await auth.authorization(scopes, subject, r.signal);
+      res = await send(authorization);
+    }
+    return res;
+  }
+
+  /** Reads the error body and throws the typed error for it. */
+  async fail(res: HttpResponse, method: string, what: string): Promise<never> {
+    let text = '';
+    if (method !== 'HEAD') {
+      try {
+        text = (await readCapped(res, MAX_ERROR_BODY, what, true)).toString('utf8');
+      } catch {
+        text = '';
+      }
+    } else {
+      await res.body.dump().catch(() => undefined);
+    }
+    throw httpError({ method, host: this.host, what }, res.status, text, header(res, 'content-type'));
+  }
+
+  async #openBlob(repo: string, desc: Descriptor, offset: number, signal?: AbortSignal): Promise<Readable> {
+    const what = `blob ${repo}@${desc.digest}`;
+    const res = await this.request({
+      method: 'GET', url: `/v2/${repo}/blobs/${desc.digest}`, repo, access: 'pull', what,
+      ...(offset > 0 ? { headers: { range: `bytes=${offset}-` } } : {}), ...(signal ? { signal } : {}),
+    });
+    if (offset > 0 && res.status === 206) {
+      const start = /bytes\s+(\d+)-/.exec(header(res, 'content-range') ?? '');
+      if (start && Number(start[1]) === offset) return res.body;
+      await res.body.dump().catch(() => undefined);
+      throw new RegistryError('E_REGISTRY', `GET ${what} on registry ${this.host}: resumed download answered the wrong range`,
+        { temporary: true, hint: 'the registry or a proxy mangles Range requests; retry' });
+    }
+    if (res.status === 200) return offset > 0 ? Readable.from(skipBytes(res.body, offset), { objectMode: false }) : res.body;
+    return this.fail(res, 'GET', what);
+  }
+
+  async *#resumingBody(repo: string, desc: Descriptor, first: Readable, signal?: AbortSignal): AsyncGenerator<Buffer> {
+    let body = first;
+    let offset = 0;
+    let failures = 0;
+    let offsetAtFailure = -1;
+    const subject: RequestSubject = { method: 'GET', host: this.host, what: `blob ${repo}@${desc.digest}` };
+    try {
+      for (;;) {
+        try {
+          for await (const chunk of body as AsyncIterable<Buffer>) {
+            offset += chunk.length;
+            yield chunk;
+          }
+          // A body that ended early without an error (no Content-Length) is resumed too.
+          if (offset >= desc.size) return;
+          throw Object.assign(new Error(`body ended after ${offset} of ${desc.size} bytes`), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
+        } catch (e) {
+          if (signal?.aborted) throw signal.reason ?? e;
+          const temporary = e instanceof RegistryError ? e.temporary : isConnectionError(e);
+          if (!temporary) throw e;
+          // Progress since the last cut resets the budget: a long download may be cut many times.
+          failures = offset > offsetAtFailure ? 1 : failures + 1;
+          offsetAtFailure = offset;
+          if (failures >= this.retryPolicy.attempts) throw e instanceof AirgapError ? e : networkError(subject, e);
+          body.destroy();
+          await sleep(backoffDelay(this.retryPolicy, failures), signal);
+          body = await this.#openBlob(repo, desc, offset, signal);
+        }
+      }
+    } finally {
+      body.destroy();
+    }
+  }
+}
+
+async function* skipBytes(body: AsyncIterable<Buffer>, n: number): AsyncGenerator<Buffer> {
+  let left = n;
+  for await (const chunk of body) {
+    if (left >= chunk.length) {
+      left -= chunk.length;
+      continue;
+    }
+    yield left > 0 ? chunk.subarray(left) : chunk;
+    left = 0;
+  }
+}
+
+/** Reads a whole (small) body, refusing more than `cap` bytes; `truncate` keeps the first `cap` instead. */
+async function readCapped(res: HttpResponse, cap: number, what: string, truncate = false): Promise<Buffer> {
+  const declared = Number(header(res, 'content-length'));
+  if (!truncate && Number.isFinite(declared) && declared > cap) {
+    res.body.destroy();
+    throw new AirgapError('E_UNSUPPORTED', `${what} is ${declared} bytes, more than the ${cap}-byte limit`);
+  }
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of res.body as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > cap) {
+      res.body.destroy();
+      if (truncate) break;
+      throw new AirgapError('E_UNSUPPORTED', `${what} is more than the ${cap}-byte limit`);
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+function isDigest(ref: string): boolean {
+  return /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/.test(ref);
+}
+
+function refName(repo: string, ref: string): string {
+  return isDigest(ref) ? `${repo}@${ref}` : `${repo}:${ref}`;
+}
+
+function sig(opts: CallOptions): { signal?: AbortSignal } {
+  return opts.signal ? { signal: opts.signal } : {};
+}

@@ -1,0 +1,95 @@
+import { Readable } from 'node:stream';
+import { AirgapError } from '../errors.js';
+import type { Descriptor } from '../oci/descriptor.js';
+import { isIndexType, isManifestType, isSchema1 } from '../oci/mediatypes.js';
+import { verifyBytes } from '../oci/verify.js';
+import type { FetchOptions, PushOutcome, Resolved, SourceStore, TargetStore } from '../store.js';
+import { MAX_MANIFEST_BYTES, type ProbeResult, type RegistryClient } from './client.js';
+
+/**
+ * One repository of one registry as a content store, both source and target. The repository
+ * path is taken as given: behind the vendor proxy it carries another registry's `host:port`
+ * (`proxy/my-app/127.0.0.1:5001/org/api`), which the reference grammar would refuse.
+ */
+export class RegistryStore implements SourceStore, TargetStore {
+  readonly label: string;
+  readonly client: RegistryClient;
+  readonly repository: string;
+
+  constructor(client: RegistryClient, repository: string) {
+    if (repository === '' || /[\s?#]/.test(repository) || repository.startsWith('/') || repository.endsWith('/')) {
+      throw new AirgapError('E_REFERENCE', `"${repository}" is not a repository path on registry ${client.host}`);
+    }
+    this.client = client;
+    this.repository = repository;
+    this.label = `registry ${client.host}/${repository}`;
+  }
+
+  async resolve(reference: string, opts: FetchOptions = {}): Promise<Resolved> {
+    const { descriptor, bytes } = await this.client.getManifest(this.repository, reference, opts);
+    return { descriptor, bytes };
+  }
+
+  async fetch(desc: Descriptor, opts: FetchOptions = {}): Promise<Readable> {
+    if (isManifestMediaType(desc.mediaType)) {
+      const { bytes } = await this.client.getManifest(this.repository, desc.digest, opts);
+      return Readable.from([Buffer.from(bytes)], { objectMode: false });
+    }
+    return this.client.getBlob(this.repository, desc, opts);
+  }
+
+  async exists(desc: Descriptor, opts: FetchOptions = {}): Promise<boolean> {
+    const call = { access: 'push' as const, ...(opts.signal ? { signal: opts.signal } : {}) };
+    if (isManifestMediaType(desc.mediaType)) {
+      return (await this.client.headManifest(this.repository, desc.digest, call)) !== undefined;
+    }
+    return (await this.client.headBlob(this.repository, desc.digest, call)) !== undefined;
+  }
+
+  async push(desc: Descriptor, open: () => Promise<Readable>, opts: FetchOptions = {}): Promise<PushOutcome> {
+    if (!isManifestMediaType(desc.mediaType)) {
+      // Mount from a repository of this registry where the blob is known to be (pushed, seen, fetched).
+      const mountFrom = this.client.knownRepositories(desc.digest).filter((r) => r !== this.repository);
+      return this.client.pushBlob(this.repository, desc, open, { ...opts, mountFrom });
+    }
+    if (await this.exists(desc, opts)) return 'existed';
+    const bytes = await readManifest(await open(), desc, this.label);
+    verifyBytes(bytes, desc, `manifest ${desc.digest} for ${this.label}`);
+    // By digest: pushing must not make the content visible under a tag.
+    await this.client.putManifest(this.repository, desc.digest, bytes, desc.mediaType, opts);
+    return 'uploaded';
+  }
+
+  async tag(desc: Descriptor, bytes: Uint8Array, reference: string, opts: FetchOptions = {}): Promise<void> {
+    await this.client.putManifest(this.repository, reference, bytes, desc.mediaType, opts);
+  }
+
+  /** Anonymous read check for the public/private decision. */
+  probe(reference: string, opts: FetchOptions = {}): Promise<ProbeResult> {
+    return this.client.probe(this.repository, reference, opts);
+  }
+}
+
+export function isManifestMediaType(mediaType: string): boolean {
+  return isIndexType(mediaType) || isManifestType(mediaType) || isSchema1(mediaType) ||
+    /\.(manifest|index)\.v\d+\+json$/.test(mediaType);
+}
+
+async function readManifest(stream: Readable, desc: Descriptor, label: string): Promise<Buffer> {
+  if (desc.size > MAX_MANIFEST_BYTES) {
+    stream.destroy();
+    throw new AirgapError('E_UNSUPPORTED', `manifest ${desc.digest} for ${label} is ${desc.size} bytes, more than the ${MAX_MANIFEST_BYTES}-byte limit`);
+  }
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of stream as AsyncIterable<Buffer | string>) {
+    const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    total += buf.length;
+    if (total > desc.size) {
+      stream.destroy();
+      break; // verifyBytes reports the size mismatch
+    }
+    chunks.push(buf);
+  }
+  return Buffer.concat(chunks);
+}

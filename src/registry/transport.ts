@@ -1,0 +1,329 @@
+import { readFileSync } from 'node:fs';
+import type { Readable } from 'node:stream';
+import { rootCertificates } from 'node:tls';
+import { Agent, request, type Dispatcher } from 'undici';
+import { AirgapError } from '../errors.js';
+import {
+  type RequestSubject, RegistryError, describe, errorCodes, isConnectionError, isNotTlsError, isTlsVerifyError,
+  networkError, tlsError,
+} from './errors.js';
+
+/**
+ * HTTP for one process: per-host settings as plain data, the scheme rule (HTTPS; plain HTTP for a
+ * loopback registry that does not speak TLS, or when told), keep-alive agents, manual redirects
+ * that never carry Authorization to another host, and retries with backoff. Auth sits above this.
+ */
+
+export interface HostSettings {
+  /** Registry host as the user wrote it: `quay.io`, `127.0.0.1:5000`, `docker.io`. */
+  host: string;
+  plainHttp?: boolean;
+  insecureSkipTlsVerify?: boolean;
+  caFile?: string;
+}
+
+export interface RetryPolicy {
+  /** Total attempts per request, the first included. */
+  attempts: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+  /** No new attempt starts after this much time since the first. */
+  maxElapsedMs: number;
+  /** A Retry-After longer than this is cut down to it. */
+  retryAfterCapMs: number;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = {
+  attempts: 5, baseDelayMs: 250, maxDelayMs: 8_000, maxElapsedMs: 120_000, retryAfterCapMs: 30_000,
+};
+
+export interface TransportOptions {
+  hosts?: HostSettings[];
+  retry?: Partial<RetryPolicy>;
+  /** Parallel connections per registry host (default: unlimited). */
+  connectionsPerHost?: number;
+  headersTimeoutMs?: number;
+  bodyTimeoutMs?: number;
+}
+
+export type Method = 'GET' | 'HEAD' | 'PUT' | 'POST' | 'PATCH' | 'DELETE';
+
+export interface HttpRequest {
+  method: Method;
+  /** Registry host (settings and Authorization scope). */
+  host: string;
+  /** A path (`/v2/...`) resolved against the registry, or an absolute URL (upload Location, token realm). */
+  url: string | URL;
+  headers?: Record<string, string>;
+  /** A byte body is resent on retry; a stream body is sent once (the caller restarts uploads). */
+  body?: Uint8Array | Readable;
+  signal?: AbortSignal;
+  subject: RequestSubject;
+  /** False for requests that must not be sent twice (PATCH of an upload chunk). */
+  retry?: boolean;
+}
+
+export interface HttpResponse {
+  status: number;
+  headers: Dispatcher.ResponseData['headers'];
+  body: Dispatcher.ResponseData['body'];
+  /** The URL that answered (after redirects). */
+  url: URL;
+}
+
+const HOST_RE = /^(?:\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?)(?::[0-9]{1,5})?$/;
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+const MAX_REDIRECTS = 10;
+
+export function validateHostSettings(s: HostSettings): HostSettings {
+  if (!HOST_RE.test(s.host)) throw new AirgapError('E_USAGE', `registry host "${s.host}" is not HOST or HOST:PORT`);
+  if (s.plainHttp && (s.caFile !== undefined || s.insecureSkipTlsVerify)) {
+    throw new AirgapError('E_USAGE', `registry ${s.host}: --plain-http cannot be combined with --ca-file or --insecure-skip-tls-verify`);
+  }
+  return { ...s };
+}
+
+/** Docker Hub's names map to its API endpoint. */
+export function endpointHost(host: string): string {
+  return host === 'docker.io' || host === 'index.docker.io' ? 'registry-1.docker.io' : host;
+}
+
+export function isLoopback(host: string): boolean {
+  let hostname: string;
+  try {
+    hostname = new URL(`http://${host}`).hostname;
+  } catch {
+    return false;
+  }
+  return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
+}
+
+export function header(res: { headers: HttpResponse['headers'] }, name: string): string | undefined {
+  const v = res.headers[name.toLowerCase()];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+export function headerAll(res: { headers: HttpResponse['headers'] }, name: string): string[] {
+  const v = res.headers[name.toLowerCase()];
+  return v === undefined ? [] : Array.isArray(v) ? v : [v];
+}
+
+export class Transport {
+  readonly #settings = new Map<string, HostSettings>();
+  readonly #agents = new Map<string, Agent>();
+  readonly #schemes = new Map<string, Promise<'https' | 'http'>>();
+  readonly #retry: RetryPolicy;
+  readonly #opts: TransportOptions;
+  #foreign: Agent | undefined;
+
+  constructor(opts: TransportOptions = {}) {
+    this.#opts = opts;
+    this.#retry = { ...DEFAULT_RETRY, ...opts.retry };
+    for (const s of opts.hosts ?? []) this.configure(s);
+  }
+
+  get retryPolicy(): RetryPolicy {
+    return this.#retry;
+  }
+
+  /** Adds or replaces the settings for one host (before its first request). */
+  configure(s: HostSettings): void {
+    const v = validateHostSettings(s);
+    this.#settings.set(v.host, v);
+  }
+
+  settings(host: string): HostSettings {
+    return this.#settings.get(host) ?? validateHostSettings({ host });
+  }
+
+  /** `https://quay.io` or `http://127.0.0.1:5000`, after the scheme rule. */
+  async baseUrl(host: string, subject: RequestSubject, signal?: AbortSignal): Promise<URL> {
+    const scheme = await this.#scheme(host, subject, signal);
+    return new URL(`${scheme}://${endpointHost(host)}`);
+  }
+
+  /** Sends one request with retries (connection errors, 408, 429, 5xx) and redirects. */
+  async send(req: HttpRequest): Promise<HttpResponse> {
+    const started = Date.now();
+    const replayable = req.retry !== false && (req.body === undefined || req.body instanceof Uint8Array);
+    for (let attempt = 1; ; attempt++) {
+      let res: HttpResponse | undefined;
+      let failure: unknown;
+      try {
+        res = await this.#sendOnce(req);
+      } catch (e) {
+        failure = e;
+      }
+      const retriable = replayable && !req.signal?.aborted &&
+        (res ? isRetriableStatus(res.status) : isConnectionError(failure));
+      const delay = retriable ? this.#delay(attempt, res ? header(res, 'retry-after') : undefined) : 0;
+      if (!retriable || attempt >= this.#retry.attempts || Date.now() - started + delay > this.#retry.maxElapsedMs) {
+        if (res) return res;
+        throw this.#mapFailure(req.subject, failure, req.signal);
+      }
+      if (res) await res.body.dump().catch(() => undefined);
+      await sleep(delay, req.signal);
+    }
+  }
+
+  async close(): Promise<void> {
+    const agents = [...this.#agents.values(), ...(this.#foreign ? [this.#foreign] : [])];
+    this.#agents.clear();
+    this.#foreign = undefined;
+    await Promise.all(agents.map((a) => a.close()));
+  }
+
+  async #sendOnce(req: HttpRequest): Promise<HttpResponse> {
+    const relative = typeof req.url === 'string' && req.url.startsWith('/');
+    let url = relative ? new URL(req.url, await this.baseUrl(req.host, req.subject, req.signal)) : new URL(req.url);
+    // Authorization was meant for the first URL's host: a redirect to blob storage gets none.
+    const authHost = url.host;
+    let method: Method = req.method;
+    let body = req.body;
+    for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+      const headers = { ...req.headers };
+      if (url.host !== authHost) delete headers.authorization;
+      const r = await request(url, {
+        method, headers, body: body ?? null, dispatcher: this.#agentFor(req.host, url),
+        ...(req.signal ? { signal: req.signal } : {}),
+      });
+      const location = header({ headers: r.headers }, 'location');
+      const streaming = body !== undefined && !(body instanceof Uint8Array);
+      if (!REDIRECTS.has(r.statusCode) || location === undefined || streaming || method === 'POST' || method === 'PATCH') {
+        return { status: r.statusCode, headers: r.headers, body: r.body, url };
+      }
+      await r.body.dump().catch(() => undefined);
+      url = new URL(location, url);
+      if (r.statusCode === 303 && method !== 'HEAD') {
+        method = 'GET';
+        body = undefined;
+      }
+    }
+    throw new RegistryError('E_REGISTRY', `${describe(req.subject)}: more than ${MAX_REDIRECTS} redirects`,
+      { hint: 'the registry or its storage redirects in a loop; report it to the registry operator' });
+  }
+
+  /** The scheme for a host; loopback hosts are probed once and the answer remembered. */
+  #scheme(host: string, subject: RequestSubject, signal?: AbortSignal): Promise<'https' | 'http'> {
+    const s = this.settings(host);
+    if (s.plainHttp) return Promise.resolve('http');
+    if (!isLoopback(host)) return Promise.resolve('https');
+    let known = this.#schemes.get(host);
+    if (!known) {
+      known = this.#probeScheme(host, signal);
+      this.#schemes.set(host, known);
+      // A registry that is down now may be up later: do not remember failures.
+      known.catch(() => this.#schemes.delete(host));
+    }
+    return known.catch((e: unknown) => {
+      throw this.#mapFailure({ ...subject, what: '/v2/' }, e, signal);
+    });
+  }
+
+  async #probeScheme(host: string, signal?: AbortSignal): Promise<'https' | 'http'> {
+    const ping = async (scheme: string): Promise<void> => {
+      const url = new URL(`${scheme}://${endpointHost(host)}/v2/`);
+      const r = await request(url, { method: 'GET', dispatcher: this.#agentFor(host, url), ...(signal ? { signal } : {}) });
+      await r.body.dump().catch(() => undefined);
+    };
+    try {
+      await ping('https');
+      return 'https';
+    } catch (e) {
+      // Only a peer that does not speak TLS at all gets plain HTTP; a bad certificate is an error.
+      if (!isNotTlsError(e)) throw e;
+    }
+    await ping('http');
+    return 'http';
+  }
+
+  #agentFor(host: string, url: URL): Agent {
+    if (url.host !== endpointHost(host)) {
+      this.#foreign ??= this.#newAgent({});
+      return this.#foreign;
+    }
+    let agent = this.#agents.get(host);
+    if (!agent) {
+      const s = this.settings(host);
+      const connect: { ca?: string[]; rejectUnauthorized?: boolean } = {};
+      if (s.caFile !== undefined) connect.ca = [...rootCertificates, readCa(s.caFile, host)];
+      if (s.insecureSkipTlsVerify) connect.rejectUnauthorized = false;
+      agent = this.#newAgent(connect);
+      this.#agents.set(host, agent);
+    }
+    return agent;
+  }
+
+  #newAgent(connect: { ca?: string[]; rejectUnauthorized?: boolean }): Agent {
+    return new Agent({
+      connect,
+      keepAliveTimeout: 30_000,
+      headersTimeout: this.#opts.headersTimeoutMs ?? 120_000,
+      bodyTimeout: this.#opts.bodyTimeoutMs ?? 120_000,
+      ...(this.#opts.connectionsPerHost !== undefined ? { connections: this.#opts.connectionsPerHost } : {}),
+    });
+  }
+
+  #delay(attempt: number, retryAfter: string | undefined): number {
+    const fromHeader = parseRetryAfter(retryAfter);
+    if (fromHeader !== undefined) return Math.min(fromHeader, this.#retry.retryAfterCapMs);
+    return backoffDelay(this.#retry, attempt);
+  }
+
+  #mapFailure(subject: RequestSubject, e: unknown, signal?: AbortSignal): unknown {
+    if (signal?.aborted) return signal.reason ?? e;
+    if (e instanceof AirgapError) return e;
+    if (isTlsVerifyError(e)) return tlsError(subject, e);
+    // undici and socket errors carry codes (UND_ERR_*, ECONNRESET…); anything else is not ours to relabel.
+    if (isConnectionError(e) || errorCodes(e).some((c) => c.startsWith('UND_ERR_') || /^E[A-Z]+$/.test(c))) {
+      return networkError(subject, e);
+    }
+    return e;
+  }
+}
+
+/** Exponential backoff with jitter, which spreads many parallel clients hitting one registry. */
+export function backoffDelay(policy: RetryPolicy, attempt: number): number {
+  const exp = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1));
+  return Math.round(exp / 2 + Math.random() * (exp / 2));
+}
+
+export function isRetriableStatus(status: number): boolean {
+  return status === 408 || status === 429 || status >= 500;
+}
+
+/** Retry-After is seconds or an HTTP date; returns milliseconds from now. */
+export function parseRetryAfter(v: string | undefined, now = Date.now()): number | undefined {
+  if (v === undefined) return undefined;
+  const t = v.trim();
+  if (/^\d+$/.test(t)) return Number(t) * 1000;
+  const at = Date.parse(t);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
+function readCa(file: string, host: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new AirgapError('E_USAGE', `cannot read CA file ${file} for registry ${host}: ${(e as Error).message}`,
+      { hint: 'pass --ca-file with a readable PEM file', cause: e });
+  }
+}
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
