@@ -1,0 +1,276 @@
+import test from 'ava';
+import { execFile } from 'node:child_process';
+import { mkdtemp, mkdir, writeFile, readFile, rm, readdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { promisify } from 'node:util';
+import { parseAllDocuments } from 'yaml';
+import { scanManifests } from './scan.js';
+import { rewriteApp, writeRewrite, type RewriteOptions } from './rewrite.js';
+import { lastComponent, type Reference } from '../reference.js';
+import { isAirgapError } from '../errors.js';
+
+const run = promisify(execFile);
+const D = 'sha256:' + 'c'.repeat(64);
+const SLUG = 'my-app';
+const SECRET = `${SLUG}-registry`;
+const REGISTRY = 'reg.local:5000/airgap';
+const mapping = (ref: Reference): string => `reg.local:5000/airgap/${lastComponent(ref.repository)}:${ref.tag ?? 'latest'}`;
+const creds = { username: 'cust', password: 'p@ss:word' };
+const OPTS: RewriteOptions = { registry: REGISTRY, appSlug: SLUG, mapping, secret: creds, namespace: 'default' };
+
+const FIXTURE: Record<string, string> = {
+  'pod.yaml': `# a bare pod
+apiVersion: v1
+kind: Pod
+metadata:
+  name: p
+  namespace: team-a # inline comment
+spec:
+  # containers first
+  containers:
+    - name: c
+      image: redis:7   # comment after the image
+  ephemeralContainers:
+    - name: debug
+      image: "busybox"
+`,
+  'workloads/deploy.yml': `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  template:
+    metadata:
+      annotations:
+        note: "image: quay.io/not/rewritten:1"
+    spec:
+      imagePullSecrets:
+        - name: existing   # keep me
+      initContainers:
+        - name: init
+          image: 'quay.io/my-org/init:1.0'
+      containers:
+        - name: web
+          image: registry.example.com:5000/team/web:2@${D}
+        - name: redis6
+          image: docker.io/library/redis:6
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata:
+  name: nightly
+  namespace: jobs
+spec:
+  schedule: "@daily"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          imagePullSecrets: [{name: other}]
+          containers:
+            - name: job
+              image: org/job:3
+`,
+  'list.yaml': `apiVersion: v1
+kind: List
+items:
+  - apiVersion: apps/v1
+    kind: StatefulSet
+    metadata: {name: db, namespace: data}
+    spec:
+      template:
+        spec: {containers: [{name: db, image: "postgres:16"}], imagePullSecrets: [{name: ${SECRET}}]}
+  - apiVersion: v1
+    kind: Pod
+    metadata: {name: nested}
+    spec: {containers: [{name: n, image: redis}]}
+`,
+  'trap.yaml': `apiVersion: v1
+kind: ConfigMap
+metadata: {name: trap}
+data:
+  config: |
+    image: evil/not-an-image:1
+  image: plain/string:3
+`,
+  'kots-app.yaml': `apiVersion: kots.io/v1beta1
+kind: Application
+metadata:
+  name: my-app
+spec:
+  additionalImages:
+    - docker.io/library/alpine:3.20   # extra
+  additionalNamespaces: [extra, "*"]
+`,
+};
+
+async function tree(t: { teardown(fn: () => Promise<void>): void }, files: Record<string, string>): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'airgap-rewrite-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  for (const [path, text] of Object.entries(files)) {
+    await mkdir(dirname(join(dir, path)), { recursive: true });
+    await writeFile(join(dir, path), text);
+  }
+  return dir;
+}
+
+interface Obj { kind?: string; metadata?: { name?: string; namespace?: string }; items?: Obj[]; [k: string]: unknown }
+
+/** Objects of a YAML stream, Lists flattened (kustomize flattens them too). */
+function objects(text: string): Obj[] {
+  const flat = (o: Obj): Obj[] => (o.kind === 'List' && Array.isArray(o.items) ? o.items.flatMap(flat) : [o]);
+  return parseAllDocuments(text).flatMap((d) => { const o = d.toJS() as Obj | null; return o ? flat(o) : []; });
+}
+
+/** kind/ns/name → the images and pull secrets that matter, per pod spec. */
+function summary(objs: Obj[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const o of objs) {
+    const spec = o['spec'] as Record<string, any> | undefined; // eslint-disable-line
+    const specs = [spec, spec?.['template']?.['spec'], spec?.['jobTemplate']?.['spec']?.['template']?.['spec']]
+      .filter((s) => s && Array.isArray(s['containers']));
+    const pods = specs.map((s) => ({
+      images: ['containers', 'initContainers', 'ephemeralContainers'].flatMap((k) => (s[k] ?? []).map((c: { image: string }) => c.image)),
+      pullSecrets: (s['imagePullSecrets'] ?? []).map((p: { name: string }) => p.name),
+    }));
+    const extra = o.kind === 'Application' ? spec?.['additionalImages'] : undefined;
+    const secret = o.kind === 'Secret' ? o['data'] : undefined;
+    out[`${o.kind}/${o.metadata?.namespace ?? ''}/${o.metadata?.name}`] = { pods, extra, secret };
+  }
+  return out;
+}
+
+test('rewrites every image by tag and adds the pull secret everywhere, document by document', async (t) => {
+  const scan = await scanManifests(await tree(t, FIXTURE));
+  const result = rewriteApp(scan, OPTS);
+  const rendered = Object.fromEntries(result.rendered.map((f) => [f.path, f.content.toString()]));
+  t.deepEqual(Object.keys(rendered).sort(),
+    ['airgap-pull-secret.yaml', 'kots-app.yaml', 'list.yaml', 'pod.yaml', 'trap.yaml', 'workloads/deploy.yml']);
+
+  const s = summary(Object.values(rendered).flatMap(objects));
+  const R = 'reg.local:5000/airgap';
+  t.deepEqual(s['Pod/team-a/p'], { pods: [{ images: [`${R}/redis:7`, `${R}/busybox:latest`], pullSecrets: [SECRET] }], extra: undefined, secret: undefined });
+  t.deepEqual(s['Deployment//web'], { pods: [{ images: [`${R}/web:2`, `${R}/redis:6`, `${R}/init:1.0`], pullSecrets: ['existing', SECRET] }], extra: undefined, secret: undefined });
+  t.deepEqual(s['CronJob/jobs/nightly'], { pods: [{ images: [`${R}/job:3`], pullSecrets: ['other', SECRET] }], extra: undefined, secret: undefined });
+  t.deepEqual(s['StatefulSet/data/db'], { pods: [{ images: [`${R}/postgres:16`], pullSecrets: [SECRET] }], extra: undefined, secret: undefined });
+  t.deepEqual(s['Pod//nested'], { pods: [{ images: [`${R}/redis:latest`], pullSecrets: [SECRET] }], extra: undefined, secret: undefined });
+  t.deepEqual((s['Application//my-app'] as { extra: string[] }).extra, [`${R}/alpine:3.20`]);
+
+  // One Secret per namespace: the app's, additionalNamespaces (not "*"), and every one named.
+  const secrets = Object.keys(s).filter((k) => k.startsWith('Secret/')).sort();
+  t.deepEqual(secrets, ['data', 'default', 'extra', 'jobs', 'team-a'].map((ns) => `Secret/${ns}/${SECRET}`));
+  const secretObj = objects(rendered['airgap-pull-secret.yaml'] ?? '')[0] as Obj;
+  t.is(secretObj['type'], 'kubernetes.io/dockerconfigjson');
+  const cfg = JSON.parse(Buffer.from((secretObj['data'] as Record<string, string>)['.dockerconfigjson'] ?? '', 'base64').toString());
+  t.deepEqual(cfg, { auths: { 'reg.local:5000': { username: 'cust', password: 'p@ss:word', auth: Buffer.from('cust:p@ss:word').toString('base64') } } });
+
+  // Free text untouched; the ConfigMap file comes out byte for byte.
+  t.is(rendered['trap.yaml'], FIXTURE['trap.yaml']);
+  t.true(rendered['workloads/deploy.yml']?.includes('note: "image: quay.io/not/rewritten:1"'));
+
+  t.deepEqual(result.images, [
+    { from: 'docker.io/library/alpine:3.20', to: `${R}/alpine:3.20` },
+    { from: 'docker.io/library/busybox:latest', to: `${R}/busybox:latest` },
+    { from: 'docker.io/library/postgres:16', to: `${R}/postgres:16` },
+    { from: 'docker.io/library/redis:6', to: `${R}/redis:6` },
+    { from: 'docker.io/library/redis:7', to: `${R}/redis:7` },
+    { from: 'docker.io/library/redis:latest', to: `${R}/redis:latest` },
+    { from: 'docker.io/org/job:3', to: `${R}/job:3` },
+    { from: 'quay.io/my-org/init:1.0', to: `${R}/init:1.0` },
+    { from: 'registry.example.com:5000/team/web:2', to: `${R}/web:2` },
+  ]);
+  t.is(result.base.find((f) => f.path === 'pod.yaml')?.content.toString(), FIXTURE['pod.yaml']);
+});
+
+/** Lines of `after` that are not in `before`, and vice versa (a line multiset diff). */
+function lineDiff(before: string, after: string): { removed: string[]; added: string[] } {
+  const a = before.split('\n');
+  const b = after.split('\n');
+  return { removed: a.filter((l) => !b.includes(l)), added: b.filter((l) => !a.includes(l)) };
+}
+
+test('only image lines change and pull-secret lines are added; comments and formatting stay', async (t) => {
+  const scan = await scanManifests(await tree(t, FIXTURE));
+  const rendered = Object.fromEntries(rewriteApp(scan, OPTS).rendered.map((f) => [f.path, f.content.toString()]));
+  t.deepEqual(lineDiff(FIXTURE['pod.yaml'] ?? '', rendered['pod.yaml'] ?? ''), {
+    removed: ['      image: redis:7   # comment after the image', '      image: "busybox"'],
+    added: [
+      '  imagePullSecrets:', `    - name: ${SECRET}`,
+      '      image: reg.local:5000/airgap/redis:7   # comment after the image',
+      '      image: "reg.local:5000/airgap/busybox:latest"',
+    ],
+  });
+  t.deepEqual(lineDiff(FIXTURE['workloads/deploy.yml'] ?? '', rendered['workloads/deploy.yml'] ?? ''), {
+    removed: [
+      "          image: 'quay.io/my-org/init:1.0'",
+      `          image: registry.example.com:5000/team/web:2@${D}`,
+      '          image: docker.io/library/redis:6',
+      '          imagePullSecrets: [{name: other}]',
+      '              image: org/job:3',
+    ],
+    added: [
+      `        - name: ${SECRET}`,
+      "          image: 'reg.local:5000/airgap/init:1.0'",
+      '          image: reg.local:5000/airgap/web:2',
+      '          image: reg.local:5000/airgap/redis:6',
+      `          imagePullSecrets: [{name: other}, {name: ${SECRET}}]`,
+      '              image: reg.local:5000/airgap/job:3',
+    ],
+  });
+  t.true(rendered['workloads/deploy.yml']?.includes(`        - name: existing   # keep me\n        - name: ${SECRET}\n`));
+  const list = lineDiff(FIXTURE['list.yaml'] ?? '', rendered['list.yaml'] ?? '');
+  t.deepEqual(list.added, [
+    `        spec: {containers: [{name: db, image: "reg.local:5000/airgap/postgres:16"}], imagePullSecrets: [{name: ${SECRET}}]}`,
+    `    spec: {imagePullSecrets: [{name: ${SECRET}}], containers: [{name: n, image: reg.local:5000/airgap/redis:latest}]}`,
+  ]);
+  t.deepEqual(lineDiff(FIXTURE['kots-app.yaml'] ?? '', rendered['kots-app.yaml'] ?? '').added,
+    ['    - reg.local:5000/airgap/alpine:3.20   # extra']);
+});
+
+test('without credentials: no Secret and no imagePullSecrets', async (t) => {
+  const scan = await scanManifests(await tree(t, FIXTURE));
+  const result = rewriteApp(scan, { ...OPTS, secret: undefined });
+  t.false(result.rendered.some((f) => f.path === 'airgap-pull-secret.yaml'));
+  t.false(result.rendered.some((f) => f.content.toString().includes(SECRET) && f.path !== 'list.yaml'));
+  t.true(result.rendered.find((f) => f.path === 'pod.yaml')?.content.toString().includes('image: reg.local:5000/airgap/redis:7'));
+});
+
+test('a digest-only image is refused with file:line', async (t) => {
+  const scan = await scanManifests(await tree(t, { 'p.yaml': `kind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n    - image: redis@${D}\n` }));
+  const e = t.throws(() => rewriteApp(scan, OPTS));
+  t.true(isAirgapError(e, 'E_DIGEST_ONLY'));
+  t.regex(e?.message ?? '', /^p\.yaml:5: /);
+});
+
+test('kubectl kustomize OUT/midstream renders the same images and pull secrets as rendered/', async (t) => {
+  const scan = await scanManifests(await tree(t, FIXTURE));
+  const out = join(await mkdtemp(join(tmpdir(), 'airgap-out-')), 'out');
+  t.teardown(() => rm(dirname(out), { recursive: true, force: true }));
+  await writeRewrite(rewriteApp(scan, OPTS), out);
+  t.deepEqual((await readdir(out)).sort(), ['base', 'midstream', 'rendered']);
+
+  const { stdout } = await run('kubectl', ['kustomize', join(out, 'midstream')], { maxBuffer: 64 << 20 });
+  const renderedText = await Promise.all(scan.files.map((f) => readFile(join(out, 'rendered', f.path), 'utf8')));
+  const secretText = await readFile(join(out, 'rendered', 'airgap-pull-secret.yaml'), 'utf8');
+  const fromKustomize = objects(stdout);
+  const fromRendered = [...renderedText, secretText].flatMap(objects);
+  t.deepEqual(summary(fromKustomize), summary(fromRendered));
+  // Stronger than the brief asks: every object is identical, not just its images.
+  const byId = (objs: Obj[]): [string, Obj][] => objs
+    .map((o): [string, Obj] => [`${o.kind}/${o.metadata?.namespace ?? ''}/${o.metadata?.name}`, o])
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  t.deepEqual(byId(fromKustomize), byId(fromRendered));
+
+  // base/ renders the manifests unchanged.
+  const base = await run('kubectl', ['kustomize', join(out, 'base')], { maxBuffer: 64 << 20 });
+  t.deepEqual(summary(objects(base.stdout)), summary(Object.values(FIXTURE).flatMap(objects)));
+});
+
+test('writeRewrite refuses a non-empty output directory', async (t) => {
+  const scan = await scanManifests(await tree(t, FIXTURE));
+  const out = await tree(t, { 'keep.txt': 'x' });
+  const e = await t.throwsAsync(writeRewrite(rewriteApp(scan, OPTS), out));
+  t.true(isAirgapError(e, 'E_OUTPUT'));
+  t.deepEqual(await readdir(out), ['keep.txt']);
+});

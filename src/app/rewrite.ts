@@ -1,0 +1,258 @@
+import { mkdir, mkdtemp, readdir, rename, rm, rmdir, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { isScalar, isSeq, type Scalar, type LineCounter, type Node, type YAMLMap } from 'yaml';
+import { AirgapError } from '../errors.js';
+import { isDigestOnly, parseReference, taggedName, type Reference } from '../reference.js';
+import {
+  child, forEachImageNode, forEachPodSpec, imageString, parseManifestFile, str,
+  type ManifestFile, type NodePath, type ScanResult,
+} from './scan.js';
+import {
+  PULL_SECRET_FILE, pullSecretManifests, pullSecretName, splitRegistry, type RegistryCredentials,
+} from './pullsecret.js';
+import {
+  baseKustomization, jsonPointer, midstreamOverlay, type ImageRewrite, type JsonPatchOp, type ObjectPatch,
+} from './kustomize.js';
+
+/**
+ * Rewrites the application to the customer registry, by tag: every image field, the pull secret
+ * in every pod spec, and the Secret itself. Edits are spliced into the original text at the
+ * parser's offsets, so comments and formatting of every other line stay byte for byte.
+ */
+
+export interface RewriteOptions {
+  /** `host[:port]/namespace` */
+  registry: string;
+  appSlug: string;
+  /** Source reference → target `host/ns/name:tag`. */
+  mapping: (ref: Reference) => string;
+  /**
+   * Customer registry credentials. Without them no Secret is written and no imagePullSecrets
+   * added: a dockerconfigjson entry without credentials would authenticate nobody, and a
+   * reference to a Secret that cannot pull only hides that the registry is anonymous.
+   */
+  secret: RegistryCredentials | undefined;
+  /** The application's namespace (where objects without metadata.namespace land). */
+  namespace: string;
+}
+
+export interface RewriteResult {
+  /** Same relative paths as the scan, plus the pull-secret manifest when credentials were given. */
+  rendered: ManifestFile[];
+  /** The manifests exactly as given, plus base/kustomization.yaml. */
+  base: ManifestFile[];
+  /** midstream/kustomization.yaml */
+  kustomization: string;
+  /** The overlay's other files: patches and the pull-secret manifest. */
+  midstreamFiles: ManifestFile[];
+  /** Distinct source (fully qualified, no digest) → target, sorted by source. */
+  images: { from: string; to: string }[];
+}
+
+interface Splice { start: number; end: number; text: string }
+
+/** Writes the new value in the style the old one was written in. */
+function scalarText(node: Scalar, value: string): string {
+  if (node.type === 'QUOTE_DOUBLE') return JSON.stringify(value);
+  if (node.type === 'QUOTE_SINGLE') return `'${value.replace(/'/g, "''")}'`;
+  return value;
+}
+
+function objectTarget(obj: YAMLMap, where: string): ObjectPatch['target'] {
+  const apiVersion = str(child(obj, 'apiVersion'));
+  const kind = str(child(obj, 'kind'));
+  const name = str(child(child(obj, 'metadata'), 'name'));
+  if (apiVersion === undefined || kind === undefined || name === undefined) {
+    throw new AirgapError('E_MANIFESTS', `${where}: object has no apiVersion, kind or metadata.name`,
+      { hint: 'every Kubernetes object needs apiVersion, kind and metadata.name' });
+  }
+  const slash = apiVersion.indexOf('/');
+  const target: ObjectPatch['target'] = slash < 0
+    ? { version: apiVersion, kind, name }
+    : { group: apiVersion.slice(0, slash), version: apiVersion.slice(slash + 1), kind, name };
+  const namespace = str(child(child(obj, 'metadata'), 'namespace'));
+  if (namespace !== undefined) target.namespace = namespace;
+  return target;
+}
+
+/**
+ * How far this file indents a block sequence under its key (`containers:\n  - …` or
+ * `containers:\n- …`), read from the pod spec's own containers list, so inserted lines match.
+ */
+function seqIndent(text: string, col: (offset: number) => number, podSpec: YAMLMap): string {
+  const pair = podSpec.items.find((p) => str(p.key) === 'containers');
+  const seq = pair?.value;
+  const key = pair?.key as Node | undefined;
+  const first = isSeq(seq) && !seq.flow ? (seq.items[0] as Node | undefined) : undefined;
+  if (key?.range == null || first?.range == null) return '';
+  const dash = text.lastIndexOf('-', first.range[0]);
+  return ' '.repeat(Math.max(0, col(dash) - col(key.range[0])));
+}
+
+/** Adds `- name: <secret>` to a pod spec's imagePullSecrets in the text; returns the JSON-patch op. */
+function addPullSecret(text: string, lines: LineCounter, podSpec: YAMLMap, specPath: NodePath,
+  secret: string, where: string): { splice: Splice; op: JsonPatchOp } | undefined {
+  const col = (offset: number): number => lines.linePos(offset).col - 1;
+  const existing = podSpec.get('imagePullSecrets', true);
+  const path = [...specPath, 'imagePullSecrets'];
+  if (existing === undefined) {
+    const first = podSpec.items[0]?.key as Node | undefined;
+    const at = first?.range?.[0];
+    if (at === undefined) throw new AirgapError('E_MANIFESTS', `${where}: cannot place imagePullSecrets in this pod spec`);
+    const indent = ' '.repeat(col(at));
+    const insert = podSpec.flow
+      ? `imagePullSecrets: [{name: ${secret}}], `
+      : `imagePullSecrets:\n${indent}${seqIndent(text, col, podSpec)}- name: ${secret}\n${indent}`;
+    return { splice: { start: at, end: at, text: insert }, op: { op: 'add', path: jsonPointer(path), value: [{ name: secret }] } };
+  }
+  if (!isSeq(existing) || existing.range === undefined || existing.range === null) {
+    throw new AirgapError('E_MANIFESTS', `${where}: imagePullSecrets must be a list`, { hint: 'write imagePullSecrets: [{name: …}]' });
+  }
+  if (existing.items.some((i) => str(child(i, 'name')) === secret)) return undefined;
+  const op: JsonPatchOp = { op: 'add', path: jsonPointer([...path, '-']), value: { name: secret } };
+  if (existing.flow) {
+    const close = text.lastIndexOf(']', existing.range[1] - 1);
+    const insert = existing.items.length > 0 ? `, {name: ${secret}}` : `{name: ${secret}}`;
+    return { splice: { start: close, end: close, text: insert }, op };
+  }
+  const firstItem = existing.items[0] as Node;
+  const lastItem = existing.items[existing.items.length - 1] as Node;
+  const dash = text.lastIndexOf('-', firstItem.range?.[0] ?? 0);
+  const lastEnd = lastItem.range?.[1] ?? existing.range[1];
+  let eol = text.indexOf('\n', lastEnd - 1);
+  if (eol < 0) eol = text.length;
+  return { splice: { start: eol, end: eol, text: `\n${' '.repeat(col(dash))}- name: ${secret}` }, op };
+}
+
+export function rewriteApp(scan: ScanResult, opts: RewriteOptions): RewriteResult {
+  const { host } = splitRegistry(opts.registry);
+  const secretName = pullSecretName(opts.appSlug);
+  const rendered: ManifestFile[] = [];
+  const rewrites: ImageRewrite[] = [];
+  const patches: ObjectPatch[] = [];
+  const images = new Map<string, string>();
+
+  for (const file of scan.files) {
+    if (file.path === PULL_SECRET_FILE || /^kustomization\.ya?ml$|^Kustomization$/.test(file.path)) {
+      throw new AirgapError('E_MANIFESTS', `${file.path}: this name is reserved for the rewrite's own output`,
+        { hint: 'rename the file in the manifests directory' });
+    }
+    const text = file.content.toString('utf8');
+    const { docs, lines } = parseManifestFile(file.path, text);
+    const at = (node: Node | YAMLMap): string => `${file.path}:${lines.linePos(node.range?.[0] ?? 0).line}`;
+    const splices: Splice[] = [];
+    const patchOf = new Map<YAMLMap, ObjectPatch>();
+    const patchFor = (obj: YAMLMap): ObjectPatch => {
+      let p = patchOf.get(obj);
+      if (p === undefined) {
+        p = { target: objectTarget(obj, at(obj)), ops: [] };
+        patchOf.set(obj, p);
+        patches.push(p);
+      }
+      return p;
+    };
+
+    for (const doc of docs) {
+      forEachImageNode(doc, (node, origin, obj, path) => {
+        const where = at(node);
+        const raw = imageString(node, where);
+        const ref = parseReference(raw, where);
+        if (isDigestOnly(ref)) {
+          throw new AirgapError('E_DIGEST_ONLY', `${where}: image ${raw} is pinned by digest only; an airgap install rewrites by tag`,
+            { hint: 'write it as NAME:TAG@DIGEST' });
+        }
+        const target = opts.mapping(ref);
+        const range = node.range;
+        if (!isScalar(node) || range === undefined || range === null) return;
+        splices.push({ start: range[0], end: range[1], text: scalarText(node, target) });
+        rewrites.push({ written: raw, ref, target });
+        images.set(taggedName(ref), target);
+        // kustomize's images: transformer only knows containers/initContainers; patch the rest.
+        if (origin === 'ephemeralContainer' || origin === 'additionalImages') {
+          patchFor(obj).ops.push({ op: 'replace', path: jsonPointer(path), value: target });
+        }
+      });
+      if (opts.secret === undefined) continue;
+      forEachPodSpec(doc, (podSpec, obj, path) => {
+        const added = addPullSecret(text, lines, podSpec, path, secretName, at(podSpec));
+        if (added === undefined) return;
+        splices.push(added.splice);
+        patchFor(obj).ops.push(added.op);
+      });
+    }
+    rendered.push({ path: file.path, content: Buffer.from(applySplices(text, splices)) });
+  }
+
+  const midstreamResources: ManifestFile[] = [];
+  if (opts.secret !== undefined) {
+    const namespaces = [opts.namespace, ...scan.namespaces];
+    const secret = Buffer.from(pullSecretManifests({ appSlug: opts.appSlug, host, credentials: opts.secret, namespaces }));
+    rendered.push({ path: PULL_SECRET_FILE, content: secret });
+    midstreamResources.push({ path: PULL_SECRET_FILE, content: secret });
+  }
+  const overlay = midstreamOverlay({ images: rewrites, patches, resources: midstreamResources });
+  const base = [...scan.files, { path: 'kustomization.yaml', content: Buffer.from(baseKustomization(scan.files.map((f) => f.path))) }];
+  return {
+    rendered,
+    base,
+    kustomization: overlay.kustomization,
+    midstreamFiles: overlay.files,
+    images: [...images].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([from, to]) => ({ from, to })),
+  };
+}
+
+function applySplices(text: string, splices: Splice[]): string {
+  let out = text;
+  // From the end backwards, so earlier offsets stay valid; equal starts keep their order.
+  const ordered = splices.map((s, i) => ({ s, i })).sort((a, b) => b.s.start - a.s.start || b.i - a.i);
+  for (const { s } of ordered) out = out.slice(0, s.start) + s.text + out.slice(s.end);
+  return out;
+}
+
+/**
+ * Writes rendered/, base/ and midstream/ into outDir. Everything goes to a temporary directory
+ * beside it first and is renamed into place, so a failure never leaves a half-written outDir.
+ */
+export async function writeRewrite(result: RewriteResult, outDir: string): Promise<void> {
+  let entries: string[] | undefined;
+  try {
+    entries = await readdir(outDir);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT') throw new AirgapError('E_OUTPUT', `cannot use output directory ${outDir}: ${code ?? String(e)}`, { cause: e });
+  }
+  if (entries !== undefined && entries.length > 0) {
+    throw new AirgapError('E_OUTPUT', `output directory ${outDir} is not empty`, { hint: 'choose a new --out directory or empty this one' });
+  }
+  const parent = dirname(outDir);
+  let tmp: string;
+  try {
+    await mkdir(parent, { recursive: true });
+    tmp = await mkdtemp(join(parent, `.${basename(outDir)}.tmp-`));
+  } catch (e) {
+    throw new AirgapError('E_OUTPUT', `cannot write beside ${outDir}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { cause: e });
+  }
+  try {
+    const all: [string, ManifestFile[]][] = [
+      ['rendered', result.rendered],
+      ['base', result.base],
+      ['midstream', [...result.midstreamFiles, { path: 'kustomization.yaml', content: Buffer.from(result.kustomization) }]],
+    ];
+    for (const [dir, files] of all) {
+      await mkdir(join(tmp, dir), { recursive: true });
+      for (const f of files) {
+        if (f.path.split('/').some((c) => c === '..' || c === '') || f.path.startsWith('/')) {
+          throw new AirgapError('E_OUTPUT', `refusing to write outside ${outDir}: ${f.path}`);
+        }
+        await mkdir(dirname(join(tmp, dir, f.path)), { recursive: true });
+        await writeFile(join(tmp, dir, f.path), f.content);
+      }
+    }
+    if (entries !== undefined) await rmdir(outDir);
+    await rename(tmp, outDir);
+  } catch (e) {
+    await rm(tmp, { recursive: true, force: true });
+    if (e instanceof AirgapError) throw e;
+    throw new AirgapError('E_OUTPUT', `cannot write ${outDir}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { cause: e });
+  }
+}
