@@ -40,6 +40,7 @@ export interface ProxyRequest {
   method: string;
   /** Path without the query string. */
   path: string;
+  /** 0 until the answer is complete. */
   status: number;
 }
 
@@ -154,7 +155,10 @@ export async function startProxy(opts: StartProxyOptions): Promise<TestProxy> {
   const handle = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const url = new URL(req.url ?? '/', 'http://proxy.invalid');
     const path = url.pathname;
-    res.on('finish', () => log.push({ method: req.method ?? '', path, status: res.statusCode }));
+    // Logged on arrival (counts are right as soon as a client has its answer); status at the end.
+    const entry: ProxyRequest = { method: req.method ?? '', path, status: 0 };
+    log.push(entry);
+    res.on('finish', () => { entry.status = res.statusCode; });
     if (path === '/token') {
       if (req.method !== 'GET') return sendError(res, 405, 'UNSUPPORTED', 'the token endpoint accepts GET only');
       return issueToken(req, res);
