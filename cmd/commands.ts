@@ -1,0 +1,308 @@
+import { AirgapError } from '../src/errors.js';
+import { build } from '../src/build.js';
+import { makePlan } from '../src/plan.js';
+import { push } from '../src/push.js';
+import { rewrite } from '../src/rewrite.js';
+import { inspectBundle } from '../src/inspect.js';
+import { BundleReader } from '../src/bundle/reader.js';
+import { verifyBundle } from '../src/bundle/verify.js';
+import { createRegistryAccess } from '../src/registry/access.js';
+import { parseTargetRegistry } from '../src/target.js';
+import { formatReference } from '../src/reference.js';
+import type { CopyEvent } from '../src/copy.js';
+import { humanBytes, type Renderer } from './render.js';
+
+export interface GlobalFlags {
+  json: boolean;
+  debug: boolean;
+}
+
+export interface Context {
+  flags: GlobalFlags;
+  renderer: Renderer;
+  readPasswordStdin: () => string;
+}
+
+export interface Result {
+  json: unknown;
+  text?: string;
+  exitCode?: number;
+}
+
+interface OptionSpec {
+  flags: string;
+  description: string;
+  default?: unknown;
+  parse?: (value: string, previous: unknown) => unknown;
+}
+
+export interface CommandSpec {
+  name: string;
+  description: string;
+  args?: string[];
+  options: OptionSpec[];
+  run(args: string[], opts: Record<string, unknown>, ctx: Context): Promise<Result>;
+}
+
+const DEFAULT_PROXY = 'proxy.replicated.com';
+const DEFAULT_VENDOR_REGISTRY = 'registry.replicated.com';
+const DEFAULT_CONCURRENCY = 8;
+
+function positiveInt(flag: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1 || n > 256) throw new AirgapError('E_USAGE', `${flag} "${v}" must be a whole number from 1 to 256`);
+    return n;
+  };
+}
+
+const collect = (v: string, prev: unknown): string[] => [...((prev as string[] | undefined) ?? []), v];
+
+const resolveFlags: OptionSpec[] = [
+  { flags: '--proxy-host <host>', description: 'the vendor proxy for private images', default: DEFAULT_PROXY },
+  { flags: '--replicated-registry <host>', description: 'the vendor registry (images there are pulled with the license)', default: DEFAULT_VENDOR_REGISTRY },
+  { flags: '--ca-file <file>', description: 'extra CA certificate (PEM) trusted for every source registry' },
+];
+
+const registryFlags: OptionSpec[] = [
+  { flags: '--registry <host/namespace>', description: 'the customer registry and namespace, e.g. registry.corp:5000/my-app' },
+  { flags: '--username <user>', description: 'user for the customer registry' },
+  { flags: '--password <password>', description: 'password for the customer registry (prefer --password-stdin)' },
+  { flags: '--password-stdin', description: 'read the password from standard input' },
+  { flags: '--ca-file <file>', description: 'CA certificate (PEM) of the customer registry' },
+  { flags: '--insecure-skip-tls-verify', description: 'do not verify the registry TLS certificate' },
+  { flags: '--plain-http', description: 'talk plain HTTP to the registry' },
+];
+
+const concurrencyFlag: OptionSpec = {
+  flags: '--concurrency <n>', description: 'blobs copied at once', default: DEFAULT_CONCURRENCY, parse: positiveInt('--concurrency'),
+};
+
+function required(opts: Record<string, unknown>, name: string, flag: string): string {
+  const v = opts[name];
+  if (typeof v !== 'string' || v === '') throw new AirgapError('E_USAGE', `missing ${flag}`, { hint: 'see airgap --help' });
+  return v;
+}
+
+function bundleArg(args: string[]): string {
+  const b = args[0];
+  if (!b) throw new AirgapError('E_USAGE', 'missing the BUNDLE argument', { hint: 'give the bundle file written by airgap build' });
+  return b;
+}
+
+function sourceAccess(opts: Record<string, unknown>) {
+  const caFile = opts.caFile as string | undefined;
+  return createRegistryAccess(caFile ? { defaultCaFile: caFile } : {});
+}
+
+/** Registry access for the customer registry, from the registry flags. */
+function targetAccess(opts: Record<string, unknown>, ctx: Context) {
+  const registry = parseTargetRegistry(required(opts, 'registry', '--registry'));
+  if (opts.password !== undefined && opts.passwordStdin) throw new AirgapError('E_USAGE', 'give --password or --password-stdin, not both');
+  const password = opts.passwordStdin ? ctx.readPasswordStdin() : (opts.password as string | undefined);
+  const username = opts.username as string | undefined;
+  if ((username === undefined) !== (password === undefined)) {
+    throw new AirgapError('E_USAGE', '--username and --password (or --password-stdin) go together');
+  }
+  const credentials = username !== undefined && password !== undefined ? { username, password } : undefined;
+  const access = createRegistryAccess({
+    hosts: [{
+      host: registry.host,
+      ...(opts.plainHttp ? { plainHttp: true } : {}),
+      ...(opts.insecureSkipTlsVerify ? { insecureSkipTlsVerify: true } : {}),
+      ...(opts.caFile ? { caFile: opts.caFile as string } : {}),
+    }],
+    ...(credentials ? { credentials: { [registry.host]: credentials } } : {}),
+  });
+  return { registry, access, credentials };
+}
+
+function progress(ctx: Context, verb: string) {
+  return {
+    onStart: (bytes: number, images: number) => ctx.renderer.start(bytes, images, verb),
+    onEvent: (e: CopyEvent) => ctx.renderer.event(e),
+  };
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
+}
+
+const plan: CommandSpec = {
+  name: 'plan',
+  description: 'find every image of the application and decide where each is pulled from (downloads nothing)',
+  options: [
+    { flags: '--manifests <dir>', description: 'the application manifests' },
+    { flags: '--license <file>', description: 'the customer license (kots.io/v1beta1 License)' },
+    ...resolveFlags,
+  ],
+  async run(_args, opts) {
+    const access = sourceAccess(opts);
+    try {
+      const p = await makePlan({
+        manifestsDir: required(opts, 'manifests', '--manifests'),
+        ...(opts.license ? { licensePath: opts.license as string } : {}),
+        proxyHost: opts.proxyHost as string,
+        replicatedRegistry: opts.replicatedRegistry as string,
+        registries: access,
+      });
+      const images = p.images.map((i) => ({
+        ref: formatReference(i.ref),
+        kind: i.kind,
+        pullFrom: `${i.source.registry}/${i.source.repository}`,
+        occurrences: i.occurrences,
+      }));
+      const rows = [['IMAGE', 'KIND', 'PULLED FROM', 'WHERE'],
+        ...images.map((i) => [i.ref, i.kind, i.pullFrom, i.occurrences.map((o) => `${o.file}:${o.line}`).join(', ')])];
+      return { json: { appSlug: p.appSlug, images }, text: table(rows) };
+    } finally {
+      await access.close();
+    }
+  },
+};
+
+const buildCmd: CommandSpec = {
+  name: 'build',
+  description: 'pull every image of the application and write one bundle (OCI layout in a tar, plus the manifests)',
+  options: [
+    { flags: '--manifests <dir>', description: 'the application manifests' },
+    { flags: '--license <file>', description: 'the customer license (kots.io/v1beta1 License)' },
+    { flags: '--out <file>', description: 'the bundle to write (must not exist)' },
+    { flags: '--platform <os/arch[/variant]|all>', description: 'platform to keep from multi-platform images (repeatable)', parse: collect },
+    { flags: '--release <label>', description: 'a release label recorded in the bundle' },
+    concurrencyFlag,
+    ...resolveFlags,
+  ],
+  async run(_args, opts, ctx) {
+    const access = sourceAccess(opts);
+    try {
+      const s = await build({
+        manifestsDir: required(opts, 'manifests', '--manifests'),
+        licensePath: required(opts, 'license', '--license'),
+        out: required(opts, 'out', '--out'),
+        proxyHost: opts.proxyHost as string,
+        replicatedRegistry: opts.replicatedRegistry as string,
+        registries: access,
+        concurrency: opts.concurrency as number,
+        ...(opts.platform ? { platforms: opts.platform as string[] } : {}),
+        ...(opts.release ? { release: opts.release as string } : {}),
+        ...progress(ctx, 'pulling'),
+      });
+      return {
+        json: s,
+        text: `wrote ${s.out}: ${s.images.length} image(s), ${s.blobs} blobs, ${humanBytes(s.bytes)}`,
+      };
+    } finally {
+      await access.close();
+    }
+  },
+};
+
+const inspect: CommandSpec = {
+  name: 'inspect',
+  description: 'list the images and metadata of a bundle',
+  args: ['<bundle>'],
+  options: [],
+  async run(args) {
+    const info = await inspectBundle(bundleArg(args));
+    const rows = [['IMAGE', 'DIGEST', 'PLATFORMS', 'SIZE'],
+      ...info.images.map((i) => [i.ref, i.digest, i.platforms.join(',') || '-', humanBytes(i.size)])];
+    const head = [
+      `bundle:   ${info.path} (${humanBytes(info.fileSize)})`,
+      ...(info.appSlug ? [`app:      ${info.appSlug}${info.release ? ` (release ${info.release})` : ''}`] : []),
+      ...(info.created ? [`created:  ${info.created} by ${info.tool}`] : []),
+      `manifests: ${info.appFiles.length} file(s) under app/`,
+      '',
+    ];
+    return { json: info, text: head.join('\n') + table(rows) };
+  },
+};
+
+const verify: CommandSpec = {
+  name: 'verify',
+  description: 're-hash every blob of a bundle and check every image is complete',
+  args: ['<bundle>'],
+  options: [],
+  async run(args) {
+    const path = bundleArg(args);
+    const reader = await BundleReader.open(path);
+    try {
+      const r = await verifyBundle(reader);
+      const text = r.ok
+        ? `ok: ${r.blobs} blobs, ${humanBytes(r.bytes)} verified, ${reader.images().length} image(s) complete`
+        : [`${r.problems.length} problem(s) in ${path}:`, ...r.problems.map((p) => `  ${p.ref ? p.ref + ': ' : ''}${p.message}`)].join('\n');
+      return { json: r, text, exitCode: r.ok ? 0 : 3 };
+    } finally {
+      await reader.close();
+    }
+  },
+};
+
+const pushCmd: CommandSpec = {
+  name: 'push',
+  description: 'push every image of a bundle into the customer registry',
+  args: ['<bundle>'],
+  options: [...registryFlags, concurrencyFlag],
+  async run(args, opts, ctx) {
+    const { access } = targetAccess(opts, ctx);
+    try {
+      const s = await push({ bundle: bundleArg(args), registry: opts.registry as string, registries: access, concurrency: opts.concurrency as number, ...progress(ctx, 'pushing') });
+      return { json: s, text: pushText(s) };
+    } finally {
+      await access.close();
+    }
+  },
+};
+
+function pushText(s: Awaited<ReturnType<typeof push>>): string {
+  return [
+    ...s.images.map((i) => `pushed ${i.target} (${i.digest.slice(0, 19)})`),
+    `${s.images.length} image(s): ${humanBytes(s.bytesUploaded)} uploaded in ${s.blobsUploaded} blob(s), ${humanBytes(s.bytesSkipped)} skipped (${s.blobsExisting} already there, ${s.blobsMounted} mounted)`,
+  ].join('\n');
+}
+
+const rewriteFlags: OptionSpec[] = [
+  { flags: '--out <dir>', description: 'where to write rendered/, base/ and midstream/ (must not exist or be empty)' },
+  { flags: '--namespace <ns>', description: 'the namespace the application is installed in', default: 'default' },
+];
+
+const rewriteCmd: CommandSpec = {
+  name: 'rewrite',
+  description: 'rewrite the bundle\'s manifests to pull from the customer registry, with an image pull secret',
+  args: ['<bundle>'],
+  options: [...registryFlags, ...rewriteFlags],
+  async run(args, opts, ctx) {
+    const { credentials } = targetAccess(opts, ctx);
+    const s = await rewrite({
+      bundle: bundleArg(args), registry: required(opts, 'registry', '--registry'), out: required(opts, 'out', '--out'),
+      namespace: opts.namespace as string, ...(credentials ? { credentials } : {}),
+    });
+    return { json: s, text: `wrote ${s.out}/rendered (${s.files} file(s), ${s.images.length} image reference(s) rewritten) and the kustomize overlay ${s.out}/midstream\napply with: kubectl apply -f ${s.out}/rendered` };
+  },
+};
+
+const install: CommandSpec = {
+  name: 'install',
+  description: 'push the bundle\'s images and rewrite its manifests (push + rewrite)',
+  args: ['<bundle>'],
+  options: [...registryFlags, ...rewriteFlags, concurrencyFlag],
+  async run(args, opts, ctx) {
+    const { access, credentials } = targetAccess(opts, ctx);
+    const bundle = bundleArg(args);
+    const out = required(opts, 'out', '--out');
+    try {
+      const p = await push({ bundle, registry: opts.registry as string, registries: access, concurrency: opts.concurrency as number, ...progress(ctx, 'pushing') });
+      ctx.renderer.stop();
+      const r = await rewrite({ bundle, registry: opts.registry as string, out, namespace: opts.namespace as string, ...(credentials ? { credentials } : {}) });
+      return {
+        json: { push: p, rewrite: r },
+        text: `${pushText(p)}\nmanifests: ${r.out}/rendered (kustomize overlay: ${r.out}/midstream)\nnext: kubectl apply -f ${r.out}/rendered`,
+      };
+    } finally {
+      await access.close();
+    }
+  },
+};
+
+export const commands: CommandSpec[] = [plan, buildCmd, inspect, verify, pushCmd, rewriteCmd, install];

@@ -1,0 +1,116 @@
+import cliProgress from 'cli-progress';
+import type { CopyEvent } from '../src/copy.js';
+
+/**
+ * Turns engine events into what a person or a pipeline sees: progress bars on a TTY, a plain line
+ * per finished image (and a heartbeat) otherwise, nothing but the final JSON with --json.
+ * Everything goes to stderr; stdout is reserved for results.
+ */
+export interface Renderer {
+  /** Total work, once known. */
+  start(totalBytes: number, totalImages: number, verb: string): void;
+  event(e: CopyEvent): void;
+  /** A line of information (never with --json). */
+  info(line: string): void;
+  stop(): void;
+}
+
+export function humanBytes(n: number): string {
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let v = n;
+  let i = 0;
+  while (v >= 1000 && i < units.length - 1) {
+    v /= 1000;
+    i++;
+  }
+  return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
+}
+
+export function makeRenderer(mode: { json: boolean; tty: boolean }): Renderer {
+  if (mode.json) return { start() {}, event() {}, info() {}, stop() {} };
+  return mode.tty ? new BarRenderer() : new LineRenderer();
+}
+
+class LineRenderer implements Renderer {
+  #bytes = 0;
+  #total = 0;
+  #images = 0;
+  #totalImages = 0;
+  #verb = '';
+  #timer: NodeJS.Timeout | undefined;
+  #started = Date.now();
+
+  start(totalBytes: number, totalImages: number, verb: string): void {
+    this.#total = totalBytes;
+    this.#totalImages = totalImages;
+    this.#verb = verb;
+    this.#started = Date.now();
+    process.stderr.write(`${verb} ${totalImages} image(s), ${humanBytes(totalBytes)} of content\n`);
+    this.#timer = setInterval(() => this.#heartbeat(), 10_000);
+    this.#timer.unref();
+  }
+
+  #heartbeat(): void {
+    const secs = (Date.now() - this.#started) / 1000;
+    process.stderr.write(`  ${humanBytes(this.#bytes)} / ${humanBytes(this.#total)} (${humanBytes(this.#bytes / Math.max(secs, 0.001))}/s), ${this.#images}/${this.#totalImages} images\n`);
+  }
+
+  event(e: CopyEvent): void {
+    if (e.type === 'blob-progress') this.#bytes += e.bytes;
+    else if (e.type === 'image-done') {
+      this.#images++;
+      process.stderr.write(`  [${this.#images}/${this.#totalImages}] ${e.image} ${e.digest.slice(0, 19)}\n`);
+    }
+  }
+
+  info(line: string): void {
+    process.stderr.write(line + '\n');
+  }
+
+  stop(): void {
+    if (this.#timer) clearInterval(this.#timer);
+  }
+}
+
+class BarRenderer implements Renderer {
+  #multi: cliProgress.MultiBar | undefined;
+  #bytesBar: cliProgress.SingleBar | undefined;
+  #imagesBar: cliProgress.SingleBar | undefined;
+  #bytes = 0;
+  #images = 0;
+
+  start(totalBytes: number, totalImages: number, verb: string): void {
+    this.#multi = new cliProgress.MultiBar({
+      stream: process.stderr,
+      hideCursor: true,
+      clearOnComplete: false,
+      format: '{label} [{bar}] {percentage}% | {detail}',
+    }, cliProgress.Presets.shades_classic);
+    this.#bytesBar = this.#multi.create(Math.max(totalBytes, 1), 0, { label: `${verb} bytes `, detail: `0 B / ${humanBytes(totalBytes)}` });
+    this.#imagesBar = this.#multi.create(Math.max(totalImages, 1), 0, { label: `${verb} images`, detail: `0/${totalImages}` });
+    this.#totalBytes = totalBytes;
+    this.#totalImages = totalImages;
+  }
+
+  #totalBytes = 0;
+  #totalImages = 0;
+
+  event(e: CopyEvent): void {
+    if (e.type === 'blob-progress') {
+      this.#bytes += e.bytes;
+      this.#bytesBar?.update(this.#bytes, { detail: `${humanBytes(this.#bytes)} / ${humanBytes(this.#totalBytes)}` });
+    } else if (e.type === 'image-done') {
+      this.#images++;
+      this.#imagesBar?.update(this.#images, { detail: `${this.#images}/${this.#totalImages} ${e.image}` });
+    }
+  }
+
+  info(line: string): void {
+    if (this.#multi) this.#multi.log(line + '\n');
+    else process.stderr.write(line + '\n');
+  }
+
+  stop(): void {
+    this.#multi?.stop();
+  }
+}

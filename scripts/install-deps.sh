@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests, the demo and the benchmark need (when missing):
+# the reference registry server, skopeo (independent reader/writer of images), htpasswd, openssl,
+# containerd (ctr import checks) and kubectl (kustomize checks).
+set -euo pipefail
+need=()
+for pkg in docker-registry skopeo apache2-utils openssl containerd; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi

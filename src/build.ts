@@ -1,0 +1,133 @@
+import { AirgapError, isAirgapError } from './errors.js';
+import { BundleWriter } from './bundle/writer.js';
+import type { BundleImage, BundleMetadata } from './bundle/format.js';
+import { Copier, flatten, loadGraph, type EventSink, type GraphNode } from './copy.js';
+import { choosePlatforms } from './platforms.js';
+import { parsePlatformSpecs } from './oci/platform.js';
+import { makePlan, type PlanOptions } from './plan.js';
+import { formatReference, taggedName } from './reference.js';
+import type { ResolvedImage } from './app/resolve.js';
+import type { SourceStore } from './store.js';
+import { TOOL_NAME, TOOL_VERSION } from './version.js';
+
+export interface BuildOptions extends PlanOptions {
+  licensePath: string;
+  out: string;
+  platforms?: string[];
+  concurrency: number;
+  release?: string;
+  onEvent?: EventSink;
+  /** Called once the work is known, before the first blob moves. */
+  onStart?: (totalBytes: number, totalImages: number) => void;
+  signal?: AbortSignal;
+}
+
+export interface BuildSummary {
+  out: string;
+  appSlug: string;
+  images: (BundleImage & { kind: string })[];
+  blobs: number;
+  bytes: number;
+}
+
+interface PreparedImage {
+  image: ResolvedImage;
+  src: SourceStore;
+  graph: GraphNode;
+  platforms: string[];
+}
+
+/** airgap build: registry → bundle. Resolve every image, plan the tar, copy, finish atomically. */
+export async function build(opts: BuildOptions): Promise<BuildSummary> {
+  const spec = parsePlatformSpecs(opts.platforms);
+  const plan = await makePlan(opts);
+
+  // Every manifest first (small), so that every blob's size is known before the tar is planned.
+  const prepared = await Promise.all(plan.images.map(async (image): Promise<PreparedImage> => {
+    const what = formatReference(image.ref);
+    const src = opts.registries.open(image.source);
+    const reference = image.ref.digest ?? image.ref.tag ?? 'latest';
+    const resolved = await src.resolve(reference, opts.signal ? { signal: opts.signal } : {}).catch((e: unknown) => {
+      throw explainSource(e, image, what);
+    });
+    const chosen = await choosePlatforms(src, resolved, spec, what);
+    const graph = await loadGraph(src, chosen.root, what, opts.signal);
+    return { image, src, graph, platforms: chosen.platforms };
+  }));
+
+  const unique = oneImagePerName(prepared);
+  const nodes = flatten(unique.map((p) => p.graph));
+  const totalBytes = nodes.reduce((n, x) => n + x.descriptor.size, 0);
+  const writer = await BundleWriter.create(opts.out, {
+    blobs: nodes.map((n) => ({ digest: n.descriptor.digest, size: n.descriptor.size })),
+    appFiles: plan.scan.files.map((f) => ({ path: f.path, content: f.content })),
+  });
+  try {
+    opts.onStart?.(totalBytes, unique.length);
+    const copier = new Copier(writer, {
+      concurrency: opts.concurrency,
+      ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
+      ...(opts.signal ? { signal: opts.signal } : {}),
+    });
+    await Promise.all(unique.map((p) => copier.copyImage(p.src, p.graph, formatReference(p.image.ref), [taggedName(p.image.ref)])));
+    const images = unique.map((p) => ({
+      ref: taggedName(p.image.ref),
+      digest: p.graph.descriptor.digest,
+      mediaType: p.graph.descriptor.mediaType,
+      platforms: p.platforms,
+      size: flatten([p.graph]).reduce((n, x) => n + x.descriptor.size, 0),
+      source: p.image.kind,
+    }));
+    const metadata: BundleMetadata = {
+      schemaVersion: 1,
+      tool: { name: TOOL_NAME, version: TOOL_VERSION },
+      created: new Date().toISOString(),
+      appSlug: plan.appSlug,
+      ...(opts.release ? { release: opts.release } : {}),
+      images,
+      appFiles: plan.scan.files.map((f) => f.path),
+    };
+    await writer.finish(metadata);
+    return { out: opts.out, appSlug: plan.appSlug, images: images.map((i) => ({ ...i, kind: i.source })), blobs: nodes.length, bytes: totalBytes };
+  } catch (e) {
+    await writer.abort();
+    throw e;
+  }
+}
+
+/**
+ * The bundle (and later the customer registry) holds one image per name:tag. `redis:7` and
+ * `redis:7@sha256:…` are the same image when they agree, and a conflict to refuse when they don't.
+ */
+function oneImagePerName(prepared: PreparedImage[]): PreparedImage[] {
+  const byName = new Map<string, PreparedImage>();
+  for (const p of prepared) {
+    const name = taggedName(p.image.ref);
+    const seen = byName.get(name);
+    if (!seen) {
+      byName.set(name, p);
+    } else if (seen.graph.descriptor.digest !== p.graph.descriptor.digest) {
+      const at = (x: PreparedImage) => x.image.occurrences.map((o) => `${o.file}:${o.line}`).join(', ');
+      throw new AirgapError('E_COLLISION',
+        `${name} names two different images: ${formatReference(seen.image.ref)} (${at(seen)}) is ${seen.graph.descriptor.digest}, ${formatReference(p.image.ref)} (${at(p)}) is ${p.graph.descriptor.digest}`,
+        { hint: 'the tag has moved since the digest was pinned: make the references agree' });
+    } else if (p.image.ref.digest && !seen.image.ref.digest) {
+      byName.set(name, p); // keep the pinned form for messages
+    }
+  }
+  return [...byName.values()];
+}
+
+/** A private image that the proxy cannot find either: say both places were tried. */
+function explainSource(e: unknown, image: ResolvedImage, what: string): unknown {
+  if (!isAirgapError(e)) return e;
+  const via = image.kind === 'private'
+    ? ` through the vendor proxy ${image.source.registry} (it is not readable anonymously at ${image.ref.registry})`
+    : image.kind === 'vendor' ? ` on the vendor registry with the license credentials` : '';
+  if (e.code === 'E_NOT_FOUND') {
+    return new AirgapError('E_NOT_FOUND', `${what}: not found${via}`, {
+      hint: 'check the image name and tag in the manifests, and that the license grants access to it', cause: e });
+  }
+  if (e.message.includes(what)) return e;
+  return new AirgapError(e.code, `${what}${via}: ${e.message}`, { ...(e.hint ? { hint: e.hint } : {}), cause: e });
+}

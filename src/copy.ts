@@ -1,0 +1,224 @@
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import pLimit, { type LimitFunction } from 'p-limit';
+import { AirgapError } from './errors.js';
+import type { Descriptor } from './oci/descriptor.js';
+import { parseManifest, childrenOf, isForeignLayer, type ParsedManifest } from './oci/manifest.js';
+import { isIndexType, isManifestType } from './oci/mediatypes.js';
+import { VerifyingStream, verifyBytes } from './oci/verify.js';
+import type { PushOutcome, Resolved, SourceStore, TargetStore } from './store.js';
+
+/**
+ * The copy engine: walks a manifest graph from a SourceStore to a TargetStore. Children are copied
+ * before their parents, a tag is set only after everything under it is stored, each digest is
+ * handled once per target (single flight), and every byte is verified while it streams. Only blob
+ * transfers hold a concurrency slot, so a parent waiting on its children never starves them.
+ */
+
+export interface GraphNode {
+  descriptor: Descriptor;
+  /** Manifest bytes (for manifests and indexes); undefined for blobs. */
+  bytes?: Uint8Array;
+  manifest?: ParsedManifest;
+  children: GraphNode[];
+}
+
+export type CopyEvent =
+  | { type: 'blob-start'; digest: string; size: number; image: string }
+  | { type: 'blob-progress'; digest: string; bytes: number }
+  | { type: 'blob-done'; digest: string; size: number; outcome: PushOutcome; image: string }
+  | { type: 'manifest-done'; digest: string; image: string }
+  | { type: 'image-done'; image: string; digest: string };
+
+export type EventSink = (e: CopyEvent) => void;
+
+const MAX_MANIFEST = 4 * 1024 * 1024;
+
+/** Reads a manifest (or index) by descriptor, verified, and parses it. */
+export async function fetchManifest(src: SourceStore, desc: Descriptor, what: string, signal?: AbortSignal): Promise<Resolved> {
+  if (desc.size > MAX_MANIFEST) {
+    throw new AirgapError('E_UNSUPPORTED', `${what}: manifest ${desc.digest} is ${desc.size} bytes, over the ${MAX_MANIFEST}-byte limit`);
+  }
+  const stream = await src.fetch(desc, signal ? { signal } : {});
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(c as Buffer);
+  const bytes = Buffer.concat(chunks);
+  verifyBytes(bytes, desc, what);
+  return { descriptor: desc, bytes };
+}
+
+/**
+ * Loads the whole graph under a root manifest: every manifest's bytes (small), every blob's
+ * descriptor. Blob content is not read. `what` names the image in errors.
+ */
+export async function loadGraph(src: SourceStore, root: Resolved, what: string, signal?: AbortSignal): Promise<GraphNode> {
+  const seen = new Map<string, Promise<GraphNode>>();
+  const visit = (desc: Descriptor, bytes: Uint8Array | undefined): Promise<GraphNode> => {
+    const key = desc.digest;
+    const known = seen.get(key);
+    if (known) return known;
+    const p = (async (): Promise<GraphNode> => {
+      if (!isIndexType(desc.mediaType) && !isManifestType(desc.mediaType) && bytes === undefined) {
+        return { descriptor: desc, children: [] };
+      }
+      const b = bytes ?? (await fetchManifest(src, desc, what, signal)).bytes;
+      const manifest = parseManifest(b, desc.mediaType, `${what} manifest ${desc.digest}`);
+      const kids = childrenOf(manifest).filter((d) => !isForeignLayer(d));
+      const children = await Promise.all(kids.map((d) => visit(d, undefined)));
+      return { descriptor: desc, bytes: b, manifest, children };
+    })();
+    seen.set(key, p);
+    return p;
+  };
+  return visit(root.descriptor, root.bytes);
+}
+
+/** Every distinct blob and manifest in the graphs, children before parents. */
+export function flatten(roots: GraphNode[]): GraphNode[] {
+  const out: GraphNode[] = [];
+  const seen = new Set<string>();
+  const walk = (n: GraphNode) => {
+    if (seen.has(n.descriptor.digest)) return;
+    seen.add(n.descriptor.digest);
+    n.children.forEach(walk);
+    out.push(n);
+  };
+  roots.forEach(walk);
+  return out;
+}
+
+/** Counts bytes as they pass, for progress events. */
+class ProgressStream extends Transform {
+  readonly #emit: (n: number) => void;
+  constructor(emit: (n: number) => void) {
+    super();
+    this.#emit = emit;
+  }
+  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
+    this.#emit(chunk.length);
+    cb(null, chunk);
+  }
+}
+
+export interface CopierOptions {
+  concurrency: number;
+  /** Share one limiter between copiers (one per target repository) so --concurrency is global. */
+  limit?: LimitFunction;
+  /**
+   * Blobs in flight to sibling targets of the same registry: a copier waits for a sibling's upload
+   * of the same digest and then lets its target mount it, instead of uploading the bytes twice.
+   */
+  siblings?: Map<string, Promise<unknown>>;
+  onEvent?: EventSink;
+  signal?: AbortSignal;
+}
+
+/**
+ * Copies graphs into one target. One Copier per target store: its single-flight map is what makes
+ * "each digest once" hold across every image sent to that target.
+ */
+export class Copier {
+  readonly #dst: TargetStore;
+  readonly #limit: LimitFunction;
+  readonly #emit: EventSink;
+  readonly #signal: AbortSignal | undefined;
+  readonly #inflight = new Map<string, Promise<PushOutcome>>();
+  readonly #siblings: Map<string, Promise<unknown>> | undefined;
+
+  constructor(dst: TargetStore, opts: CopierOptions) {
+    this.#dst = dst;
+    this.#limit = opts.limit ?? pLimit(Math.max(1, opts.concurrency));
+    this.#siblings = opts.siblings;
+    this.#emit = opts.onEvent ?? (() => undefined);
+    this.#signal = opts.signal;
+  }
+
+  get target(): TargetStore {
+    return this.#dst;
+  }
+
+  /** Copies a whole graph from `src`, children first, then tags the root with each of `tags`. */
+  async copyImage(src: SourceStore, root: GraphNode, image: string, tags: string[]): Promise<void> {
+    await this.#copyNode(src, root, image);
+    for (const t of tags) {
+      this.#check();
+      await this.#dst.tag(root.descriptor, root.bytes!, t, this.#opts());
+    }
+    this.#emit({ type: 'image-done', image, digest: root.descriptor.digest });
+  }
+
+  #opts() {
+    return this.#signal ? { signal: this.#signal } : {};
+  }
+
+  #check(): void {
+    if (this.#signal?.aborted) throw new AirgapError('E_INTERRUPTED', 'interrupted');
+  }
+
+  #copyNode(src: SourceStore, node: GraphNode, image: string): Promise<PushOutcome> {
+    const key = node.descriptor.digest;
+    const known = this.#inflight.get(key);
+    if (known) return known;
+    const p = (async () => {
+      // Children first; they run concurrently and take their own slots.
+      await Promise.all(node.children.map((c) => this.#copyNode(src, c, image)));
+      if (node.bytes !== undefined) return this.#pushManifest(node, image);
+      const sibling = this.#siblings?.get(key);
+      if (sibling) await sibling.catch(() => undefined);
+      return this.#limit(() => this.#pushBlob(src, node.descriptor, image));
+    })();
+    if (node.bytes === undefined && this.#siblings && !this.#siblings.has(key)) this.#siblings.set(key, p);
+    this.#inflight.set(key, p);
+    // A failed digest may be retried by a later call (e.g. a re-run in the same process).
+    p.catch(() => this.#inflight.delete(key));
+    return p;
+  }
+
+  async #pushManifest(node: GraphNode, image: string): Promise<PushOutcome> {
+    this.#check();
+    const desc = node.descriptor;
+    const bytes = node.bytes!;
+    const outcome = (await this.#dst.exists(desc, this.#opts()))
+      ? 'existed'
+      : await this.#dst.push(desc, async () => Readable.from([Buffer.from(bytes)]), this.#opts());
+    this.#emit({ type: 'manifest-done', digest: desc.digest, image });
+    return outcome;
+  }
+
+  async #pushBlob(src: SourceStore, desc: Descriptor, image: string): Promise<PushOutcome> {
+    this.#check();
+    if (await this.#dst.exists(desc, this.#opts())) {
+      this.#emit({ type: 'blob-done', digest: desc.digest, size: desc.size, outcome: 'existed', image });
+      return 'existed';
+    }
+    this.#emit({ type: 'blob-start', digest: desc.digest, size: desc.size, image });
+    let sent = 0;
+    const open = async (): Promise<Readable> => {
+      // A restarted upload re-reads from byte 0: take back what the last attempt reported.
+      if (sent > 0) this.#emit({ type: 'blob-progress', digest: desc.digest, bytes: -sent });
+      sent = 0;
+      const raw = await src.fetch(desc, this.#opts());
+      const verify = new VerifyingStream(desc, `${image}: blob`);
+      const progress = new ProgressStream((n) => {
+        sent += n;
+        this.#emit({ type: 'blob-progress', digest: desc.digest, bytes: n });
+      });
+      // pipeline wires error propagation both ways; the consumer reads from `progress`.
+      pipeline(raw, verify, progress).catch(() => undefined);
+      return progress;
+    };
+    const outcome = await this.#dst.push(desc, open, this.#opts()).catch((e: unknown) => {
+      throw annotate(e, image, desc, src.label, this.#dst.label);
+    });
+    this.#emit({ type: 'blob-done', digest: desc.digest, size: desc.size, outcome, image });
+    return outcome;
+  }
+}
+
+/** Says which image and which side failed, keeping the original code and hint. */
+function annotate(e: unknown, image: string, desc: Descriptor, from: string, to: string): unknown {
+  if (!(e instanceof AirgapError)) return e;
+  if (e.message.includes(image)) return e;
+  const side = e.code === 'E_DIGEST_MISMATCH' ? `from ${from}` : `${from} → ${to}`;
+  return new AirgapError(e.code, `${image} (${side}): ${e.message}`, { ...(e.hint ? { hint: e.hint } : {}), cause: e });
+}

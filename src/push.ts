@@ -1,0 +1,98 @@
+import pLimit from 'p-limit';
+import { BundleReader } from './bundle/reader.js';
+import { Copier, loadGraph, type CopyEvent, type EventSink, type GraphNode } from './copy.js';
+import { AirgapError } from './errors.js';
+import type { RegistryAccess } from './plan.js';
+import { parseReference } from './reference.js';
+import { checkCollisions, parseTargetRegistry, targetName, type TargetName } from './target.js';
+
+export interface PushOptions {
+  bundle: string;
+  registry: string;
+  registries: RegistryAccess;
+  concurrency: number;
+  onEvent?: EventSink;
+  onStart?: (totalBytes: number, totalImages: number) => void;
+  signal?: AbortSignal;
+}
+
+export interface PushSummary {
+  registry: string;
+  images: { source: string; target: string; digest: string }[];
+  /** Blob bytes sent over the wire. */
+  bytesUploaded: number;
+  /** Blob bytes the registry already had (existing or mounted from another repository). */
+  bytesSkipped: number;
+  blobsUploaded: number;
+  blobsMounted: number;
+  blobsExisting: number;
+}
+
+/**
+ * airgap push: bundle → registry. Every image goes to <host>/<namespace>/<name>:<tag>; blobs are
+ * read from their byte range in the bundle, mounted when a sibling repository already has them,
+ * and each tag is written only after all of its content is in the registry.
+ */
+export async function push(opts: PushOptions): Promise<PushSummary> {
+  const target = parseTargetRegistry(opts.registry);
+  const reader = await BundleReader.open(opts.bundle);
+  try {
+    const entries = reader.images();
+    if (entries.length === 0) {
+      throw new AirgapError('E_BUNDLE', `bundle ${opts.bundle} holds no images (index.json lists none)`,
+        { hint: 'rebuild the bundle with airgap build' });
+    }
+    const images = entries.map((e) => {
+      const ref = parseReference(e.ref, `${opts.bundle}: index.json`);
+      return { ...e, name: targetName(target, ref) };
+    });
+    checkCollisions(images.map((i) => i.name));
+
+    const graphs = new Map<string, GraphNode>();
+    for (const img of images) {
+      const root = await reader.resolve(img.ref);
+      graphs.set(img.ref, await loadGraph(reader, root, img.ref, opts.signal));
+    }
+
+    // One copier per target repository (a blob must exist in each), one limiter for them all.
+    const limit = pLimit(Math.max(1, opts.concurrency));
+    const siblings = new Map<string, Promise<unknown>>();
+    const copiers = new Map<string, Copier>();
+    const stats = { bytesUploaded: 0, bytesSkipped: 0, blobsUploaded: 0, blobsMounted: 0, blobsExisting: 0 };
+    const onEvent = (e: CopyEvent) => {
+      if (e.type === 'blob-done') {
+        if (e.outcome === 'uploaded') { stats.bytesUploaded += e.size; stats.blobsUploaded++; }
+        else { stats.bytesSkipped += e.size; if (e.outcome === 'mounted') stats.blobsMounted++; else stats.blobsExisting++; }
+      }
+      opts.onEvent?.(e);
+    };
+    const copierFor = (name: TargetName): Copier => {
+      let c = copiers.get(name.repository);
+      if (!c) {
+        const store = opts.registries.open({ registry: target.host, repository: name.repository });
+        c = new Copier(store, { concurrency: opts.concurrency, limit, siblings, onEvent, ...(opts.signal ? { signal: opts.signal } : {}) });
+        copiers.set(name.repository, c);
+      }
+      return c;
+    };
+
+    const totalBytes = [...new Map([...graphs.values()].flatMap((g) => blobSizes(g))).values()].reduce((n, s) => n + s, 0);
+    opts.onStart?.(totalBytes, images.length);
+    await Promise.all(images.map((img) =>
+      copierFor(img.name).copyImage(reader, graphs.get(img.ref)!, `${img.ref} → ${img.name.full}`, [img.name.tag])));
+
+    return {
+      registry: opts.registry,
+      images: images.map((i) => ({ source: i.ref, target: i.name.full, digest: graphs.get(i.ref)!.descriptor.digest })),
+      ...stats,
+    };
+  } finally {
+    await reader.close();
+  }
+}
+
+function blobSizes(g: GraphNode, out: [string, number][] = []): [string, number][] {
+  if (g.bytes === undefined) out.push([g.descriptor.digest, g.descriptor.size]);
+  g.children.forEach((c) => blobSizes(c, out));
+  return out;
+}
