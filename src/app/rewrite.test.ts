@@ -236,6 +236,15 @@ test('without credentials: no Secret and no imagePullSecrets', async (t) => {
   t.true(result.rendered.find((f) => f.path === 'pod.yaml')?.content.toString().includes('image: reg.local:5000/airgap/redis:7'));
 });
 
+test('CRLF files keep CRLF line endings', async (t) => {
+  const crlf = (FIXTURE['workloads/deploy.yml'] ?? '').replace(/\n/g, '\r\n');
+  const scan = await scanManifests(await tree(t, { 'd.yaml': crlf }));
+  const out = rewriteApp(scan, OPTS).rendered.find((f) => f.path === 'd.yaml')?.content.toString() ?? '';
+  t.false(/[^\r]\n/.test(out));
+  const lf = rewriteApp(await scanManifests(await tree(t, { 'd.yaml': FIXTURE['workloads/deploy.yml'] ?? '' })), OPTS);
+  t.is(out.replace(/\r\n/g, '\n'), lf.rendered.find((f) => f.path === 'd.yaml')?.content.toString() ?? '');
+});
+
 test('a digest-only image is refused with file:line', async (t) => {
   const scan = await scanManifests(await tree(t, { 'p.yaml': `kind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n    - image: redis@${D}\n` }));
   const e = t.throws(() => rewriteApp(scan, OPTS));

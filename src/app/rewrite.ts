@@ -93,6 +93,7 @@ function seqIndent(text: string, col: (offset: number) => number, podSpec: YAMLM
 function addPullSecret(text: string, lines: LineCounter, podSpec: YAMLMap, specPath: NodePath,
   secret: string, where: string): { splice: Splice; op: JsonPatchOp } | undefined {
   const col = (offset: number): number => lines.linePos(offset).col - 1;
+  const nl = text.includes('\r\n') ? '\r\n' : '\n';
   const existing = podSpec.get('imagePullSecrets', true);
   const path = [...specPath, 'imagePullSecrets'];
   if (existing === undefined) {
@@ -102,7 +103,7 @@ function addPullSecret(text: string, lines: LineCounter, podSpec: YAMLMap, specP
     const indent = ' '.repeat(col(at));
     const insert = podSpec.flow
       ? `imagePullSecrets: [{name: ${secret}}], `
-      : `imagePullSecrets:\n${indent}${seqIndent(text, col, podSpec)}- name: ${secret}\n${indent}`;
+      : `imagePullSecrets:${nl}${indent}${seqIndent(text, col, podSpec)}- name: ${secret}${nl}${indent}`;
     return { splice: { start: at, end: at, text: insert }, op: { op: 'add', path: jsonPointer(path), value: [{ name: secret }] } };
   }
   if (!isSeq(existing) || existing.range === undefined || existing.range === null) {
@@ -121,7 +122,8 @@ function addPullSecret(text: string, lines: LineCounter, podSpec: YAMLMap, specP
   const lastEnd = lastItem.range?.[1] ?? existing.range[1];
   let eol = text.indexOf('\n', lastEnd - 1);
   if (eol < 0) eol = text.length;
-  return { splice: { start: eol, end: eol, text: `\n${' '.repeat(col(dash))}- name: ${secret}` }, op };
+  else if (text[eol - 1] === '\r') eol -= 1;
+  return { splice: { start: eol, end: eol, text: `${nl}${' '.repeat(col(dash))}- name: ${secret}` }, op };
 }
 
 export function rewriteApp(scan: ScanResult, opts: RewriteOptions): RewriteResult {
