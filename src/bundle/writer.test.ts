@@ -1,6 +1,6 @@
 import test from 'ava';
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { runCleanupsSync } from '../cleanup.js';
+import { verifyBundle } from './verify.js';
 import { isAirgapError } from '../errors.js';
 import { blobPath, type BundleMetadata } from './format.js';
 import { BundleReader } from './reader.js';
@@ -213,4 +214,58 @@ test('an unwritable output directory is E_OUTPUT naming the path', async (t) => 
   t.true(isAirgapError(err, 'E_OUTPUT'));
   t.true(err!.message.includes(out));
   t.false(err!.message.includes('\n'));
+});
+
+test('concurrent multi-MB pushes land at their planned offsets; a push cut mid-stream can be retried', async (t) => {
+  const dir = await tempDir(t);
+  const out = join(dir, 'big.tar');
+  const layers = Array.from({ length: 6 }, (_, i) => blobOf(randomBytes(3_000_000 + i * 777), 'application/vnd.oci.image.layer.v1.tar'));
+  const writer = await BundleWriter.create(out, { blobs: layers.map((b) => b.descriptor), appFiles: [] });
+  const cut = layers[2]!;
+  const failing = async () => Readable.from(async function* () {
+    yield cut.bytes.subarray(0, 100_000);
+    throw new Error('connection reset by peer');
+  }());
+  await t.throwsAsync(writer.push(cut.descriptor, failing), { message: /connection reset/ });
+  t.false(await writer.exists(cut.descriptor));
+  const stop = new AbortController();
+  const stalled = async () => Readable.from(async function* () {
+    yield cut.bytes.subarray(0, 1000);
+    stop.abort();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    yield cut.bytes.subarray(1000);
+  }());
+  await t.throwsAsync(writer.push(cut.descriptor, stalled, { signal: stop.signal }), { name: 'AbortError' });
+  t.false(await writer.exists(cut.descriptor));
+  const outcomes = await Promise.all(layers.map((b) => writer.push(b.descriptor, opener(b))));
+  t.deepEqual(outcomes, layers.map(() => 'uploaded'));
+  t.is(await writer.push(cut.descriptor, opener(cut)), 'existed');
+  await writer.finish(metadata([], []));
+  const reader = await BundleReader.open(out);
+  t.teardown(() => reader.close());
+  const result = await verifyBundle(reader);
+  t.is(result.blobs, layers.length);
+  t.deepEqual(result.problems.map((p) => p.message), ['index.json lists no images']);
+});
+
+// A 1 MiB tmpfs gives a real ENOSPC; mounting needs root, so elsewhere this is skipped.
+(process.getuid?.() === 0 ? test : test.skip)('running out of space is E_OUTPUT naming the path, and abort leaves nothing', async (t) => {
+  const dir = await tempDir(t);
+  try {
+    await run('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir]);
+  } catch {
+    t.pass('cannot mount a tmpfs here');
+    return;
+  }
+  let writer: BundleWriter | undefined;
+  // Lazy unmount: a failed assertion may leave the writer's file open on the tmpfs.
+  t.teardown(async () => { await writer?.abort(); await run('umount', ['-l', dir]); });
+  const out = join(dir, 'full.tar');
+  const big = blobOf(randomBytes(2_000_000), 'application/octet-stream');
+  writer = await BundleWriter.create(out, { blobs: [big.descriptor], appFiles: [] });
+  const err = await t.throwsAsync(writer.push(big.descriptor, opener(big)));
+  t.true(isAirgapError(err, 'E_OUTPUT'), String(err));
+  t.is(err!.message, `cannot write bundle ${out}: no space left on device (ENOSPC)`);
+  await writer.abort();
+  t.deepEqual(readdirSync(dir), []);
 });

@@ -1,14 +1,13 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
-import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { addAbortSignal, type Readable } from 'node:stream';
 import { registerCleanup } from '../cleanup.js';
 import { AirgapError, isAirgapError } from '../errors.js';
 import { assertDigest, type Descriptor } from '../oci/descriptor.js';
 import { MediaType } from '../oci/mediatypes.js';
-import { VerifyingStream, verifyBytes } from '../oci/verify.js';
+import { verifyBytes } from '../oci/verify.js';
 import type { FetchOptions, PushOutcome, TargetStore } from '../store.js';
 import {
   APP_DIR, BLOBS_DIR, END_OF_ARCHIVE_SIZE, INDEX_FILE, METADATA_FILE, OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE,
@@ -123,16 +122,26 @@ export class BundleWriter implements TargetStore {
   async #stream(desc: Descriptor, blob: PlannedBlob, openContent: () => Promise<Readable>,
     opts: FetchOptions): Promise<PushOutcome> {
     const source = await openContent();
-    const verifier = new VerifyingStream(desc, `${this.label}: blob ${desc.digest}`);
-    let position = blob.offset;
-    // Awaiting each positional write before taking the next chunk is the backpressure.
-    await pipeline(source, verifier, async (chunks: AsyncIterable<Buffer>) => {
-      for await (const chunk of chunks) {
-        await this.#writeAt(chunk, position);
-        position += chunk.length;
-      }
-    }, opts.signal ? { signal: opts.signal } : {});
+    if (opts.signal) addAbortSignal(opts.signal, source);
+    const hash = createHash('sha256');
+    let seen = 0;
+    // Awaiting each positional write before taking the next chunk is the backpressure; leaving
+    // the loop early (error, abort, too many bytes) destroys the source.
+    for await (const chunk of source as AsyncIterable<Buffer>) {
+      if (seen + chunk.length > blob.size) throw this.#mismatch(desc, `more than the expected ${blob.size} bytes`);
+      hash.update(chunk);
+      await this.#writeAt(chunk, blob.offset + seen);
+      seen += chunk.length;
+    }
+    if (seen !== blob.size) throw this.#mismatch(desc, `${seen} bytes, expected ${blob.size}`);
+    const got = `sha256:${hash.digest('hex')}`;
+    if (got !== desc.digest) throw this.#mismatch(desc, `content hashes to ${got}`);
     return 'uploaded';
+  }
+
+  #mismatch(desc: Descriptor, detail: string): AirgapError {
+    return new AirgapError('E_DIGEST_MISMATCH', `${this.label}: blob ${desc.digest} does not match its content (${detail})`,
+      { hint: 'the source served corrupt or tampered data; retry, and report it to the registry operator if it persists' });
   }
 
   async tag(desc: Descriptor, bytes: Uint8Array, reference: string): Promise<void> {
