@@ -89,13 +89,19 @@ for (const c of commands) {
     debug = flags.debug;
     jsonMode = flags.json;
     const r = renderer(flags);
+    // A promise that never settles lets Node exit quietly with status 0: never report that as success.
+    const guard = () => fail(new AirgapError('E_INTERNAL', `${c.name} stopped before finishing (an internal wait never completed)`,
+      { hint: 'run again with --debug and report the output' }));
+    process.once('beforeExit', guard);
     try {
       const result = await c.run(positional, opts, { flags, renderer: r, readPasswordStdin });
+      process.off('beforeExit', guard);
       r.stop();
       if (flags.json) process.stdout.write(JSON.stringify(result.json, null, 2) + '\n');
       else if (result.text) process.stdout.write(result.text.endsWith('\n') ? result.text : result.text + '\n');
       process.exitCode = result.exitCode ?? 0;
     } catch (e) {
+      process.off('beforeExit', guard);
       r.stop();
       fail(e);
     }

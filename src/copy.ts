@@ -159,15 +159,16 @@ export class Copier {
     const key = node.descriptor.digest;
     const known = this.#inflight.get(key);
     if (known) return known;
+    // Taken before this copier registers its own promise, so it never waits on itself.
+    const sibling = node.bytes === undefined ? this.#siblings?.get(key) : undefined;
     const p = (async () => {
       // Children first; they run concurrently and take their own slots.
       await Promise.all(node.children.map((c) => this.#copyNode(src, c, image)));
       if (node.bytes !== undefined) return this.#pushManifest(node, image);
-      const sibling = this.#siblings?.get(key);
       if (sibling) await sibling.catch(() => undefined);
       return this.#limit(() => this.#pushBlob(src, node.descriptor, image));
     })();
-    if (node.bytes === undefined && this.#siblings && !this.#siblings.has(key)) this.#siblings.set(key, p);
+    if (node.bytes === undefined && this.#siblings && !sibling) this.#siblings.set(key, p);
     this.#inflight.set(key, p);
     // A failed digest may be retried by a later call (e.g. a re-run in the same process).
     p.catch(() => this.#inflight.delete(key));

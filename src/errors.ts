@@ -19,7 +19,8 @@ export type ErrorCode =
   | 'E_BUNDLE'           // bundle is malformed or unsafe
   | 'E_OUTPUT'           // cannot write the output
   | 'E_COLLISION'        // two sources land on one pushed name
-  | 'E_INTERRUPTED';     // SIGINT / SIGTERM
+  | 'E_INTERRUPTED'      // SIGINT / SIGTERM
+  | 'E_INTERNAL';        // a bug: the run could not finish
 
 export class AirgapError extends Error {
   readonly code: ErrorCode;
