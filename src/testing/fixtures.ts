@@ -85,6 +85,7 @@ export class FixtureLayout {
   readonly dir: string;
   readonly #layers = new Map<string, Promise<LayerBlob>>();
   readonly #sources = new Map<string, string>();
+  #indexWrite: Promise<void> = Promise.resolve();
   readonly #index: { mediaType: string; digest: string; size: number; annotations: Record<string, string> }[] = [];
 
   private constructor(dir: string) {
@@ -135,7 +136,15 @@ export class FixtureLayout {
         mediaType: built.mediaType, digest: built.digest, size: built.size,
         annotations: { 'org.opencontainers.image.ref.name': name },
       });
-      await writeFile(join(this.dir, 'index.json'), json({ schemaVersion: 2, manifests: this.#index }));
+      // Builds run concurrently while skopeo reads: chain the writes so that the last one holds
+      // every entry, and rename so that a reader never sees a half-written file.
+      // A failed write fails its own build only; the next one starts afresh.
+      this.#indexWrite = this.#indexWrite.catch(() => undefined).then(async () => {
+        const tmp = join(this.dir, `index.json.${randomBytes(6).toString('hex')}`);
+        await writeFile(tmp, json({ schemaVersion: 2, manifests: this.#index }));
+        await rename(tmp, join(this.dir, 'index.json'));
+      });
+      await this.#indexWrite;
       this.#sources.set(name, `oci:${this.dir}:${name}`);
     }
     return built;
@@ -295,9 +304,10 @@ async function writeLayer(dir: string, seed: string, size: number): Promise<Laye
       entry.once('error', reject);
     });
     for (const chunk of keystream(seed, size)) {
-      if (!entry.write(chunk)) await new Promise((r) => entry.once('drain', r));
+      if (!entry.write(chunk)) await new Promise<void>((r) => entry.once('drain', () => r()));
     }
-    entry.end();
+    // streamx's typings insist on an argument; undefined means "no final chunk".
+    entry.end(undefined);
     await ended;
     tar.finalize();
   })();
