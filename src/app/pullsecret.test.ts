@@ -1,13 +1,7 @@
 import test from 'ava';
 import { parseAllDocuments } from 'yaml';
-import { dockerConfigJson, pullSecretManifests, pullSecretName, splitRegistry } from './pullsecret.js';
+import { dockerConfigJson, pullSecretManifests, pullSecretName } from './pullsecret.js';
 import { isAirgapError } from '../errors.js';
-
-test('splits HOST[:PORT]/NAMESPACE', (t) => {
-  t.deepEqual(splitRegistry('reg.local:5000/team/app'), { host: 'reg.local:5000', namespace: 'team/app' });
-  t.deepEqual(splitRegistry('reg.local'), { host: 'reg.local', namespace: '' });
-  t.true(isAirgapError(t.throws(() => splitRegistry('/ns')), 'E_USAGE'));
-});
 
 test('dockerconfigjson carries username, password and base64 auth for the host', (t) => {
   t.deepEqual(JSON.parse(dockerConfigJson('r:5000', { username: 'u', password: 'p:w' })),

@@ -18,18 +18,6 @@ export function pullSecretName(appSlug: string): string {
   return `${appSlug}-registry`;
 }
 
-/** Splits `host[:port]/namespace[/more]` into the host (the `auths` key) and the namespace path. */
-export function splitRegistry(registry: string): { host: string; namespace: string } {
-  const slash = registry.indexOf('/');
-  const host = slash < 0 ? registry : registry.slice(0, slash);
-  const namespace = slash < 0 ? '' : registry.slice(slash + 1).replace(/\/+$/, '');
-  if (host === '' || /\s/.test(registry)) {
-    throw new AirgapError('E_USAGE', `invalid registry "${registry}": want HOST[:PORT]/NAMESPACE`,
-      { hint: 'e.g. --registry registry.internal:5000/my-app' });
-  }
-  return { host, namespace };
-}
-
 /** The `.dockerconfigjson` document: `{"auths":{"host":{"username","password","auth"}}}`. */
 export function dockerConfigJson(host: string, creds: RegistryCredentials): string {
   const auth = Buffer.from(`${creds.username}:${creds.password}`).toString('base64');

@@ -1,6 +1,7 @@
 import { mkdir, mkdtemp, readdir, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { isScalar, isSeq, type Scalar, type LineCounter, type Node, type YAMLMap } from 'yaml';
+import { parseTargetRegistry } from '../target.js';
 import { AirgapError } from '../errors.js';
 import { isDigestOnly, parseReference, taggedName, type Reference } from '../reference.js';
 import {
@@ -8,7 +9,7 @@ import {
   type ManifestFile, type NodePath, type ScanResult,
 } from './scan.js';
 import {
-  PULL_SECRET_FILE, pullSecretManifests, pullSecretName, splitRegistry, type RegistryCredentials,
+  PULL_SECRET_FILE, pullSecretManifests, pullSecretName, type RegistryCredentials,
 } from './pullsecret.js';
 import {
   baseKustomization, jsonPointer, midstreamOverlay, type ImageRewrite, type JsonPatchOp, type ObjectPatch,
@@ -127,7 +128,7 @@ function addPullSecret(text: string, lines: LineCounter, podSpec: YAMLMap, specP
 }
 
 export function rewriteApp(scan: ScanResult, opts: RewriteOptions): RewriteResult {
-  const { host } = splitRegistry(opts.registry);
+  const { host } = parseTargetRegistry(opts.registry);
   const secretName = pullSecretName(opts.appSlug);
   const rendered: ManifestFile[] = [];
   const rewrites: ImageRewrite[] = [];
