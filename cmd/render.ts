@@ -26,6 +26,17 @@ export function humanBytes(n: number): string {
   return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
 }
 
+/**
+ * Bytes a progress display counts as done for an event: streamed blob bytes as they move, and the
+ * whole size of content that needed no transfer (already there, mounted) or is a small manifest.
+ */
+export function doneBytes(e: CopyEvent): number {
+  if (e.type === 'blob-progress') return e.bytes;
+  if (e.type === 'blob-done' && e.outcome !== 'uploaded') return e.size;
+  if (e.type === 'manifest-done') return e.size;
+  return 0;
+}
+
 export function makeRenderer(mode: { json: boolean; tty: boolean }): Renderer {
   if (mode.json) return { start() {}, event() {}, info() {}, stop() {} };
   return mode.tty ? new BarRenderer() : new LineRenderer();
@@ -56,8 +67,8 @@ class LineRenderer implements Renderer {
   }
 
   event(e: CopyEvent): void {
-    if (e.type === 'blob-progress') this.#bytes += e.bytes;
-    else if (e.type === 'image-done') {
+    this.#bytes += doneBytes(e);
+    if (e.type === 'image-done') {
       this.#images++;
       process.stderr.write(`  [${this.#images}/${this.#totalImages}] ${e.image} ${e.digest.slice(0, 19)}\n`);
     }
@@ -96,10 +107,12 @@ class BarRenderer implements Renderer {
   #totalImages = 0;
 
   event(e: CopyEvent): void {
-    if (e.type === 'blob-progress') {
-      this.#bytes += e.bytes;
+    const n = doneBytes(e);
+    if (n !== 0) {
+      this.#bytes += n;
       this.#bytesBar?.update(this.#bytes, { detail: `${humanBytes(this.#bytes)} / ${humanBytes(this.#totalBytes)}` });
-    } else if (e.type === 'image-done') {
+    }
+    if (e.type === 'image-done') {
       this.#images++;
       this.#imagesBar?.update(this.#images, { detail: `${this.#images}/${this.#totalImages} ${e.image}` });
     }

@@ -27,7 +27,7 @@ export type CopyEvent =
   | { type: 'blob-start'; digest: string; size: number; image: string }
   | { type: 'blob-progress'; digest: string; bytes: number }
   | { type: 'blob-done'; digest: string; size: number; outcome: PushOutcome; image: string }
-  | { type: 'manifest-done'; digest: string; image: string }
+  | { type: 'manifest-done'; digest: string; size: number; image: string }
   | { type: 'image-done'; image: string; digest: string };
 
 export type EventSink = (e: CopyEvent) => void;
@@ -182,7 +182,7 @@ export class Copier {
     const outcome = (await this.#dst.exists(desc, this.#opts()))
       ? 'existed'
       : await this.#dst.push(desc, async () => Readable.from([Buffer.from(bytes)]), this.#opts());
-    this.#emit({ type: 'manifest-done', digest: desc.digest, image });
+    this.#emit({ type: 'manifest-done', digest: desc.digest, size: desc.size, image });
     return outcome;
   }
 

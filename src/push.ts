@@ -1,6 +1,6 @@
 import pLimit from 'p-limit';
 import { BundleReader } from './bundle/reader.js';
-import { Copier, loadGraph, type CopyEvent, type EventSink, type GraphNode } from './copy.js';
+import { Copier, flatten, loadGraph, type CopyEvent, type EventSink, type GraphNode } from './copy.js';
 import { AirgapError } from './errors.js';
 import type { RegistryAccess } from './plan.js';
 import { parseReference } from './reference.js';
@@ -76,7 +76,10 @@ export async function push(opts: PushOptions): Promise<PushSummary> {
       return c;
     };
 
-    const totalBytes = [...new Map([...graphs.values()].flatMap((g) => blobSizes(g))).values()].reduce((n, s) => n + s, 0);
+    // Each target repository receives each of its digests once (uploaded, mounted or found there).
+    const perRepo = new Map<string, GraphNode[]>();
+    for (const img of images) perRepo.set(img.name.repository, [...(perRepo.get(img.name.repository) ?? []), graphs.get(img.ref)!]);
+    const totalBytes = [...perRepo.values()].reduce((n, roots) => n + flatten(roots).reduce((m, x) => m + x.descriptor.size, 0), 0);
     opts.onStart?.(totalBytes, images.length);
     await Promise.all(images.map((img) =>
       copierFor(img.name).copyImage(reader, graphs.get(img.ref)!, `${img.ref} → ${img.name.full}`, [img.name.tag])));
@@ -89,10 +92,4 @@ export async function push(opts: PushOptions): Promise<PushSummary> {
   } finally {
     await reader.close();
   }
-}
-
-function blobSizes(g: GraphNode, out: [string, number][] = []): [string, number][] {
-  if (g.bytes === undefined) out.push([g.descriptor.digest, g.descriptor.size]);
-  g.children.forEach((c) => blobSizes(c, out));
-  return out;
 }
