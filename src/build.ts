@@ -1,3 +1,4 @@
+import pLimit from 'p-limit';
 import { AirgapError, isAirgapError } from './errors.js';
 import { BundleWriter } from './bundle/writer.js';
 import type { BundleImage, BundleMetadata } from './bundle/format.js';
@@ -43,7 +44,8 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
   const plan = await makePlan(opts);
 
   // Every manifest first (small), so that every blob's size is known before the tar is planned.
-  const prepared = await Promise.all(plan.images.map(async (image): Promise<PreparedImage> => {
+  const resolveLimit = pLimit(Math.max(1, opts.concurrency));
+  const prepared = await Promise.all(plan.images.map((image) => resolveLimit(async (): Promise<PreparedImage> => {
     const what = formatReference(image.ref);
     const src = opts.registries.open(image.source);
     const reference = image.ref.digest ?? image.ref.tag ?? 'latest';
@@ -53,7 +55,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
     const chosen = await choosePlatforms(src, resolved, spec, what);
     const graph = await loadGraph(src, chosen.root, what, opts.signal);
     return { image, src, graph, platforms: chosen.platforms };
-  }));
+  })));
 
   const unique = oneImagePerName(prepared);
   const nodes = flatten(unique.map((p) => p.graph));
