@@ -154,8 +154,9 @@ export class Transport {
       } catch (e) {
         failure = e;
       }
-      const retriable = replayable && !req.signal?.aborted &&
-        (res ? isRetriableStatus(res.status) : isConnectionError(failure));
+      // The first contact's scheme probe reports a dropped connection already as our E_NETWORK error.
+      const dropped = isConnectionError(failure) || (failure instanceof RegistryError && failure.code === 'E_NETWORK');
+      const retriable = replayable && !req.signal?.aborted && (res ? isRetriableStatus(res.status) : dropped);
       const delay = retriable ? this.#delay(attempt, res ? header(res, 'retry-after') : undefined) : 0;
       if (!retriable || attempt >= this.#retry.attempts || Date.now() - started + delay > this.#retry.maxElapsedMs) {
         if (res) return res;
