@@ -3,7 +3,7 @@ import { AirgapError } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import type { PushOutcome } from '../store.js';
 import type { CallOptions, RegistryClient } from './client.js';
-import { RegistryError, errorCodes } from './errors.js';
+import { RegistryError, errorCodes, isConnectionError } from './errors.js';
 import { type HttpResponse, backoffDelay, header, sleep } from './transport.js';
 
 /**
@@ -119,8 +119,9 @@ async function uploadMonolithic(client: RegistryClient, repo: string, desc: Desc
     });
   } catch (e) {
     source.destroy();
-    // The source's own failure (a bad bundle file, a cut source download) is what to report.
-    throw sourceError ?? e;
+    // The source's own failure (a bad bundle file, a cut source download) is what to report; a
+    // socket error that undici pushed back into the body stream is the upload's own (retried).
+    throw sourceError !== undefined && !isConnectionError(sourceError) ? sourceError : e;
   }
   if (sourceError !== undefined) {
     await res.body.dump().catch(() => undefined);
