@@ -6,7 +6,7 @@ import { rewrite } from '../src/rewrite.js';
 import { inspectBundle } from '../src/inspect.js';
 import { BundleReader } from '../src/bundle/reader.js';
 import { verifyBundle } from '../src/bundle/verify.js';
-import { createRegistryAccess } from '../src/registry/access.js';
+import { createRegistryAccess, type RegistryAccessOptions } from '../src/registry/access.js';
 import { parseTargetRegistry } from '../src/target.js';
 import { formatReference } from '../src/reference.js';
 import type { CopyEvent } from '../src/copy.js';
@@ -90,9 +90,33 @@ function bundleArg(args: string[]): string {
   return b;
 }
 
+/**
+ * Network tuning from the environment, read here and nowhere else (README: "What happens when
+ * things go wrong"). AIRGAP_RETRY_BASE_MS scales the backoff between retries (default 250 ms,
+ * doubling up to 32×); AIRGAP_HTTP_TIMEOUT_MS bounds the wait for a response's headers and for
+ * each chunk of its body (default 120000). Tests set both small; users rarely need them.
+ */
+export function networkTuning(env: NodeJS.ProcessEnv = process.env): Pick<RegistryAccessOptions, 'retry' | 'timeoutMs'> {
+  const num = (name: string, min: number, max: number): number | undefined => {
+    const v = env[name];
+    if (v === undefined || v === '') return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      throw new AirgapError('E_USAGE', `${name}="${v}" must be a whole number of milliseconds from ${min} to ${max}`);
+    }
+    return n;
+  };
+  const base = num('AIRGAP_RETRY_BASE_MS', 1, 60_000);
+  const timeoutMs = num('AIRGAP_HTTP_TIMEOUT_MS', 100, 3_600_000);
+  return {
+    ...(base !== undefined ? { retry: { baseDelayMs: base, maxDelayMs: base * 32 } } : {}),
+    ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+  };
+}
+
 function sourceAccess(opts: Record<string, unknown>) {
   const caFile = opts.caFile as string | undefined;
-  return createRegistryAccess(caFile ? { defaultCaFile: caFile } : {});
+  return createRegistryAccess({ ...networkTuning(), ...(caFile ? { defaultCaFile: caFile } : {}) });
 }
 
 /** Registry access for the customer registry, from the registry flags. */
@@ -106,6 +130,7 @@ function targetAccess(opts: Record<string, unknown>, ctx: Context) {
   }
   const credentials = username !== undefined && password !== undefined ? { username, password } : undefined;
   const access = createRegistryAccess({
+    ...networkTuning(),
     hosts: [{
       host: registry.host,
       ...(opts.plainHttp ? { plainHttp: true } : {}),

@@ -20,6 +20,8 @@ export interface RegistryAccessOptions {
   /** A CA trusted, besides the system roots, for hosts without their own settings. */
   defaultCaFile?: string;
   retry?: Partial<RetryPolicy>;
+  /** How long to wait for a response's headers, and between two chunks of its body (default 120 s each). */
+  timeoutMs?: number;
   credentialOptions?: Omit<CredentialOptions, 'explicit'>;
 }
 
@@ -31,7 +33,11 @@ export interface ClosableRegistryAccess extends RegistryAccess {
 const TAG_LOOKUP_LIMIT = 200;
 
 export function createRegistryAccess(opts: RegistryAccessOptions = {}): ClosableRegistryAccess {
-  const transport = new Transport({ ...(opts.hosts ? { hosts: opts.hosts } : {}), ...(opts.retry ? { retry: opts.retry } : {}) });
+  const transport = new Transport({
+    ...(opts.hosts ? { hosts: opts.hosts } : {}),
+    ...(opts.retry ? { retry: opts.retry } : {}),
+    ...(opts.timeoutMs !== undefined ? { headersTimeoutMs: opts.timeoutMs, bodyTimeoutMs: opts.timeoutMs } : {}),
+  });
   const configured = new Set((opts.hosts ?? []).map((h) => h.host));
   const clients = new Map<string, RegistryClient>();
 
