@@ -11,15 +11,29 @@ export interface SeenRequest {
   method: string;
   url: string;
   headers: http.IncomingHttpHeaders;
+  /** Date.now() when it arrived. */
+  at: number;
 }
 
 export interface FrontContext {
   /** Proxies the request to the backend; `cutAfter` sends the headers and only that many body bytes. */
-  forward(opts?: { cutAfter?: number; headers?: Record<string, string | undefined> }): Promise<void>;
+  forward(opts?: ForwardOptions): Promise<void>;
   /** The full request body (for handlers that answer on their own). */
   body(): Promise<Buffer>;
   /** Requests seen so far, this one included. */
   seen: SeenRequest[];
+}
+
+export interface ForwardOptions {
+  /** Send the response headers and only this many body bytes, then cut the connection. */
+  cutAfter?: number | ((res: http.IncomingMessage) => number);
+  /** Request headers to set (a string) or remove (undefined) on the way to the backend. */
+  headers?: Record<string, string | undefined>;
+  /** Rewrites each response body chunk (same length keeps Content-Length true); `offset` is the chunk's start. */
+  transform?: (chunk: Buffer, offset: number, res: http.IncomingMessage) => Buffer;
+  /** Sends the response body in pieces of this many bytes, waiting `trickleMs` between them (a slow link). */
+  trickleBytes?: number;
+  trickleMs?: number;
 }
 
 export type FrontHandler = (req: http.IncomingMessage, res: http.ServerResponse, ctx: FrontContext) => void | Promise<void>;
@@ -33,7 +47,7 @@ export interface Front {
 export async function startFront(backend: string | undefined, handle: FrontHandler): Promise<Front> {
   const seen: SeenRequest[] = [];
   const server = http.createServer((req, res) => {
-    seen.push({ method: req.method ?? '', url: req.url ?? '', headers: { ...req.headers } });
+    seen.push({ method: req.method ?? '', url: req.url ?? '', headers: { ...req.headers }, at: Date.now() });
     const ctx: FrontContext = {
       seen,
       forward: (opts = {}) => forward(backend, req, res, opts),
@@ -58,7 +72,7 @@ export async function startFront(backend: string | undefined, handle: FrontHandl
 }
 
 function forward(backend: string | undefined, req: http.IncomingMessage, res: http.ServerResponse,
-  opts: { cutAfter?: number; headers?: Record<string, string | undefined> }): Promise<void> {
+  opts: ForwardOptions): Promise<void> {
   if (!backend) throw new Error('this front has no backend');
   const [hostname, port] = backend.split(':');
   return new Promise((resolve, reject) => {
@@ -70,6 +84,10 @@ function forward(backend: string | undefined, req: http.IncomingMessage, res: ht
     // The Host header stays the front's, so the registry's Location URLs point back at the front.
     const up = http.request({ hostname, port: Number(port), method: req.method, path: req.url, headers }, (ur) => {
       res.writeHead(ur.statusCode ?? 502, ur.headers);
+      if (opts.transform !== undefined || opts.trickleBytes !== undefined || typeof opts.cutAfter === 'function') {
+        pump(ur, res, opts).then(resolve, reject);
+        return;
+      }
       if (opts.cutAfter === undefined) {
         ur.pipe(res);
         ur.on('end', resolve);
@@ -77,6 +95,7 @@ function forward(backend: string | undefined, req: http.IncomingMessage, res: ht
       }
       let sent = 0;
       const limit = opts.cutAfter;
+      if (typeof limit !== 'number') return;
       ur.on('data', (chunk: Buffer) => {
         if (sent >= limit) return;
         const part = chunk.subarray(0, limit - sent);
@@ -94,6 +113,41 @@ function forward(backend: string | undefined, req: http.IncomingMessage, res: ht
     up.on('error', reject);
     req.pipe(up);
   });
+}
+
+/** The slow path of forward: transform and trickle chunk by chunk, honouring backpressure and cutAfter. */
+async function pump(ur: http.IncomingMessage, res: http.ServerResponse, opts: ForwardOptions): Promise<void> {
+  let offset = 0;
+  const cutAfter = typeof opts.cutAfter === 'function' ? opts.cutAfter(ur) : opts.cutAfter;
+  const write = async (b: Buffer): Promise<void> => {
+    if (res.destroyed) return;
+    if (!res.write(b)) await new Promise<void>((r) => { res.once('drain', r); res.once('close', r); });
+  };
+  try {
+    for await (const raw of ur as AsyncIterable<Buffer>) {
+      let chunk = opts.transform ? opts.transform(raw, offset, ur) : raw;
+      const cut = cutAfter !== undefined && offset + chunk.length >= cutAfter;
+      if (cut) chunk = chunk.subarray(0, Math.max(0, cutAfter - offset));
+      offset += raw.length;
+      const piece = opts.trickleBytes ?? chunk.length;
+      for (let i = 0; i < chunk.length; i += Math.max(1, piece)) {
+        await write(chunk.subarray(i, i + Math.max(1, piece)));
+        if (opts.trickleMs) await new Promise((r) => setTimeout(r, opts.trickleMs));
+      }
+      if (cut) {
+        ur.destroy();
+        setTimeout(() => res.socket?.destroy(), 20);
+        return;
+      }
+      if (res.destroyed) {
+        ur.destroy();
+        return;
+      }
+    }
+    res.end();
+  } catch {
+    res.socket?.destroy();
+  }
 }
 
 function readAll(req: http.IncomingMessage): Promise<Buffer> {
