@@ -36,11 +36,26 @@ export interface BundleMetadata {
   schemaVersion: 1;
   tool: { name: string; version: string };
   created: string;
+  /** The bundle's identity: a digest over its images, app files and base (src/delta.ts). */
+  id?: string;
   appSlug?: string;
   release?: string;
   images: BundleImage[];
   /** Paths relative to app/. */
   appFiles: string[];
+  /** Present on a delta bundle: the bundle it builds on and the blobs it expects from it. */
+  base?: BundleBase;
+}
+
+/**
+ * A delta bundle lists every image but carries only the blobs its base does not hold; `blobs`
+ * are the ones it leaves out, which the target registry must already have (the base pushed).
+ */
+export interface BundleBase {
+  id: string;
+  created: string;
+  release?: string;
+  blobs: { digest: string; size: number }[];
 }
 
 export function blobPath(digest: string): string {

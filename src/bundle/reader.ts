@@ -1,16 +1,16 @@
-import * as fs from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { AirgapError } from '../errors.js';
+import { AirgapError, isAirgapError } from '../errors.js';
 import { assertDigest, isDescriptor, type Descriptor } from '../oci/descriptor.js';
 import { parseManifest } from '../oci/manifest.js';
 import { verifyBytes } from '../oci/verify.js';
 import type { FetchOptions, Resolved, SourceStore } from '../store.js';
 import {
   ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, APP_DIR, BLOBS_DIR, INDEX_FILE, METADATA_FILE,
-  METADATA_SCHEMA_VERSION, OCI_LAYOUT_FILE, type BundleMetadata,
+  METADATA_SCHEMA_VERSION, OCI_LAYOUT_FILE, type BundleBase, type BundleMetadata,
 } from './format.js';
-import { indexTar, type TarEntry } from './tarindex.js';
+import { BundleFile } from './split.js';
+import { indexTar, type ReadAt, type TarEntry } from './tarindex.js';
 
 /** index.json, airgap.json and manifests are read whole; a real one is far below these. */
 const MAX_JSON_FILE = 64 << 20;
@@ -24,24 +24,28 @@ export interface BundleBlob {
 
 /**
  * Reads a bundle in place: one pass over the tar headers builds name → byte range, and every
- * blob is then served as a ranged read of the tar itself. Nothing is extracted.
+ * blob is then served as a ranged read of the tar itself. Nothing is extracted. A split bundle
+ * (split.ts) reads the same way through its parts; a delta bundle (airgap.json "base") names
+ * the blobs it leaves to its base, and those are reported as such rather than as missing.
  */
 export class BundleReader implements SourceStore {
   readonly label: string;
   readonly path: string;
-  readonly #fh: FileHandle;
+  /** The bytes: one tar, or the parts of a split bundle. */
+  readonly file: BundleFile;
   readonly #entries: Map<string, TarEntry>;
   readonly #blobs = new Map<string, TarEntry>();
   readonly #strayBlobNames: string[] = [];
   readonly #index: Descriptor[];
   readonly #metadata: BundleMetadata | undefined;
+  readonly #fromBase = new Map<string, number>();
   #closed = false;
 
-  private constructor(path: string, fh: FileHandle, entries: Map<string, TarEntry>, index: Descriptor[],
+  private constructor(path: string, file: BundleFile, entries: Map<string, TarEntry>, index: Descriptor[],
     metadata: BundleMetadata | undefined) {
     this.label = `bundle ${path}`;
     this.path = path;
-    this.#fh = fh;
+    this.file = file;
     this.#entries = entries;
     this.#index = index;
     this.#metadata = metadata;
@@ -51,6 +55,7 @@ export class BundleReader implements SourceStore {
       if (DIGEST_NAME.test(hex)) this.#blobs.set(`sha256:${hex}`, entry);
       else this.#strayBlobNames.push(name);
     }
+    for (const b of metadata?.base?.blobs ?? []) if (!this.#blobs.has(b.digest)) this.#fromBase.set(b.digest, b.size);
   }
 
   static async open(path: string): Promise<BundleReader> {
@@ -62,22 +67,49 @@ export class BundleReader implements SourceStore {
       if (code === 'ENOENT') throw new AirgapError('E_NOT_FOUND', `bundle ${path} does not exist`);
       throw new AirgapError('E_BUNDLE', `cannot read bundle ${path}: ${(e as Error).message}`, { cause: e });
     }
+    let file: BundleFile | undefined;
     try {
       const stat = await fh.stat();
       if (!stat.isFile()) throw new AirgapError('E_BUNDLE', `bundle ${path} is not a regular file`);
       const label = `bundle ${path}`;
-      const entries = await indexTar(fh, stat.size, label);
-      const layout = await readJson(fh, entries, OCI_LAYOUT_FILE, label, true);
+      file = await BundleFile.open(path, fh, stat.size);
+      const entries = await indexTar(file, file.size, label).catch((e: unknown) => nameDamagedParts(e, file!));
+      const layout = await readJson(file, entries, OCI_LAYOUT_FILE, label, true);
       if (!isObject(layout) || typeof layout.imageLayoutVersion !== 'string') {
         throw bad(label, `${OCI_LAYOUT_FILE} has no "imageLayoutVersion": this is not an OCI image layout`);
       }
-      const index = parseIndex(await readJson(fh, entries, INDEX_FILE, label, true), label);
-      const metadata = parseMetadata(await readJson(fh, entries, METADATA_FILE, label, false), label);
-      return new BundleReader(path, fh, entries, index, metadata);
+      const index = parseIndex(await readJson(file, entries, INDEX_FILE, label, true), label);
+      const metadata = parseMetadata(await readJson(file, entries, METADATA_FILE, label, false), label);
+      return new BundleReader(path, file, entries, index, metadata);
     } catch (e) {
-      await fh.close();
+      await (file ? file.close() : fh.close().catch(() => undefined));
       throw e;
     }
+  }
+
+  /** The base this delta bundle builds on, or undefined for a full bundle. */
+  base(): BundleBase | undefined {
+    return this.#metadata?.base;
+  }
+
+  /** Blobs this delta leaves to its base (declared in airgap.json and not carried). */
+  fromBase(): BundleBlob[] {
+    return [...this.#fromBase].map(([digest, size]) => ({ digest, size }));
+  }
+
+  isFromBase(digest: string): boolean {
+    return this.#fromBase.has(digest);
+  }
+
+  /** The size airgap.json declares for a blob expected from the base. */
+  baseBlobSize(digest: string): number | undefined {
+    return this.#fromBase.get(digest);
+  }
+
+  /** The part file(s) holding a blob: named in errors about a split bundle's damaged content. */
+  partsOfBlob(digest: string): string[] {
+    const e = this.#blobs.get(digest);
+    return e ? this.file.partsOf(e.offset, e.offset + e.size) : [];
   }
 
   /** One entry per index.json descriptor that carries a reference name. */
@@ -153,6 +185,12 @@ export class BundleReader implements SourceStore {
 
   async fetch(desc: Descriptor, opts: FetchOptions = {}): Promise<Readable> {
     const entry = this.#blobs.get(desc.digest);
+    if (!entry && this.#fromBase.has(desc.digest)) {
+      const base = this.#metadata!.base!;
+      throw new AirgapError('E_NOT_FOUND',
+        `${this.label} is a delta: ${desc.digest} comes from its base bundle ${base.id}${base.release ? ` (release ${base.release})` : ''} and is not carried`,
+        { hint: 'push the base bundle into the registry first, or build a full bundle (without --since)' });
+    }
     if (!entry) throw notFound(this.label, desc.digest);
     if (entry.size !== desc.size) {
       throw new AirgapError('E_DIGEST_MISMATCH',
@@ -160,15 +198,13 @@ export class BundleReader implements SourceStore {
         { hint: 'the bundle is damaged; run airgap verify on it and rebuild it' });
     }
     if (entry.size === 0) return Readable.from([]);
-    return fs.createReadStream(this.path, {
-      start: entry.offset, end: entry.offset + entry.size - 1, ...(opts.signal ? { signal: opts.signal } : {}),
-    });
+    return this.file.stream(entry.offset, entry.offset + entry.size, opts.signal);
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.#fh.close();
+    await this.file.close();
   }
 
   async #readManifest(entry: TarEntry, digest: string): Promise<Buffer> {
@@ -177,11 +213,23 @@ export class BundleReader implements SourceStore {
   }
 
   async #read(entry: TarEntry): Promise<Buffer> {
-    return readRange(this.#fh, entry);
+    return readRange(this.file, entry);
   }
 }
 
-async function readRange(fh: FileHandle, entry: TarEntry): Promise<Buffer> {
+/** A split bundle whose tar does not parse: the damaged part is what the user can act on. */
+async function nameDamagedParts(e: unknown, file: BundleFile): Promise<never> {
+  if (file.split && isAirgapError(e, 'E_BUNDLE')) {
+    const damaged = await file.checkParts();
+    if (damaged.length > 0) {
+      throw new AirgapError('E_BUNDLE', `bundle ${file.path}: ${damaged.map((d) => d.message).join('; ')}`,
+        { hint: `copy ${damaged.map((d) => d.part).join(', ')} again from the original media`, cause: e });
+    }
+  }
+  throw e;
+}
+
+async function readRange(fh: ReadAt, entry: TarEntry): Promise<Buffer> {
   const buf = Buffer.alloc(entry.size);
   let done = 0;
   while (done < entry.size) {
@@ -192,7 +240,7 @@ async function readRange(fh: FileHandle, entry: TarEntry): Promise<Buffer> {
   return buf;
 }
 
-async function readJson(fh: FileHandle, entries: Map<string, TarEntry>, name: string, label: string,
+async function readJson(fh: ReadAt, entries: Map<string, TarEntry>, name: string, label: string,
   required: boolean): Promise<unknown> {
   const entry = entries.get(name);
   if (!entry || entry.type !== 'file') {
@@ -243,7 +291,16 @@ function parseMetadata(v: unknown, label: string): BundleMetadata | undefined {
     }
   });
   if (!Array.isArray(v.appFiles) || v.appFiles.some((f) => typeof f !== 'string')) fail('has no "appFiles" list');
-  for (const k of ['appSlug', 'release'] as const) if (v[k] !== undefined && typeof v[k] !== 'string') fail(`"${k}" is not a string`);
+  for (const k of ['appSlug', 'release', 'id'] as const) if (v[k] !== undefined && typeof v[k] !== 'string') fail(`"${k}" is not a string`);
+  if (v.base !== undefined) {
+    const b = v.base;
+    if (!isObject(b) || typeof b.id !== 'string' || typeof b.created !== 'string' ||
+      (b.release !== undefined && typeof b.release !== 'string') || !Array.isArray(b.blobs) ||
+      b.blobs.some((x) => !isObject(x) || typeof x.digest !== 'string' || !DIGEST_NAME.test(x.digest.replace(/^sha256:/, '')) ||
+        !x.digest.startsWith('sha256:') || !Number.isSafeInteger(x.size) || (x.size as number) < 0)) {
+      fail('"base" (what this delta expects from its base bundle) is malformed');
+    }
+  }
   return v as unknown as BundleMetadata;
 }
 

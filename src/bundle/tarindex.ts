@@ -1,4 +1,3 @@
-import type { FileHandle } from 'node:fs/promises';
 import { AirgapError } from '../errors.js';
 import { BLOCK, checksum, paddedSize } from './format.js';
 
@@ -16,11 +15,16 @@ export interface TarEntry {
   size: number;
 }
 
+/** Positional reads, as FileHandle.read; a split bundle's parts answer it as one file (split.ts). */
+export interface ReadAt {
+  read(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
+}
+
 export const MAX_ENTRIES = 1_000_000;
 /** PAX and GNU long-name bodies are a few hundred bytes; anything bigger is not a real one. */
 const MAX_META_BODY = 1 << 20;
 
-export async function indexTar(fh: FileHandle, fileSize: number, label: string): Promise<Map<string, TarEntry>> {
+export async function indexTar(fh: ReadAt, fileSize: number, label: string): Promise<Map<string, TarEntry>> {
   const entries = new Map<string, TarEntry>();
   const header = Buffer.alloc(BLOCK);
   let pos = 0;
@@ -77,7 +81,7 @@ export async function indexTar(fh: FileHandle, fileSize: number, label: string):
   return entries;
 }
 
-async function readExactly(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
+async function readExactly(fh: ReadAt, buf: Buffer, position: number): Promise<void> {
   let done = 0;
   while (done < buf.length) {
     const { bytesRead } = await fh.read(buf, done, buf.length - done, position + done);

@@ -9,7 +9,16 @@ import type { BundleReader } from './reader.js';
 export interface VerifyProblem {
   digest?: string;
   ref?: string;
+  /** The part file at fault, for a split bundle. */
+  part?: string;
   message: string;
+}
+
+/** A delta bundle: what its images need from the base and it does not carry (not a problem). */
+export interface ExpectedFromBase {
+  base: { id: string; created: string; release?: string };
+  blobs: number;
+  bytes: number;
 }
 
 export interface VerifyResult {
@@ -18,6 +27,10 @@ export interface VerifyResult {
   /** Blobs re-hashed and bytes read doing it. */
   blobs: number;
   bytes: number;
+  /** Present for a delta bundle. */
+  expectedFromBase?: ExpectedFromBase;
+  /** Part files checked against their sha256, for a split bundle. */
+  parts?: number;
 }
 
 export interface VerifyProgress {
@@ -37,6 +50,8 @@ export interface VerifyProgress {
 export async function verifyBundle(reader: BundleReader,
   onProgress?: (p: VerifyProgress) => void): Promise<VerifyResult> {
   const problems: VerifyProblem[] = [];
+  // A split bundle: each part against its recorded sha256 first, so a bad copy is named by file.
+  problems.push(...await reader.file.checkParts());
   for (const name of reader.strayBlobNames()) {
     problems.push({ message: `${name} is not named by a sha256 digest and cannot be verified` });
   }
@@ -58,11 +73,11 @@ export async function verifyBundle(reader: BundleReader,
       const got = `sha256:${hash.digest('hex')}`;
       if (got !== blob.digest) {
         damaged.add(blob.digest);
-        problems.push({ digest: blob.digest, message: `blob ${blob.digest} is damaged: its content hashes to ${got}` });
+        problems.push({ digest: blob.digest, message: `blob ${blob.digest} is damaged: its content hashes to ${got}${inParts(reader, blob.digest)}` });
       }
     } catch (e) {
       damaged.add(blob.digest);
-      problems.push({ digest: blob.digest, message: `blob ${blob.digest} could not be read: ${errorText(e)}` });
+      problems.push({ digest: blob.digest, message: `blob ${blob.digest} could not be read${inParts(reader, blob.digest)}: ${errorText(e)}` });
     }
     blobsDone++;
   }
@@ -71,12 +86,26 @@ export async function verifyBundle(reader: BundleReader,
     onProgress?.({ blobsDone, blobsTotal: blobs.length, bytesDone, bytesTotal, digest: last.digest });
   }
 
-  await checkGraphs(reader, damaged, problems);
+  const fromBase = new Map<string, number>();
+  await checkGraphs(reader, damaged, problems, fromBase);
   checkMetadata(reader, problems);
-  return { ok: problems.length === 0, problems, blobs: blobsDone, bytes: bytesDone };
+  const base = reader.base();
+  return {
+    ok: problems.length === 0, problems, blobs: blobsDone, bytes: bytesDone,
+    ...(base ? { expectedFromBase: {
+      base: { id: base.id, created: base.created, ...(base.release ? { release: base.release } : {}) },
+      blobs: fromBase.size, bytes: [...fromBase.values()].reduce((n, x) => n + x, 0),
+    } } : {}),
+    ...(reader.file.split ? { parts: reader.file.split.parts.length } : {}),
+  };
 }
 
-async function checkGraphs(reader: BundleReader, damaged: Set<string>, problems: VerifyProblem[]): Promise<void> {
+function inParts(reader: BundleReader, digest: string): string {
+  return reader.file.split ? ` (in ${reader.partsOfBlob(digest).map((p) => `part ${p}`).join(' and ')})` : '';
+}
+
+async function checkGraphs(reader: BundleReader, damaged: Set<string>, problems: VerifyProblem[],
+  fromBase: Map<string, number>): Promise<void> {
   // A blob shared by several images is reported once, under the first image that reaches it.
   const visited = new Set<string>();
   const roots = reader.indexDescriptors();
@@ -89,6 +118,14 @@ async function checkGraphs(reader: BundleReader, damaged: Set<string>, problems:
       problems.push({ digest: desc.digest, ...(ref ? { ref } : {}), message });
     };
     const size = reader.blobSize(desc.digest);
+    const declared = size === undefined ? reader.baseBlobSize(desc.digest) : undefined;
+    if (declared !== undefined) {
+      if (declared !== desc.size) problem(`${path} ${desc.digest} is expected from the base with ${declared} bytes but referenced with ${desc.size}`);
+      // A manifest is always carried (push walks graphs from the delta alone): never expect one.
+      else if (isIndexType(desc.mediaType) || isManifestType(desc.mediaType)) problem(`${path} ${desc.digest} is a manifest the delta does not carry`);
+      else fromBase.set(desc.digest, desc.size);
+      return;
+    }
     if (size === undefined) {
       if (!isForeignLayer(desc)) problem(`${path} ${desc.digest} is missing from the bundle`);
       return;

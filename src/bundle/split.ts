@@ -1,0 +1,358 @@
+import { createHash, randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import * as path from 'node:path';
+import { Readable } from 'node:stream';
+import { registerCleanup } from '../cleanup.js';
+import { AirgapError } from '../errors.js';
+
+/**
+ * Split bundles, for transfer media with a file-size limit. The bundle stays ONE logical tar;
+ * `--out app.tar` becomes a small JSON file (the parts manifest) and the tar's bytes live in
+ * `app.tar.part001`, `app.tar.part002`, … beside it, each with its size and sha256 in the
+ * manifest so that every part can be checked on its own after the copy. `cat app.tar.part*`
+ * gives the plain tar back. Readers present the parts as one file (BundleFile): ranges that
+ * cross a part boundary are stitched while streaming, nothing is concatenated on disk.
+ */
+
+export const SPLIT_FORMAT = 'airgap.split.v1';
+/** Part file names count from 001; wider numbers only for more than 999 parts. */
+const MIN_DIGITS = 3;
+const MAX_PARTS = 100_000;
+const MIN_PART_SIZE = 1024;
+/** The parts manifest is a few hundred bytes per part. */
+const MAX_MANIFEST = 16 << 20;
+
+export interface PartInfo {
+  /** File name, beside the manifest (no directory). */
+  name: string;
+  size: number;
+  /** Lower-case hex sha256 of the part's bytes. */
+  sha256: string;
+}
+
+export interface SplitManifest {
+  format: typeof SPLIT_FORMAT;
+  /** Size of the whole logical tar. */
+  size: number;
+  /** The bundle's identity (airgap.json "id"), to tell one set of parts from another. */
+  bundleId?: string;
+  parts: PartInfo[];
+}
+
+/**
+ * "4GB", "700MB", "1.5G", "512KiB", "1000000". Decimal units (KB, MB, GB, TB, and K, M, G, T)
+ * are powers of 1000 and binary ones (KiB, MiB, GiB, TiB) powers of 1024: a medium sold as
+ * "4 GB files at most" (FAT32: 4 GiB − 1 byte) is safe with --split-size 4GB.
+ */
+export function parseSize(text: string, flag = '--split-size'): number {
+  const m = /^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]i?b?|b)?\s*$/i.exec(text);
+  const bad = (why: string) => new AirgapError('E_USAGE', `${flag} "${text}" ${why}`,
+    { hint: 'give a size such as 4GB, 700MB or 512MiB (KB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024)' });
+  if (!m) throw bad('is not a size');
+  const unit = (m[2] ?? 'b').toLowerCase();
+  const power = { b: 0, k: 1, m: 2, g: 3, t: 4 }[unit[0] as 'b' | 'k' | 'm' | 'g' | 't'];
+  const base = unit.includes('i') ? 1024 : 1000;
+  const bytes = Math.floor(Number(m[1]) * base ** power);
+  if (!Number.isSafeInteger(bytes)) throw bad('is too large');
+  if (bytes < MIN_PART_SIZE) throw bad(`is below the minimum part size of ${MIN_PART_SIZE} bytes`);
+  return bytes;
+}
+
+export function partName(outPath: string, index: number, count: number): string {
+  const digits = Math.max(MIN_DIGITS, String(count).length);
+  return `${path.basename(outPath)}.part${String(index + 1).padStart(digits, '0')}`;
+}
+
+/** Refuses to start a split build whose manifest or first part would clobber a file. */
+export function refuseExistingSplit(outPath: string): void {
+  for (const p of [outPath, path.join(path.dirname(path.resolve(outPath)), partName(outPath, 0, 1))]) {
+    if (fs.existsSync(p)) {
+      throw new AirgapError('E_OUTPUT', `${p} already exists`,
+        { hint: 'choose another --out path or remove the existing bundle and its parts first' });
+    }
+  }
+}
+
+/**
+ * Splits the complete tar at `wholePath` into parts beside `outPath`, then writes the manifest
+ * at `outPath`. Parts are cut from the tail and the whole file truncated after each one, so the
+ * disk never holds more than the bundle plus one part. Everything is written under hidden temp
+ * names and published only once every part is on disk: on failure or interrupt no part and no
+ * manifest is left (the whole file is consumed either way: the caller built it for this).
+ */
+export async function splitBundle(wholePath: string, outPath: string, partSize: number,
+  bundleId?: string): Promise<SplitManifest> {
+  const dir = path.dirname(path.resolve(outPath));
+  const total = (await fs.promises.stat(wholePath)).size;
+  const count = Math.max(1, Math.ceil(total / partSize));
+  if (count > MAX_PARTS) {
+    throw new AirgapError('E_USAGE', `--split-size ${partSize} would cut the ${total}-byte bundle into ${count} parts (at most ${MAX_PARTS})`,
+      { hint: 'choose a larger --split-size' });
+  }
+  const tag = randomBytes(6).toString('hex');
+  const names = Array.from({ length: count }, (_, i) => partName(outPath, i, count));
+  const temps = names.map((n) => path.join(dir, `.${n}.airgap-partial-${tag}`));
+  const published: string[] = [];
+  const removeAll = (): void => {
+    for (const p of [wholePath, ...temps, ...published]) fs.rmSync(p, { force: true });
+  };
+  const unregister = registerCleanup(removeAll);
+  try {
+    const parts: PartInfo[] = new Array<PartInfo>(count);
+    for (let i = count - 1; i >= 1; i--) {
+      const start = i * partSize;
+      const end = Math.min(total, start + partSize);
+      parts[i] = { name: names[i]!, size: end - start, sha256: await copyRange(wholePath, start, end, temps[i]!, outPath) };
+      await truncate(wholePath, start, outPath);
+    }
+    parts[0] = { name: names[0]!, size: Math.min(total, partSize), sha256: await hashFile(wholePath) };
+    fs.renameSync(wholePath, temps[0]!);
+
+    const manifest: SplitManifest = { format: SPLIT_FORMAT, size: total, ...(bundleId ? { bundleId } : {}), parts };
+    const manifestTemp = path.join(dir, `.${path.basename(outPath)}.airgap-partial-${tag}`);
+    temps.push(manifestTemp);
+    fs.writeFileSync(manifestTemp, JSON.stringify(manifest, null, 2) + '\n', { flag: 'wx' });
+    // Parts first, the manifest last: a reader that finds the manifest finds every part.
+    for (let i = 0; i < count; i++) publishNoClobber(temps[i]!, path.join(dir, names[i]!), published);
+    publishNoClobber(manifestTemp, path.resolve(outPath), published);
+    unregister();
+    return manifest;
+  } catch (e) {
+    removeAll();
+    unregister();
+    throw e instanceof AirgapError ? e : outputError(e, outPath);
+  }
+}
+
+async function copyRange(from: string, start: number, end: number, to: string, outPath: string): Promise<string> {
+  const hash = createHash('sha256');
+  const fh = await open(to, 'wx', 0o644);
+  try {
+    let pos = 0;
+    for await (const chunk of fs.createReadStream(from, { start, end: end - 1 }) as AsyncIterable<Buffer>) {
+      hash.update(chunk);
+      let done = 0;
+      while (done < chunk.length) done += (await fh.write(chunk, done, chunk.length - done, pos + done)).bytesWritten;
+      pos += chunk.length;
+    }
+    if (pos !== end - start) throw new AirgapError('E_OUTPUT', `cannot write bundle ${outPath}: its temporary file shrank while being split`);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  return hash.digest('hex');
+}
+
+async function truncate(file: string, size: number, outPath: string): Promise<void> {
+  try {
+    await fs.promises.truncate(file, size);
+  } catch (e) {
+    throw outputError(e, outPath);
+  }
+}
+
+export async function hashFile(file: string, onBytes?: (n: number) => void): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of fs.createReadStream(file) as AsyncIterable<Buffer>) {
+    hash.update(chunk);
+    onBytes?.(chunk.length);
+  }
+  return hash.digest('hex');
+}
+
+function publishNoClobber(temp: string, final: string, published: string[]): void {
+  try {
+    fs.linkSync(temp, final);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') {
+      throw new AirgapError('E_OUTPUT', `${final} already exists`, { hint: 'choose another --out path or remove the old bundle and its parts' });
+    }
+    if (fs.existsSync(final)) throw e;
+    fs.renameSync(temp, final); // file systems without hard links
+    published.push(final);
+    return;
+  }
+  published.push(final);
+  fs.rmSync(temp, { force: true });
+}
+
+function outputError(e: unknown, outPath: string): AirgapError {
+  const err = e as NodeJS.ErrnoException;
+  return new AirgapError('E_OUTPUT', `cannot write the parts of bundle ${outPath}: ${err.code ?? ''} ${err.message ?? String(e)}`.replace(/\s+/g, ' '),
+    { hint: 'free space or pick a writable --out location, then run the build again', cause: e });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading: one logical file over a plain tar or a set of parts.
+
+interface OpenPart extends PartInfo {
+  path: string;
+  /** Offset of the part's first byte in the logical file. */
+  start: number;
+  fh: FileHandle;
+}
+
+/**
+ * Random access to a bundle's bytes whether it is one tar or split into parts. `read` is
+ * positional (like FileHandle.read) and `stream` yields a byte range, crossing part boundaries
+ * as needed, with constant memory.
+ */
+export class BundleFile {
+  readonly path: string;
+  readonly size: number;
+  /** The parts manifest, for a split bundle. */
+  readonly split: SplitManifest | undefined;
+  readonly #parts: OpenPart[];
+
+  private constructor(p: string, size: number, split: SplitManifest | undefined, parts: OpenPart[]) {
+    this.path = p;
+    this.size = size;
+    this.split = split;
+    this.#parts = parts;
+  }
+
+  /** Opens a plain tar, or the parts named by a parts manifest (every part present, right size). */
+  static async open(p: string, fh: FileHandle, fileSize: number): Promise<BundleFile> {
+    const head = Buffer.alloc(Math.min(fileSize, 64));
+    if (head.length > 0) await fh.read(head, 0, head.length, 0);
+    if (!head.toString('utf8').trimStart().startsWith('{')) {
+      return new BundleFile(p, fileSize, undefined, [{ name: path.basename(p), size: fileSize, sha256: '', path: p, start: 0, fh }]);
+    }
+    const manifest = await readManifest(p, fh, fileSize);
+    await fh.close();
+    const dir = path.dirname(path.resolve(p));
+    const parts: OpenPart[] = [];
+    try {
+      let start = 0;
+      for (const part of manifest.parts) {
+        const partPath = path.join(dir, part.name);
+        let pfh: FileHandle;
+        try {
+          pfh = await open(partPath, 'r');
+        } catch (e) {
+          const missing = (e as NodeJS.ErrnoException).code === 'ENOENT';
+          throw new AirgapError(missing ? 'E_NOT_FOUND' : 'E_BUNDLE',
+            `bundle ${p}: part ${part.name} ${missing ? 'is missing' : `cannot be read (${(e as Error).message})`} (expected at ${partPath})`,
+            { hint: `copy all ${manifest.parts.length} parts (${manifest.parts[0]!.name} …) into the directory of ${path.basename(p)}` });
+        }
+        parts.push({ ...part, path: partPath, start, fh: pfh });
+        const actual = (await pfh.stat()).size;
+        if (actual !== part.size) {
+          throw new AirgapError('E_BUNDLE', `bundle ${p}: part ${part.name} is ${actual} bytes, expected ${part.size}: an incomplete or damaged copy`,
+            { hint: `copy ${part.name} again from the original media` });
+        }
+        start += part.size;
+      }
+    } catch (e) {
+      await Promise.all(parts.map((x) => x.fh.close().catch(() => undefined)));
+      throw e;
+    }
+    return new BundleFile(p, manifest.size, manifest, parts);
+  }
+
+  /** Part names (one, the file itself, for a plain tar). */
+  partNames(): string[] {
+    return this.#parts.map((x) => x.name);
+  }
+
+  /** The parts that hold bytes [start, end). */
+  partsOf(start: number, end: number): string[] {
+    return this.#parts.filter((x) => x.start < Math.max(end, start + 1) && x.start + x.size > start).map((x) => x.name);
+  }
+
+  async read(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }> {
+    let done = 0;
+    while (done < length) {
+      const part = this.#partAt(position + done);
+      if (!part) break;
+      const within = position + done - part.start;
+      const n = Math.min(length - done, part.size - within);
+      const { bytesRead } = await part.fh.read(buffer, offset + done, n, within);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+    return { bytesRead: done };
+  }
+
+  /** Bytes [start, end) as one stream. */
+  stream(start: number, end: number, signal?: AbortSignal): Readable {
+    if (this.split === undefined) {
+      return fs.createReadStream(this.path, { start, end: end - 1, ...(signal ? { signal } : {}) });
+    }
+    const pieces = this.#parts.filter((x) => x.start < end && x.start + x.size > start).map((x) => ({
+      path: x.path, from: Math.max(start, x.start) - x.start, to: Math.min(end, x.start + x.size) - x.start,
+    }));
+    async function* chunks(): AsyncGenerator<Buffer> {
+      for (const p of pieces) {
+        // Leaving the loop early (consumer destroyed us) destroys the inner stream too.
+        for await (const c of fs.createReadStream(p.path, { start: p.from, end: p.to - 1, ...(signal ? { signal } : {}) })) yield c as Buffer;
+      }
+    }
+    return Readable.from(chunks(), { objectMode: false });
+  }
+
+  /**
+   * Re-hashes every part against the manifest; returns the damaged ones. A plain tar has no
+   * recorded hash (its blobs are checked by name instead) and returns nothing.
+   */
+  async checkParts(onBytes?: (n: number) => void): Promise<{ part: string; message: string }[]> {
+    if (!this.split) return [];
+    const problems: { part: string; message: string }[] = [];
+    for (const part of this.#parts) {
+      const got = await hashFile(part.path, onBytes);
+      if (got !== part.sha256) {
+        problems.push({ part: part.name, message: `part ${part.name} is damaged: its sha256 is ${got}, the parts manifest says ${part.sha256}` });
+      }
+    }
+    return problems;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.#parts.map((x) => x.fh.close().catch(() => undefined)));
+  }
+
+  #partAt(pos: number): OpenPart | undefined {
+    let lo = 0;
+    let hi = this.#parts.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const x = this.#parts[mid]!;
+      if (pos < x.start) hi = mid - 1;
+      else if (pos >= x.start + x.size) lo = mid + 1;
+      else return x;
+    }
+    return undefined;
+  }
+}
+
+async function readManifest(p: string, fh: FileHandle, fileSize: number): Promise<SplitManifest> {
+  const bad = (why: string) => new AirgapError('E_BUNDLE', `bundle ${p}: ${why}`,
+    { hint: 'this is neither a bundle tar nor the parts manifest airgap build --split-size writes; copy it again' });
+  if (fileSize > MAX_MANIFEST) throw bad('starts like JSON but is too big to be a parts manifest');
+  const buf = Buffer.alloc(fileSize);
+  await fh.read(buf, 0, fileSize, 0);
+  let v: unknown;
+  try {
+    v = JSON.parse(buf.toString('utf8'));
+  } catch (e) {
+    throw bad(`is not a tar and not a valid parts manifest (${(e as Error).message})`);
+  }
+  const m = v as Partial<SplitManifest> | null;
+  if (!m || typeof m !== 'object' || m.format !== SPLIT_FORMAT) throw bad(`is JSON but not a parts manifest (no "format": "${SPLIT_FORMAT}")`);
+  if (!Number.isSafeInteger(m.size) || !Array.isArray(m.parts) || m.parts.length === 0) throw bad('parts manifest has no size or no parts');
+  let sum = 0;
+  const seen = new Set<string>();
+  for (const [i, part] of m.parts.entries()) {
+    if (!part || typeof part.name !== 'string' || !/^[^/\\]+$/.test(part.name) || part.name === '.' || part.name === '..' ||
+      seen.has(part.name) || !Number.isSafeInteger(part.size) || part.size < 0 ||
+      typeof part.sha256 !== 'string' || !/^[a-f0-9]{64}$/.test(part.sha256)) {
+      throw bad(`parts manifest entry ${i + 1} is malformed`);
+    }
+    seen.add(part.name);
+    sum += part.size;
+  }
+  if (sum !== m.size) throw bad(`parts manifest says ${m.size} bytes but its parts add up to ${sum}`);
+  if (m.bundleId !== undefined && typeof m.bundleId !== 'string') throw bad('parts manifest has a malformed bundleId');
+  return m as SplitManifest;
+}
