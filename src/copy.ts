@@ -6,6 +6,7 @@ import type { Descriptor } from './oci/descriptor.js';
 import { parseManifest, childrenOf, isForeignLayer, type ParsedManifest } from './oci/manifest.js';
 import { isIndexType, isManifestType } from './oci/mediatypes.js';
 import { VerifyingStream, verifyBytes } from './oci/verify.js';
+import { DEFAULT_PART_SIZE, PARTS_FROM, copyParts } from './parts.js';
 import type { PushOutcome, Resolved, SourceStore, TargetStore } from './store.js';
 
 /**
@@ -111,6 +112,11 @@ export interface CopierOptions {
   siblings?: Map<string, Promise<unknown>>;
   onEvent?: EventSink;
   signal?: AbortSignal;
+  /**
+   * Blobs of at least twice this size are fetched as parallel byte ranges of this size, when the
+   * source serves ranges and the target takes parts (src/parts.ts). Default 16 MiB.
+   */
+  partSize?: number;
 }
 
 /**
@@ -124,11 +130,13 @@ export class Copier {
   readonly #signal: AbortSignal | undefined;
   readonly #inflight = new Map<string, Promise<PushOutcome>>();
   readonly #siblings: Map<string, Promise<unknown>> | undefined;
+  readonly #partSize: number;
 
   constructor(dst: TargetStore, opts: CopierOptions) {
     this.#dst = dst;
     this.#limit = opts.limit ?? pLimit(Math.max(1, opts.concurrency));
     this.#siblings = opts.siblings;
+    this.#partSize = opts.partSize ?? DEFAULT_PART_SIZE;
     this.#emit = opts.onEvent ?? (() => undefined);
     this.#signal = opts.signal;
   }
@@ -166,7 +174,7 @@ export class Copier {
       await Promise.all(node.children.map((c) => this.#copyNode(src, c, image)));
       if (node.bytes !== undefined) return this.#pushManifest(node, image);
       if (sibling) await sibling.catch(() => undefined);
-      return this.#limit(() => this.#pushBlob(src, node.descriptor, image));
+      return this.#transferBlob(src, node.descriptor, image);
     })();
     if (node.bytes === undefined && this.#siblings && !sibling) this.#siblings.set(key, p);
     this.#inflight.set(key, p);
@@ -186,6 +194,31 @@ export class Copier {
     return outcome;
   }
 
+  /** A big blob from a source that serves ranges goes as parallel parts; any other as one stream in one slot. */
+  async #transferBlob(src: SourceStore, desc: Descriptor, image: string): Promise<PushOutcome> {
+    const inParts = desc.size >= this.#partSize * PARTS_FROM && this.#dst.pushParts !== undefined &&
+      src.fetchRange !== undefined && (await src.servesRanges?.(desc, this.#opts()).catch(() => false)) === true;
+    return inParts ? this.#pushBlobInParts(src, desc, image) : this.#limit(() => this.#pushBlob(src, desc, image));
+  }
+
+  async #pushBlobInParts(src: SourceStore, desc: Descriptor, image: string): Promise<PushOutcome> {
+    this.#check();
+    const outcome = await (async (): Promise<PushOutcome> => {
+      const parts = await this.#dst.pushParts!(desc, this.#opts());
+      if (!parts) return 'existed';
+      this.#emit({ type: 'blob-start', digest: desc.digest, size: desc.size, image });
+      await copyParts(src, parts, desc, {
+        limit: this.#limit, partSize: this.#partSize, ...this.#opts(),
+        onBytes: (n) => this.#emit({ type: 'blob-progress', digest: desc.digest, bytes: n }),
+      });
+      return parts.commit();
+    })().catch((e: unknown) => {
+      throw annotate(e, image, desc, src.label, this.#dst.label);
+    });
+    this.#emit({ type: 'blob-done', digest: desc.digest, size: desc.size, outcome, image });
+    return outcome;
+  }
+
   async #pushBlob(src: SourceStore, desc: Descriptor, image: string): Promise<PushOutcome> {
     this.#check();
     if (await this.#dst.exists(desc, this.#opts())) {
@@ -199,13 +232,16 @@ export class Copier {
       if (sent > 0) this.#emit({ type: 'blob-progress', digest: desc.digest, bytes: -sent });
       sent = 0;
       const raw = await src.fetch(desc, this.#opts());
-      const verify = new VerifyingStream(desc, `${image}: blob`);
       const progress = new ProgressStream((n) => {
         sent += n;
         this.#emit({ type: 'blob-progress', digest: desc.digest, bytes: n });
       });
-      // pipeline wires error propagation both ways; the consumer reads from `progress`.
-      pipeline(raw, verify, progress).catch(() => undefined);
+      // pipeline wires error propagation both ways; the consumer reads from `progress`. A target
+      // that verifies what it stores (the bundle writer) is the one place these bytes are hashed.
+      const done = this.#dst.verifiesContent
+        ? pipeline(raw, progress)
+        : pipeline(raw, new VerifyingStream(desc, `${image}: blob`), progress);
+      done.catch(() => undefined);
       return progress;
     };
     const outcome = await this.#dst.push(desc, open, this.#opts()).catch((e: unknown) => {

@@ -28,12 +28,34 @@ export interface SourceStore {
    * E_NOT_FOUND when the store does not hold it.
    */
   fetch(desc: Descriptor, opts?: FetchOptions): Promise<Readable>;
+  /**
+   * Optional: true when this store can serve byte ranges of the blob (a registry that answers
+   * `Range` with 206). Big blobs are then fetched as parts in parallel (src/parts.ts).
+   */
+  servesRanges?(desc: Descriptor, opts?: FetchOptions): Promise<boolean>;
+  /** Optional, with servesRanges: exactly the bytes [start, end) of the blob, unverified. */
+  fetchRange?(desc: Descriptor, start: number, end: number, opts?: FetchOptions): Promise<Readable>;
+}
+
+/** A blob being received in parts, each streamed to its own place (see TargetStore.pushParts). */
+export interface BlobParts {
+  /** Streams bytes [start, end) of the blob to their place; parts may run concurrently, in any order. */
+  write(start: number, end: number, content: Readable): Promise<void>;
+  /** Once every part is written: verifies the whole blob (size, digest) and stores it. */
+  commit(): Promise<PushOutcome>;
+  /** A part failed or was abandoned: nothing is stored and the blob may be pushed again. */
+  abort(): void;
 }
 
 export type PushOutcome = 'uploaded' | 'mounted' | 'existed';
 
 export interface TargetStore {
   readonly label: string;
+  /**
+   * True when push() and pushParts() hash what they receive and fail with E_DIGEST_MISMATCH
+   * themselves: the engine then does not hash the same bytes a second time.
+   */
+  readonly verifiesContent?: boolean;
   /** True when the store already holds this content (blob or manifest, by digest). */
   exists(desc: Descriptor, opts?: FetchOptions): Promise<boolean>;
   /**
@@ -44,4 +66,9 @@ export interface TargetStore {
   push(desc: Descriptor, open: () => Promise<Readable>, opts?: FetchOptions): Promise<PushOutcome>;
   /** Points `reference` (a tag, or a full reference name for a bundle) at a manifest already pushed. */
   tag(desc: Descriptor, bytes: Uint8Array, reference: string, opts?: FetchOptions): Promise<void>;
+  /**
+   * Optional: receive a blob as parts written at their offsets (a planned bundle, where every
+   * blob's place is known). Resolves undefined when the store already holds the blob.
+   */
+  pushParts?(desc: Descriptor, opts?: FetchOptions): Promise<BlobParts | undefined>;
 }

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
@@ -8,7 +8,8 @@ import { AirgapError, isAirgapError } from '../errors.js';
 import { assertDigest, type Descriptor } from '../oci/descriptor.js';
 import { MediaType } from '../oci/mediatypes.js';
 import { verifyBytes } from '../oci/verify.js';
-import type { FetchOptions, PushOutcome, TargetStore } from '../store.js';
+import type { BlobParts, FetchOptions, PushOutcome, TargetStore } from '../store.js';
+import { BlobAssembly } from './assembly.js';
 import {
   APP_DIR, BLOBS_DIR, END_OF_ARCHIVE_SIZE, INDEX_FILE, METADATA_FILE, OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE,
   blobPath, encodeTarHeader, paddedSize, refAnnotations, type BundleMetadata,
@@ -39,6 +40,8 @@ interface PlannedBlob {
  */
 export class BundleWriter implements TargetStore {
   readonly label: string;
+  /** push() and pushParts() hash what they write: the engine does not hash it again. */
+  readonly verifiesContent = true;
   readonly #outPath: string;
   readonly #tempPath: string;
   readonly #fh: FileHandle;
@@ -70,7 +73,7 @@ export class BundleWriter implements TargetStore {
     const tempPath = path.join(dir, `.${path.basename(outPath)}.airgap-partial-${randomBytes(6).toString('hex')}`);
     let fh: FileHandle;
     try {
-      fh = await open(tempPath, 'wx', 0o644);
+      fh = await open(tempPath, 'wx+', 0o644); // read too: parts are hashed back from the file
     } catch (e) {
       throw outputError(e, outPath);
     }
@@ -91,22 +94,21 @@ export class BundleWriter implements TargetStore {
 
   async push(desc: Descriptor, openContent: () => Promise<Readable>, opts: FetchOptions = {}): Promise<PushOutcome> {
     this.#assertOpen();
-    const blob = this.#blobs.get(desc.digest);
-    if (!blob) {
-      throw new AirgapError('E_OUTPUT', `${this.label}: ${desc.digest} (${desc.mediaType}) was not in the bundle plan`,
-        { hint: 'this is a bug in airgap: the plan must list every blob before writing starts' });
-    }
-    if (desc.size !== blob.size) {
-      throw new AirgapError('E_DIGEST_MISMATCH',
-        `${this.label}: ${desc.digest} is ${desc.size} bytes but the plan says ${blob.size}`);
-    }
+    const blob = this.#planned(desc);
     if (blob.state === 'written') return 'existed';
     if (blob.inflight) {
       await blob.inflight;
       return 'existed';
     }
     blob.state = 'writing';
-    blob.inflight = this.#stream(desc, blob, openContent, opts);
+    blob.inflight = (async (): Promise<PushOutcome> => {
+      const assembly = this.#assembly(desc, blob);
+      const source = await openContent();
+      if (opts.signal) addAbortSignal(opts.signal, source);
+      await assembly.writePart(0, desc.size, source);
+      await assembly.verify();
+      return 'uploaded';
+    })();
     try {
       const outcome = await blob.inflight;
       blob.state = 'written';
@@ -119,29 +121,74 @@ export class BundleWriter implements TargetStore {
     }
   }
 
-  async #stream(desc: Descriptor, blob: PlannedBlob, openContent: () => Promise<Readable>,
-    opts: FetchOptions): Promise<PushOutcome> {
-    const source = await openContent();
-    if (opts.signal) addAbortSignal(opts.signal, source);
-    const hash = createHash('sha256');
-    let seen = 0;
-    // Awaiting each positional write before taking the next chunk is the backpressure; leaving
-    // the loop early (error, abort, too many bytes) destroys the source.
-    for await (const chunk of source as AsyncIterable<Buffer>) {
-      if (seen + chunk.length > blob.size) throw this.#mismatch(desc, `more than the expected ${blob.size} bytes`);
-      hash.update(chunk);
-      await this.#writeAt(chunk, blob.offset + seen);
-      seen += chunk.length;
+  /**
+   * Receives a blob as parts, each streamed straight to its offset in the planned tar (a big
+   * layer fetched as parallel ranges); commit() verifies the whole blob, hashed once, in order.
+   */
+  async pushParts(desc: Descriptor, opts: FetchOptions = {}): Promise<BlobParts | undefined> {
+    this.#assertOpen();
+    const blob = this.#planned(desc);
+    if (blob.state === 'written') return undefined;
+    if (blob.inflight) {
+      await blob.inflight;
+      return undefined;
     }
-    if (seen !== blob.size) throw this.#mismatch(desc, `${seen} bytes, expected ${blob.size}`);
-    const got = `sha256:${hash.digest('hex')}`;
-    if (got !== desc.digest) throw this.#mismatch(desc, `content hashes to ${got}`);
-    return 'uploaded';
+    blob.state = 'writing';
+    const assembly = this.#assembly(desc, blob);
+    let settle!: (outcome: PushOutcome | Error) => void;
+    const done = new Promise<PushOutcome | Error>((resolve) => { settle = resolve; });
+    // Another push of the same digest waits for this one; a failed one lets it fail too.
+    blob.inflight = done.then((v) => (v instanceof Error ? Promise.reject(v) : v));
+    blob.inflight.catch(() => undefined);
+    let open = true;
+    const close = (outcome: PushOutcome | Error): void => {
+      if (!open) return;
+      open = false;
+      blob.state = outcome instanceof Error ? 'pending' : 'written';
+      delete blob.inflight;
+      settle(outcome);
+    };
+    return {
+      write: async (start, end, content) => {
+        if (!open) {
+          content.destroy();
+          throw new AirgapError('E_OUTPUT', `${this.label}: blob ${desc.digest} is no longer being written`);
+        }
+        if (opts.signal) addAbortSignal(opts.signal, content);
+        await assembly.writePart(start, end, content);
+      },
+      commit: async () => {
+        try {
+          await assembly.verify();
+        } catch (e) {
+          close(e instanceof Error ? e : new Error(String(e)));
+          throw e;
+        }
+        close('uploaded');
+        return 'uploaded';
+      },
+      abort: () => close(new AirgapError('E_OUTPUT', `${this.label}: blob ${desc.digest} was abandoned part-way`)),
+    };
   }
 
-  #mismatch(desc: Descriptor, detail: string): AirgapError {
-    return new AirgapError('E_DIGEST_MISMATCH', `${this.label}: blob ${desc.digest} does not match its content (${detail})`,
-      { hint: 'the source served corrupt or tampered data; retry, and report it to the registry operator if it persists' });
+  #planned(desc: Descriptor): PlannedBlob {
+    const blob = this.#blobs.get(desc.digest);
+    if (!blob) {
+      throw new AirgapError('E_OUTPUT', `${this.label}: ${desc.digest} (${desc.mediaType}) was not in the bundle plan`,
+        { hint: 'this is a bug in airgap: the plan must list every blob before writing starts' });
+    }
+    if (desc.size !== blob.size) {
+      throw new AirgapError('E_DIGEST_MISMATCH',
+        `${this.label}: ${desc.digest} is ${desc.size} bytes but the plan says ${blob.size}`);
+    }
+    return blob;
+  }
+
+  #assembly(desc: Descriptor, blob: PlannedBlob): BlobAssembly {
+    return new BlobAssembly(desc, blob.offset, {
+      write: (bytes, position) => this.#writeAt(bytes, position),
+      read: (into, length, position) => this.#readAt(into, length, position),
+    }, `${this.label}: blob`);
   }
 
   async tag(desc: Descriptor, bytes: Uint8Array, reference: string): Promise<void> {
@@ -207,6 +254,19 @@ export class BundleWriter implements TargetStore {
   #assertOpen(): void {
     if (this.#state !== 'open') {
       throw new AirgapError('E_OUTPUT', `${this.label} is already finished or aborted`);
+    }
+  }
+
+  async #readAt(into: Buffer, length: number, position: number): Promise<void> {
+    let done = 0;
+    try {
+      while (done < length) {
+        const { bytesRead } = await this.#fh.read(into, done, length - done, position + done);
+        if (bytesRead === 0) throw new Error(`unexpected end of file at ${position + done}`);
+        done += bytesRead;
+      }
+    } catch (e) {
+      throw outputError(e, this.#outPath);
     }
   }
 

@@ -75,6 +75,8 @@ export class RegistryClient {
   #anonAuth: Authenticator | undefined;
   /** digest → repositories of this registry known to hold the blob (mount sources). */
   readonly #known = new Map<string, Set<string>>();
+  /** Whether the registry answers Range with 206: asked once. */
+  #ranges: Promise<boolean> | undefined;
 
   constructor(opts: RegistryClientOptions) {
     this.host = opts.host;
@@ -141,9 +143,49 @@ export class RegistryClient {
    * stream, sees one continuous body.
    */
   async getBlob(repo: string, desc: Descriptor, opts: CallOptions = {}): Promise<Readable> {
-    const first = await this.#openBlob(repo, desc, 0, opts.signal);
+    const first = await this.#openBlob(repo, desc, 0, desc.size, opts.signal);
     this.rememberBlob(desc.digest, repo);
-    return Readable.from(this.#resumingBody(repo, desc, first, opts.signal), { objectMode: false });
+    return Readable.from(this.#resumingBody(repo, desc, first, 0, desc.size, opts.signal), { objectMode: false });
+  }
+
+  /**
+   * Exactly bytes [start, end) of a blob, resumed like getBlob when cut. Meant for registries
+   * where servesRanges() is true; one that answers 200 anyway still gives the right bytes.
+   */
+  async getBlobRange(repo: string, desc: Descriptor, start: number, end: number, opts: CallOptions = {}): Promise<Readable> {
+    if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end > desc.size || start >= end) {
+      throw new AirgapError('E_USAGE', `blob ${repo}@${desc.digest}: range [${start}, ${end}) is not inside its ${desc.size} bytes`);
+    }
+    const first = await this.#openBlob(repo, desc, start, end, opts.signal);
+    return Readable.from(this.#resumingBody(repo, desc, first, start, end, opts.signal), { objectMode: false });
+  }
+
+  /**
+   * Whether this registry answers `Range` with 206 (asked once per registry with a one-byte
+   * range of `desc`; the answer is remembered, a failure is not).
+   */
+  servesRanges(repo: string, desc: Descriptor, opts: CallOptions = {}): Promise<boolean> {
+    let known = this.#ranges;
+    if (!known) {
+      known = this.#probeRanges(repo, desc, opts.signal);
+      this.#ranges = known;
+      known.catch(() => { this.#ranges = undefined; });
+    }
+    return known;
+  }
+
+  async #probeRanges(repo: string, desc: Descriptor, signal?: AbortSignal): Promise<boolean> {
+    const what = `blob ${repo}@${desc.digest}`;
+    const res = await this.request({
+      method: 'GET', url: `/v2/${repo}/blobs/${desc.digest}`, repo, access: 'pull', what,
+      headers: { range: 'bytes=0-0' }, ...(signal ? { signal } : {}),
+    });
+    // A registry that ignores Range starts sending the whole blob: stop it.
+    if (res.status === 200) res.body.destroy();
+    else await res.body.dump().catch(() => undefined);
+    if (res.status === 206) return /^bytes\s+0-0\//.test(header(res, 'content-range') ?? '');
+    if (res.status === 200) return false;
+    return this.fail(res, 'GET', what);
   }
 
   async headBlob(repo: string, digest: string, opts: CallOptions & { access?: Access } = {}): Promise<Descriptor | undefined> {
@@ -264,13 +306,15 @@ export class RegistryClient {
     throw httpError({ method, host: this.host, what }, res.status, text, header(res, 'content-type'));
   }
 
-  async #openBlob(repo: string, desc: Descriptor, offset: number, signal?: AbortSignal): Promise<Readable> {
+  async #openBlob(repo: string, desc: Descriptor, offset: number, end: number, signal?: AbortSignal): Promise<Readable> {
     const what = `blob ${repo}@${desc.digest}`;
+    const ranged = offset > 0 || end < desc.size;
     const res = await this.request({
       method: 'GET', url: `/v2/${repo}/blobs/${desc.digest}`, repo, access: 'pull', what,
-      ...(offset > 0 ? { headers: { range: `bytes=${offset}-` } } : {}), ...(signal ? { signal } : {}),
+      ...(ranged ? { headers: { range: `bytes=${offset}-${end < desc.size ? end - 1 : ''}` } } : {}),
+      ...(signal ? { signal } : {}),
     });
-    if (offset > 0 && res.status === 206) {
+    if (ranged && res.status === 206) {
       const start = /bytes\s+(\d+)-/.exec(header(res, 'content-range') ?? '');
       if (start && Number(start[1]) === offset) return res.body;
       await res.body.dump().catch(() => undefined);
@@ -281,22 +325,27 @@ export class RegistryClient {
     return this.fail(res, 'GET', what);
   }
 
-  async *#resumingBody(repo: string, desc: Descriptor, first: Readable, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  /** The bytes [start, end) as one stream: a cut is resumed from where it stopped. */
+  async *#resumingBody(repo: string, desc: Descriptor, first: Readable, start: number, end: number,
+    signal?: AbortSignal): AsyncGenerator<Buffer> {
     let body = first;
-    let offset = 0;
+    let offset = start;
     let failures = 0;
     let offsetAtFailure = -1;
     const subject: RequestSubject = { method: 'GET', host: this.host, what: `blob ${repo}@${desc.digest}` };
     try {
       for (;;) {
         try {
-          for await (const chunk of body as AsyncIterable<Buffer>) {
+          for await (const raw of body as AsyncIterable<Buffer>) {
+            // A registry that ignored the range sends past `end`: keep only what was asked for.
+            const chunk = offset + raw.length > end && end < desc.size ? raw.subarray(0, end - offset) : raw;
             offset += chunk.length;
-            yield chunk;
+            if (chunk.length > 0) yield chunk;
+            if (offset >= end && end < desc.size) return;
           }
           // A body that ended early without an error (no Content-Length) is resumed too.
-          if (offset >= desc.size) return;
-          throw Object.assign(new Error(`body ended after ${offset} of ${desc.size} bytes`), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
+          if (offset >= end) return;
+          throw Object.assign(new Error(`body ended after ${offset - start} of ${end - start} bytes`), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
         } catch (e) {
           if (signal?.aborted) throw signal.reason ?? e;
           const temporary = e instanceof RegistryError ? e.temporary : isConnectionError(e);
@@ -307,7 +356,7 @@ export class RegistryClient {
           if (failures >= this.retryPolicy.attempts) throw e instanceof AirgapError ? e : networkError(subject, e);
           body.destroy();
           await sleep(backoffDelay(this.retryPolicy, failures), signal);
-          body = await this.#openBlob(repo, desc, offset, signal);
+          body = await this.#openBlob(repo, desc, offset, end, signal);
         }
       }
     } finally {

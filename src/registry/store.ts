@@ -38,6 +38,18 @@ export class RegistryStore implements SourceStore, TargetStore {
     return this.client.getBlob(this.repository, desc, opts);
   }
 
+  /** Blobs only: manifests are small and always fetched whole. */
+  async servesRanges(desc: Descriptor, opts: FetchOptions = {}): Promise<boolean> {
+    if (isManifestMediaType(desc.mediaType)) return false;
+    return this.client.servesRanges(this.repository, desc, opts);
+  }
+
+  async fetchRange(desc: Descriptor, start: number, end: number, opts: FetchOptions = {}): Promise<Readable> {
+    const body = await this.client.getBlobRange(this.repository, desc, start, end, opts);
+    this.client.rememberBlob(desc.digest, this.repository);
+    return body;
+  }
+
   async exists(desc: Descriptor, opts: FetchOptions = {}): Promise<boolean> {
     const call = { access: 'push' as const, ...(opts.signal ? { signal: opts.signal } : {}) };
     if (isManifestMediaType(desc.mediaType)) {
