@@ -53,6 +53,7 @@ export async function push(opts: PushOptions): Promise<PushSummary> {
       const root = await reader.resolve(img.ref);
       graphs.set(img.ref, await loadGraph(reader, root, img.ref, opts.signal));
     }
+    refuseIncomplete(reader, graphs);
 
     // One copier per target repository (a blob must exist in each), one limiter for them all.
     const limit = pLimit(Math.max(1, opts.concurrency));
@@ -91,5 +92,19 @@ export async function push(opts: PushOptions): Promise<PushSummary> {
     };
   } finally {
     await reader.close();
+  }
+}
+
+/**
+ * Content a manifest names that the bundle neither holds nor leaves to its base: the bundle is
+ * damaged. Refused before anything is pushed, so no image is half-pushed or tagged.
+ */
+function refuseIncomplete(reader: BundleReader, graphs: Map<string, GraphNode>): void {
+  for (const [ref, g] of graphs) {
+    const absent = flatten([g]).map((n) => n.descriptor.digest).filter((d) => !reader.hasBlob(d) && !reader.isFromBase(d));
+    if (absent.length > 0) {
+      throw new AirgapError('E_BUNDLE', `${reader.label} is incomplete: ${ref} needs ${absent.join(', ')}, which it does not contain`,
+        { hint: 'the bundle is damaged or cut short; run airgap verify on it, then copy it again or rebuild it' });
+    }
   }
 }

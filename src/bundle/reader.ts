@@ -177,7 +177,7 @@ export class BundleReader implements SourceStore {
       if (!descriptor) throw notFound(this.label, reference);
     }
     const entry = this.#blobs.get(descriptor.digest);
-    if (!entry) throw notFound(this.label, `manifest ${descriptor.digest} of ${reference}`);
+    if (!entry) throw damaged(this.label, `manifest ${descriptor.digest} of ${reference}`);
     const bytes = await this.#readManifest(entry, descriptor.digest);
     verifyBytes(bytes, descriptor, `${this.label}: manifest of ${reference}`);
     return { descriptor, bytes };
@@ -306,6 +306,12 @@ function parseMetadata(v: unknown, label: string): BundleMetadata | undefined {
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Content that index.json or a manifest names but the bundle lacks: the bundle is damaged (exit 3), not a lookup miss. */
+function damaged(label: string, what: string): AirgapError {
+  return new AirgapError('E_BUNDLE', `${label} is incomplete: it does not contain ${what}`,
+    { hint: 'the bundle is damaged or cut short; run airgap verify on it, then copy it again or rebuild it' });
 }
 
 function notFound(label: string, what: string): AirgapError {
