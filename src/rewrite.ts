@@ -44,6 +44,13 @@ export async function rewrite(opts: RewriteOptions): Promise<RewriteSummary> {
       await writeFile(dest, await reader.readAppFile(f));
     }
     const scan = await scanManifests(work);
+    // An index entry whose manifest the bundle lacks is no image at all: never point a workload at it.
+    const ghosts = reader.images().filter((i) => !reader.hasBlob(i.descriptor.digest) && !reader.isFromBase(i.descriptor.digest));
+    if (ghosts.length > 0) {
+      throw new AirgapError('E_BUNDLE',
+        `${reader.label} is incomplete: index.json names ${ghosts.map((g) => `${g.ref} (${g.descriptor.digest})`).join(', ')} but the bundle does not contain its manifest`,
+        { hint: 'the bundle is damaged or cut short; run airgap verify on it, then copy it again or rebuild it' });
+    }
     const bundled = new Set(reader.images().map((i) => i.ref));
     const missing = scan.images.filter((i) => !bundled.has(taggedName(i.ref)));
     if (missing.length > 0) {
