@@ -6,6 +6,8 @@ import { rewrite } from '../src/rewrite.js';
 import { inspectBundle } from '../src/inspect.js';
 import { BundleReader } from '../src/bundle/reader.js';
 import { verifyBundle } from '../src/bundle/verify.js';
+import { parseSize } from '../src/bundle/split.js';
+import { baseLabel } from '../src/delta.js';
 import { createRegistryAccess, type RegistryAccessOptions } from '../src/registry/access.js';
 import { parseTargetRegistry } from '../src/target.js';
 import { formatReference } from '../src/reference.js';
@@ -196,6 +198,8 @@ const buildCmd: CommandSpec = {
     { flags: '--out <file>', description: 'the bundle to write (must not exist)' },
     { flags: '--platform <os/arch[/variant]|all>', description: 'platform to keep from multi-platform images (repeatable)', parse: collect },
     { flags: '--release <label>', description: 'a release label recorded in the bundle' },
+    { flags: '--since <bundle>', description: 'the previous release\'s bundle: write a delta carrying only the blobs it does not hold' },
+    { flags: '--split-size <size>', description: 'write numbered parts of at most SIZE (e.g. 4GB, 700MB) beside --out', parse: (v: string) => parseSize(v) },
     concurrencyFlag,
     ...resolveFlags,
   ],
@@ -212,11 +216,17 @@ const buildCmd: CommandSpec = {
         concurrency: opts.concurrency as number,
         ...(opts.platform ? { platforms: opts.platform as string[] } : {}),
         ...(opts.release ? { release: opts.release as string } : {}),
+        ...(opts.since ? { since: opts.since as string } : {}),
+        ...(opts.splitSize !== undefined ? { splitSize: opts.splitSize as number } : {}),
         ...progress(ctx, 'pulling'),
       });
       return {
         json: s,
-        text: `wrote ${s.out}: ${s.images.length} image(s), ${s.blobs} blobs, ${humanBytes(s.bytes)}`,
+        text: [
+          `wrote ${s.out}: ${s.images.length} image(s), ${s.blobs} blobs, ${humanBytes(s.bytes)}`,
+          ...(s.delta ? [`delta on top of bundle ${baseLabel(s.delta.base)}: ${s.delta.blobsFromBase} blob(s), ${humanBytes(s.delta.bytesFromBase)} left to the base`] : []),
+          ...(s.parts ? [`split into ${s.parts.length} part(s) beside it: ${s.parts.map((p) => `${p.name} (${humanBytes(p.size)})`).join(', ')}`] : []),
+        ].join('\n'),
       };
     } finally {
       await access.close();
@@ -237,6 +247,12 @@ const inspect: CommandSpec = {
       `bundle:   ${info.path} (${humanBytes(info.fileSize)})`,
       ...(info.appSlug ? [`app:      ${info.appSlug}${info.release ? ` (release ${info.release})` : ''}`] : []),
       ...(info.created ? [`created:  ${info.created} by ${info.tool}`] : []),
+      ...(info.id ? [`id:       ${info.id}`] : []),
+      ...(info.delta ? [
+        `delta:    on top of bundle ${baseLabel(info.delta.base)}; ${info.delta.blobsFromBase} blob(s), ${humanBytes(info.delta.bytesFromBase)} expected from it`,
+        `          push it only into a registry that holds the base (${info.delta.base.id}); ctr images import cannot read a delta alone`,
+      ] : []),
+      ...(info.parts ? [`parts:    ${info.parts.length} (${info.parts.map((p) => p.name).join(', ')})`] : []),
       `manifests: ${info.appFiles.length} file(s) under app/`,
       '',
     ];
@@ -254,8 +270,12 @@ const verify: CommandSpec = {
     const reader = await BundleReader.open(path);
     try {
       const r = await verifyBundle(reader);
+      const extra = [
+        ...(r.parts ? [`${r.parts} part(s) match their sha256`] : []),
+        ...(r.expectedFromBase ? [`${r.expectedFromBase.blobs} blob(s), ${humanBytes(r.expectedFromBase.bytes)} expected from base bundle ${baseLabel(r.expectedFromBase.base)}`] : []),
+      ];
       const text = r.ok
-        ? `ok: ${r.blobs} blobs, ${humanBytes(r.bytes)} verified, ${reader.images().length} image(s) complete`
+        ? `ok: ${r.blobs} blobs, ${humanBytes(r.bytes)} verified, ${reader.images().length} image(s) complete${r.expectedFromBase ? ' (as a delta)' : ''}${extra.map((x) => `\n${x}`).join('')}`
         : [`${r.problems.length} problem(s) in ${path}:`, ...r.problems.map((p) => `  ${p.ref ? p.ref + ': ' : ''}${p.message}`)].join('\n');
       return { json: r, text, exitCode: r.ok ? 0 : 3 };
     } finally {
@@ -282,6 +302,7 @@ const pushCmd: CommandSpec = {
 
 function pushText(s: Awaited<ReturnType<typeof push>>): string {
   return [
+    ...(s.delta ? [`delta on top of bundle ${baseLabel(s.delta.base)}: ${s.delta.blobsFromBase} blob(s) found in the registry`] : []),
     ...s.images.map((i) => `pushed ${i.target} (${i.digest.slice(0, 19)})`),
     `${s.images.length} image(s): ${humanBytes(s.bytesUploaded)} uploaded in ${s.blobsUploaded} blob(s), ${humanBytes(s.bytesSkipped)} skipped (${s.blobsExisting} already there, ${s.blobsMounted} mounted)`,
   ].join('\n');

@@ -1,7 +1,13 @@
+import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import pLimit from 'p-limit';
 import { AirgapError, isAirgapError } from './errors.js';
 import { BundleWriter } from './bundle/writer.js';
 import type { BundleImage, BundleMetadata } from './bundle/format.js';
+import { refuseExistingSplit, splitBundle, type PartInfo } from './bundle/split.js';
+import { registerCleanup } from './cleanup.js';
+import { bundleId, loadBase, pruneGraph } from './delta.js';
 import { Copier, flatten, loadGraph, type EventSink, type GraphNode } from './copy.js';
 import { choosePlatforms } from './platforms.js';
 import { parsePlatformSpecs } from './oci/platform.js';
@@ -17,6 +23,10 @@ export interface BuildOptions extends PlanOptions {
   platforms?: string[];
   concurrency: number;
   release?: string;
+  /** A previous bundle: write a delta carrying only the blobs it does not hold. */
+  since?: string;
+  /** Write the bundle as parts of at most this many bytes beside `out` (split.ts). */
+  splitSize?: number;
   onEvent?: EventSink;
   /** Called once the work is known, before the first blob moves. */
   onStart?: (totalBytes: number, totalImages: number) => void;
@@ -27,8 +37,14 @@ export interface BuildSummary {
   out: string;
   appSlug: string;
   images: (BundleImage & { kind: string })[];
+  /** Blobs and bytes carried by the bundle. */
   blobs: number;
   bytes: number;
+  id: string;
+  /** A delta: its base and what it leaves to it. */
+  delta?: { base: { id: string; created: string; release?: string }; blobsFromBase: number; bytesFromBase: number };
+  /** A split bundle: its parts, beside `out` (which holds the parts manifest). */
+  parts?: PartInfo[];
 }
 
 interface PreparedImage {
@@ -41,7 +57,13 @@ interface PreparedImage {
 /** airgap build: registry → bundle. Resolve every image, plan the tar, copy, finish atomically. */
 export async function build(opts: BuildOptions): Promise<BuildSummary> {
   const spec = parsePlatformSpecs(opts.platforms);
+  if (opts.splitSize !== undefined) refuseExistingSplit(opts.out);
+  const base = opts.since !== undefined ? await loadBase(opts.since) : undefined;
   const plan = await makePlan(opts);
+  if (base?.appSlug && base.appSlug !== plan.appSlug) {
+    throw new AirgapError('E_USAGE', `--since ${opts.since} is a bundle of app "${base.appSlug}", not "${plan.appSlug}"`,
+      { hint: 'give the previous bundle of this same application' });
+  }
 
   // Every manifest first (small), so that every blob's size is known before the tar is planned.
   const resolveLimit = pLimit(Math.max(1, opts.concurrency));
@@ -60,9 +82,22 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
   const unique = oneImagePerName(prepared);
   const nodes = flatten(unique.map((p) => p.graph));
   const totalBytes = nodes.reduce((n, x) => n + x.descriptor.size, 0);
-  const writer = await BundleWriter.create(opts.out, {
-    blobs: nodes.map((n) => ({ digest: n.descriptor.digest, size: n.descriptor.size })),
-    appFiles: plan.scan.files.map((f) => ({ path: f.path, content: f.content })),
+  // A delta carries every manifest, and only the blobs its base does not hold (by digest).
+  const fromBase = (d: string): boolean => base?.blobs.has(d) ?? false;
+  const isBlob = (n: GraphNode): boolean => n.bytes === undefined;
+  const carried = nodes.filter((n) => !isBlob(n) || !fromBase(n.descriptor.digest));
+  const leftToBase = nodes.filter((n) => isBlob(n) && fromBase(n.descriptor.digest));
+  // A split bundle is written whole under a hidden name, then cut into parts (split.ts).
+  const whole = opts.splitSize === undefined ? opts.out
+    : join(dirname(resolve(opts.out)), `.${basename(opts.out)}.airgap-whole-${randomBytes(6).toString('hex')}`);
+  const unregisterWhole = whole === opts.out ? () => undefined : registerCleanup(() => rmSync(whole, { force: true }));
+  const appFiles = plan.scan.files.map((f) => ({ path: f.path, content: f.content }));
+  const writer = await BundleWriter.create(whole, {
+    blobs: carried.map((n) => ({ digest: n.descriptor.digest, size: n.descriptor.size })),
+    appFiles,
+  }).catch((e: unknown) => {
+    unregisterWhole();
+    throw e;
   });
   try {
     opts.onStart?.(totalBytes, unique.length);
@@ -71,7 +106,8 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
       ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),
     });
-    await Promise.all(unique.map((p) => copier.copyImage(p.src, p.graph, formatReference(p.image.ref), [taggedName(p.image.ref)])));
+    await Promise.all(unique.map((p) => copier.copyImage(p.src, base ? pruneGraph(p.graph, fromBase) : p.graph,
+      formatReference(p.image.ref), [taggedName(p.image.ref)])));
     const images = unique.map((p) => ({
       ref: taggedName(p.image.ref),
       digest: p.graph.descriptor.digest,
@@ -80,20 +116,34 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
       size: flatten([p.graph]).reduce((n, x) => n + x.descriptor.size, 0),
       source: p.image.kind,
     }));
+    const id = bundleId(images, appFiles, base?.id);
+    const baseRecord = base ? { id: base.id, created: base.created, ...(base.release ? { release: base.release } : {}) } : undefined;
     const metadata: BundleMetadata = {
       schemaVersion: 1,
       tool: { name: TOOL_NAME, version: TOOL_VERSION },
       created: new Date().toISOString(),
+      id,
       appSlug: plan.appSlug,
       ...(opts.release ? { release: opts.release } : {}),
       images,
       appFiles: plan.scan.files.map((f) => f.path),
+      ...(baseRecord ? { base: { ...baseRecord, blobs: leftToBase.map((n) => ({ digest: n.descriptor.digest, size: n.descriptor.size })) } } : {}),
     };
     await writer.finish(metadata);
-    return { out: opts.out, appSlug: plan.appSlug, images: images.map((i) => ({ ...i, kind: i.source })), blobs: nodes.length, bytes: totalBytes };
+    const parts = opts.splitSize === undefined ? undefined : (await splitBundle(whole, opts.out, opts.splitSize, id)).parts;
+    return {
+      out: opts.out, appSlug: plan.appSlug, images: images.map((i) => ({ ...i, kind: i.source })),
+      blobs: carried.length, bytes: carried.reduce((n, x) => n + x.descriptor.size, 0), id,
+      ...(baseRecord ? { delta: { base: baseRecord, blobsFromBase: leftToBase.length,
+        bytesFromBase: leftToBase.reduce((n, x) => n + x.descriptor.size, 0) } } : {}),
+      ...(parts ? { parts } : {}),
+    };
   } catch (e) {
     await writer.abort();
+    if (whole !== opts.out) rmSync(whole, { force: true });
     throw e;
+  } finally {
+    unregisterWhole();
   }
 }
 

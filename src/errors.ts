@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'E_BUNDLE'           // bundle is malformed or unsafe
   | 'E_OUTPUT'           // cannot write the output
   | 'E_COLLISION'        // two sources land on one pushed name
+  | 'E_BASE_MISSING'     // a delta bundle's base blobs are not in the target registry
   | 'E_INTERRUPTED'      // SIGINT / SIGTERM
   | 'E_INTERNAL';        // a bug: the run could not finish
 

@@ -1,4 +1,3 @@
-import { stat } from 'node:fs/promises';
 import { BundleReader } from './bundle/reader.js';
 import { flatten, loadGraph, type GraphNode } from './copy.js';
 import { platformString } from './oci/descriptor.js';
@@ -10,6 +9,15 @@ export interface InspectResult {
   release?: string;
   created?: string;
   tool?: string;
+  /** The bundle's identity (airgap.json "id"). */
+  id?: string;
+  /**
+   * A delta: the base bundle (by identity) and what the delta expects from it. It pushes only
+   * into a registry that holds the base, and cannot be imported by `ctr images import` alone.
+   */
+  delta?: { base: { id: string; created: string; release?: string }; blobsFromBase: number; bytesFromBase: number };
+  /** A split bundle: its parts (fileSize is then the size of the whole logical tar). */
+  parts?: { name: string; size: number; sha256: string }[];
   images: { ref: string; digest: string; mediaType: string; platforms: string[]; size: number; source?: string }[];
   appFiles: string[];
 }
@@ -32,14 +40,22 @@ export async function inspectBundle(path: string): Promise<InspectResult> {
         ref,
         digest: descriptor.digest,
         mediaType: descriptor.mediaType,
-        platforms: await platformsOf(reader, graph),
+        platforms: await platformsOf(reader, graph) ?? recorded?.platforms ?? [],
         size,
         ...(recorded?.source ? { source: recorded.source } : {}),
       });
     }
+    const base = meta?.base;
+    const fromBase = reader.fromBase();
     return {
       path,
-      fileSize: (await stat(path)).size,
+      fileSize: reader.file.size,
+      ...(meta?.id ? { id: meta.id } : {}),
+      ...(base ? { delta: {
+        base: { id: base.id, created: base.created, ...(base.release ? { release: base.release } : {}) },
+        blobsFromBase: fromBase.length, bytesFromBase: fromBase.reduce((n, b) => n + b.size, 0),
+      } } : {}),
+      ...(reader.file.split ? { parts: reader.file.split.parts } : {}),
       ...(meta?.appSlug ? { appSlug: meta.appSlug } : {}),
       ...(meta?.release ? { release: meta.release } : {}),
       ...(meta ? { created: meta.created, tool: `${meta.tool.name} ${meta.tool.version}` } : {}),
@@ -51,9 +67,11 @@ export async function inspectBundle(path: string): Promise<InspectResult> {
   }
 }
 
-async function platformsOf(reader: BundleReader, graph: GraphNode): Promise<string[]> {
+/** undefined when the bundle cannot tell (a delta leaves the config to its base). */
+async function platformsOf(reader: BundleReader, graph: GraphNode): Promise<string[] | undefined> {
   if (graph.manifest?.kind === 'index') return graph.manifest.manifests.map((d) => platformString(d.platform));
   if (graph.manifest?.kind !== 'manifest' || graph.manifest.config.size > 1024 * 1024) return [];
+  if (reader.isFromBase(graph.manifest.config.digest)) return undefined;
   // A single manifest: the platform is in its config.
   const chunks: Buffer[] = [];
   for await (const c of await reader.fetch(graph.manifest.config)) chunks.push(c as Buffer);

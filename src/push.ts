@@ -1,7 +1,8 @@
 import pLimit from 'p-limit';
 import { BundleReader } from './bundle/reader.js';
 import { Copier, flatten, loadGraph, type CopyEvent, type EventSink, type GraphNode } from './copy.js';
-import { AirgapError } from './errors.js';
+import { placeBaseBlobs, pruneGraph } from './delta.js';
+import { AirgapError, isAirgapError } from './errors.js';
 import type { RegistryAccess } from './plan.js';
 import { parseReference } from './reference.js';
 import { checkCollisions, parseTargetRegistry, targetName, type TargetName } from './target.js';
@@ -26,6 +27,8 @@ export interface PushSummary {
   blobsUploaded: number;
   blobsMounted: number;
   blobsExisting: number;
+  /** A delta bundle: its base, and the blobs found in the registry instead of in the bundle. */
+  delta?: { base: { id: string; created: string; release?: string }; blobsFromBase: number; bytesFromBase: number };
 }
 
 /**
@@ -77,22 +80,52 @@ export async function push(opts: PushOptions): Promise<PushSummary> {
       return c;
     };
 
+    // A delta: what it expects from its base must already be in the registry; checked (and
+    // mounted across repositories) before anything moves, then left out of the copy.
+    const base = reader.base();
+    let delta: PushSummary['delta'];
+    if (base) {
+      const byRepo = new Map<string, GraphNode[]>();
+      for (const img of images) byRepo.set(img.name.repository, [...(byRepo.get(img.name.repository) ?? []), graphs.get(img.ref)!]);
+      const placed = await placeBaseBlobs(reader, target.host, [...byRepo].map(([repository, gs]) => ({
+        repository, graphs: gs, store: opts.registries.open({ registry: target.host, repository }),
+      })), { concurrency: opts.concurrency, ...(opts.signal ? { signal: opts.signal } : {}) });
+      for (const [ref, g] of graphs) graphs.set(ref, pruneGraph(g, (d) => reader.isFromBase(d)));
+      stats.blobsExisting += placed.existing;
+      stats.blobsMounted += placed.mounted;
+      stats.bytesSkipped += placed.bytes;
+      delta = { base: { id: base.id, created: base.created, ...(base.release ? { release: base.release } : {}) },
+        blobsFromBase: placed.existing + placed.mounted, bytesFromBase: placed.bytes };
+    }
+
     // Each target repository receives each of its digests once (uploaded, mounted or found there).
     const perRepo = new Map<string, GraphNode[]>();
     for (const img of images) perRepo.set(img.name.repository, [...(perRepo.get(img.name.repository) ?? []), graphs.get(img.ref)!]);
     const totalBytes = [...perRepo.values()].reduce((n, roots) => n + flatten(roots).reduce((m, x) => m + x.descriptor.size, 0), 0);
     opts.onStart?.(totalBytes, images.length);
     await Promise.all(images.map((img) =>
-      copierFor(img.name).copyImage(reader, graphs.get(img.ref)!, `${img.ref} → ${img.name.full}`, [img.name.tag])));
+      copierFor(img.name).copyImage(reader, graphs.get(img.ref)!, `${img.ref} → ${img.name.full}`, [img.name.tag])))
+      .catch((e: unknown) => { throw nameDamagedPart(e, reader); });
 
     return {
       registry: opts.registry,
       images: images.map((i) => ({ source: i.ref, target: i.name.full, digest: graphs.get(i.ref)!.descriptor.digest })),
       ...stats,
+      ...(delta ? { delta } : {}),
     };
   } finally {
     await reader.close();
   }
+}
+
+/** Content that fails its digest in a split bundle: say which part file holds it. */
+function nameDamagedPart(e: unknown, reader: BundleReader): unknown {
+  if (!reader.file.split || !isAirgapError(e, 'E_DIGEST_MISMATCH')) return e;
+  const digest = /sha256:[a-f0-9]{64}/.exec(e.message)?.[0];
+  const parts = digest ? reader.partsOfBlob(digest) : [];
+  if (parts.length === 0) return e;
+  return new AirgapError(e.code, `${e.message} (stored in part ${parts.join(' and ')} of ${reader.path})`,
+    { hint: `part ${parts.join(', ')} is damaged: copy it again from the original media and check it with airgap verify`, cause: e });
 }
 
 /**

@@ -1,0 +1,175 @@
+import { createHash } from 'node:crypto';
+import pLimit from 'p-limit';
+import { BundleReader } from './bundle/reader.js';
+import type { GraphNode } from './copy.js';
+import { AirgapError } from './errors.js';
+import { isIndexType, isManifestType } from './oci/mediatypes.js';
+import type { TargetStore } from './store.js';
+
+/**
+ * Delta bundles (upgrades across the gap). A delta lists every image of the new release and
+ * carries every manifest (a few KB: push, verify and inspect walk graphs from the delta alone),
+ * but only the configs and layers its base does not hold, compared by digest. airgap.json names
+ * the base by identity and lists the blobs expected from it; push checks those are in the
+ * target registry before it moves or tags anything.
+ */
+
+/**
+ * A bundle's identity: sha256 over its images (reference → digest), its app files and its
+ * base. Content-derived rather than random, so two builds of the same release are the same
+ * base to a delta, and a delta never shares an id with the full bundle of its release.
+ */
+export function bundleId(images: { ref: string; digest: string }[], appFiles: { path: string; content: Uint8Array }[],
+  baseId?: string): string {
+  const doc = {
+    images: images.map((i) => [i.ref, i.digest]).sort((a, b) => (a[0]! < b[0]! ? -1 : 1)),
+    app: appFiles.map((f) => [f.path, createHash('sha256').update(f.content).digest('hex')]).sort((a, b) => (a[0]! < b[0]! ? -1 : 1)),
+    base: baseId ?? null,
+  };
+  return 'sha256:' + createHash('sha256').update(JSON.stringify(doc)).digest('hex');
+}
+
+export interface BaseBundle {
+  id: string;
+  created: string;
+  release?: string;
+  appSlug?: string;
+  /** Every blob a registry holding the base release has: carried by it, or by its own base. */
+  blobs: Map<string, number>;
+}
+
+/** Reads what a previous bundle (full or delta, plain or split) makes available to a delta on top of it. */
+export async function loadBase(path: string): Promise<BaseBundle> {
+  const reader = await BundleReader.open(path).catch((e: unknown) => {
+    if (e instanceof AirgapError) {
+      throw new AirgapError(e.code, `--since: ${e.message}`, { ...(e.hint ? { hint: e.hint } : {}), cause: e });
+    }
+    throw e;
+  });
+  try {
+    const meta = reader.metadata();
+    if (!meta) {
+      throw new AirgapError('E_BUNDLE', `--since ${path} has no airgap.json: a delta can only build on a bundle written by airgap build`,
+        { hint: 'give the previous release\'s bundle, or build a full bundle' });
+    }
+    const blobs = new Map<string, number>();
+    for (const b of reader.blobs()) blobs.set(b.digest, b.size);
+    for (const b of reader.fromBase()) blobs.set(b.digest, b.size);
+    const appFiles = await Promise.all(reader.appFiles().map(async (p) => ({ path: p, content: await reader.readAppFile(p) })));
+    const id = meta.id ?? bundleId(reader.images().map((i) => ({ ref: i.ref, digest: i.descriptor.digest })), appFiles, meta.base?.id);
+    return {
+      id, created: meta.created, blobs,
+      ...(meta.release ? { release: meta.release } : {}), ...(meta.appSlug ? { appSlug: meta.appSlug } : {}),
+    };
+  } finally {
+    await reader.close();
+  }
+}
+
+/** The graph without the blobs in `skip`: the copier then never asks a store for them. Manifests are kept. */
+export function pruneGraph(root: GraphNode, skip: (digest: string) => boolean): GraphNode {
+  const done = new Map<string, GraphNode>();
+  const visit = (n: GraphNode): GraphNode => {
+    const known = done.get(n.descriptor.digest);
+    if (known) return known;
+    const out: GraphNode = {
+      ...n,
+      children: n.children.filter((c) => c.bytes !== undefined || isIndexType(c.descriptor.mediaType) ||
+        isManifestType(c.descriptor.mediaType) || !skip(c.descriptor.digest)).map(visit),
+    };
+    done.set(n.descriptor.digest, out);
+    return out;
+  };
+  return visit(root);
+}
+
+export function baseLabel(base: { id: string; release?: string; created: string }): string {
+  return `${base.id.slice(0, 19)}${base.release ? ` (release ${base.release}, built ${base.created})` : ` (built ${base.created})`}`;
+}
+
+export interface BaseTarget {
+  repository: string;
+  store: TargetStore;
+  graphs: GraphNode[];
+}
+
+export interface BasePlacement {
+  /** Blobs already in the repository that needs them. */
+  existing: number;
+  /** Blobs mounted from a sibling repository of the same registry. */
+  mounted: number;
+  bytes: number;
+}
+
+/**
+ * Before a delta's push moves anything: every blob it expects from its base must be in the
+ * registry, in each repository that needs it or in a sibling one to mount from. Any blob
+ * found nowhere refuses the push (nothing uploaded, nothing tagged), naming the blobs and the
+ * base bundle to push first; then the mounts are made.
+ */
+export async function placeBaseBlobs(reader: BundleReader, registry: string, targets: BaseTarget[],
+  opts: { concurrency: number; signal?: AbortSignal }): Promise<BasePlacement> {
+  const base = reader.base();
+  const result: BasePlacement = { existing: 0, mounted: 0, bytes: 0 };
+  if (!base) return result;
+  const call = opts.signal ? { signal: opts.signal } : {};
+  const limit = pLimit(Math.max(1, opts.concurrency));
+  const desc = (digest: string) => ({ mediaType: 'application/octet-stream', digest, size: reader.baseBlobSize(digest)! });
+
+  // repository → digests it needs from the base.
+  const needs = new Map<string, Set<string>>();
+  for (const t of targets) {
+    const set = needs.get(t.repository) ?? new Set<string>();
+    const walk = (n: GraphNode): void => {
+      if (reader.isFromBase(n.descriptor.digest)) set.add(n.descriptor.digest);
+      n.children.forEach(walk);
+    };
+    t.graphs.forEach(walk);
+    needs.set(t.repository, set);
+  }
+  const stores = new Map(targets.map((t) => [t.repository, t.store]));
+  const held = new Map<string, Set<string>>(); // digest → repositories known to hold it
+  const probed = new Set<string>(); // `${repo}\n${digest}`
+  const head = async (repo: string, digest: string): Promise<boolean> => {
+    probed.add(`${repo}\n${digest}`);
+    const has = await stores.get(repo)!.exists(desc(digest), call);
+    if (has) held.set(digest, (held.get(digest) ?? new Set()).add(repo));
+    return has;
+  };
+
+  const absent: { repo: string; digest: string }[] = [];
+  await Promise.all([...needs].flatMap(([repo, digests]) => [...digests].map((d) => limit(async () => {
+    if (!(await head(repo, d))) absent.push({ repo, digest: d });
+  }))));
+  // Not where it is needed: look in the other repositories this push writes to.
+  const missing = new Set<string>();
+  for (const { digest } of absent) {
+    if (held.has(digest) || missing.has(digest)) continue;
+    const others = [...stores.keys()].filter((r) => !probed.has(`${r}\n${digest}`));
+    const found = await Promise.all(others.map((r) => limit(() => head(r, digest))));
+    if (!found.some(Boolean)) missing.add(digest);
+  }
+  if (missing.size > 0) {
+    const list = [...missing];
+    const shown = list.slice(0, 20).join(', ') + (list.length > 20 ? `, and ${list.length - 20} more` : '');
+    throw new AirgapError('E_BASE_MISSING',
+      `${reader.label} is a delta on top of bundle ${baseLabel(base)}, and registry ${registry} lacks ${list.length} blob(s) it expects from that base: ${shown}; nothing was pushed or tagged`,
+      { hint: `push the base bundle ${base.id}${base.release ? ` (release ${base.release})` : ''} into ${registry} first, or carry the full bundle of this release` });
+  }
+
+  const mountable = absent.filter((a) => !held.get(a.digest)?.has(a.repo));
+  await Promise.all(mountable.map(({ repo, digest }) => limit(async () => {
+    const from = [...held.get(digest)!][0]!;
+    await stores.get(repo)!.push(desc(digest), async () => {
+      throw new AirgapError('E_BASE_MISSING',
+        `registry ${registry} would not mount ${digest} from ${from} into ${repo}, and ${reader.label} (a delta) does not carry it`,
+        { hint: 'this registry refuses cross-repository mounts: carry and push the full bundle of this release instead' });
+    }, call);
+  })));
+  for (const [, digests] of needs) {
+    for (const d of digests) result.bytes += reader.baseBlobSize(d)!;
+  }
+  result.mounted = mountable.length;
+  result.existing = [...needs.values()].reduce((n, s) => n + s.size, 0) - mountable.length;
+  return result;
+}
