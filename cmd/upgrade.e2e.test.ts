@@ -208,6 +208,12 @@ test.serial('a split bundle: parts within the size, verified and pushed; a missi
   const bad = await runCli(['verify', out]);
   t.is(bad.code, 3);
   t.true(bad.stdout.includes(`part ${victim.name} is damaged`), bad.stdout);
+  // push reads it too, into a registry that needs every blob: the failing blob's part is named.
+  const other = await startRegistry({ users: [user] });
+  t.teardown(() => other.stop());
+  const badPush = await runCli(['push', out, '--registry', `${other.host}/acme`, '--username', user.username, '--password', user.password]);
+  t.is(badPush.code, 3, badPush.stderr);
+  t.true(badPush.stderr.includes(`part ${victim.name}`), badPush.stderr);
 });
 
 test.serial('ctr images import loads a bundle under the original image names', async (t) => {

@@ -121,8 +121,7 @@ export async function push(opts: PushOptions): Promise<PushSummary> {
 /** Content that fails its digest in a split bundle: say which part file holds it. */
 function nameDamagedPart(e: unknown, reader: BundleReader): unknown {
   if (!reader.file.split || !isAirgapError(e, 'E_DIGEST_MISMATCH')) return e;
-  const digest = /sha256:[a-f0-9]{64}/.exec(e.message)?.[0];
-  const parts = digest ? reader.partsOfBlob(digest) : [];
+  const parts = [...e.message.matchAll(/sha256:[a-f0-9]{64}/g)].map((m) => reader.partsOfBlob(m[0])).find((p) => p.length > 0) ?? [];
   if (parts.length === 0) return e;
   return new AirgapError(e.code, `${e.message} (stored in part ${parts.join(' and ')} of ${reader.path})`,
     { hint: `part ${parts.join(', ')} is damaged: copy it again from the original media and check it with airgap verify`, cause: e });

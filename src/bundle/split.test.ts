@@ -139,3 +139,16 @@ test('the parts manifest is checked: not JSON of ours, names outside the directo
   writeFileSync(out, JSON.stringify({ ...manifest, parts: [{ ...manifest.parts[0]!, name: '../etc/passwd' }, ...manifest.parts.slice(1)] }));
   await t.throwsAsync(BundleReader.open(out), { code: 'E_BUNDLE', message: /malformed/ } as never);
 });
+
+test('a split that cannot publish leaves nothing: no part, no manifest, no temp file, the old file untouched', async (t) => {
+  const dir = await tempDir(t);
+  await writeBundle(join(dir, 'plain.tar'));
+  const whole = join(dir, '.whole');
+  writeFileSync(whole, readFileSync(join(dir, 'plain.tar')));
+  writeFileSync(join(dir, 'app.tar.part002'), 'someone else\'s file');
+  const e = await t.throwsAsync(splitBundle(whole, join(dir, 'app.tar'), 4096));
+  t.true(isAirgapError(e, 'E_OUTPUT') && e.message.includes('app.tar.part002 already exists'), e?.message);
+  t.deepEqual(readdirSync(dir).sort(), ['app.tar.part002', 'plain.tar']);
+  t.is(readFileSync(join(dir, 'app.tar.part002'), 'utf8'), 'someone else\'s file');
+});
+
