@@ -24,7 +24,7 @@ export const MAX_ENTRIES = 1_000_000;
 /** PAX and GNU long-name bodies are a few hundred bytes; anything bigger is not a real one. */
 const MAX_META_BODY = 1 << 20;
 
-export async function indexTar(fh: ReadAt, fileSize: number, label: string): Promise<Map<string, TarEntry>> {
+export async function indexTar(fh: ReadAt, fileSize: number, label: string, maxEntries = MAX_ENTRIES): Promise<Map<string, TarEntry>> {
   const entries = new Map<string, TarEntry>();
   const header = Buffer.alloc(BLOCK);
   let pos = 0;
@@ -37,7 +37,7 @@ export async function indexTar(fh: ReadAt, fileSize: number, label: string): Pro
     if (pos + BLOCK > fileSize) throw bad(label, `truncated: a partial tar header at byte ${pos}`);
     await readExactly(fh, header, pos);
     if (header.every((b) => b === 0)) break; // end-of-archive marker; anything after it is padding
-    if (++count > MAX_ENTRIES) throw bad(label, `more than ${MAX_ENTRIES} entries`);
+    if (++count > maxEntries) throw bad(label, `more than ${maxEntries} entries; a bundle never holds that many`);
 
     const rawName = parseHeaderName(header);
     const stored = parseNumber(header, 148, 8);
