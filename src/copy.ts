@@ -147,12 +147,32 @@ export class Copier {
 
   /** Copies a whole graph from `src`, children first, then tags the root with each of `tags`. */
   async copyImage(src: SourceStore, root: GraphNode, image: string, tags: string[]): Promise<void> {
+    if (await this.#alreadyTagged(root, tags)) {
+      // Every tag already names this digest: a tag is only ever written over complete content,
+      // so there is nothing under it to check (a re-push costs one request per image).
+      for (const n of flatten([root])) {
+        const d = n.descriptor;
+        this.#emit(n.bytes !== undefined
+          ? { type: 'manifest-done', digest: d.digest, size: d.size, image }
+          : { type: 'blob-done', digest: d.digest, size: d.size, outcome: 'existed', image });
+      }
+      this.#emit({ type: 'image-done', image, digest: root.descriptor.digest });
+      return;
+    }
     await this.#copyNode(src, root, image);
     for (const t of tags) {
       this.#check();
       await this.#dst.tag(root.descriptor, root.bytes!, t, this.#opts());
     }
     this.#emit({ type: 'image-done', image, digest: root.descriptor.digest });
+  }
+
+  async #alreadyTagged(root: GraphNode, tags: string[]): Promise<boolean> {
+    const taggedAs = this.#dst.taggedAs?.bind(this.#dst);
+    if (!taggedAs || tags.length === 0) return false;
+    this.#check();
+    const digests = await Promise.all(tags.map((t) => taggedAs(t, this.#opts()).catch(() => undefined)));
+    return digests.every((d) => d === root.descriptor.digest);
   }
 
   #opts() {

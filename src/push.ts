@@ -103,7 +103,10 @@ export async function push(opts: PushOptions): Promise<PushSummary> {
     for (const img of images) perRepo.set(img.name.repository, [...(perRepo.get(img.name.repository) ?? []), graphs.get(img.ref)!]);
     const totalBytes = [...perRepo.values()].reduce((n, roots) => n + flatten(roots).reduce((m, x) => m + x.descriptor.size, 0), 0);
     opts.onStart?.(totalBytes, images.length);
-    await Promise.all(images.map((img) =>
+    // The image with the biggest blob starts first, so that blob is not the last one running.
+    const biggest = (img: (typeof images)[number]): number => Math.max(0, ...flatten([graphs.get(img.ref)!]).map((n) => n.descriptor.size));
+    const order = [...images].sort((x, y) => biggest(y) - biggest(x));
+    await Promise.all(order.map((img) =>
       copierFor(img.name).copyImage(reader, graphs.get(img.ref)!, `${img.ref} → ${img.name.full}`, [img.name.tag])))
       .catch((e: unknown) => { throw nameDamagedPart(e, reader); });
 

@@ -71,4 +71,6 @@ export interface TargetStore {
    * blob's place is known). Resolves undefined when the store already holds the blob.
    */
   pushParts?(desc: Descriptor, opts?: FetchOptions): Promise<BlobParts | undefined>;
+  /** Optional: the digest `reference` (a tag) points at now, undefined when it names nothing. */
+  taggedAs?(reference: string, opts?: FetchOptions): Promise<string | undefined>;
 }

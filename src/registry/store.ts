@@ -72,6 +72,10 @@ export class RegistryStore implements SourceStore, TargetStore {
     return 'uploaded';
   }
 
+  async taggedAs(reference: string, opts: FetchOptions = {}): Promise<string | undefined> {
+    return (await this.client.headManifest(this.repository, reference, { access: 'push', ...(opts.signal ? { signal: opts.signal } : {}) }))?.digest;
+  }
+
   async tag(desc: Descriptor, bytes: Uint8Array, reference: string, opts: FetchOptions = {}): Promise<void> {
     await this.client.putManifest(this.repository, reference, bytes, desc.mediaType, opts);
   }
