@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests, the demo and the benchmark need (when missing):
 # the reference registry server, skopeo (independent reader/writer of images), htpasswd, openssl,
-# containerd (ctr import checks) and kubectl (kustomize checks).
+# containerd (ctr import checks), kubectl (kustomize checks) and GNU time (the benchmark's peak RSS).
 set -euo pipefail
 need=()
-for pkg in docker-registry skopeo apache2-utils openssl containerd; do
+for pkg in docker-registry skopeo apache2-utils openssl containerd time; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)

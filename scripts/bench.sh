@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# npm run bench: airgap vs the skopeo pipeline, side by side on loopback registries behind an
+# emulated long fat link. Prints a table; exits non-zero when a target is missed.
+# Sizes and link: BENCH_IMAGES BENCH_BASE1_MB BENCH_BASE2_MB BENCH_APP_MIN_MB BENCH_APP_MAX_MB
+# BENCH_BIG_MB BENCH_HUGE_MB (0 skips) BENCH_DELAY_MS BENCH_RATE_MB BENCH_CONCURRENCY BENCH_RSS_LIMIT_MB.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+[ -d node_modules ] || npm ci --no-audit --no-fund
+npm run -s build
+exec node --import=tsx scripts/bench.ts "$@"

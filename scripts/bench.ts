@@ -1,0 +1,261 @@
+/**
+ * The benchmark (scripts/bench.sh runs it): airgap side by side with the pipeline a user would
+ * script with skopeo, in one run, on the same loopback registries.
+ *
+ *   build  over an emulated long fat link (src/testing/link.ts: +40 ms per request, 16 MB/s per
+ *          connection): `airgap build` vs `skopeo copy docker://… oci:DIR:REF` per image + `tar`
+ *   push   cold, on loopback into an empty registry: `airgap push` vs untar + `skopeo copy oci:… docker://…`
+ *   re-push of the same bundle: no blob bytes may move
+ *   memory peak RSS of build and push (GNU time), with the 400 MB layer and again with a 2 GB layer
+ *
+ * Prints a table and exits 1 when a target is missed. Sizes come from BENCH_* variables (MB = 10^6 bytes).
+ */
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile, copyFile } from 'node:fs/promises';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { FixtureLayout, pushImage, type LayerSpec } from '../src/testing/fixtures.js';
+import { type TestRegistry, startRegistry } from '../src/testing/registry.js';
+
+const num = (name: string, def: number): number => {
+  const v = Number(process.env[name] ?? def);
+  if (!Number.isFinite(v) || v < 0) throw new Error(`${name}=${process.env[name]} is not a non-negative number`);
+  return v;
+};
+const MB = 1e6;
+const cfg = {
+  images: num('BENCH_IMAGES', 10),
+  base: [num('BENCH_BASE1_MB', 40), num('BENCH_BASE2_MB', 25)],
+  appMin: num('BENCH_APP_MIN_MB', 35),
+  appMax: num('BENCH_APP_MAX_MB', 80),
+  big: num('BENCH_BIG_MB', 400),
+  huge: num('BENCH_HUGE_MB', 2000),
+  delayMs: num('BENCH_DELAY_MS', 40),
+  rate: num('BENCH_RATE_MB', 16),
+  concurrency: num('BENCH_CONCURRENCY', 8),
+  rssLimit: num('BENCH_RSS_LIMIT_MB', 256),
+};
+
+const root = join(fileURLToPath(import.meta.url), '..', '..');
+const CLI = join(root, 'dist', 'cmd', 'airgap.js');
+const log = (s: string): void => { process.stderr.write(`[bench] ${s}\n`); };
+
+interface Measured {
+  seconds: number;
+  rssMb: number;
+  cpuSeconds: number;
+  stdout: string;
+}
+
+/** Runs a command under GNU time; wall clock measured here, peak RSS and CPU from time -v. */
+async function measure(cmd: string, args: string[]): Promise<Measured> {
+  const started = performance.now();
+  const child = spawn('/usr/bin/time', ['-v', cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s; });
+  child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  const seconds = (performance.now() - started) / 1000;
+  if (code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited with ${code}: ${stderr.trim().split('\n').slice(-25, -22).join(' | ') || stderr.slice(0, 500)}`);
+  const field = (name: string): number => Number(new RegExp(`${name}: ([0-9.]+)`).exec(stderr)?.[1] ?? NaN);
+  return {
+    seconds, stdout,
+    rssMb: field('Maximum resident set size \\(kbytes\\)') * 1024 / MB,
+    cpuSeconds: field('User time \\(seconds\\)') + field('System time \\(seconds\\)'),
+  };
+}
+
+/** A sequence of commands timed as one pipeline (the skopeo side). */
+async function pipelineOf(steps: [string, string[]][]): Promise<Measured> {
+  const all: Measured = { seconds: 0, rssMb: 0, cpuSeconds: 0, stdout: '' };
+  for (const [cmd, args] of steps) {
+    const m = await measure(cmd, args);
+    all.seconds += m.seconds;
+    all.cpuSeconds += m.cpuSeconds;
+    all.rssMb = Math.max(all.rssMb, m.rssMb);
+  }
+  return all;
+}
+
+async function startLinkProcess(upstream: string): Promise<{ host: string; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, ['--import=tsx', join(root, 'scripts', 'link.ts'), '--upstream', upstream,
+    '--delay-ms', String(cfg.delayMs), '--rate-mb', String(cfg.rate)], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+  const host = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (s: string) => {
+      out += s;
+      const m = /listening (\S+)/.exec(out);
+      if (m) resolve(m[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`link emulator exited with ${code}`)));
+  });
+  return {
+    host,
+    stop: () => new Promise<void>((resolve) => {
+      if (child.exitCode !== null) return resolve();
+      child.once('exit', () => resolve());
+      child.kill('SIGTERM');
+    }),
+  };
+}
+
+const skopeoFlags = ['--insecure-policy'];
+
+async function main(): Promise<number> {
+  const work = await mkdtemp(join(tmpdir(), 'airgap-bench-'));
+  const stops: (() => Promise<void>)[] = [async () => { await rm(work, { recursive: true, force: true }); }];
+  const cleanup = async (): Promise<void> => { for (const s of stops.reverse()) await s().catch(() => undefined); };
+  process.once('SIGINT', () => { void cleanup().then(() => process.exit(130)); });
+  process.once('SIGTERM', () => { void cleanup().then(() => process.exit(143)); });
+  try {
+    // ---- the source: images generated with seeded bytes, pushed into a registry, behind the link
+    log(`generating ${cfg.images} images (bases ${cfg.base.join('+')} MB, apps ${cfg.appMin}-${cfg.appMax} MB), one ${cfg.big} MB layer, one ${cfg.huge} MB layer`);
+    const source = await startRegistry();
+    stops.push(() => source.stop());
+    const layout = await FixtureLayout.create({ gzipLevel: 0 });
+    stops.push(() => layout.remove());
+    const specs: { name: string; layers: LayerSpec[] }[] = [];
+    for (let i = 0; i < cfg.images; i++) {
+      const app = Math.round((cfg.appMin + (cfg.images > 1 ? (cfg.appMax - cfg.appMin) * i / (cfg.images - 1) : 0)) * MB);
+      specs.push({ name: `app-${i}`, layers: [
+        { shared: 'base-os', size: Math.round(cfg.base[0]! * MB) }, { shared: 'base-runtime', size: Math.round(cfg.base[1]! * MB) },
+        { seed: `app-${i}`, size: app }, { seed: `config-${i}`, size: 1 * MB },
+      ] });
+    }
+    if (cfg.big > 0) specs.push({ name: 'big', layers: [{ seed: 'big', size: Math.round(cfg.big * MB) }] });
+    const blobs = new Map<string, number>();
+    for (const s of specs) {
+      const built = await layout.build(s.name, { layers: s.layers });
+      for (const d of built.layers) blobs.set(d, 0);
+    }
+    const { statSync } = await import('node:fs');
+    for (const d of blobs.keys()) blobs.set(d, statSync(join(layout.dir, 'blobs', 'sha256', d.slice(7))).size);
+    const uniqueBytes = [...blobs.values()].reduce((a, b) => a + b, 0);
+    log(`seeding ${specs.length} images (${(uniqueBytes / MB).toFixed(0)} MB of unique layers) into ${source.host}`);
+    for (const s of specs) await pushImage(layout, s.name, source, `bench/${s.name}`, '1.0');
+    if (cfg.huge > 0) {
+      const huge = await FixtureLayout.create({ gzipLevel: 0 });
+      stops.push(() => huge.remove());
+      await huge.build('huge', { layers: [{ seed: 'huge', size: Math.round(cfg.huge * MB) }] });
+      await pushImage(huge, 'huge', source, 'bench/huge', '1.0');
+      await huge.remove();
+    }
+    await layout.remove();
+    const link = await startLinkProcess(source.host);
+    stops.push(() => link.stop());
+    log(`link emulator ${link.host} → ${source.host}: +${cfg.delayMs} ms per request, ${cfg.rate} MB/s per connection`);
+
+    // ---- the application the build reads
+    const license = join(work, 'license.yaml');
+    await copyFile(join(root, 'testdata', 'license.yaml'), license);
+    const appDir = async (dir: string, names: string[]): Promise<string> => {
+      await mkdir(dir, { recursive: true });
+      const containers = names.map((n) => `        - name: ${n}\n          image: ${link.host}/bench/${n}:1.0\n`).join('');
+      await writeFile(join(dir, 'deployment.yaml'), [
+        'apiVersion: apps/v1', 'kind: Deployment', 'metadata:', '  name: bench', 'spec:', '  template:', '    spec:',
+        '      containers:', containers].join('\n'));
+      return dir;
+    };
+    const mainApp = await appDir(join(work, 'app'), specs.map((s) => s.name));
+
+    // ---- build over the link
+    const ours = join(work, 'ours.tar');
+    log('airgap build over the link');
+    const build = await measure(process.execPath, [CLI, 'build', '--manifests', mainApp, '--license', license, '--out', ours,
+      '--concurrency', String(cfg.concurrency), '--json']);
+    log(`  ${build.seconds.toFixed(1)} s`);
+    const ociDir = join(work, 'skopeo-oci');
+    const skopeoTar = join(work, 'skopeo.tar');
+    log('skopeo copy per image + tar over the link');
+    const skopeoBuild = await pipelineOf([
+      ...specs.map((s): [string, string[]] => ['skopeo', [...skopeoFlags, 'copy', '--quiet', '--src-tls-verify=false',
+        `docker://${link.host}/bench/${s.name}:1.0`, `oci:${ociDir}:${s.name}:1.0`]]),
+      ['tar', ['-cf', skopeoTar, '-C', ociDir, '.']],
+    ]);
+    log(`  ${skopeoBuild.seconds.toFixed(1)} s`);
+    await rm(ociDir, { recursive: true, force: true });
+
+    // ---- cold push on loopback, then re-push
+    const target = await startRegistry();
+    stops.push(() => target.stop());
+    log(`airgap push into empty ${target.host}`);
+    const push = await measure(process.execPath, [CLI, 'push', ours, '--registry', `${target.host}/bench`, '--concurrency', String(cfg.concurrency), '--json']);
+    log(`  ${push.seconds.toFixed(1)} s`);
+    log('airgap re-push');
+    const repush = await measure(process.execPath, [CLI, 'push', ours, '--registry', `${target.host}/bench`, '--concurrency', String(cfg.concurrency), '--json']);
+    const repushed = JSON.parse(repush.stdout) as { bytesUploaded: number; blobsUploaded: number };
+    log(`  ${repush.seconds.toFixed(2)} s, ${repushed.bytesUploaded} bytes uploaded`);
+    await target.stop();
+    const skopeoTarget = await startRegistry();
+    stops.push(() => skopeoTarget.stop());
+    const untarred = join(work, 'skopeo-untar');
+    await mkdir(untarred);
+    log(`untar + skopeo copy per image into empty ${skopeoTarget.host}`);
+    const skopeoPush = await pipelineOf([
+      ['tar', ['-xf', skopeoTar, '-C', untarred]],
+      ...specs.map((s): [string, string[]] => ['skopeo', [...skopeoFlags, 'copy', '--quiet', '--dest-tls-verify=false',
+        `oci:${untarred}:${s.name}:1.0`, `docker://${skopeoTarget.host}/bench/${s.name}:1.0`]]),
+    ]);
+    log(`  ${skopeoPush.seconds.toFixed(1)} s`);
+    await skopeoTarget.stop();
+    await rm(untarred, { recursive: true, force: true });
+    await rm(skopeoTar, { force: true });
+    await rm(ours, { force: true });
+
+    // ---- memory with a much bigger layer
+    let hugeBuild: Measured | undefined;
+    let hugePush: Measured | undefined;
+    if (cfg.huge > 0) {
+      const hugeApp = await appDir(join(work, 'huge-app'), ['huge']);
+      const hugeOut = join(work, 'huge.tar');
+      log(`airgap build + push of the ${cfg.huge} MB layer`);
+      hugeBuild = await measure(process.execPath, [CLI, 'build', '--manifests', hugeApp, '--license', license, '--out', hugeOut,
+        '--concurrency', String(cfg.concurrency), '--json']);
+      const hugeTarget = await startRegistry();
+      stops.push(() => hugeTarget.stop());
+      hugePush = await measure(process.execPath, [CLI, 'push', hugeOut, '--registry', `${hugeTarget.host}/bench`, '--concurrency', String(cfg.concurrency), '--json']);
+      log(`  build ${hugeBuild.seconds.toFixed(1)} s, push ${hugePush.seconds.toFixed(1)} s`);
+      await hugeTarget.stop();
+    }
+
+    // ---- the table
+    const linkLimit = cfg.delayMs / 1000 + uniqueBytes / (cfg.concurrency * cfg.rate * MB);
+    const rows: [string, string, string, string, string, boolean | undefined][] = [];
+    const f1 = (n: number): string => n.toFixed(1);
+    const f2 = (n: number): string => n.toFixed(2);
+    rows.push(['build over the link (s)', f1(build.seconds), f1(skopeoBuild.seconds), f2(build.seconds / skopeoBuild.seconds), '≤ 0.50', build.seconds / skopeoBuild.seconds <= 0.5]);
+    rows.push([`build vs link limit ${f1(linkLimit)} s (${cfg.concurrency} × ${cfg.rate} MB/s)`, f1(build.seconds), '', f2(build.seconds / linkLimit), '≤ 1.50', build.seconds / linkLimit <= 1.5]);
+    rows.push(['build throughput (MB/s of unique layers)', f1(uniqueBytes / MB / build.seconds), f1(uniqueBytes / MB / skopeoBuild.seconds), '', '', undefined]);
+    rows.push(['build CPU, user+sys (s)', f1(build.cpuSeconds), f1(skopeoBuild.cpuSeconds), '', '', undefined]);
+    rows.push(['cold push on loopback (s)', f1(push.seconds), f1(skopeoPush.seconds), f2(push.seconds / skopeoPush.seconds), '≤ 0.60', push.seconds / skopeoPush.seconds <= 0.6]);
+    rows.push(['push throughput (MB/s)', f1(uniqueBytes / MB / push.seconds), f1(uniqueBytes / MB / skopeoPush.seconds), '', '', undefined]);
+    const repushOk = repushed.bytesUploaded === 0 && repushed.blobsUploaded === 0 && repush.seconds / push.seconds < 0.05;
+    rows.push([`re-push (s; ${repushed.bytesUploaded} blob bytes moved)`, f2(repush.seconds), '', `${(100 * repush.seconds / push.seconds).toFixed(1)} %`, '< 5 % of cold, 0 B', repushOk]);
+    const rssOk = (m: Measured): boolean => m.rssMb <= cfg.rssLimit;
+    rows.push([`peak RSS build / push, ${cfg.big} MB layer (MB)`, `${f1(build.rssMb)} / ${f1(push.rssMb)}`, `${f1(skopeoBuild.rssMb)} / ${f1(skopeoPush.rssMb)}`, '', `≤ ${cfg.rssLimit}`, rssOk(build) && rssOk(push)]);
+    if (hugeBuild && hugePush) {
+      const flat = hugeBuild.rssMb <= build.rssMb + 32 && hugePush.rssMb <= push.rssMb + 32;
+      rows.push([`peak RSS build / push, ${cfg.huge} MB layer (MB)`, `${f1(hugeBuild.rssMb)} / ${f1(hugePush.rssMb)}`, '', '', `≤ ${cfg.rssLimit}, ≤ +32 MB`, rssOk(hugeBuild) && rssOk(hugePush) && flat]);
+      rows.push([`${cfg.huge} MB layer build / push (s)`, `${f1(hugeBuild.seconds)} / ${f1(hugePush.seconds)}`, '', '', '', undefined]);
+    }
+    const cpu = cpus()[0]?.model ?? 'unknown CPU';
+    const lines = [
+      `machine: ${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, node ${process.version}; set: ${specs.length} images, ${f1(uniqueBytes / MB)} MB unique layers`,
+      '',
+      '| measure | airgap | skopeo pipeline | ratio | target | met |',
+      '|---|---|---|---|---|---|',
+      ...rows.map(([m, a, s, r, t, ok]) => `| ${m} | ${a} | ${s} | ${r} | ${t} | ${ok === undefined ? '' : ok ? 'yes' : '**NO**'} |`),
+    ];
+    process.stdout.write(lines.join('\n') + '\n');
+    return rows.some((r) => r[5] === false) ? 1 : 0;
+  } finally {
+    await cleanup();
+  }
+}
+
+main().then((code) => process.exit(code), (e: unknown) => {
+  process.stderr.write(`bench failed: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(2);
+});
