@@ -20,6 +20,8 @@ export const SPLIT_FORMAT = 'airgap.split.v1';
 const MIN_DIGITS = 3;
 const MAX_PARTS = 100_000;
 const MIN_PART_SIZE = 1024;
+/** Blob reads for push: 1 MiB chunks cut the per-chunk stream overhead of 64 KiB reads 16-fold. */
+const READ_CHUNK = 1024 * 1024;
 /** The parts manifest is a few hundred bytes per part. */
 const MAX_MANIFEST = 16 << 20;
 
@@ -278,7 +280,7 @@ export class BundleFile {
   /** Bytes [start, end) as one stream. */
   stream(start: number, end: number, signal?: AbortSignal): Readable {
     if (this.split === undefined) {
-      return fs.createReadStream(this.path, { start, end: end - 1, ...(signal ? { signal } : {}) });
+      return fs.createReadStream(this.path, { start, end: end - 1, highWaterMark: READ_CHUNK, ...(signal ? { signal } : {}) });
     }
     const pieces = this.#parts.filter((x) => x.start < end && x.start + x.size > start).map((x) => ({
       path: x.path, from: Math.max(start, x.start) - x.start, to: Math.min(end, x.start + x.size) - x.start,
