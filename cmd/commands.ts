@@ -1,18 +1,27 @@
 import { AirgapError } from '../src/errors.js';
-import { build } from '../src/build.js';
-import { makePlan } from '../src/plan.js';
-import { push } from '../src/push.js';
-import { rewrite } from '../src/rewrite.js';
-import { inspectBundle } from '../src/inspect.js';
-import { BundleReader } from '../src/bundle/reader.js';
-import { verifyBundle } from '../src/bundle/verify.js';
+import type { PushSummary } from '../src/push.js';
 import { parseSize } from '../src/bundle/split.js';
 import { baseLabel } from '../src/delta.js';
-import { createRegistryAccess, type RegistryAccessOptions } from '../src/registry/access.js';
+import type { RegistryAccessOptions } from '../src/registry/access.js';
 import { parseTargetRegistry } from '../src/target.js';
 import { formatReference } from '../src/reference.js';
 import type { CopyEvent } from '../src/copy.js';
 import { humanBytes, type Renderer } from './render.js';
+
+/**
+ * Phases are loaded when their command runs, not at start-up: a re-push that moves nothing is
+ * mostly Node starting, and loading YAML, tar and HTTP code a command never uses was a third of it.
+ */
+const phases = {
+  build: () => import('../src/build.js'),
+  plan: () => import('../src/plan.js'),
+  push: () => import('../src/push.js'),
+  rewrite: () => import('../src/rewrite.js'),
+  inspect: () => import('../src/inspect.js'),
+  reader: () => import('../src/bundle/reader.js'),
+  verify: () => import('../src/bundle/verify.js'),
+  access: () => import('../src/registry/access.js'),
+};
 
 export interface GlobalFlags {
   json: boolean;
@@ -116,13 +125,14 @@ export function networkTuning(env: NodeJS.ProcessEnv = process.env): Pick<Regist
   };
 }
 
-function sourceAccess(opts: Record<string, unknown>) {
+async function sourceAccess(opts: Record<string, unknown>) {
   const caFile = opts.caFile as string | undefined;
+  const { createRegistryAccess } = await phases.access();
   return createRegistryAccess({ ...networkTuning(), ...(caFile ? { defaultCaFile: caFile } : {}) });
 }
 
 /** Registry access for the customer registry, from the registry flags. */
-function targetAccess(opts: Record<string, unknown>, ctx: Context) {
+async function targetAccess(opts: Record<string, unknown>, ctx: Context) {
   const registry = parseTargetRegistry(required(opts, 'registry', '--registry'));
   if (opts.password !== undefined && opts.passwordStdin) throw new AirgapError('E_USAGE', 'give --password or --password-stdin, not both');
   const password = opts.passwordStdin ? ctx.readPasswordStdin() : (opts.password as string | undefined);
@@ -131,6 +141,7 @@ function targetAccess(opts: Record<string, unknown>, ctx: Context) {
     throw new AirgapError('E_USAGE', '--username and --password (or --password-stdin) go together');
   }
   const credentials = username !== undefined && password !== undefined ? { username, password } : undefined;
+  const { createRegistryAccess } = await phases.access();
   const access = createRegistryAccess({
     ...networkTuning(),
     hosts: [{
@@ -165,8 +176,9 @@ const plan: CommandSpec = {
     ...resolveFlags,
   ],
   async run(_args, opts) {
-    const access = sourceAccess(opts);
+    const access = await sourceAccess(opts);
     try {
+      const { makePlan } = await phases.plan();
       const p = await makePlan({
         manifestsDir: required(opts, 'manifests', '--manifests'),
         ...(opts.license ? { licensePath: opts.license as string } : {}),
@@ -204,8 +216,9 @@ const buildCmd: CommandSpec = {
     ...resolveFlags,
   ],
   async run(_args, opts, ctx) {
-    const access = sourceAccess(opts);
+    const access = await sourceAccess(opts);
     try {
+      const { build } = await phases.build();
       const s = await build({
         manifestsDir: required(opts, 'manifests', '--manifests'),
         licensePath: required(opts, 'license', '--license'),
@@ -240,6 +253,7 @@ const inspect: CommandSpec = {
   args: ['<bundle>'],
   options: [],
   async run(args) {
+    const { inspectBundle } = await phases.inspect();
     const info = await inspectBundle(bundleArg(args));
     const rows = [['IMAGE', 'DIGEST', 'PLATFORMS', 'SIZE'],
       ...info.images.map((i) => [i.ref, i.digest, i.platforms.join(',') || '-', humanBytes(i.size)])];
@@ -267,6 +281,7 @@ const verify: CommandSpec = {
   options: [],
   async run(args) {
     const path = bundleArg(args);
+    const [{ BundleReader }, { verifyBundle }] = await Promise.all([phases.reader(), phases.verify()]);
     const reader = await BundleReader.open(path);
     try {
       const r = await verifyBundle(reader);
@@ -290,8 +305,9 @@ const pushCmd: CommandSpec = {
   args: ['<bundle>'],
   options: [...registryFlags, concurrencyFlag],
   async run(args, opts, ctx) {
-    const { access } = targetAccess(opts, ctx);
+    const { access } = await targetAccess(opts, ctx);
     try {
+      const { push } = await phases.push();
       const s = await push({ bundle: bundleArg(args), registry: opts.registry as string, registries: access, concurrency: opts.concurrency as number, ...progress(ctx, 'pushing') });
       return { json: s, text: pushText(s) };
     } finally {
@@ -300,7 +316,7 @@ const pushCmd: CommandSpec = {
   },
 };
 
-function pushText(s: Awaited<ReturnType<typeof push>>): string {
+function pushText(s: PushSummary): string {
   return [
     ...(s.delta ? [`delta on top of bundle ${baseLabel(s.delta.base)}: ${s.delta.blobsFromBase} blob(s) found in the registry`] : []),
     ...s.images.map((i) => `pushed ${i.target} (${i.digest.slice(0, 19)})`),
@@ -319,7 +335,8 @@ const rewriteCmd: CommandSpec = {
   args: ['<bundle>'],
   options: [...registryFlags, ...rewriteFlags],
   async run(args, opts, ctx) {
-    const { credentials } = targetAccess(opts, ctx);
+    const { credentials } = await targetAccess(opts, ctx);
+    const { rewrite } = await phases.rewrite();
     const s = await rewrite({
       bundle: bundleArg(args), registry: required(opts, 'registry', '--registry'), out: required(opts, 'out', '--out'),
       namespace: opts.namespace as string, ...(credentials ? { credentials } : {}),
@@ -334,10 +351,11 @@ const install: CommandSpec = {
   args: ['<bundle>'],
   options: [...registryFlags, ...rewriteFlags, concurrencyFlag],
   async run(args, opts, ctx) {
-    const { access, credentials } = targetAccess(opts, ctx);
+    const { access, credentials } = await targetAccess(opts, ctx);
     const bundle = bundleArg(args);
     const out = required(opts, 'out', '--out');
     try {
+      const [{ push }, { rewrite }] = await Promise.all([phases.push(), phases.rewrite()]);
       const p = await push({ bundle, registry: opts.registry as string, registries: access, concurrency: opts.concurrency as number, ...progress(ctx, 'pushing') });
       ctx.renderer.stop();
       const r = await rewrite({ bundle, registry: opts.registry as string, out, namespace: opts.namespace as string, ...(credentials ? { credentials } : {}) });
