@@ -85,9 +85,7 @@ export async function push(opts: PushOptions): Promise<PushSummary> {
     const base = reader.base();
     let delta: PushSummary['delta'];
     if (base) {
-      const byRepo = new Map<string, GraphNode[]>();
-      for (const img of images) byRepo.set(img.name.repository, [...(byRepo.get(img.name.repository) ?? []), graphs.get(img.ref)!]);
-      const placed = await placeBaseBlobs(reader, target.host, [...byRepo].map(([repository, gs]) => ({
+      const placed = await placeBaseBlobs(reader, target.host, [...graphsByRepository(images, graphs)].map(([repository, gs]) => ({
         repository, graphs: gs, store: opts.registries.open({ registry: target.host, repository }),
       })), { concurrency: opts.concurrency, ...(opts.signal ? { signal: opts.signal } : {}) });
       for (const [ref, g] of graphs) graphs.set(ref, pruneGraph(g, (d) => reader.isFromBase(d)));
@@ -99,9 +97,7 @@ export async function push(opts: PushOptions): Promise<PushSummary> {
     }
 
     // Each target repository receives each of its digests once (uploaded, mounted or found there).
-    const perRepo = new Map<string, GraphNode[]>();
-    for (const img of images) perRepo.set(img.name.repository, [...(perRepo.get(img.name.repository) ?? []), graphs.get(img.ref)!]);
-    const totalBytes = [...perRepo.values()].reduce((n, roots) => n + flatten(roots).reduce((m, x) => m + x.descriptor.size, 0), 0);
+    const totalBytes = [...graphsByRepository(images, graphs).values()].reduce((n, roots) => n + flatten(roots).reduce((m, x) => m + x.descriptor.size, 0), 0);
     opts.onStart?.(totalBytes, images.length);
     // The image with the biggest blob starts first, so that blob is not the last one running.
     const biggest = (img: (typeof images)[number]): number => Math.max(0, ...flatten([graphs.get(img.ref)!]).map((n) => n.descriptor.size));
@@ -119,6 +115,13 @@ export async function push(opts: PushOptions): Promise<PushSummary> {
   } finally {
     await reader.close();
   }
+}
+
+/** The image graphs each target repository receives. */
+function graphsByRepository(images: { ref: string; name: TargetName }[], graphs: Map<string, GraphNode>): Map<string, GraphNode[]> {
+  const out = new Map<string, GraphNode[]>();
+  for (const img of images) out.set(img.name.repository, [...(out.get(img.name.repository) ?? []), graphs.get(img.ref)!]);
+  return out;
 }
 
 /** Content that fails its digest in a split bundle: say which part file holds it. */

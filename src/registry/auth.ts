@@ -73,6 +73,8 @@ export class Authenticator {
   readonly #host: string;
   readonly #credentials: () => Promise<Credentials | undefined>;
   #challenge: Challenge | undefined;
+  #contacted = false;
+  #gate: Promise<void> | undefined;
   readonly #tokens = new Map<string, Promise<CachedToken>>();
 
   /** `credentials` is called lazily (docker config, helpers) and at most once. */
@@ -81,6 +83,25 @@ export class Authenticator {
     this.#host = host;
     let memo: Promise<Credentials | undefined> | undefined;
     this.#credentials = () => (memo ??= credentials());
+  }
+
+  /**
+   * Until the registry has answered once, requests wait for that first answer: one of them learns
+   * the challenge instead of every concurrent request meeting a 401. The caller that gets a
+   * function back is the first; it calls it once its request has an answer (or failed).
+   */
+  async firstContact(): Promise<(() => void) | undefined> {
+    if (this.#contacted || this.#challenge) return undefined;
+    if (this.#gate) {
+      await this.#gate;
+      return undefined;
+    }
+    let open!: () => void;
+    this.#gate = new Promise<void>((resolve) => (open = resolve));
+    return () => {
+      this.#contacted = true;
+      open();
+    };
   }
 
   /** The Authorization header for a request needing `scopes`, or undefined when none is known. */

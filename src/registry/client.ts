@@ -279,9 +279,19 @@ export class RegistryClient {
       ...(r.signal ? { signal: r.signal } : {}),
       ...(r.retry === false ? { retry: false } : {}),
     });
-    let authorization = ownHost ? await auth.authorization(scopes, subject, r.signal) : undefined;
-    let res = await send(authorization);
-    if (res.status === 401 && ownHost && await auth.unauthorized(res, scopes, authorization)) {
+    // The first request to a registry goes alone; the others wait until it has learned the challenge.
+    const firstContactDone = ownHost ? await auth.firstContact() : undefined;
+    let authorization: string | undefined;
+    let res: HttpResponse;
+    let retry: boolean;
+    try {
+      authorization = ownHost ? await auth.authorization(scopes, subject, r.signal) : undefined;
+      res = await send(authorization);
+      retry = res.status === 401 && ownHost && await auth.unauthorized(res, scopes, authorization);
+    } finally {
+      firstContactDone?.();
+    }
+    if (retry) {
       // A stream body is spent: the caller (uploads) restarts with a fresh one.
       if (r.body !== undefined && !(r.body instanceof Uint8Array)) return res;
       await res.body.dump().catch(() => undefined);

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
-import { Agent, request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { Agent, request } from './undici-parts.js';
 import { AirgapError } from '../errors.js';
 import {
   type RequestSubject, RegistryError, describe, errorCodes, isConnectionError, isNotTlsError, isTlsVerifyError,
