@@ -60,7 +60,7 @@ process.on('SIGINT', onSignal);
 process.on('SIGTERM', onSignal);
 process.on('SIGHUP', onSignal);
 
-function renderer(flags: GlobalFlags): Renderer {
+function renderer(flags: GlobalFlags): Promise<Renderer> {
   return makeRenderer({ json: flags.json, tty: Boolean(process.stderr.isTTY) && !process.env.CI });
 }
 
@@ -88,7 +88,7 @@ for (const c of commands) {
     const flags: GlobalFlags = { json: Boolean(opts.json), debug: Boolean(opts.debug) };
     debug = flags.debug;
     jsonMode = flags.json;
-    const r = renderer(flags);
+    const r = await renderer(flags);
     // A promise that never settles lets Node exit quietly with status 0: never report that as success.
     const guard = () => fail(new AirgapError('E_INTERNAL', `${c.name} stopped before finishing (an internal wait never completed)`,
       { hint: 'run again with --debug and report the output' }));

@@ -1,4 +1,6 @@
-import cliProgress from 'cli-progress';
+import type cliProgressModule from 'cli-progress';
+
+type CliProgress = typeof cliProgressModule;
 import type { CopyEvent } from '../src/copy.js';
 
 /**
@@ -37,9 +39,12 @@ export function doneBytes(e: CopyEvent): number {
   return 0;
 }
 
-export function makeRenderer(mode: { json: boolean; tty: boolean }): Renderer {
+/** cli-progress is loaded only for a terminal: pipelines and --json never pay for it. */
+export async function makeRenderer(mode: { json: boolean; tty: boolean }): Promise<Renderer> {
   if (mode.json) return { start() {}, event() {}, info() {}, stop() {} };
-  return mode.tty ? new BarRenderer() : new LineRenderer();
+  if (!mode.tty) return new LineRenderer();
+  const { default: cliProgress } = await import('cli-progress');
+  return new BarRenderer(cliProgress);
 }
 
 class LineRenderer implements Renderer {
@@ -84,19 +89,24 @@ class LineRenderer implements Renderer {
 }
 
 class BarRenderer implements Renderer {
-  #multi: cliProgress.MultiBar | undefined;
-  #bytesBar: cliProgress.SingleBar | undefined;
-  #imagesBar: cliProgress.SingleBar | undefined;
+  readonly #cli: CliProgress;
+  #multi: cliProgressModule.MultiBar | undefined;
+  #bytesBar: cliProgressModule.SingleBar | undefined;
+  #imagesBar: cliProgressModule.SingleBar | undefined;
+
+  constructor(cli: CliProgress) {
+    this.#cli = cli;
+  }
   #bytes = 0;
   #images = 0;
 
   start(totalBytes: number, totalImages: number, verb: string): void {
-    this.#multi = new cliProgress.MultiBar({
+    this.#multi = new this.#cli.MultiBar({
       stream: process.stderr,
       hideCursor: true,
       clearOnComplete: false,
       format: '{label} [{bar}] {percentage}% | {detail}',
-    }, cliProgress.Presets.shades_classic);
+    }, this.#cli.Presets.shades_classic);
     this.#bytesBar = this.#multi.create(Math.max(totalBytes, 1), 0, { label: `${verb} bytes `, detail: `0 B / ${humanBytes(totalBytes)}` });
     this.#imagesBar = this.#multi.create(Math.max(totalImages, 1), 0, { label: `${verb} images`, detail: `0/${totalImages}` });
     this.#totalBytes = totalBytes;
