@@ -1,39 +1,14 @@
 import test from 'ava';
-import { execFile, spawn } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import { imageOf, multiPlatformImage } from './testimages.js';
 import { BundleWriter } from './writer.js';
+import { canRunContainerd, startContainerd } from '../testing/containerd.js';
 
-const run = promisify(execFile);
-const CONTAINERD = '/usr/bin/containerd';
-
-// containerd runs as root; elsewhere this independent check is skipped rather than faked.
-const canRun = existsSync(CONTAINERD) && process.getuid?.() === 0;
-
-(canRun ? test : test.skip)('ctr images import reads a bundle: OCI manifest, OCI index and Docker v2 manifest', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'airgap-ctr-'));
-  const sock = join(dir, 'containerd.sock');
-  writeFileSync(join(dir, 'config.toml'), [
-    'version = 2', `root = "${dir}/root"`, `state = "${dir}/state"`,
-    'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
-    '[grpc]', `  address = "${sock}"`, '[ttrpc]', `  address = "${sock}.ttrpc"`,
-  ].join('\n'));
-  const daemon = spawn(CONTAINERD, ['--config', join(dir, 'config.toml')], { stdio: 'ignore' });
-  t.teardown(async () => {
-    daemon.kill('SIGTERM');
-    await new Promise((resolve) => daemon.exitCode !== null ? resolve(undefined) : daemon.once('exit', resolve));
-    await rm(dir, { recursive: true, force: true });
-  });
-  const ctr = (...args: string[]) => run('ctr', ['--address', sock, ...args]);
-  for (let i = 0; ; i++) {
-    try { await ctr('version'); break; } catch (e) { if (i > 50) throw e; await sleep(100); }
-  }
+(canRunContainerd() ? test : test.skip)('ctr images import reads a bundle: OCI manifest, OCI index and Docker v2 manifest', async (t) => {
+  const containerd = await startContainerd();
+  t.teardown(() => containerd.stop());
+  const { ctr, dir } = containerd;
 
   const images = [
     { ref: 'quay.io/my-org/api:v1.0.1', image: await imageOf({ files: { 'hello.txt': 'hello' } }) },
