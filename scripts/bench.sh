@@ -5,7 +5,5 @@
 # BENCH_BIG_MB BENCH_HUGE_MB (0 skips) BENCH_DELAY_MS BENCH_RATE_MB BENCH_CONCURRENCY BENCH_RSS_LIMIT_MB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh
-[ -d node_modules ] || npm ci --no-audit --no-fund
-npm run -s build
+bash scripts/prepare.sh
 exec node --import=tsx scripts/bench.ts "$@"

@@ -3,7 +3,5 @@
 # skopeo, htpasswd, openssl, containerd) and the npm dependencies when missing, builds, runs AVA.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh
-[ -d node_modules ] || npm ci --no-audit --no-fund
-npm run -s build
+bash scripts/prepare.sh
 exec npx ava "$@"
