@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { AirgapError, type ErrorCode } from '../src/errors.js';
 import { runCleanupsSync } from '../src/cleanup.js';
 import { TOOL_VERSION } from '../src/version.js';
-import { makeRenderer, humanBytes, type Renderer } from './render.js';
+import { makeRenderer, type Renderer } from './render.js';
 import { commands, type GlobalFlags } from './commands.js';
 import { setFlagsFromString } from 'node:v8';
 
@@ -126,7 +126,5 @@ function readPasswordStdin(): string {
     throw new AirgapError('E_USAGE', '--password-stdin: could not read standard input', { cause: e });
   }
 }
-
-export { humanBytes };
 
 program.parseAsync(process.argv).catch(fail);

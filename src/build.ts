@@ -8,7 +8,7 @@ import type { BundleImage, BundleMetadata } from './bundle/format.js';
 import { refuseExistingSplit, splitBundle, type PartInfo } from './bundle/split.js';
 import { registerCleanup } from './cleanup.js';
 import { bundleId, loadBase, pruneGraph } from './delta.js';
-import { Copier, flatten, loadGraph, type EventSink, type GraphNode } from './copy.js';
+import { Copier, flatten, loadGraph, totalSize, type EventSink, type GraphNode } from './copy.js';
 import { choosePlatforms } from './platforms.js';
 import { parsePlatformSpecs } from './oci/platform.js';
 import { makePlan, type PlanOptions } from './plan.js';
@@ -81,7 +81,6 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
 
   const unique = oneImagePerName(prepared);
   const nodes = flatten(unique.map((p) => p.graph));
-  const totalBytes = nodes.reduce((n, x) => n + x.descriptor.size, 0);
   // A delta carries every manifest, and only the blobs its base does not hold (by digest).
   const fromBase = (d: string): boolean => base?.blobs.has(d) ?? false;
   const isBlob = (n: GraphNode): boolean => n.bytes === undefined;
@@ -100,7 +99,8 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
     throw e;
   });
   try {
-    opts.onStart?.(totalBytes, unique.length);
+    // Progress counts what moves: a delta's blobs left to the base never do.
+    opts.onStart?.(totalSize(carried), unique.length);
     const copier = new Copier(writer, {
       concurrency: opts.concurrency,
       ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
@@ -113,7 +113,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
       digest: p.graph.descriptor.digest,
       mediaType: p.graph.descriptor.mediaType,
       platforms: p.platforms,
-      size: flatten([p.graph]).reduce((n, x) => n + x.descriptor.size, 0),
+      size: totalSize(flatten([p.graph])),
       source: p.image.kind,
     }));
     const id = bundleId(images, appFiles, base?.id);
@@ -133,9 +133,9 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
     const parts = opts.splitSize === undefined ? undefined : (await splitBundle(whole, opts.out, opts.splitSize, id)).parts;
     return {
       out: opts.out, appSlug: plan.appSlug, images: images.map((i) => ({ ...i, kind: i.source })),
-      blobs: carried.length, bytes: carried.reduce((n, x) => n + x.descriptor.size, 0), id,
+      blobs: carried.length, bytes: totalSize(carried), id,
       ...(baseRecord ? { delta: { base: baseRecord, blobsFromBase: leftToBase.length,
-        bytesFromBase: leftToBase.reduce((n, x) => n + x.descriptor.size, 0) } } : {}),
+        bytesFromBase: totalSize(leftToBase) } } : {}),
       ...(parts ? { parts } : {}),
     };
   } catch (e) {

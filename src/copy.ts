@@ -1,6 +1,7 @@
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import pLimit, { type LimitFunction } from 'p-limit';
+import { ByteCounter } from './bytecounter.js';
 import { AirgapError } from './errors.js';
 import type { Descriptor } from './oci/descriptor.js';
 import { parseManifest, childrenOf, isForeignLayer, type ParsedManifest } from './oci/manifest.js';
@@ -74,6 +75,11 @@ export async function loadGraph(src: SourceStore, root: Resolved, what: string, 
   return visit(root.descriptor, root.bytes);
 }
 
+/** Bytes of content the nodes stand for (blobs and manifests alike). */
+export function totalSize(nodes: GraphNode[]): number {
+  return nodes.reduce((n, x) => n + x.descriptor.size, 0);
+}
+
 /** Every distinct blob and manifest in the graphs, children before parents. */
 export function flatten(roots: GraphNode[]): GraphNode[] {
   const out: GraphNode[] = [];
@@ -86,19 +92,6 @@ export function flatten(roots: GraphNode[]): GraphNode[] {
   };
   roots.forEach(walk);
   return out;
-}
-
-/** Counts bytes as they pass, for progress events. */
-class ProgressStream extends Transform {
-  readonly #emit: (n: number) => void;
-  constructor(emit: (n: number) => void) {
-    super();
-    this.#emit = emit;
-  }
-  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
-    this.#emit(chunk.length);
-    cb(null, chunk);
-  }
 }
 
 export interface CopierOptions {
@@ -252,7 +245,7 @@ export class Copier {
       if (sent > 0) this.#emit({ type: 'blob-progress', digest: desc.digest, bytes: -sent });
       sent = 0;
       const raw = await src.fetch(desc, this.#opts());
-      const progress = new ProgressStream((n) => {
+      const progress = new ByteCounter((n) => {
         sent += n;
         this.#emit({ type: 'blob-progress', digest: desc.digest, bytes: n });
       });

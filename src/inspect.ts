@@ -1,5 +1,5 @@
 import { BundleReader } from './bundle/reader.js';
-import { flatten, loadGraph, type GraphNode } from './copy.js';
+import { flatten, loadGraph, totalSize, type GraphNode } from './copy.js';
 import { platformString } from './oci/descriptor.js';
 
 export interface InspectResult {
@@ -34,7 +34,7 @@ export async function inspectBundle(path: string): Promise<InspectResult> {
     for (const { ref, descriptor } of reader.images()) {
       const root = await reader.resolve(ref);
       const graph = await loadGraph(reader, root, ref);
-      const size = flatten([graph]).reduce((n, x) => n + x.descriptor.size, 0);
+      const size = totalSize(flatten([graph]));
       const recorded = meta?.images.find((i) => i.ref === ref);
       images.push({
         ref,

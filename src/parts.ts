@@ -1,4 +1,5 @@
-import { Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { ByteCounter } from './bytecounter.js';
 import type { LimitFunction } from 'p-limit';
 import { AirgapError } from './errors.js';
 import type { Descriptor } from './oci/descriptor.js';
@@ -46,9 +47,14 @@ export async function copyParts(src: SourceStore, parts: BlobParts, desc: Descri
   const transfers = splitRanges(desc.size, opts.partSize).map(([start, end]) => opts.limit(async () => {
     signal.throwIfAborted();
     const body = await fetchRange(desc, start, end, { signal });
-    const counted = opts.onBytes ? body.pipe(new Counter(opts.onBytes)) : body;
-    if (counted !== body) body.once('error', (e) => counted.destroy(e));
-    await parts.write(start, end, counted);
+    if (opts.onBytes) {
+      const counted = new ByteCounter(opts.onBytes);
+      // Errors reach the writer through `counted`; pipeline carries them both ways.
+      pipeline(body, counted).catch(() => undefined);
+      await parts.write(start, end, counted);
+    } else {
+      await parts.write(start, end, body);
+    }
   }));
   let failure: { error: unknown } | undefined;
   await Promise.all(transfers).catch((error: unknown) => {
@@ -60,17 +66,5 @@ export async function copyParts(src: SourceStore, parts: BlobParts, desc: Descri
     await Promise.allSettled(transfers);
     parts.abort();
     throw failure.error;
-  }
-}
-
-class Counter extends Transform {
-  readonly #onBytes: (n: number) => void;
-  constructor(onBytes: (n: number) => void) {
-    super();
-    this.#onBytes = onBytes;
-  }
-  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
-    this.#onBytes(chunk.length);
-    cb(null, chunk);
   }
 }

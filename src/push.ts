@@ -1,6 +1,6 @@
 import pLimit from 'p-limit';
 import { BundleReader } from './bundle/reader.js';
-import { Copier, flatten, loadGraph, type CopyEvent, type EventSink, type GraphNode } from './copy.js';
+import { Copier, flatten, loadGraph, totalSize, type CopyEvent, type EventSink, type GraphNode } from './copy.js';
 import { placeBaseBlobs, pruneGraph } from './delta.js';
 import { AirgapError, isAirgapError } from './errors.js';
 import type { RegistryAccess } from './plan.js';
@@ -97,7 +97,7 @@ export async function push(opts: PushOptions): Promise<PushSummary> {
     }
 
     // Each target repository receives each of its digests once (uploaded, mounted or found there).
-    const totalBytes = [...graphsByRepository(images, graphs).values()].reduce((n, roots) => n + flatten(roots).reduce((m, x) => m + x.descriptor.size, 0), 0);
+    const totalBytes = [...graphsByRepository(images, graphs).values()].reduce((n, roots) => n + totalSize(flatten(roots)), 0);
     opts.onStart?.(totalBytes, images.length);
     // The image with the biggest blob starts first, so that blob is not the last one running.
     const biggest = (img: (typeof images)[number]): number => Math.max(0, ...flatten([graphs.get(img.ref)!]).map((n) => n.descriptor.size));
