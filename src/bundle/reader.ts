@@ -10,7 +10,7 @@ import {
   METADATA_SCHEMA_VERSION, OCI_LAYOUT_FILE, type BundleBase, type BundleMetadata,
 } from './format.js';
 import { BundleFile } from './split.js';
-import { indexTar, type ReadAt, type TarEntry } from './tarindex.js';
+import { indexTar, readExactly, type ReadAt, type TarEntry } from './tarindex.js';
 
 /** index.json, airgap.json and manifests are read whole; a real one is far below these. */
 const MAX_JSON_FILE = 64 << 20;
@@ -231,12 +231,7 @@ async function nameDamagedParts(e: unknown, file: BundleFile): Promise<never> {
 
 async function readRange(fh: ReadAt, entry: TarEntry): Promise<Buffer> {
   const buf = Buffer.alloc(entry.size);
-  let done = 0;
-  while (done < entry.size) {
-    const { bytesRead } = await fh.read(buf, done, entry.size - done, entry.offset + done);
-    if (bytesRead === 0) throw new Error(`unexpected end of file at byte ${entry.offset + done}`);
-    done += bytesRead;
-  }
+  await readExactly(fh, buf, entry.offset);
   return buf;
 }
 

@@ -277,6 +277,24 @@ export class BundleFile {
     return { bytesRead: done };
   }
 
+  /**
+   * read() without the thread pool: for the small dependent reads of opening a bundle (tar
+   * headers, index.json, manifests), where a round trip per read costs more than the read.
+   */
+  readSync(buffer: Buffer, offset: number, length: number, position: number): number {
+    let done = 0;
+    while (done < length) {
+      const part = this.#partAt(position + done);
+      if (!part) break;
+      const within = position + done - part.start;
+      const n = Math.min(length - done, part.size - within);
+      const bytesRead = fs.readSync(part.fh.fd, buffer, offset + done, n, within);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+    return done;
+  }
+
   /** Bytes [start, end) as one stream. */
   stream(start: number, end: number, signal?: AbortSignal): Readable {
     if (this.split === undefined) {

@@ -15,9 +15,15 @@ export interface TarEntry {
   size: number;
 }
 
-/** Positional reads, as FileHandle.read; a split bundle's parts answer it as one file (split.ts). */
+/**
+ * Positional reads, as FileHandle.read; a split bundle's parts answer it as one file (split.ts).
+ * readSync, when offered, is used for the walk: each header is a 512-byte read that depends on
+ * the one before, and a thread-pool round trip per header costs far more than the read itself
+ * (tens of milliseconds for a bundle of a few dozen blobs, most of a re-push that moves nothing).
+ */
 export interface ReadAt {
   read(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
+  readSync?(buffer: Buffer, offset: number, length: number, position: number): number;
 }
 
 export const MAX_ENTRIES = 1_000_000;
@@ -81,10 +87,13 @@ export async function indexTar(fh: ReadAt, fileSize: number, label: string, maxE
   return entries;
 }
 
-async function readExactly(fh: ReadAt, buf: Buffer, position: number): Promise<void> {
+/** Fills buf from position, synchronously when fh offers it. */
+export async function readExactly(fh: ReadAt, buf: Buffer, position: number): Promise<void> {
   let done = 0;
   while (done < buf.length) {
-    const { bytesRead } = await fh.read(buf, done, buf.length - done, position + done);
+    const bytesRead = fh.readSync
+      ? fh.readSync(buf, done, buf.length - done, position + done)
+      : (await fh.read(buf, done, buf.length - done, position + done)).bytesRead;
     if (bytesRead === 0) throw new Error(`unexpected end of file at byte ${position + done}`);
     done += bytesRead;
   }
