@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 import { Command, Option, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { AirgapError, type ErrorCode } from '../src/errors.js';
@@ -6,13 +5,8 @@ import { runCleanupsSync } from '../src/cleanup.js';
 import { TOOL_VERSION } from '../src/version.js';
 import { makeRenderer, type Renderer } from './render.js';
 import { commands, type GlobalFlags } from './commands.js';
-import { setFlagsFromString } from 'node:v8';
 
-// undici parses HTTP with a WebAssembly module (llhttp) that V8 would also recompile with its
-// optimising tier in the background; a short run then waits ~60-80 ms at exit for that compile
-// to finish. Headers are all llhttp parses for us (bodies stream through), so the baseline tier
-// is plenty. Set before the HTTP code is loaded (it is imported lazily, per command).
-setFlagsFromString('--liftoff-only');
+// Started by cmd/launch.ts (the `airgap` executable), which also sets the V8 flags.
 
 /**
  * Flags → command → render. The only place that writes the final result, maps error codes to exit

@@ -1,0 +1,30 @@
+#!/usr/bin/env node
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
+import { runWrappedCommonJs } from '../src/codecache.js';
+
+// The `airgap` executable (dist/cmd/airgap.js): starts the CLI bundle (dist/cmd/airgap.cjs, built
+// from cmd/airgap.ts by scripts/bundle.mjs) with the V8 code cache the build wrote beside it
+// (src/codecache.ts).
+//
+// V8 flags are part of what a code cache is checked against, so the one flag the CLI sets is set
+// here, before anything is compiled, on the build's training run and on every run alike. It keeps
+// undici's WebAssembly HTTP parser (llhttp) on V8's baseline tier: otherwise a short run waits
+// ~60-80 ms at exit for a background optimising compile it never benefits from.
+setFlagsFromString('--liftoff-only');
+
+const bundle = fileURLToPath(new URL('./airgap.cjs', import.meta.url));
+const nodeRequire = createRequire(bundle);
+
+runWrappedCommonJs(bundle, {
+  cacheFile: `${bundle}.cache`,
+  writeCache: process.env.AIRGAP_WRITE_CODE_CACHE === '1',
+  require(id: string): unknown {
+    // undici loads node:http2 for HTTP/2, which we never enable (allowH2 stays false, so ALPN
+    // offers http/1.1 only). Loading it costs every run ~3 ms; undici already handles a Node
+    // without it (it catches the failed require), which is what it gets here.
+    if (id === 'node:http2' || id === 'http2') throw new Error('node:http2 is not loaded by airgap');
+    return nodeRequire(id);
+  },
+});
