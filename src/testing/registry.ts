@@ -1,11 +1,11 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import http from 'node:http';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 
 /**
@@ -137,23 +137,37 @@ async function writeCertificates(dir: string): Promise<{ caFile: string; certFil
   return { caFile, certFile, keyFile };
 }
 
+/**
+ * The registry's log goes to a file in its directory, not to a pipe: a pipe nobody drains (a
+ * caller blocked in a synchronous child process call) fills after 64 KiB of error lines (one per
+ * 404) and then stalls the registry mid-request.
+ */
 async function launch(configPath: string, port: number, caFile: string | undefined): Promise<ChildProcess> {
-  const child = spawn(REGISTRY_BIN, ['serve', configPath], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr?.setEncoding('utf8');
-  child.stderr?.on('data', (s: string) => {
-    if (stderr.length < 8192) stderr += s;
-  });
+  const logPath = join(dirname(configPath), `registry-${port}.log`);
+  const log = openSync(logPath, 'a');
+  let child: ChildProcess;
+  try {
+    child = spawn(REGISTRY_BIN, ['serve', configPath], { stdio: ['ignore', 'ignore', log] });
+  } finally {
+    closeSync(log);
+  }
+  const logTail = (): string => {
+    try {
+      return readFileSync(logPath, 'utf8').trim().split('\n').slice(-3).join(' | ');
+    } catch {
+      return '';
+    }
+  };
   let exited = false;
   child.on('exit', () => { exited = true; });
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline) {
-    if (exited) throw new Error(`docker-registry exited on start: ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
+    if (exited) throw new Error(`docker-registry exited on start: ${logTail()}`);
     if (await answers(port, caFile)) return child;
     await new Promise((r) => setTimeout(r, 50));
   }
   await kill(child);
-  throw new Error(`docker-registry did not answer /v2/ on port ${port} within 15s: ${stderr.trim()}`);
+  throw new Error(`docker-registry did not answer /v2/ on port ${port} within 15s: ${logTail()}`);
 }
 
 /** Any HTTP answer from /v2/ (200, or 401 when auth is on) means the registry is serving. */
