@@ -1,4 +1,6 @@
 import test from 'ava';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
@@ -133,6 +135,24 @@ test('TLS registry: works with its CA, E_TLS without it (never a plain-HTTP fall
   t.regex((e as { hint?: string }).hint ?? '', /--ca-file/);
   const skip = client(tls.host, { credentials: USER, settings: { insecureSkipTlsVerify: true } });
   t.is((await skip.getManifest('tls/app', 'v1')).descriptor.digest, img.digest);
+});
+
+test('a loopback HTTP server that is not a registry is still spoken to in plain HTTP, and its answer reported', async (t) => {
+  // Plain HTTP is asked first on loopback and only a registry's /v2/ answer settles it; a server
+  // answering 404 leads to an HTTPS try, which it does not speak, so plain HTTP it is.
+  const seen: string[] = [];
+  const server = createServer((req, res) => {
+    seen.push(`${req.method} ${req.url}`);
+    res.writeHead(404, { 'content-type': 'text/plain' }).end('no registry here');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const port = (server.address() as AddressInfo).port;
+  const e = await t.throwsAsync(client(`127.0.0.1:${port}`).getManifest('x/y', 'z'));
+  t.true(isAirgapError(e, 'E_NOT_FOUND') || isAirgapError(e, 'E_REGISTRY'), String(e));
+  t.regex(String((e as Error).message), /404/);
+  t.is(seen[0], 'GET /v2/', 'the probe comes first, in plain HTTP');
+  t.true(seen.includes('GET /v2/x/y/manifests/z'), seen.join(', '));
 });
 
 test('a registry that is down: E_NETWORK with a hint', async (t) => {

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { rootCertificates } from 'node:tls';
+import { createRequire } from 'node:module';
 import type { Dispatcher } from 'undici';
 import { Agent, request } from './undici-parts.js';
 import { AirgapError } from '../errors.js';
@@ -222,12 +222,28 @@ export class Transport {
     });
   }
 
+  /**
+   * A loopback registry may speak TLS or plain HTTP. Plain HTTP is asked first (a local registry
+   * usually is one, and then no TLS code is loaded or handshake attempted): only a registry's
+   * answer to `GET /v2/` (200, or 401 with a challenge) settles on it. Anything else, such as a
+   * TLS server's 400 to plain HTTP or a closed connection, leads to HTTPS, where a certificate
+   * problem is an error as for any host. A peer that speaks plain HTTP but answered /v2/ with
+   * something else still gets plain HTTP, and its answers are reported as usual.
+   */
   async #probeScheme(host: string, signal?: AbortSignal): Promise<'https' | 'http'> {
-    const ping = async (scheme: string): Promise<void> => {
+    const ping = async (scheme: string): Promise<number> => {
       const url = new URL(`${scheme}://${endpointHost(host)}/v2/`);
       const r = await request(url, { method: 'GET', dispatcher: this.#agentFor(host, url), ...(signal ? { signal } : {}) });
       await r.body.dump().catch(() => undefined);
+      return r.statusCode;
     };
+    try {
+      const status = await ping('http');
+      if (status === 200 || status === 401) return 'http';
+    } catch (e) {
+      // Refused, unreachable: the registry is not there under either scheme.
+      if (!isPeerHangUp(e)) throw e;
+    }
     try {
       await ping('https');
       return 'https';
@@ -235,7 +251,6 @@ export class Transport {
       // Only a peer that does not speak TLS at all gets plain HTTP; a bad certificate is an error.
       if (!isNotTlsError(e)) throw e;
     }
-    await ping('http');
     return 'http';
   }
 
@@ -248,7 +263,8 @@ export class Transport {
     if (!agent) {
       const s = this.settings(host);
       const connect: { ca?: string[]; rejectUnauthorized?: boolean } = {};
-      if (s.caFile !== undefined) connect.ca = [...rootCertificates, readCa(s.caFile, host)];
+      // node:tls only when needed: a plain-HTTP run never loads it.
+      if (s.caFile !== undefined) connect.ca = [...tlsRootCertificates(), readCa(s.caFile, host)];
       if (s.insecureSkipTlsVerify) connect.rejectUnauthorized = false;
       agent = this.#newAgent(connect);
       this.#agents.set(host, agent);
@@ -301,6 +317,15 @@ export function parseRetryAfter(v: string | undefined, now = Date.now()): number
   if (/^\d+$/.test(t)) return Number(t) * 1000;
   const at = Date.parse(t);
   return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
+function tlsRootCertificates(): readonly string[] {
+  return (createRequire(import.meta.url)('node:tls') as typeof import('node:tls')).rootCertificates;
+}
+
+/** The peer closed or reset the connection instead of answering (what a TLS server may do with plain HTTP). */
+function isPeerHangUp(e: unknown): boolean {
+  return errorCodes(e).some((c) => c === 'ECONNRESET' || c === 'EPIPE' || c === 'UND_ERR_SOCKET' || c === 'UND_ERR_CLOSED');
 }
 
 function readCa(file: string, host: string): string {
