@@ -25,6 +25,25 @@ runWrappedCommonJs(bundle, {
     // offers http/1.1 only). Loading it costs every run ~3 ms; undici already handles a Node
     // without it (it catches the failed require), which is what it gets here.
     if (id === 'node:http2' || id === 'http2') throw new Error('node:http2 is not loaded by airgap');
+    // commander requires child_process at start-up for executable subcommands (we have none),
+    // and credential helpers need it only when configured: load it on first use.
+    if (id === 'node:child_process' || id === 'child_process') return onFirstUse(id);
     return nodeRequire(id);
   },
 });
+
+/** A module object that loads the real module the first time anything of it is looked at. */
+function onFirstUse(id: string): object {
+  let real: object | undefined;
+  const load = (): object => (real ??= nodeRequire(id) as object);
+  return new Proxy({}, {
+    get: (_t, key) => Reflect.get(load(), key),
+    has: (_t, key) => Reflect.has(load(), key),
+    ownKeys: () => Reflect.ownKeys(load()),
+    getOwnPropertyDescriptor: (_t, key) => {
+      const d = Reflect.getOwnPropertyDescriptor(load(), key);
+      // Reported as configurable: the proxy's own target does not hold the property.
+      return d ? { ...d, configurable: true } : undefined;
+    },
+  });
+}

@@ -2,7 +2,7 @@
 //   dist/cmd/airgap.cjs        cmd/airgap.ts and everything it uses, one CommonJS module body
 //                              wrapped as a function (src/codecache.ts runs it)
 //   dist/cmd/airgap.cjs.cache  V8's compiled code for it, made by one training run
-//   dist/cmd/airgap.js         the executable (cmd/launch.ts): runs airgap.cjs with that cache
+//   dist/cmd/airgap.js         the executable (cmd/launch.ts, CommonJS): runs airgap.cjs with that cache
 //   dist/cmd/airgap.cjs.LEGAL.txt  the bundled dependencies' license comments
 // Start-up is most of a short command (a re-push that moves nothing): one file instead of hundreds
 // of modules, and compiled code instead of a megabyte of source to parse on every run.
@@ -37,7 +37,16 @@ if (/[^\x00-\x7f]/.test(text)) {
   writeFileSync('dist/cmd/airgap.cjs', text.replace(/[^\x00-\x7f]/gu, (c) => `\\u{${c.codePointAt(0).toString(16)}}`));
 }
 
-await build({ ...common, entryPoints: ['cmd/launch.ts'], outfile: 'dist/cmd/airgap.js', format: 'esm' });
+// The executable is CommonJS: Node starts a CommonJS entry without setting up its ESM loader,
+// a few milliseconds of every run. dist/cmd/ gets its own package.json saying so (the package
+// is ESM); nothing else in dist/cmd/ is loaded by Node (tsc's copies of cmd/ are type-check
+// output, the CLI itself is the bundle above).
+writeFileSync('dist/cmd/package.json', JSON.stringify({ type: 'commonjs' }) + '\n');
+await build({
+  ...common, entryPoints: ['cmd/launch.ts'], outfile: 'dist/cmd/airgap.js', format: 'cjs',
+  define: { 'import.meta.url': '__airgapFileUrl' },
+  banner: { js: "var __airgapFileUrl = require('node:url').pathToFileURL(__filename).href;" },
+});
 chmodSync('dist/cmd/airgap.js', 0o755);
 
 // Training run: loads the push path (bundle reader, copy engine, registry client), then fails on
