@@ -263,23 +263,15 @@ export class BundleFile {
     return this.#parts.filter((x) => x.start < Math.max(end, start + 1) && x.start + x.size > start).map((x) => x.name);
   }
 
+  /** Positional read (as FileHandle.read), through readSync. */
   async read(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }> {
-    let done = 0;
-    while (done < length) {
-      const part = this.#partAt(position + done);
-      if (!part) break;
-      const within = position + done - part.start;
-      const n = Math.min(length - done, part.size - within);
-      const { bytesRead } = await part.fh.read(buffer, offset + done, n, within);
-      if (bytesRead === 0) break;
-      done += bytesRead;
-    }
-    return { bytesRead: done };
+    return { bytesRead: this.readSync(buffer, offset, length, position) };
   }
 
   /**
-   * read() without the thread pool: for the small dependent reads of opening a bundle (tar
+   * Reads without the thread pool: they are the small dependent reads of opening a bundle (tar
    * headers, index.json, manifests), where a round trip per read costs more than the read.
+   * Blob bodies are streamed (stream()).
    */
   readSync(buffer: Buffer, offset: number, length: number, position: number): number {
     let done = 0;
