@@ -1,7 +1,8 @@
 import test from 'ava';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { loadWrappedCommonJs } from './codecache.js';
 import { CLI, runCli } from './testing/cli.js';
 
@@ -66,4 +67,15 @@ test('a file that is not a wrapped module is refused with its name', async (t) =
   await writeFile(file, '"not a function";');
   const loaded = loadWrappedCommonJs(file, { cacheFile: `${file}.cache` });
   t.throws(() => loaded.run(), { message: /plain\.cjs/ });
+});
+
+test('the executable without its bundle says so in one line and exits 1', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'airgap-codecache-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  // The launcher alone, beside the package.json that makes it CommonJS, and no airgap.cjs.
+  await copyFile(CLI, join(dir, 'airgap.js'));
+  await copyFile(join(dirname(CLI), 'package.json'), join(dir, 'package.json'));
+  const r = spawnSync(process.execPath, [join(dir, 'airgap.js'), '--version'], { encoding: 'utf8' });
+  t.is(r.status, 1);
+  t.regex(r.stderr, /^airgap: cannot load the CLI bundle .*airgap\.cjs: it is missing \(rebuild it with npm run build\)\n$/);
 });

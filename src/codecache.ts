@@ -86,7 +86,15 @@ export function loadWrappedCommonJs(file: string, opts: RunOptions): Loaded {
 
 /** Loads and runs the CLI bundle; with writeCache, stores the code cache when the process exits. */
 export function runWrappedCommonJs(file: string, opts: RunOptions): void {
-  const loaded = loadWrappedCommonJs(file, opts);
+  let loaded: Loaded;
+  try {
+    loaded = loadWrappedCommonJs(file, opts);
+  } catch (e) {
+    // A broken installation (the bundle missing or unreadable): one line, not a stack trace.
+    const why = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'it is missing' : (e as Error).message;
+    process.stderr.write(`airgap: cannot load the CLI bundle ${file}: ${why} (rebuild it with npm run build)\n`);
+    process.exit(1);
+  }
   if (opts.writeCache) {
     process.once('exit', () => {
       // Atomic: a reader sees the old cache, the new one, or none.
