@@ -1,7 +1,6 @@
 import { AirgapError } from '../src/errors.js';
 import type { PushSummary } from '../src/push.js';
-import { parseSize } from '../src/bundle/split.js';
-import { baseLabel } from '../src/delta.js';
+import { baseLabel, parseSize } from '../src/bundle/format.js';
 import type { RegistryAccessOptions } from '../src/registry/access.js';
 import { parseTargetRegistry } from '../src/target.js';
 import { formatReference } from '../src/reference.js';

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import pLimit from 'p-limit';
+import { baseLabel } from './bundle/format.js';
 import { BundleReader } from './bundle/reader.js';
 import type { GraphNode } from './copy.js';
 import { AirgapError } from './errors.js';
@@ -81,10 +82,6 @@ export function pruneGraph(root: GraphNode, skip: (digest: string) => boolean): 
     return out;
   };
   return visit(root);
-}
-
-export function baseLabel(base: { id: string; release?: string; created: string }): string {
-  return `${base.id.slice(0, 19)}${base.release ? ` (release ${base.release}, built ${base.created})` : ` (built ${base.created})`}`;
 }
 
 export interface BaseTarget {

@@ -1,3 +1,4 @@
+import { AirgapError } from '../errors.js';
 import { digestHex } from '../oci/descriptor.js';
 
 /**
@@ -193,4 +194,31 @@ function truncatedName(name: string): string {
 function isAscii(b: Buffer): boolean {
   for (const byte of b) if (byte > 0x7e || byte < 0x20) return false;
   return true;
+}
+
+/** How a base bundle is named in messages: its id, and its release and build time. */
+export function baseLabel(base: { id: string; release?: string; created: string }): string {
+  return `${base.id.slice(0, 19)}${base.release ? ` (release ${base.release}, built ${base.created})` : ` (built ${base.created})`}`;
+}
+
+/** The smallest --split-size: below it a bundle would be mostly part files. */
+const MIN_PART_SIZE = 1024;
+
+/**
+ * "4GB", "700MB", "1.5G", "512KiB", "1000000". Decimal units (KB, MB, GB, TB, and K, M, G, T)
+ * are powers of 1000 and binary ones (KiB, MiB, GiB, TiB) powers of 1024: a medium sold as
+ * "4 GB files at most" (FAT32: 4 GiB − 1 byte) is safe with --split-size 4GB.
+ */
+export function parseSize(text: string): number {
+  const m = /^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]i?b?|b)?\s*$/i.exec(text);
+  const bad = (why: string) => new AirgapError('E_USAGE', `--split-size "${text}" ${why}`,
+    { hint: 'give a size such as 4GB, 700MB or 512MiB (KB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024)' });
+  if (!m) throw bad('is not a size');
+  const unit = (m[2] ?? 'b').toLowerCase();
+  const power = { b: 0, k: 1, m: 2, g: 3, t: 4 }[unit[0] as 'b' | 'k' | 'm' | 'g' | 't'];
+  const base = unit.includes('i') ? 1024 : 1000;
+  const bytes = Math.floor(Number(m[1]) * base ** power);
+  if (!Number.isSafeInteger(bytes)) throw bad('is too large');
+  if (bytes < MIN_PART_SIZE) throw bad(`is below the minimum part size of ${MIN_PART_SIZE} bytes`);
+  return bytes;
 }

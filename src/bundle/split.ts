@@ -19,7 +19,6 @@ export const SPLIT_FORMAT = 'airgap.split.v1';
 /** Part file names count from 001; wider numbers only for more than 999 parts. */
 const MIN_DIGITS = 3;
 const MAX_PARTS = 100_000;
-const MIN_PART_SIZE = 1024;
 /** Blob reads for push: 1 MiB chunks cut the per-chunk stream overhead of 64 KiB reads 16-fold. */
 const READ_CHUNK = 1024 * 1024;
 /** The parts manifest is a few hundred bytes per part. */
@@ -40,25 +39,6 @@ export interface SplitManifest {
   /** The bundle's identity (airgap.json "id"), to tell one set of parts from another. */
   bundleId?: string;
   parts: PartInfo[];
-}
-
-/**
- * "4GB", "700MB", "1.5G", "512KiB", "1000000". Decimal units (KB, MB, GB, TB, and K, M, G, T)
- * are powers of 1000 and binary ones (KiB, MiB, GiB, TiB) powers of 1024: a medium sold as
- * "4 GB files at most" (FAT32: 4 GiB − 1 byte) is safe with --split-size 4GB.
- */
-export function parseSize(text: string, flag = '--split-size'): number {
-  const m = /^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]i?b?|b)?\s*$/i.exec(text);
-  const bad = (why: string) => new AirgapError('E_USAGE', `${flag} "${text}" ${why}`,
-    { hint: 'give a size such as 4GB, 700MB or 512MiB (KB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024)' });
-  if (!m) throw bad('is not a size');
-  const unit = (m[2] ?? 'b').toLowerCase();
-  const power = { b: 0, k: 1, m: 2, g: 3, t: 4 }[unit[0] as 'b' | 'k' | 'm' | 'g' | 't'];
-  const base = unit.includes('i') ? 1024 : 1000;
-  const bytes = Math.floor(Number(m[1]) * base ** power);
-  if (!Number.isSafeInteger(bytes)) throw bad('is too large');
-  if (bytes < MIN_PART_SIZE) throw bad(`is below the minimum part size of ${MIN_PART_SIZE} bytes`);
-  return bytes;
 }
 
 export function partName(outPath: string, index: number, count: number): string {
