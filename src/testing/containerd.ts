@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
-export const CONTAINERD = '/usr/bin/containerd';
+const CONTAINERD = '/usr/bin/containerd';
 
 /** containerd needs root; where it cannot run, the checks that use it are skipped, never faked. */
 export function canRunContainerd(): boolean {
@@ -33,7 +33,8 @@ export async function startContainerd(): Promise<TestContainerd> {
   const daemon = spawn(CONTAINERD, ['--config', join(dir, 'config.toml')], { stdio: 'ignore' });
   const stop = async () => {
     daemon.kill('SIGTERM');
-    await new Promise((resolve) => (daemon.exitCode !== null ? resolve(undefined) : daemon.once('exit', resolve)));
+    // A daemon that already died (of a signal: exitCode null, signalCode set) has fired 'exit'.
+    if (daemon.exitCode === null && daemon.signalCode === null) await new Promise((resolve) => daemon.once('exit', resolve));
     await rm(dir, { recursive: true, force: true });
   };
   const ctr = (...args: string[]) => run('ctr', ['--address', sock, ...args], { maxBuffer: 1 << 24 });
