@@ -145,6 +145,10 @@ export class Copier {
       // so there is nothing under it to check (a re-push costs one request per image).
       for (const n of flatten([root])) {
         const d = n.descriptor;
+        // Another image of this target already handled (or is handling) the digest and reports it:
+        // reporting it again would count its bytes twice. Registered so later images skip it too.
+        if (this.#inflight.has(d.digest)) continue;
+        this.#inflight.set(d.digest, Promise.resolve('existed'));
         this.#emit(n.bytes !== undefined
           ? { type: 'manifest-done', digest: d.digest, size: d.size, image }
           : { type: 'blob-done', digest: d.digest, size: d.size, outcome: 'existed', image });
