@@ -133,7 +133,6 @@ test('a registry that answers HTML to everything', async (t) => {
   const app = await appWith(t, { 'pod.yaml': pod(`${html.host}/shop/web:1.0`) });
   const rb = await build(t, app);
   t.not(rb.code, 0);
-  t.log(r.stderr.trim(), rb.stderr.trim());
   fails(t, rb, rb.code ?? -1, new RegExp(html.host), /HTML|manifest/i);
 });
 

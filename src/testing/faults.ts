@@ -38,8 +38,7 @@ export type Target =
   | 'upload'        // POST/PATCH/PUT under /v2/<repo>/blobs/uploads/
   | 'manifest-put'  // PUT /v2/<repo>/manifests/<ref>
   | 'repo'          // anything under /v2/<repo>/
-  | 'any'           // everything, /v2/ and token requests included
-  | ((req: http.IncomingMessage) => boolean);
+  | 'any';          // everything, /v2/ and token requests included
 
 export interface FaultRule {
   on: Target;
@@ -177,7 +176,6 @@ export async function startFaultFront(backend: string, opts: FaultFrontOptions =
 function matches(rule: FaultRule, req: http.IncomingMessage): boolean {
   const method = req.method ?? '';
   const path = (req.url ?? '').split('?')[0]!;
-  if (typeof rule.on === 'function') return rule.on(req);
   const methods = rule.methods ?? (['blob', 'manifest', 'manifest-by-digest'].includes(rule.on) ? ['GET'] : undefined);
   if (methods && !methods.includes(method)) return false;
   const uploads = /^\/v2\/.+\/blobs\/uploads\//.test(path);
