@@ -84,38 +84,19 @@ function forward(backend: string | undefined, req: http.IncomingMessage, res: ht
     // The Host header stays the front's, so the registry's Location URLs point back at the front.
     const up = http.request({ hostname, port: Number(port), method: req.method, path: req.url, headers }, (ur) => {
       res.writeHead(ur.statusCode ?? 502, ur.headers);
-      if (opts.transform !== undefined || opts.trickleBytes !== undefined || typeof opts.cutAfter === 'function') {
-        pump(ur, res, opts).then(resolve, reject);
-        return;
-      }
-      if (opts.cutAfter === undefined) {
+      if (opts.transform === undefined && opts.trickleBytes === undefined && opts.cutAfter === undefined) {
         ur.pipe(res);
         ur.on('end', resolve);
         return;
       }
-      let sent = 0;
-      const limit = opts.cutAfter;
-      if (typeof limit !== 'number') return;
-      ur.on('data', (chunk: Buffer) => {
-        if (sent >= limit) return;
-        const part = chunk.subarray(0, limit - sent);
-        sent += part.length;
-        res.write(part);
-        if (sent >= limit) {
-          // Cut the connection mid-body, as a flaky link would.
-          ur.destroy();
-          setTimeout(() => res.socket?.destroy(), 20);
-          resolve();
-        }
-      });
-      ur.on('end', () => { res.end(); resolve(); });
+      pump(ur, res, opts).then(resolve, reject);
     });
     up.on('error', reject);
     req.pipe(up);
   });
 }
 
-/** The slow path of forward: transform and trickle chunk by chunk, honouring backpressure and cutAfter. */
+/** The slow path of forward: transform, trickle and cut chunk by chunk, honouring backpressure. */
 async function pump(ur: http.IncomingMessage, res: http.ServerResponse, opts: ForwardOptions): Promise<void> {
   let offset = 0;
   const cutAfter = typeof opts.cutAfter === 'function' ? opts.cutAfter(ur) : opts.cutAfter;
@@ -135,6 +116,7 @@ async function pump(ur: http.IncomingMessage, res: http.ServerResponse, opts: Fo
         if (opts.trickleMs) await new Promise((r) => setTimeout(r, opts.trickleMs));
       }
       if (cut) {
+        // Cut the connection mid-body, as a flaky link would.
         ur.destroy();
         setTimeout(() => res.socket?.destroy(), 20);
         return;
