@@ -15,7 +15,7 @@ import { AirgapError } from '../errors.js';
  * cross a part boundary are stitched while streaming, nothing is concatenated on disk.
  */
 
-export const SPLIT_FORMAT = 'airgap.split.v1';
+const SPLIT_FORMAT = 'airgap.split.v1';
 /** Part file names count from 001; wider numbers only for more than 999 parts. */
 const MIN_DIGITS = 3;
 const MAX_PARTS = 100_000;
@@ -41,7 +41,7 @@ export interface SplitManifest {
   parts: PartInfo[];
 }
 
-export function partName(outPath: string, index: number, count: number): string {
+function partName(outPath: string, index: number, count: number): string {
   const digits = Math.max(MIN_DIGITS, String(count).length);
   return `${path.basename(outPath)}.part${String(index + 1).padStart(digits, '0')}`;
 }
@@ -134,12 +134,9 @@ async function truncate(file: string, size: number, outPath: string): Promise<vo
   }
 }
 
-export async function hashFile(file: string, onBytes?: (n: number) => void): Promise<string> {
+async function hashFile(file: string): Promise<string> {
   const hash = createHash('sha256');
-  for await (const chunk of fs.createReadStream(file) as AsyncIterable<Buffer>) {
-    hash.update(chunk);
-    onBytes?.(chunk.length);
-  }
+  for await (const chunk of fs.createReadStream(file) as AsyncIterable<Buffer>) hash.update(chunk);
   return hash.digest('hex');
 }
 
@@ -233,11 +230,6 @@ export class BundleFile {
     return new BundleFile(p, manifest.size, manifest, parts);
   }
 
-  /** Part names (one, the file itself, for a plain tar). */
-  partNames(): string[] {
-    return this.#parts.map((x) => x.name);
-  }
-
   /** The parts that hold bytes [start, end). */
   partsOf(start: number, end: number): string[] {
     return this.#parts.filter((x) => x.start < Math.max(end, start + 1) && x.start + x.size > start).map((x) => x.name);
@@ -288,11 +280,11 @@ export class BundleFile {
    * Re-hashes every part against the manifest; returns the damaged ones. A plain tar has no
    * recorded hash (its blobs are checked by name instead) and returns nothing.
    */
-  async checkParts(onBytes?: (n: number) => void): Promise<{ part: string; message: string }[]> {
+  async checkParts(): Promise<{ part: string; message: string }[]> {
     if (!this.split) return [];
     const problems: { part: string; message: string }[] = [];
     for (const part of this.#parts) {
-      const got = await hashFile(part.path, onBytes);
+      const got = await hashFile(part.path);
       if (got !== part.sha256) {
         problems.push({ part: part.name, message: `part ${part.name} is damaged: its sha256 is ${got}, the parts manifest says ${part.sha256}` });
       }

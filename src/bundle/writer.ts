@@ -14,6 +14,7 @@ import {
   APP_DIR, BLOBS_DIR, END_OF_ARCHIVE_SIZE, INDEX_FILE, METADATA_FILE, OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE,
   blobPath, encodeTarHeader, paddedSize, refAnnotations, type BundleMetadata,
 } from './format.js';
+import { readExactly } from './tarindex.js';
 
 export interface BundlePlan {
   /** Every manifest, index, config and layer the bundle will hold (duplicates are merged). */
@@ -258,13 +259,8 @@ export class BundleWriter implements TargetStore {
   }
 
   async #readAt(into: Buffer, length: number, position: number): Promise<void> {
-    let done = 0;
     try {
-      while (done < length) {
-        const { bytesRead } = await this.#fh.read(into, done, length - done, position + done);
-        if (bytesRead === 0) throw new Error(`unexpected end of file at ${position + done}`);
-        done += bytesRead;
-      }
+      await readExactly(this.#fh, into.subarray(0, length), position);
     } catch (e) {
       throw outputError(e, this.#outPath);
     }
