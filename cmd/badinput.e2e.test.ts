@@ -1,5 +1,5 @@
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -174,12 +174,10 @@ test('an --out on a full disk: one line, and no temporary file left', async (t) 
   }
   const out = join(mnt, 'app.tar');
   const r = await new Promise<CliResult>((resolve) => {
-    import('node:child_process').then(({ execFile }) => {
-      execFile(cmd[0]!, [...cmd.slice(1), 'build', '--manifests', t.context.app, '--license', t.context.license, '--out', out],
-        { env: { ...process.env, CI: '1' } }, (err, stdout, stderr) => {
-          resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, signal: null, stdout, stderr });
-        });
-    }).catch(() => undefined);
+    execFile(cmd[0]!, [...cmd.slice(1), 'build', '--manifests', t.context.app, '--license', t.context.license, '--out', out],
+      { env: { ...process.env, CI: '1' } }, (err, stdout, stderr) => {
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, signal: null, stdout, stderr });
+      });
   });
   fails(t, r, 1, /no space left on device|file too large/, /cannot write bundle/);
   t.deepEqual(await readdir(mnt), [], 'no bundle and no temporary file');

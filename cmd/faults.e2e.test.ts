@@ -1,5 +1,5 @@
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
-import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startWorld, type World } from '../src/testing/world.js';
@@ -76,7 +76,6 @@ async function faulty(t: ExecutionContext<Ctx>): Promise<Faulty> {
   }
   const outDir = join(work, 'out');
   await cp(world.licensePath, join(work, 'license.yaml'));
-  const { mkdir } = await import('node:fs/promises');
   await mkdir(outDir);
   const out = join(outDir, 'app.tar');
   return {
