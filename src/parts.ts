@@ -1,7 +1,6 @@
 import { pipeline } from 'node:stream/promises';
 import { ByteCounter } from './bytecounter.js';
 import type { LimitFunction } from 'p-limit';
-import { AirgapError } from './errors.js';
 import type { Descriptor } from './oci/descriptor.js';
 import type { BlobParts, SourceStore } from './store.js';
 
@@ -32,7 +31,7 @@ export interface CopyPartsOptions {
   partSize: number;
   signal?: AbortSignal;
   /** Bytes as they arrive, for progress. */
-  onBytes?: (n: number) => void;
+  onBytes: (n: number) => void;
 }
 
 /**
@@ -41,20 +40,17 @@ export interface CopyPartsOptions {
  */
 export async function copyParts(src: SourceStore, parts: BlobParts, desc: Descriptor, opts: CopyPartsOptions): Promise<void> {
   const fetchRange = src.fetchRange?.bind(src);
-  if (!fetchRange) throw new AirgapError('E_UNSUPPORTED', `${src.label} cannot serve byte ranges of ${desc.digest}`);
+  // The caller picks parts only for a source with fetchRange: this is a programming error, not the user's.
+  if (!fetchRange) throw new Error(`copyParts: ${src.label} has no fetchRange`);
   const stop = new AbortController();
   const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal;
   const transfers = splitRanges(desc.size, opts.partSize).map(([start, end]) => opts.limit(async () => {
     signal.throwIfAborted();
     const body = await fetchRange(desc, start, end, { signal });
-    if (opts.onBytes) {
-      const counted = new ByteCounter(opts.onBytes);
-      // Errors reach the writer through `counted`; pipeline carries them both ways.
-      pipeline(body, counted).catch(() => undefined);
-      await parts.write(start, end, counted);
-    } else {
-      await parts.write(start, end, body);
-    }
+    const counted = new ByteCounter(opts.onBytes);
+    // Errors reach the writer through `counted`; pipeline carries them both ways.
+    pipeline(body, counted).catch(() => undefined);
+    await parts.write(start, end, counted);
   }));
   let failure: { error: unknown } | undefined;
   await Promise.all(transfers).catch((error: unknown) => {
