@@ -259,19 +259,20 @@ export class BundleFile {
     return done;
   }
 
-  /** Bytes [start, end) as one stream. */
+  /**
+   * Bytes [start, end) as one stream. A plain tar is a bundle of one part, so both kinds take
+   * the same path; a range inside one part is that part's stream as is, without the generator.
+   */
   stream(start: number, end: number, signal?: AbortSignal): Readable {
-    if (this.split === undefined) {
-      return fs.createReadStream(this.path, { start, end: end - 1, highWaterMark: READ_CHUNK, ...(signal ? { signal } : {}) });
-    }
-    const pieces = this.#parts.filter((x) => x.start < end && x.start + x.size > start).map((x) => ({
-      path: x.path, from: Math.max(start, x.start) - x.start, to: Math.min(end, x.start + x.size) - x.start,
-    }));
+    const open = (p: OpenPart): fs.ReadStream => fs.createReadStream(p.path, {
+      start: Math.max(start, p.start) - p.start, end: Math.min(end, p.start + p.size) - p.start - 1,
+      highWaterMark: READ_CHUNK, ...(signal ? { signal } : {}),
+    });
+    const pieces = this.#parts.filter((x) => x.start < end && x.start + x.size > start);
+    if (pieces.length === 1) return open(pieces[0]!);
     async function* chunks(): AsyncGenerator<Buffer> {
-      for (const p of pieces) {
-        // Leaving the loop early (consumer destroyed us) destroys the inner stream too.
-        for await (const c of fs.createReadStream(p.path, { start: p.from, end: p.to - 1, ...(signal ? { signal } : {}) })) yield c as Buffer;
-      }
+      // Leaving the loop early (consumer destroyed us) destroys the inner stream too.
+      for (const p of pieces) for await (const c of open(p)) yield c as Buffer;
     }
     return Readable.from(chunks(), { objectMode: false });
   }
