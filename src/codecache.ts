@@ -16,7 +16,7 @@ import { Script } from 'node:vm';
  * What it does not check is that the cache belongs to this very source (it compares lengths
  * only), so the cache starts with the size and modification time of the file it was made from
  * (as Python's .pyc files do), and a cache for any other file is ignored. Nothing is written at
- * run time except when asked to (the build's training run).
+ * run time except when the launcher is asked to (the build's training run).
  *
  * The bundle file is a CommonJS module body already wrapped in
  * `(function (exports, require, module, __filename, __dirname) { … })` (the build does it), in
@@ -84,32 +84,14 @@ export function loadWrappedCommonJs(file: string, opts: RunOptions): Loaded {
   };
 }
 
-/** Loads and runs the CLI bundle; with writeCache, stores the code cache when the process exits. */
-export function runWrappedCommonJs(file: string, opts: RunOptions): void {
-  let loaded: Loaded;
+/** Writes a cache atomically: a reader sees the old cache, the new one, or none. */
+export function writeCacheFile(cacheFile: string, data: Buffer): void {
+  const tmp = `${cacheFile}.${process.pid}.tmp`;
   try {
-    loaded = loadWrappedCommonJs(file, opts);
+    writeFileSync(tmp, data);
+    renameSync(tmp, cacheFile);
   } catch (e) {
-    // A broken installation (the bundle missing or unreadable): one line, not a stack trace.
-    const why = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'it is missing' : (e as Error).message;
-    process.stderr.write(`airgap: cannot load the CLI bundle ${file}: ${why} (rebuild it with npm run build)\n`);
-    process.exit(1);
+    try { unlinkSync(tmp); } catch { /* not there */ }
+    throw e;
   }
-  if (opts.writeCache) {
-    process.once('exit', () => {
-      // Atomic: a reader sees the old cache, the new one, or none.
-      const tmp = `${opts.cacheFile}.${process.pid}.tmp`;
-      try {
-        writeFileSync(tmp, loaded.cacheData());
-        renameSync(tmp, opts.cacheFile);
-      } catch (e) {
-        try { unlinkSync(tmp); } catch { /* not there */ }
-        process.stderr.write(`airgap: could not write the code cache ${opts.cacheFile}: ${(e as Error).message}\n`);
-      }
-    });
-  }
-  if (process.env.AIRGAP_CODE_CACHE_REPORT === '1') {
-    process.stderr.write(`airgap: code cache ${loaded.cacheAccepted ? 'accepted' : 'not used'}\n`);
-  }
-  loaded.run();
 }
