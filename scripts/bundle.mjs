@@ -10,10 +10,11 @@ import { build } from 'esbuild';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 
+const pkg = JSON.parse(readFileSync('package.json', 'utf8'));
+
 const common = { bundle: true, platform: 'node', target: 'node20', logLevel: 'warning' };
 
 // A stale cache must never outlive the code it was made from (src/codecache.ts checks too).
-rmSync('dist/cmd/chunks', { recursive: true, force: true });
 rmSync('dist/cmd/airgap.cjs.cache', { force: true });
 rmSync('dist/cmd/airgap.js.map', { force: true }); // tsc's, for the file the launcher replaces
 
@@ -25,8 +26,8 @@ await build({
   sourcemap: true,
   charset: 'ascii',
   legalComments: 'external',
-  // The CLI finds its package.json from its own location (src/version.ts).
-  define: { 'import.meta.url': '__airgapFileUrl' },
+  // The version is fixed in (src/version.ts); import.meta.url becomes the bundle's own URL.
+  define: { 'import.meta.url': '__airgapFileUrl', __AIRGAP_VERSION__: JSON.stringify(pkg.version) },
   banner: { js: "(function (exports, require, module, __filename, __dirname) { var __airgapFileUrl = require('node:url').pathToFileURL(__filename).href;" },
   footer: { js: '})' },
 });
@@ -49,8 +50,10 @@ await build({
 });
 chmodSync('dist/cmd/airgap.js', 0o755);
 
-// Training run: loads the push path (bundle reader, copy engine, registry client), then fails on
-// a bundle that does not exist, without touching the network; the cache is written at exit.
+// Training run: V8 caches what it compiled by the end of the run. This one starts the CLI and
+// loads the push command's modules (the top level of the bundle reader, copy engine and registry
+// client), then fails on a bundle that does not exist, without touching the network; functions
+// that only a real transfer runs are compiled lazily on first use, as without a cache.
 const cli = 'dist/cmd/airgap.js';
 const train = spawnSync(process.execPath, [cli, 'push', 'dist/.no-such-bundle.tar', '--registry', '127.0.0.1:9/training'],
   { env: { ...process.env, AIRGAP_WRITE_CODE_CACHE: '1' }, encoding: 'utf8' });
