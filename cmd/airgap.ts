@@ -100,10 +100,9 @@ for (const c of commands) {
       r.stop();
       if (flags.json) process.stdout.write(JSON.stringify(result.json, null, 2) + '\n');
       else if (result.text) process.stdout.write(result.text.endsWith('\n') ? result.text : result.text + '\n');
-      process.exitCode = result.exitCode ?? 0;
       // The result is out: leave once it is flushed, rather than wait ~0.1 s for idle keep-alive
       // connections and library timers to wind down (a re-push is otherwise mostly that wait).
-      const code = process.exitCode;
+      const code = result.exitCode ?? 0;
       process.stdout.write('', () => process.exit(code));
     } catch (e) {
       process.off('beforeExit', guard);

@@ -106,9 +106,9 @@ function bundleArg(args: string[]): string {
  * doubling up to 32×); AIRGAP_HTTP_TIMEOUT_MS bounds the wait for a response's headers and for
  * each chunk of its body (default 120000). Tests set both small; users rarely need them.
  */
-export function networkTuning(env: NodeJS.ProcessEnv = process.env): Pick<RegistryAccessOptions, 'retry' | 'timeoutMs'> {
+function networkTuning(): Pick<RegistryAccessOptions, 'retry' | 'timeoutMs'> {
   const num = (name: string, min: number, max: number): number | undefined => {
-    const v = env[name];
+    const v = process.env[name];
     if (v === undefined || v === '') return undefined;
     const n = Number(v);
     if (!Number.isInteger(n) || n < min || n > max) {
@@ -334,7 +334,9 @@ const rewriteCmd: CommandSpec = {
   args: ['<bundle>'],
   options: [...registryFlags, ...rewriteFlags],
   async run(args, opts, ctx) {
-    const { credentials } = await targetAccess(opts, ctx);
+    // Only the credentials are used (for the pull secret); the flags are checked as for push.
+    const { access, credentials } = await targetAccess(opts, ctx);
+    await access.close();
     const { rewrite } = await phases.rewrite();
     const s = await rewrite({
       bundle: bundleArg(args), registry: required(opts, 'registry', '--registry'), out: required(opts, 'out', '--out'),

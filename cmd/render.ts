@@ -1,7 +1,7 @@
 import type cliProgressModule from 'cli-progress';
+import type { CopyEvent } from '../src/copy.js';
 
 type CliProgress = typeof cliProgressModule;
-import type { CopyEvent } from '../src/copy.js';
 
 /**
  * Turns engine events into what a person or a pipeline sees: progress bars on a TTY, a plain line
@@ -32,7 +32,7 @@ export function humanBytes(n: number): string {
  * Bytes a progress display counts as done for an event: streamed blob bytes as they move, and the
  * whole size of content that needed no transfer (already there, mounted) or is a small manifest.
  */
-export function doneBytes(e: CopyEvent): number {
+function doneBytes(e: CopyEvent): number {
   if (e.type === 'blob-progress') return e.bytes;
   if (e.type === 'blob-done' && e.outcome !== 'uploaded') return e.size;
   if (e.type === 'manifest-done') return e.size;
@@ -93,12 +93,14 @@ class BarRenderer implements Renderer {
   #multi: cliProgressModule.MultiBar | undefined;
   #bytesBar: cliProgressModule.SingleBar | undefined;
   #imagesBar: cliProgressModule.SingleBar | undefined;
+  #bytes = 0;
+  #images = 0;
+  #totalBytes = 0;
+  #totalImages = 0;
 
   constructor(cli: CliProgress) {
     this.#cli = cli;
   }
-  #bytes = 0;
-  #images = 0;
 
   start(totalBytes: number, totalImages: number, verb: string): void {
     this.#multi = new this.#cli.MultiBar({
@@ -112,9 +114,6 @@ class BarRenderer implements Renderer {
     this.#totalBytes = totalBytes;
     this.#totalImages = totalImages;
   }
-
-  #totalBytes = 0;
-  #totalImages = 0;
 
   event(e: CopyEvent): void {
     const n = doneBytes(e);
