@@ -11,12 +11,13 @@
  * Prints a table and exits 1 when a target is missed. Sizes come from BENCH_* variables (MB = 10^6 bytes).
  */
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile, copyFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, stat, writeFile, copyFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FixtureLayout, pushImage, type LayerSpec } from '../src/testing/fixtures.js';
 import { type TestRegistry, startRegistry } from '../src/testing/registry.js';
+import { CLI } from '../src/testing/cli.js';
 
 const num = (name: string, def: number): number => {
   const v = Number(process.env[name] ?? def);
@@ -40,7 +41,6 @@ const cfg = {
 };
 
 const root = join(fileURLToPath(import.meta.url), '..', '..');
-const CLI = join(root, 'dist', 'cmd', 'airgap.js');
 const log = (s: string): void => { process.stderr.write(`[bench] ${s}\n`); };
 
 interface Measured {
@@ -90,6 +90,11 @@ async function measure(cmd: string, args: string[], env: NodeJS.ProcessEnv = cle
 async function settle(): Promise<void> {
   await new Promise<void>((resolve, reject) => spawn('sync', [], { stdio: 'ignore' }).on('close', () => resolve()).on('error', reject));
   await new Promise((r) => setTimeout(r, cfg.settleSeconds * 1000));
+}
+
+/** The run with the median wall time. */
+function median(runs: Measured[]): Measured {
+  return [...runs].sort((a, b) => a.seconds - b.seconds)[Math.floor(runs.length / 2)]!;
 }
 
 /** A sequence of commands timed as one pipeline (the skopeo side). */
@@ -155,8 +160,7 @@ async function main(): Promise<number> {
       const built = await layout.build(s.name, { layers: s.layers });
       for (const d of built.layers) blobs.set(d, 0);
     }
-    const { statSync } = await import('node:fs');
-    for (const d of blobs.keys()) blobs.set(d, statSync(join(layout.dir, 'blobs', 'sha256', d.slice(7))).size);
+    for (const d of blobs.keys()) blobs.set(d, (await stat(join(layout.dir, 'blobs', 'sha256', d.slice(7)))).size);
     const uniqueBytes = [...blobs.values()].reduce((a, b) => a + b, 0);
     log(`seeding ${specs.length} images (${(uniqueBytes / MB).toFixed(0)} MB of unique layers) into ${source.host}`);
     for (const s of specs) await pushImage(layout, s.name, source, `bench/${s.name}`, '1.0');
@@ -209,26 +213,24 @@ async function main(): Promise<number> {
     stops.push(() => target.stop());
     log(`airgap push into empty ${target.host}`);
     await settle();
-    const push = await measure(process.execPath, [CLI, 'push', ours, '--registry', `${target.host}/bench`, '--concurrency', String(cfg.concurrency), '--json']);
+    const pushOurs = (env?: NodeJS.ProcessEnv): Promise<Measured> =>
+      measure(process.execPath, [CLI, 'push', ours, '--registry', `${target.host}/bench`, '--concurrency', String(cfg.concurrency), '--json'], env);
+    const push = await pushOurs();
     log(`  ${push.seconds.toFixed(1)} s`);
     log('airgap re-push');
     // A re-push is a fraction of a second: one sample is mostly noise, so take the median of several.
     await settle();
     const repushes: Measured[] = [];
-    for (let i = 0; i < cfg.repushRuns; i++) {
-      repushes.push(await measure(process.execPath, [CLI, 'push', ours, '--registry', `${target.host}/bench`, '--concurrency', String(cfg.concurrency), '--json']));
-    }
-    const repush = [...repushes].sort((a, b) => a.seconds - b.seconds)[Math.floor(cfg.repushRuns / 2)]!;
+    for (let i = 0; i < cfg.repushRuns; i++) repushes.push(await pushOurs());
+    const repush = median(repushes);
     // Every one of them must move nothing.
     const repushed = repushes.map((r) => JSON.parse(r.stdout) as { bytesUploaded: number; blobsUploaded: number })
       .reduce((a, b) => ({ bytesUploaded: a.bytesUploaded + b.bytesUploaded, blobsUploaded: a.blobsUploaded + b.blobsUploaded }));
     log(`  ${repushes.map((r) => r.seconds.toFixed(2)).join(' / ')} s (median ${repush.seconds.toFixed(2)}), ${repushed.bytesUploaded} bytes uploaded`);
     // The same in the caller's own environment (informational: see cleanEnv).
     const inherited: Measured[] = [];
-    for (let i = 0; i < cfg.repushRuns; i++) {
-      inherited.push(await measure(process.execPath, [CLI, 'push', ours, '--registry', `${target.host}/bench`, '--concurrency', String(cfg.concurrency), '--json'], process.env));
-    }
-    const repushInherited = [...inherited].sort((a, b) => a.seconds - b.seconds)[Math.floor(cfg.repushRuns / 2)]!;
+    for (let i = 0; i < cfg.repushRuns; i++) inherited.push(await pushOurs(process.env));
+    const repushInherited = median(inherited);
     log(`  in the caller's environment: ${inherited.map((r) => r.seconds.toFixed(2)).join(' / ')} s (median ${repushInherited.seconds.toFixed(2)})`);
     await target.stop();
     const skopeoTarget = await startRegistry();
