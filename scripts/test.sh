@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# npm test: works on a fresh clone. Installs the Debian packages the tests need (docker-registry,
-# skopeo, htpasswd, openssl, containerd) and the npm dependencies when missing, builds, runs AVA.
+# npm test: works on a fresh clone. scripts/prepare.sh installs what the tests need (Debian
+# packages, npm dependencies) when missing and builds; then AVA runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/prepare.sh
