@@ -17,15 +17,20 @@ interface Ctx { world: World; dir: string; good: Buffer; customer: TestRegistry;
 const test = anyTest as TestFn<Ctx>;
 
 test.before(async (t) => {
+  // Each resource goes into the context as soon as it exists, so that after.always stops it
+  // even when a later step of this hook throws.
   const world = await startWorld();
+  t.context.world = world;
   const dir = await mkdtemp(join(tmpdir(), 'airgap-badbundle-e2e-'));
+  t.context.dir = dir;
   const bundle = join(dir, 'good.tar');
   const r = await runCli(['build', '--manifests', world.appDir, '--license', world.licensePath, '--out', bundle,
     '--proxy-host', world.proxy, '--replicated-registry', world.vendor]);
   if (r.code !== 0) throw new Error(`build failed: ${r.stderr}`);
   const user = { username: 'deployer', password: 'badbundle-pw-3' };
-  const customer = await startRegistry({ users: [user] });
-  t.context = { world, dir, good: await readFile(bundle), customer, user };
+  t.context.user = user;
+  t.context.customer = await startRegistry({ users: [user] });
+  t.context.good = await readFile(bundle);
 });
 
 test.after.always(async (t) => {

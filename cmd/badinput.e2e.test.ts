@@ -23,8 +23,12 @@ function pod(image: string, name = 'web'): string {
 }
 
 test.before(async (t) => {
+  // Each resource goes into the context as soon as it exists, so that after.always stops it
+  // even when a later step of this hook throws.
   const dir = await mkdtemp(join(tmpdir(), 'airgap-badinput-e2e-'));
+  t.context.dir = dir;
   const reg = await startRegistry();
+  t.context.reg = reg;
   const [a, b] = await Promise.all([
     seedImage(reg, { repo: 'shop/web', tag: '1.0', layers: [{ seed: 'web-1', size: 200_000 }] }),
     seedImage(reg, { repo: 'shop/web', tag: '2.0', layers: [{ seed: 'web-2', size: 2048 }] }),
@@ -37,7 +41,7 @@ test.before(async (t) => {
   const bundle = join(dir, 'app.tar');
   const r = await runCli(['build', '--manifests', app, '--license', license, '--out', bundle]);
   if (r.code !== 0) throw new Error(`build failed: ${r.stderr}`);
-  t.context = { dir, reg, app, license, bundle, image: a.ref, other: b.digest };
+  Object.assign(t.context, { app, license, bundle, image: a.ref, other: b.digest } satisfies Partial<Ctx>);
 });
 
 test.after.always(async (t) => {

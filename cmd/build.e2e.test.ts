@@ -17,12 +17,17 @@ function resolveFlags(w: World): string[] {
 }
 
 test.before(async (t) => {
+  // Each resource goes into the context as soon as it exists, so that after.always stops it
+  // even when a later step of this hook throws.
   const world = await startWorld();
+  t.context.world = world;
   const dir = await mkdtemp(join(tmpdir(), 'airgap-build-e2e-'));
+  t.context.dir = dir;
   const bundle = join(dir, 'app.tar');
   const r = await runCli(['build', '--manifests', world.appDir, '--license', world.licensePath, '--out', bundle, ...resolveFlags(world), '--json']);
   if (r.code !== 0) throw new Error(`build failed: ${r.stderr}`);
-  t.context = { world, dir, bundle, buildJson: json(r) };
+  t.context.bundle = bundle;
+  t.context.buildJson = json(r);
 });
 
 test.after.always(async (t) => {

@@ -28,13 +28,19 @@ const test = anyTest as TestFn<Ctx>;
 const ENV = { AIRGAP_RETRY_BASE_MS: '5', AIRGAP_HTTP_TIMEOUT_MS: '1500' };
 
 test.before(async (t) => {
+  // Each resource goes into the context as soon as it exists, so that after.always stops it
+  // even when a later step of this hook throws.
   const world = await startWorld();
+  t.context.world = world;
   const dir = await mkdtemp(join(tmpdir(), 'airgap-faults-e2e-'));
+  t.context.dir = dir;
   const bundle = join(dir, 'clean.tar');
   const r = await runCli(['build', '--manifests', world.appDir, '--license', world.licensePath, '--out', bundle,
     '--proxy-host', world.proxy, '--replicated-registry', world.vendor]);
   if (r.code !== 0) throw new Error(`clean build failed: ${r.stderr}`);
-  t.context = { world, dir, bundle, digests: await digestsOf(bundle), user: { username: 'deployer', password: 'faults-pw-7' } };
+  t.context.bundle = bundle;
+  t.context.digests = await digestsOf(bundle);
+  t.context.user = { username: 'deployer', password: 'faults-pw-7' };
 });
 
 test.after.always(async (t) => {

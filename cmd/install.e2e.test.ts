@@ -16,15 +16,20 @@ interface Ctx { world: World; dir: string; bundle: string; customer: TestRegistr
 const test = anyTest as TestFn<Ctx>;
 
 test.before(async (t) => {
+  // Each resource goes into the context as soon as it exists, so that after.always stops it
+  // even when a later step of this hook throws.
   const world = await startWorld();
+  t.context.world = world;
   const dir = await mkdtemp(join(tmpdir(), 'airgap-install-e2e-'));
+  t.context.dir = dir;
   const bundle = join(dir, 'app.tar');
   const r = await runCli(['build', '--manifests', world.appDir, '--license', world.licensePath, '--out', bundle,
     '--proxy-host', world.proxy, '--replicated-registry', world.vendor]);
   if (r.code !== 0) throw new Error(`build failed: ${r.stderr}`);
+  t.context.bundle = bundle;
   const user = { username: 'deployer', password: 'S3cret-pw-' + Math.random().toString(36).slice(2) };
-  const customer = await startRegistry({ users: [user] });
-  t.context = { world, dir, bundle, customer, user };
+  t.context.user = user;
+  t.context.customer = await startRegistry({ users: [user] });
 });
 
 test.after.always(async (t) => {

@@ -18,11 +18,13 @@ const test = anyTest as TestFn<Ctx>;
 const ENV = { AIRGAP_RETRY_BASE_MS: '5' };
 
 test.before(async (t) => {
-  const world = await startWorld();
-  const dir = await mkdtemp(join(tmpdir(), 'airgap-secrets-e2e-'));
+  // Each resource goes into the context as soon as it exists, so that after.always stops it
+  // even when a later step of this hook throws.
+  t.context.world = await startWorld();
+  t.context.dir = await mkdtemp(join(tmpdir(), 'airgap-secrets-e2e-'));
   const user = { username: 'deployer', password: 'Cust0mer-Secret-' + Math.random().toString(36).slice(2) };
-  const customer = await startRegistry({ users: [user] });
-  t.context = { world, dir, customer, user };
+  t.context.user = user;
+  t.context.customer = await startRegistry({ users: [user] });
 });
 
 test.after.always(async (t) => {

@@ -35,11 +35,16 @@ const test = anyTest as TestFn<Ctx>;
 const resolveFlags = (w: World) => ['--proxy-host', w.proxy, '--replicated-registry', w.vendor];
 
 test.before(async (t) => {
+  // Each resource goes into the context as soon as it exists, so that after.always stops it
+  // even when a later step of this hook throws.
   const world = await startWorld({ sizeFactor: FACTOR });
+  t.context.world = world;
   const dir = await mkdtemp(join(tmpdir(), 'airgap-upgrade-e2e-'));
+  t.context.dir = dir;
   const user = { username: 'deployer', password: 'pw-' + Math.random().toString(36).slice(2) };
+  t.context.user = user;
   const customer = await startRegistry({ users: [user] });
-  t.context = { world, dir, customer, user, v1: join(dir, 'v1.tar'), v2app: join(dir, 'v2app'), v2images: [] };
+  Object.assign(t.context, { customer, v1: join(dir, 'v1.tar'), v2app: join(dir, 'v2app'), v2images: [] } satisfies Partial<Ctx>);
 
   const b = await runCli(['build', '--manifests', world.appDir, '--license', world.licensePath, '--out', t.context.v1,
     '--release', '1.4.2', ...resolveFlags(world)]);
