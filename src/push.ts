@@ -1,5 +1,5 @@
 import pLimit from 'p-limit';
-import { BundleReader } from './bundle/reader.js';
+import { BundleReader, damaged } from './bundle/reader.js';
 import { Copier, flatten, loadGraph, totalSize, type CopyEvent, type EventSink, type GraphNode } from './copy.js';
 import { placeBaseBlobs, pruneGraph } from './delta.js';
 import { AirgapError, isAirgapError } from './errors.js';
@@ -141,8 +141,7 @@ function refuseIncomplete(reader: BundleReader, graphs: Map<string, GraphNode>):
   for (const [ref, g] of graphs) {
     const absent = flatten([g]).map((n) => n.descriptor.digest).filter((d) => !reader.hasBlob(d) && !reader.isFromBase(d));
     if (absent.length > 0) {
-      throw new AirgapError('E_BUNDLE', `${reader.label} is incomplete: ${ref} needs ${absent.join(', ')}, which it does not contain`,
-        { hint: 'the bundle is damaged or cut short; run airgap verify on it, then copy it again or rebuild it' });
+      throw damaged(reader.label, `${absent.join(', ')}, which ${ref} needs`);
     }
   }
 }

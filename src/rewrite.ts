@@ -1,7 +1,7 @@
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { BundleReader } from './bundle/reader.js';
+import { BundleReader, damaged } from './bundle/reader.js';
 import { scanManifests } from './app/scan.js';
 import { rewriteApp, writeRewrite } from './app/rewrite.js';
 import { AirgapError } from './errors.js';
@@ -45,11 +45,10 @@ export async function rewrite(opts: RewriteOptions): Promise<RewriteSummary> {
     }
     const scan = await scanManifests(work);
     // An index entry whose manifest the bundle lacks is no image at all: never point a workload at it.
-    const ghosts = reader.images().filter((i) => !reader.hasBlob(i.descriptor.digest) && !reader.isFromBase(i.descriptor.digest));
+    // A manifest is always carried, even by a delta, so one left to the base is missing too.
+    const ghosts = reader.images().filter((i) => !reader.hasBlob(i.descriptor.digest));
     if (ghosts.length > 0) {
-      throw new AirgapError('E_BUNDLE',
-        `${reader.label} is incomplete: index.json names ${ghosts.map((g) => `${g.ref} (${g.descriptor.digest})`).join(', ')} but the bundle does not contain its manifest`,
-        { hint: 'the bundle is damaged or cut short; run airgap verify on it, then copy it again or rebuild it' });
+      throw damaged(reader.label, `${ghosts.map((g) => `manifest ${g.descriptor.digest} of ${g.ref}`).join(', ')}, which index.json names`);
     }
     const bundled = new Set(reader.images().map((i) => i.ref));
     const missing = scan.images.filter((i) => !bundled.has(taggedName(i.ref)));

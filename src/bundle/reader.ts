@@ -304,7 +304,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
 }
 
 /** Content that index.json or a manifest names but the bundle lacks: the bundle is damaged (exit 3), not a lookup miss. */
-function damaged(label: string, what: string): AirgapError {
+export function damaged(label: string, what: string): AirgapError {
   return new AirgapError('E_BUNDLE', `${label} is incomplete: it does not contain ${what}`,
     { hint: 'the bundle is damaged or cut short; run airgap verify on it, then copy it again or rebuild it' });
 }
