@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { registerCleanup } from '../cleanup.js';
 import { AirgapError } from '../errors.js';
+import { linkNoClobber, outputError, refuseExisting, syncDir } from './publish.js';
 
 /**
  * Split bundles, for transfer media with a file-size limit. The bundle stays ONE logical tar;
@@ -23,6 +24,7 @@ const MAX_PARTS = 100_000;
 const READ_CHUNK = 1024 * 1024;
 /** The parts manifest is a few hundred bytes per part. */
 const MAX_MANIFEST = 16 << 20;
+const EXISTING_HINT = 'choose another --out path or remove the existing bundle and its parts first';
 
 export interface PartInfo {
   /** File name, beside the manifest (no directory). */
@@ -48,12 +50,7 @@ function partName(outPath: string, index: number, count: number): string {
 
 /** Refuses to start a split build whose manifest or first part would clobber a file. */
 export function refuseExistingSplit(outPath: string): void {
-  for (const p of [outPath, path.join(path.dirname(path.resolve(outPath)), partName(outPath, 0, 1))]) {
-    if (fs.existsSync(p)) {
-      throw new AirgapError('E_OUTPUT', `${p} already exists`,
-        { hint: 'choose another --out path or remove the existing bundle and its parts first' });
-    }
-  }
+  for (const p of [outPath, path.join(path.dirname(path.resolve(outPath)), partName(outPath, 0, 1))]) refuseExisting(p, EXISTING_HINT);
 }
 
 /**
@@ -80,6 +77,10 @@ export async function splitBundle(wholePath: string, outPath: string, partSize: 
     for (const p of [wholePath, ...temps, ...published]) fs.rmSync(p, { force: true });
   };
   const unregister = registerCleanup(removeAll);
+  const publishOne = (temp: string, final: string): void => {
+    linkNoClobber(temp, final, outPath, EXISTING_HINT);
+    published.push(final);
+  };
   try {
     const parts: PartInfo[] = new Array<PartInfo>(count);
     for (let i = count - 1; i >= 1; i--) {
@@ -96,14 +97,15 @@ export async function splitBundle(wholePath: string, outPath: string, partSize: 
     temps.push(manifestTemp);
     fs.writeFileSync(manifestTemp, JSON.stringify(manifest, null, 2) + '\n', { flag: 'wx' });
     // Parts first, the manifest last: a reader that finds the manifest finds every part.
-    for (let i = 0; i < count; i++) publishNoClobber(temps[i]!, path.join(dir, names[i]!), published);
-    publishNoClobber(manifestTemp, path.resolve(outPath), published);
+    for (const [i, name] of names.entries()) publishOne(temps[i]!, path.join(dir, name));
+    publishOne(manifestTemp, path.resolve(outPath));
+    syncDir(dir); // once for every entry above: they share the directory
     unregister();
     return manifest;
   } catch (e) {
     removeAll();
     unregister();
-    throw e instanceof AirgapError ? e : outputError(e, outPath);
+    throw outputError(e, outPath);
   }
 }
 
@@ -138,28 +140,6 @@ async function hashFile(file: string): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of fs.createReadStream(file) as AsyncIterable<Buffer>) hash.update(chunk);
   return hash.digest('hex');
-}
-
-function publishNoClobber(temp: string, final: string, published: string[]): void {
-  try {
-    fs.linkSync(temp, final);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'EEXIST') {
-      throw new AirgapError('E_OUTPUT', `${final} already exists`, { hint: 'choose another --out path or remove the old bundle and its parts' });
-    }
-    if (fs.existsSync(final)) throw e;
-    fs.renameSync(temp, final); // file systems without hard links
-    published.push(final);
-    return;
-  }
-  published.push(final);
-  fs.rmSync(temp, { force: true });
-}
-
-function outputError(e: unknown, outPath: string): AirgapError {
-  const err = e as NodeJS.ErrnoException;
-  return new AirgapError('E_OUTPUT', `cannot write the parts of bundle ${outPath}: ${err.code ?? ''} ${err.message ?? String(e)}`.replace(/\s+/g, ' '),
-    { hint: 'free space or pick a writable --out location, then run the build again', cause: e });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { addAbortSignal, type Readable } from 'node:stream';
 import { registerCleanup } from '../cleanup.js';
-import { AirgapError, isAirgapError } from '../errors.js';
+import { AirgapError } from '../errors.js';
 import { assertDigest, type Descriptor } from '../oci/descriptor.js';
 import { MediaType } from '../oci/mediatypes.js';
 import { verifyBytes } from '../oci/verify.js';
@@ -14,6 +14,7 @@ import {
   APP_DIR, BLOBS_DIR, END_OF_ARCHIVE_SIZE, INDEX_FILE, METADATA_FILE, OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE,
   blobPath, encodeTarHeader, paddedSize, refAnnotations, type BundleMetadata,
 } from './format.js';
+import { outputError, publish, refuseExisting } from './publish.js';
 import { readExactly } from './tarindex.js';
 
 export interface BundlePlan {
@@ -234,7 +235,7 @@ export class BundleWriter implements TargetStore {
       } catch (e) {
         throw outputError(e, this.#outPath);
       }
-      await publish(this.#tempPath, this.#outPath);
+      publish(this.#tempPath, this.#outPath);
       this.#unregister();
       this.#state = 'done';
     } catch (e) {
@@ -349,67 +350,4 @@ function safeAppPath(p: string, outPath: string): string {
     throw new AirgapError('E_OUTPUT', `bundle ${outPath}: app file path "${p}" is not a relative path inside the app`);
   }
   return parts.join('/');
-}
-
-function refuseExisting(outPath: string): void {
-  if (fs.existsSync(outPath)) {
-    throw new AirgapError('E_OUTPUT', `${outPath} already exists`,
-      { hint: 'choose another --out path or remove the existing file first' });
-  }
-}
-
-/**
- * Publishes without clobbering: link() fails with EEXIST where rename() would silently replace
- * a file that appeared meanwhile. File systems without hard links fall back to check + rename.
- */
-async function publish(tempPath: string, outPath: string): Promise<void> {
-  try {
-    fs.linkSync(tempPath, outPath);
-    fs.rmSync(tempPath, { force: true });
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST') refuseExisting(outPath);
-    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EMLINK') throw outputError(e, outPath);
-    refuseExisting(outPath);
-    try {
-      fs.renameSync(tempPath, outPath);
-    } catch (e2) {
-      throw outputError(e2, outPath);
-    }
-  }
-  syncDir(path.dirname(path.resolve(outPath)));
-}
-
-/** Makes the new directory entry durable; best effort (not every file system allows it). */
-function syncDir(dir: string): void {
-  let fd: number | undefined;
-  try {
-    fd = fs.openSync(dir, 'r');
-    fs.fsyncSync(fd);
-  } catch {
-    // Durability of the rename is a bonus, not a requirement.
-  } finally {
-    if (fd !== undefined) fs.closeSync(fd);
-  }
-}
-
-const REASONS: Record<string, string> = {
-  ENOSPC: 'no space left on device',
-  EDQUOT: 'disk quota exceeded',
-  EACCES: 'permission denied',
-  EPERM: 'operation not permitted',
-  EROFS: 'read-only file system',
-  EFBIG: 'file too large for this file system',
-  ENOENT: 'directory does not exist',
-  ENOTDIR: 'a parent path is not a directory',
-  EISDIR: 'is a directory',
-  EIO: 'I/O error',
-};
-
-function outputError(e: unknown, outPath: string): AirgapError {
-  if (isAirgapError(e)) return e;
-  const code = (e as NodeJS.ErrnoException | undefined)?.code ?? '';
-  const reason = REASONS[code] ?? (e instanceof Error ? e.message : String(e));
-  return new AirgapError('E_OUTPUT', `cannot write bundle ${outPath}: ${reason}${code && REASONS[code] ? ` (${code})` : ''}`,
-    { hint: 'free space or pick a writable --out location, then run the build again', cause: e });
 }
