@@ -5,7 +5,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile, cp } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { startWorld, type World } from '../src/testing/world.js';
+import { bundledDigest, startWorld, type World } from '../src/testing/world.js';
 import { runCli, json } from '../src/testing/cli.js';
 import { parseReference, taggedName } from '../src/reference.js';
 
@@ -35,12 +35,6 @@ test.after.always(async (t) => {
   if (t.context.dir) await rm(t.context.dir, { recursive: true, force: true });
 });
 
-/** The digest the bundle should hold for an image: with the default platform, the amd64 child. */
-function expectedDigest(img: World['images'][number]): string {
-  if (img.children.length === 0) return img.digest;
-  return img.children.find((c) => c.platform === 'linux/amd64')!.digest;
-}
-
 test('plan resolves public, private (through the proxy) and vendor images', async (t) => {
   const { world } = t.context;
   const r = await runCli(['plan', '--manifests', world.appDir, '--license', world.licensePath, ...resolveFlags(world), '--json']);
@@ -67,13 +61,13 @@ test('every image reads back from the bundle by the source digest (skopeo, tar)'
     t.truthy(entry, `index.json names ${name}`);
     t.is(entry!.annotations['io.containerd.image.name'], name);
     // GNU tar, an independent reader, gives the manifest bytes: they hash to the source digest.
-    const blob = await run('tar', ['-xOf', bundle, `blobs/sha256/${expectedDigest(img).slice(7)}`], { encoding: 'buffer', maxBuffer: 1 << 24 });
-    t.is('sha256:' + createHash('sha256').update(blob.stdout).digest('hex'), expectedDigest(img), name);
-    t.is(entry!.digest, expectedDigest(img), name);
+    const blob = await run('tar', ['-xOf', bundle, `blobs/sha256/${bundledDigest(img).slice(7)}`], { encoding: 'buffer', maxBuffer: 1 << 24 });
+    t.is('sha256:' + createHash('sha256').update(blob.stdout).digest('hex'), bundledDigest(img), name);
+    t.is(entry!.digest, bundledDigest(img), name);
     // skopeo 1.9 looks up only OCI-typed index entries; Docker-typed ones are stored as received.
     if (!entry!.mediaType.startsWith('application/vnd.oci.')) continue;
     const { stdout } = await run('skopeo', ['inspect', '--raw', `oci-archive:${bundle}:${name}`], { encoding: 'buffer', maxBuffer: 1 << 24 });
-    t.is('sha256:' + createHash('sha256').update(stdout).digest('hex'), expectedDigest(img), name);
+    t.is('sha256:' + createHash('sha256').update(stdout).digest('hex'), bundledDigest(img), name);
     const info = await run('skopeo', ['inspect', `oci-archive:${bundle}:${name}`]);
     t.regex(info.stdout, /"Architecture": "amd64"/);
   }

@@ -48,6 +48,17 @@ export interface WorldImage {
   proxyRepository?: string;
 }
 
+/**
+ * The digest a bundle built for the default platform holds for an image: the linux/amd64 child of
+ * a multi-arch index, or the image's own digest when it is a single manifest.
+ */
+export function bundledDigest(img: WorldImage): string {
+  if (img.children.length === 0) return img.digest;
+  const amd64 = img.children.find((c) => c.platform === 'linux/amd64');
+  if (!amd64) throw new Error(`${img.ref}: no linux/amd64 child among ${img.children.map((c) => c.platform).join(', ')}`);
+  return amd64.digest;
+}
+
 export interface World {
   /** "127.0.0.1:PORT" of each party. */
   public: string;
