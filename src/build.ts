@@ -5,7 +5,7 @@ import pLimit from 'p-limit';
 import { AirgapError, isAirgapError } from './errors.js';
 import { BundleWriter } from './bundle/writer.js';
 import type { BundleImage, BundleMetadata } from './bundle/format.js';
-import { refuseExistingSplit, splitBundle, type PartInfo } from './bundle/split.js';
+import { partCount, refuseExistingSplit, splitBundle, type PartInfo } from './bundle/split.js';
 import { registerCleanup } from './cleanup.js';
 import { bundleId, loadBase, pruneGraph } from './delta.js';
 import { Copier, flatten, loadGraph, totalSize, type EventSink, type GraphNode } from './copy.js';
@@ -86,6 +86,8 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
   const isBlob = (n: GraphNode): boolean => n.bytes === undefined;
   const carried = nodes.filter((n) => !isBlob(n) || !fromBase(n.descriptor.digest));
   const leftToBase = nodes.filter((n) => isBlob(n) && fromBase(n.descriptor.digest));
+  // The tar is at least as big as what it carries: too many parts shows before the download.
+  if (opts.splitSize !== undefined) partCount(totalSize(carried), opts.splitSize);
   // A split bundle is written whole under a hidden name, then cut into parts (split.ts).
   const whole = opts.splitSize === undefined ? opts.out
     : join(dirname(resolve(opts.out)), `.${basename(opts.out)}.airgap-whole-${randomBytes(6).toString('hex')}`);

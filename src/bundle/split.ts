@@ -48,6 +48,20 @@ function partName(outPath: string, index: number, count: number): string {
   return `${path.basename(outPath)}.part${String(index + 1).padStart(digits, '0')}`;
 }
 
+/**
+ * How many parts a `total`-byte bundle is cut into; refuses too many. build calls it before the
+ * download with the blobs' total (a lower bound of the tar's size), so a hopeless --split-size
+ * fails at once rather than after the whole bundle has been fetched.
+ */
+export function partCount(total: number, partSize: number): number {
+  const count = Math.max(1, Math.ceil(total / partSize));
+  if (count > MAX_PARTS) {
+    throw new AirgapError('E_USAGE', `--split-size ${partSize} would cut the ${total}-byte bundle into ${count} parts (at most ${MAX_PARTS})`,
+      { hint: 'choose a larger --split-size' });
+  }
+  return count;
+}
+
 /** Refuses to start a split build whose manifest or first part would clobber a file. */
 export function refuseExistingSplit(outPath: string): void {
   for (const p of [outPath, path.join(path.dirname(path.resolve(outPath)), partName(outPath, 0, 1))]) refuseExisting(p, EXISTING_HINT);
@@ -64,11 +78,7 @@ export async function splitBundle(wholePath: string, outPath: string, partSize: 
   bundleId?: string): Promise<SplitManifest> {
   const dir = path.dirname(path.resolve(outPath));
   const total = (await fs.promises.stat(wholePath)).size;
-  const count = Math.max(1, Math.ceil(total / partSize));
-  if (count > MAX_PARTS) {
-    throw new AirgapError('E_USAGE', `--split-size ${partSize} would cut the ${total}-byte bundle into ${count} parts (at most ${MAX_PARTS})`,
-      { hint: 'choose a larger --split-size' });
-  }
+  const count = partCount(total, partSize);
   const tag = randomBytes(6).toString('hex');
   const names = Array.from({ length: count }, (_, i) => partName(outPath, i, count));
   const temps = names.map((n) => path.join(dir, `.${n}.airgap-partial-${tag}`));
