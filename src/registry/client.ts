@@ -7,7 +7,7 @@ import { sha256Digest } from '../oci/verify.js';
 import type { PushOutcome } from '../store.js';
 import { Authenticator } from './auth.js';
 import { type CredentialOptions, type Credentials, resolveCredentials } from './credentials.js';
-import { type RequestSubject, RegistryError, httpError, isConnectionError, networkError } from './errors.js';
+import { type RequestSubject, RegistryError, httpError, isTemporary, networkError } from './errors.js';
 import {
   type HostSettings, type HttpResponse, type Method, type RetryPolicy, Transport, backoffDelay, endpointHost,
   header, sleep,
@@ -358,8 +358,7 @@ export class RegistryClient {
           throw Object.assign(new Error(`body ended after ${offset - start} of ${end - start} bytes`), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
         } catch (e) {
           if (signal?.aborted) throw signal.reason ?? e;
-          const temporary = e instanceof RegistryError ? e.temporary : isConnectionError(e);
-          if (!temporary) throw e;
+          if (!isTemporary(e)) throw e;
           // Progress since the last cut resets the budget: a long download may be cut many times.
           failures = offset > offsetAtFailure ? 1 : failures + 1;
           offsetAtFailure = offset;

@@ -162,3 +162,11 @@ export function isConnectionError(e: unknown): boolean {
   if (e instanceof AirgapError) return false;
   return errorCodes(e).some((c) => NETWORK_CODES.has(c)) || isNotTlsError(e);
 }
+
+/**
+ * Whether a retry could help: our own errors say so themselves (`temporary`), anything else
+ * (undici, sockets) when it is a dropped or refused connection.
+ */
+export function isTemporary(e: unknown): boolean {
+  return e instanceof RegistryError ? e.temporary : isConnectionError(e);
+}

@@ -5,8 +5,8 @@ import type { Dispatcher } from 'undici';
 import { Agent, request } from './undici-parts.js';
 import { AirgapError } from '../errors.js';
 import {
-  type RequestSubject, RegistryError, describe, errorCodes, isConnectionError, isNotTlsError, isTlsVerifyError,
-  networkError, tlsError,
+  type RequestSubject, RegistryError, describe, errorCodes, isConnectionError, isNotTlsError, isTemporary,
+  isTlsVerifyError, networkError, tlsError,
 } from './errors.js';
 
 /**
@@ -155,9 +155,8 @@ export class Transport {
       } catch (e) {
         failure = e;
       }
-      // The first contact's scheme probe reports a dropped connection already as our E_NETWORK error.
-      const dropped = isConnectionError(failure) || (failure instanceof RegistryError && failure.code === 'E_NETWORK');
-      const retriable = replayable && !req.signal?.aborted && (res ? isRetriableStatus(res.status) : dropped);
+      // The first contact's scheme probe reports a dropped connection already as our (temporary) E_NETWORK error.
+      const retriable = replayable && !req.signal?.aborted && (res ? isRetriableStatus(res.status) : isTemporary(failure));
       const delay = retriable ? this.#delay(attempt, res ? header(res, 'retry-after') : undefined) : 0;
       if (!retriable || attempt >= this.#retry.attempts || Date.now() - started + delay > this.#retry.maxElapsedMs) {
         if (res) return res;
