@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startWorld, type World } from '../src/testing/world.js';
 import { startRegistry, type TestRegistry } from '../src/testing/registry.js';
-import { runCli, json, type CliResult } from '../src/testing/cli.js';
+import { buildBundle, runCli, json, type CliResult } from '../src/testing/cli.js';
 
 /**
  * Hostile and damaged bundles, made from a good one by a tar walker written here (independent of
@@ -24,9 +24,7 @@ test.before(async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'airgap-badbundle-e2e-'));
   t.context.dir = dir;
   const bundle = join(dir, 'good.tar');
-  const r = await runCli(['build', '--manifests', world.appDir, '--license', world.licensePath, '--out', bundle,
-    '--proxy-host', world.proxy, '--replicated-registry', world.vendor]);
-  if (r.code !== 0) throw new Error(`build failed: ${r.stderr}`);
+  await buildBundle(world, bundle);
   const user = { username: 'deployer', password: 'badbundle-pw-3' };
   t.context.user = user;
   t.context.customer = await startRegistry({ users: [user] });

@@ -6,15 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { bundledDigest, startWorld, type World } from '../src/testing/world.js';
-import { runCli, json } from '../src/testing/cli.js';
+import { buildBundle, resolveFlags, runCli, json } from '../src/testing/cli.js';
 import { parseReference, taggedName } from '../src/reference.js';
 
 const run = promisify(execFile);
 const test = anyTest as TestFn<{ world: World; dir: string; bundle: string; buildJson: Record<string, unknown> }>;
-
-function resolveFlags(w: World): string[] {
-  return ['--proxy-host', w.proxy, '--replicated-registry', w.vendor];
-}
 
 test.before(async (t) => {
   // Each resource goes into the context as soon as it exists, so that after.always stops it
@@ -24,8 +20,7 @@ test.before(async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'airgap-build-e2e-'));
   t.context.dir = dir;
   const bundle = join(dir, 'app.tar');
-  const r = await runCli(['build', '--manifests', world.appDir, '--license', world.licensePath, '--out', bundle, ...resolveFlags(world), '--json']);
-  if (r.code !== 0) throw new Error(`build failed: ${r.stderr}`);
+  const r = await buildBundle(world, bundle, ['--json']);
   t.context.bundle = bundle;
   t.context.buildJson = json(r);
 });

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { startWorld, type World } from '../src/testing/world.js';
 import { startRegistry, type TestRegistry } from '../src/testing/registry.js';
 import { startFaultFront, type FaultFront, type FaultRule } from '../src/testing/faults.js';
-import { runCli, json, type CliResult } from '../src/testing/cli.js';
+import { buildBundle, resolveFlags, runCli, json, type CliResult } from '../src/testing/cli.js';
 import { MANIFEST_ACCEPT } from '../src/oci/mediatypes.js';
 
 /**
@@ -35,9 +35,7 @@ test.before(async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'airgap-faults-e2e-'));
   t.context.dir = dir;
   const bundle = join(dir, 'clean.tar');
-  const r = await runCli(['build', '--manifests', world.appDir, '--license', world.licensePath, '--out', bundle,
-    '--proxy-host', world.proxy, '--replicated-registry', world.vendor]);
-  if (r.code !== 0) throw new Error(`clean build failed: ${r.stderr}`);
+  await buildBundle(world, bundle);
   t.context.bundle = bundle;
   t.context.digests = await digestsOf(bundle);
   t.context.user = { username: 'deployer', password: 'faults-pw-7' };
@@ -90,7 +88,7 @@ async function faulty(t: ExecutionContext<Ctx>): Promise<Faulty> {
     work,
     out,
     build: (extra = [], opts = {}) => runCli(['build', '--manifests', app, '--license', join(work, 'license.yaml'), '--out', out,
-      '--proxy-host', proxy.host, '--replicated-registry', vendor.host, ...extra], { ...opts, env: { ...ENV, ...opts.env } }),
+      ...resolveFlags({ proxy: proxy.host, vendor: vendor.host }), ...extra], { ...opts, env: { ...ENV, ...opts.env } }),
   };
 }
 

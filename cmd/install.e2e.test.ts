@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { parseAllDocuments } from 'yaml';
 import { bundledDigest, startWorld, type World } from '../src/testing/world.js';
 import { startRegistry, type TestRegistry } from '../src/testing/registry.js';
-import { runCli, json } from '../src/testing/cli.js';
+import { buildBundle, resolveFlags, runCli, json } from '../src/testing/cli.js';
 import { parseReference, taggedName, lastComponent } from '../src/reference.js';
 
 const run = promisify(execFile);
@@ -23,9 +23,7 @@ test.before(async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'airgap-install-e2e-'));
   t.context.dir = dir;
   const bundle = join(dir, 'app.tar');
-  const r = await runCli(['build', '--manifests', world.appDir, '--license', world.licensePath, '--out', bundle,
-    '--proxy-host', world.proxy, '--replicated-registry', world.vendor]);
-  if (r.code !== 0) throw new Error(`build failed: ${r.stderr}`);
+  await buildBundle(world, bundle);
   t.context.bundle = bundle;
   const user = { username: 'deployer', password: 'S3cret-pw-' + Math.random().toString(36).slice(2) };
   t.context.user = user;
@@ -185,7 +183,7 @@ test('two sources landing on one name are refused before anything is pushed', as
   await cp(world.appDir, app, { recursive: true });
   await writeFile(join(app, 'twin.yaml'), `apiVersion: v1\nkind: Pod\nmetadata:\n  name: twin\nspec:\n  containers:\n    - name: c\n      image: ${twin}\n`);
   const out = join(dir, 'collide.tar');
-  const b = await runCli(['build', '--manifests', app, '--license', world.licensePath, '--out', out, '--proxy-host', world.proxy, '--replicated-registry', world.vendor]);
+  const b = await runCli(['build', '--manifests', app, '--license', world.licensePath, '--out', out, ...resolveFlags(world)]);
   t.is(b.code, 0, b.stderr);
   const empty = await startRegistry({ users: [user] });
   t.teardown(() => empty.stop());

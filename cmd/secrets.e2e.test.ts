@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { startWorld, type World } from '../src/testing/world.js';
 import { startRegistry, type TestRegistry } from '../src/testing/registry.js';
 import { startFaultFront } from '../src/testing/faults.js';
-import { runCli, type CliResult } from '../src/testing/cli.js';
+import { resolveFlags, runCli, type CliResult } from '../src/testing/cli.js';
 
 /**
  * Secrets: the license ID and every password used never appear in the bundle, in any output line
@@ -46,7 +46,7 @@ test('no license ID or password in the bundle, any log line or any error message
   const wrongLicenseId = 'WrongLicense' + Math.random().toString(36).slice(2);
   const badLicense = join(dir, 'wrong-license.yaml');
   await writeFile(badLicense, (await readFile(world.licensePath, 'utf8')).replace(world.licenseId, wrongLicenseId));
-  const resolve = ['--proxy-host', world.proxy, '--replicated-registry', world.vendor];
+  const resolve = resolveFlags(world);
   const dead = await startFaultFront(customer.host);
   t.teardown(() => dead.stop());
   dead.set([{ on: 'upload', fault: { kind: 'status', status: 503, html: true } }]);
@@ -114,7 +114,7 @@ test('Authorization is never sent to another host on a redirect (build through a
   }
   const out = join(dir, 'redirected.tar');
   const r = await runCli(['build', '--manifests', app, '--license', world.licensePath, '--out', out,
-    '--proxy-host', world.proxy, '--replicated-registry', front.host], { env: ENV });
+    ...resolveFlags({ proxy: world.proxy, vendor: front.host })], { env: ENV });
   t.is(r.code, 0, r.stderr);
   t.true(front.injected.redirect > 0, 'blob downloads were redirected');
   t.true(front.seen.some((s) => s.url.includes('/blobs/') && s.headers.authorization !== undefined), 'the registry itself got credentials');

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { inspectRaw, seedImage } from '../src/testing/fixtures.js';
 import { startRegistry, type TestRegistry } from '../src/testing/registry.js';
-import { runCli, json } from '../src/testing/cli.js';
+import { buildBundle, resolveFlags, runCli, json } from '../src/testing/cli.js';
 import { bundledDigest, startWorld, type World } from '../src/testing/world.js';
 import { lastComponent, parseReference, taggedName } from '../src/reference.js';
 import { canRunContainerd, startContainerd } from '../src/testing/containerd.js';
@@ -32,8 +32,6 @@ interface Ctx {
 }
 const test = anyTest as TestFn<Ctx>;
 
-const resolveFlags = (w: World) => ['--proxy-host', w.proxy, '--replicated-registry', w.vendor];
-
 test.before(async (t) => {
   // Each resource goes into the context as soon as it exists, so that after.always stops it
   // even when a later step of this hook throws.
@@ -46,9 +44,7 @@ test.before(async (t) => {
   const customer = await startRegistry({ users: [user] });
   Object.assign(t.context, { customer, v1: join(dir, 'v1.tar'), v2app: join(dir, 'v2app'), v2images: [] } satisfies Partial<Ctx>);
 
-  const b = await runCli(['build', '--manifests', world.appDir, '--license', world.licensePath, '--out', t.context.v1,
-    '--release', '1.4.2', ...resolveFlags(world)]);
-  if (b.code !== 0) throw new Error(`v1 build failed: ${b.stderr}`);
+  await buildBundle(world, t.context.v1, ['--release', '1.4.2']);
   const p = await runCli(['push', t.context.v1, '--registry', `${customer.host}/acme`, '--username', user.username, '--password', user.password]);
   if (p.code !== 0) throw new Error(`v1 push failed: ${p.stderr}`);
 

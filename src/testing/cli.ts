@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { existsSync } from 'node:fs';
+import type { World } from './world.js';
 
 /** Drives the BUILT CLI (dist/cmd/airgap.js) as a user would: `npm test` builds it first. */
 export const CLI = (() => {
@@ -54,4 +55,16 @@ export function json<T = Record<string, unknown>>(r: CliResult): T {
   } catch {
     throw new Error(`not JSON (exit ${r.code}):\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
   }
+}
+
+/** The flags that let the CLI resolve a world's private (through the proxy) and vendor images. */
+export function resolveFlags(w: Pick<World, 'proxy' | 'vendor'>): string[] {
+  return ['--proxy-host', w.proxy, '--replicated-registry', w.vendor];
+}
+
+/** `airgap build` of the world's app into `out`; throws with the CLI's stderr when it fails. */
+export async function buildBundle(w: World, out: string, extra: string[] = []): Promise<CliResult> {
+  const r = await runCli(['build', '--manifests', w.appDir, '--license', w.licensePath, '--out', out, ...resolveFlags(w), ...extra]);
+  if (r.code !== 0) throw new Error(`build --out ${out} failed (exit ${r.code ?? r.signal}): ${r.stderr}`);
+  return r;
 }
