@@ -4,7 +4,6 @@ import { baseLabel } from './bundle/format.js';
 import { BundleReader } from './bundle/reader.js';
 import type { GraphNode } from './copy.js';
 import { AirgapError } from './errors.js';
-import { isIndexType, isManifestType } from './oci/mediatypes.js';
 import type { TargetStore } from './store.js';
 
 /**
@@ -75,8 +74,8 @@ export function pruneGraph(root: GraphNode, skip: (digest: string) => boolean): 
     if (known) return known;
     const out: GraphNode = {
       ...n,
-      children: n.children.filter((c) => c.bytes !== undefined || isIndexType(c.descriptor.mediaType) ||
-        isManifestType(c.descriptor.mediaType) || !skip(c.descriptor.digest)).map(visit),
+      // A node with bytes is a manifest or index (loadGraph reads those, never a blob's content).
+      children: n.children.filter((c) => c.bytes !== undefined || !skip(c.descriptor.digest)).map(visit),
     };
     done.set(n.descriptor.digest, out);
     return out;
@@ -138,16 +137,15 @@ export async function placeBaseBlobs(reader: BundleReader, registry: string, tar
   await Promise.all([...needs].flatMap(([repo, digests]) => [...digests].map((d) => limit(async () => {
     if (!(await head(repo, d))) absent.push({ repo, digest: d });
   }))));
-  // Not where it is needed: look in the other repositories this push writes to.
-  const missing = new Set<string>();
-  for (const { digest } of absent) {
-    if (held.has(digest) || missing.has(digest)) continue;
+  // Not where it is needed: look in the other repositories this push writes to, every digest at
+  // once under the limit (each digest's probes touch only its own entries of `held` and `probed`).
+  const unplaced = [...new Set(absent.map((a) => a.digest))].filter((d) => !held.has(d));
+  const found = await Promise.all(unplaced.map(async (digest) => {
     const others = [...stores.keys()].filter((r) => !probed.has(`${r}\n${digest}`));
-    const found = await Promise.all(others.map((r) => limit(() => head(r, digest))));
-    if (!found.some(Boolean)) missing.add(digest);
-  }
-  if (missing.size > 0) {
-    const list = [...missing];
+    return (await Promise.all(others.map((r) => limit(() => head(r, digest))))).some(Boolean);
+  }));
+  const list = unplaced.filter((_, i) => !found[i]);
+  if (list.length > 0) {
     const shown = list.slice(0, 20).join(', ') + (list.length > 20 ? `, and ${list.length - 20} more` : '');
     throw new AirgapError('E_BASE_MISSING',
       `${reader.label} is a delta on top of bundle ${baseLabel(base)}, and registry ${registry} lacks ${list.length} blob(s) it expects from that base: ${shown}; nothing was pushed or tagged`,
