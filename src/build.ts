@@ -1,12 +1,8 @@
-import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
 import pLimit from 'p-limit';
 import { AirgapError, isAirgapError } from './errors.js';
 import { BundleWriter } from './bundle/writer.js';
 import type { BundleImage, BundleMetadata } from './bundle/format.js';
 import { partCount, refuseExistingSplit, splitBundle, type PartInfo } from './bundle/split.js';
-import { registerCleanup } from './cleanup.js';
 import { bundleId, loadBase, pruneGraph } from './delta.js';
 import { Copier, flatten, loadGraph, totalSize, type EventSink, type GraphNode } from './copy.js';
 import { choosePlatforms } from './platforms.js';
@@ -88,17 +84,10 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
   const leftToBase = nodes.filter((n) => isBlob(n) && fromBase(n.descriptor.digest));
   // The tar is at least as big as what it carries: too many parts shows before the download.
   if (opts.splitSize !== undefined) partCount(totalSize(carried), opts.splitSize);
-  // A split bundle is written whole under a hidden name, then cut into parts (split.ts).
-  const whole = opts.splitSize === undefined ? opts.out
-    : join(dirname(resolve(opts.out)), `.${basename(opts.out)}.airgap-whole-${randomBytes(6).toString('hex')}`);
-  const unregisterWhole = whole === opts.out ? () => undefined : registerCleanup(() => rmSync(whole, { force: true }));
   const appFiles = plan.scan.files.map((f) => ({ path: f.path, content: f.content }));
-  const writer = await BundleWriter.create(whole, {
+  const writer = await BundleWriter.create(opts.out, {
     blobs: carried.map((n) => ({ digest: n.descriptor.digest, size: n.descriptor.size })),
     appFiles,
-  }).catch((e: unknown) => {
-    unregisterWhole();
-    throw e;
   });
   try {
     // Progress counts what moves: a delta's blobs left to the base never do.
@@ -131,8 +120,12 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
       appFiles: plan.scan.files.map((f) => f.path),
       ...(baseRecord ? { base: { ...baseRecord, blobs: leftToBase.map((n) => ({ digest: n.descriptor.digest, size: n.descriptor.size })) } } : {}),
     };
-    await writer.finish(metadata);
-    const parts = opts.splitSize === undefined ? undefined : (await splitBundle(whole, opts.out, opts.splitSize, id)).parts;
+    // A split bundle is cut into parts straight from the writer's complete temp tar (split.ts).
+    const splitSize = opts.splitSize;
+    let parts: PartInfo[] | undefined;
+    await writer.finish(metadata, splitSize === undefined ? undefined : async (tar) => {
+      parts = (await splitBundle(tar, opts.out, splitSize, id)).parts;
+    });
     return {
       out: opts.out, appSlug: plan.appSlug, images: images.map((i) => ({ ...i, kind: i.source })),
       blobs: carried.length, bytes: totalSize(carried), id,
@@ -142,10 +135,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
     };
   } catch (e) {
     await writer.abort();
-    if (whole !== opts.out) rmSync(whole, { force: true });
     throw e;
-  } finally {
-    unregisterWhole();
   }
 }
 

@@ -19,7 +19,7 @@ async function tempDir(t: { teardown: (fn: () => Promise<void>) => void }): Prom
   return dir;
 }
 
-async function writeBundle(out: string): Promise<{ ref: string; image: TestImage }[]> {
+async function writeBundle(out: string, publishTo?: (tempPath: string) => Promise<void>): Promise<{ ref: string; image: TestImage }[]> {
   const images = [
     { ref: 'quay.io/org/api:1', image: await imageOf({ files: { 'big.bin': Buffer.alloc(40_000, 7), 'a.txt': 'a' } }) },
     { ref: 'docker.io/library/multi:2', image: await multiPlatformImage() },
@@ -29,7 +29,11 @@ async function writeBundle(out: string): Promise<{ ref: string; image: TestImage
   const writer = await BundleWriter.create(out, { blobs: blobs.map((b) => b.descriptor), appFiles: [{ path: 'app.yaml', content: Buffer.from('a: 1\n') }], mtime: new Date(0) });
   await Promise.all(blobs.map((b) => writer.push(b.descriptor, async () => Readable.from([b.bytes]))));
   for (const { ref, image } of images) await writer.tag(image.root.descriptor, image.root.bytes, ref);
-  await writer.finish({ schemaVersion: 1, tool: { name: 'airgap', version: '0' }, created: 'now', images: [], appFiles: ['app.yaml'] });
+  try {
+    await writer.finish({ schemaVersion: 1, tool: { name: 'airgap', version: '0' }, created: 'now', images: [], appFiles: ['app.yaml'] }, publishTo);
+  } finally {
+    await writer.abort(); // a no-op once finished; what a test that fails finish would call
+  }
   return images;
 }
 
@@ -153,3 +157,22 @@ test('a split that cannot publish leaves nothing: no part, no manifest, no temp 
   t.is(readFileSync(join(dir, 'app.tar.part002'), 'utf8'), 'someone else\'s file');
 });
 
+
+test('the writer hands its temp tar to splitBundle: only the parts and the manifest are left, or nothing', async (t) => {
+  const dir = await tempDir(t);
+  const plain = join(dir, 'plain.tar');
+  await writeBundle(plain);
+  const out = join(dir, 'app.tar');
+  let manifest: SplitManifest | undefined;
+  await writeBundle(out, async (tar) => { manifest = await splitBundle(tar, out, 4096); });
+  t.true(manifest !== undefined && manifest.parts.length >= 3);
+  t.true(Buffer.concat(manifest!.parts.map((p) => readFileSync(join(dir, p.name)))).equals(readFileSync(plain)));
+  t.deepEqual(readdirSync(dir).sort(), ['app.tar', ...manifest!.parts.map((p) => p.name), 'plain.tar'].sort(), 'no temp file left');
+
+  // A split that fails part-way (the writer's temp tar truncated, then gone) still leaves nothing.
+  const other = join(dir, 'other.tar');
+  writeFileSync(join(dir, 'other.tar.part002'), 'someone else\'s file');
+  const e = await t.throwsAsync(writeBundle(other, (tar) => splitBundle(tar, other, 4096).then(() => undefined)));
+  t.true(isAirgapError(e, 'E_OUTPUT') && e.message.includes('other.tar.part002 already exists'), e?.message);
+  t.deepEqual(readdirSync(dir).sort(), ['app.tar', ...manifest!.parts.map((p) => p.name), 'other.tar.part002', 'plain.tar'].sort());
+});

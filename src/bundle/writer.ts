@@ -207,8 +207,13 @@ export class BundleWriter implements TargetStore {
     });
   }
 
-  /** Appends index.json, airgap.json and the end-of-archive blocks, then publishes atomically. */
-  async finish(metadata: BundleMetadata): Promise<void> {
+  /**
+   * Appends index.json, airgap.json and the end-of-archive blocks, then publishes atomically at
+   * the output path, or, given `publishTo`, hands it the complete temp tar instead (a split
+   * bundle is cut into parts from it). publishTo may consume, move or truncate the file: the
+   * writer removes whatever is left of it afterwards, and all of it if publishTo fails.
+   */
+  async finish(metadata: BundleMetadata, publishTo?: (tempPath: string) => Promise<void>): Promise<void> {
     this.#assertOpen();
     this.#state = 'finishing';
     try {
@@ -235,7 +240,12 @@ export class BundleWriter implements TargetStore {
       } catch (e) {
         throw outputError(e, this.#outPath);
       }
-      publish(this.#tempPath, this.#outPath);
+      if (publishTo) {
+        await publishTo(this.#tempPath);
+        fs.rmSync(this.#tempPath, { force: true }); // force: publishTo may have moved it away
+      } else {
+        publish(this.#tempPath, this.#outPath);
+      }
       this.#unregister();
       this.#state = 'done';
     } catch (e) {
