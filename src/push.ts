@@ -100,8 +100,9 @@ export async function push(opts: PushOptions): Promise<PushSummary> {
     const totalBytes = [...graphsByRepository(images, graphs).values()].reduce((n, roots) => n + totalSize(flatten(roots)), 0);
     opts.onStart?.(totalBytes, images.length);
     // The image with the biggest blob starts first, so that blob is not the last one running.
-    const biggest = (img: (typeof images)[number]): number => Math.max(0, ...flatten([graphs.get(img.ref)!]).map((n) => n.descriptor.size));
-    const order = [...images].sort((x, y) => biggest(y) - biggest(x));
+    // Computed once per image: a comparator would walk each graph again on every comparison.
+    const biggest = new Map(images.map((img) => [img.ref, Math.max(0, ...flatten([graphs.get(img.ref)!]).map((n) => n.descriptor.size))]));
+    const order = [...images].sort((x, y) => biggest.get(y.ref)! - biggest.get(x.ref)!);
     await Promise.all(order.map((img) =>
       copierFor(img.name).copyImage(reader, graphs.get(img.ref)!, `${img.ref} → ${img.name.full}`, [img.name.tag])))
       .catch((e: unknown) => { throw nameDamagedPart(e, reader); });
