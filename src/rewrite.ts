@@ -59,7 +59,7 @@ export async function rewrite(opts: RewriteOptions): Promise<RewriteSummary> {
     }
     const appSlug = reader.metadata()?.appSlug ?? scan.application?.name ?? 'app';
     const result = rewriteApp(scan, {
-      registry: `${target.host}/${target.namespace}`,
+      host: target.host,
       appSlug,
       mapping: (ref: Reference) => targetName(target, ref).full,
       secret: opts.credentials,

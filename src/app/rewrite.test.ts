@@ -14,10 +14,10 @@ const run = promisify(execFile);
 const D = 'sha256:' + 'c'.repeat(64);
 const SLUG = 'my-app';
 const SECRET = `${SLUG}-registry`;
-const REGISTRY = 'reg.local:5000/airgap';
+const HOST = 'reg.local:5000';
 const mapping = (ref: Reference): string => `reg.local:5000/airgap/${lastComponent(ref.repository)}:${ref.tag ?? 'latest'}`;
 const creds = { username: 'cust', password: 'p@ss:word' };
-const OPTS: RewriteOptions = { registry: REGISTRY, appSlug: SLUG, mapping, secret: creds, namespace: 'default' };
+const OPTS: RewriteOptions = { host: HOST, appSlug: SLUG, mapping, secret: creds, namespace: 'default' };
 
 const FIXTURE: Record<string, string> = {
   'pod.yaml': `# a bare pod

@@ -1,7 +1,6 @@
 import { mkdir, mkdtemp, readdir, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { isScalar, isSeq, type Scalar, type LineCounter, type Node, type YAMLMap } from 'yaml';
-import { parseTargetRegistry } from '../target.js';
 import { AirgapError } from '../errors.js';
 import { isDigestOnly, parseReference, taggedName, type Reference } from '../reference.js';
 import {
@@ -22,8 +21,8 @@ import {
  */
 
 export interface RewriteOptions {
-  /** `host[:port]/namespace` */
-  registry: string;
+  /** The customer registry's `host[:port]`, as the pull secret names it. */
+  host: string;
   appSlug: string;
   /** Source reference → target `host/ns/name:tag`. */
   mapping: (ref: Reference) => string;
@@ -128,7 +127,6 @@ function addPullSecret(text: string, lines: LineCounter, podSpec: YAMLMap, specP
 }
 
 export function rewriteApp(scan: ScanResult, opts: RewriteOptions): RewriteResult {
-  const { host } = parseTargetRegistry(opts.registry);
   const secretName = pullSecretName(opts.appSlug);
   const rendered: ManifestFile[] = [];
   const rewrites: ImageRewrite[] = [];
@@ -189,7 +187,7 @@ export function rewriteApp(scan: ScanResult, opts: RewriteOptions): RewriteResul
   const midstreamResources: ManifestFile[] = [];
   if (opts.secret !== undefined) {
     const namespaces = [opts.namespace, ...scan.namespaces];
-    const secret = Buffer.from(pullSecretManifests({ appSlug: opts.appSlug, host, credentials: opts.secret, namespaces }));
+    const secret = Buffer.from(pullSecretManifests({ appSlug: opts.appSlug, host: opts.host, credentials: opts.secret, namespaces }));
     rendered.push({ path: PULL_SECRET_FILE, content: secret });
     midstreamResources.push({ path: PULL_SECRET_FILE, content: secret });
   }
