@@ -5,19 +5,14 @@ import { runCleanupsSync } from '../src/cleanup.js';
 import { TOOL_VERSION } from '../src/version.js';
 import { makeRenderer, type Renderer } from './render.js';
 import { commands, type GlobalFlags } from './commands.js';
+import { exitStatus } from './exit.js';
 
 // Started by cmd/launch.ts (the `airgap` executable), which also sets the V8 flags.
 
 /**
  * Flags → command → render. The only place that writes the final result, maps error codes to exit
- * statuses and exits. Exit statuses: 0 ok; 1 a registry, network or output failure; 2 bad input
- * (flags, manifests, license, references, digest rule, name collisions); 3 integrity (digest
- * mismatch, a bad bundle, verify found problems); 130 interrupted.
+ * statuses (cmd/exit.ts) and exits.
  */
-const EXIT: Partial<Record<ErrorCode, number>> = {
-  E_USAGE: 2, E_REFERENCE: 2, E_MANIFESTS: 2, E_LICENSE: 2, E_DIGEST_ONLY: 2, E_NO_IMAGES: 2, E_COLLISION: 2,
-  E_DIGEST_MISMATCH: 3, E_BUNDLE: 3, E_INTERRUPTED: 130,
-};
 
 let debug = process.argv.includes('--debug');
 let jsonMode = process.argv.includes('--json');
@@ -47,7 +42,7 @@ function fail(e: unknown): never {
     }
   }
   if (jsonMode) process.stdout.write(JSON.stringify({ error: { code, message, ...(hint ? { hint } : {}) } }) + '\n');
-  process.exit(code === 'E_INTERNAL' ? 1 : (EXIT[code as ErrorCode] ?? 1));
+  process.exit(exitStatus(code));
 }
 
 function onSignal(sig: NodeJS.Signals): void {
@@ -69,26 +64,45 @@ const program = new Command('airgap')
   .description('Carry a Kubernetes application and all of its container images across an air gap')
   .version(TOOL_VERSION)
   .exitOverride()
-  .configureOutput({ writeErr: (s) => process.stderr.write(s), outputError: (s, write) => write(`airgap: ${s.replace(/^error: /, '')}`) });
+  // --json and --debug are accepted before the command too (airgap --json push …).
+  .option('--json', 'print a machine-readable result on stdout')
+  .option('--debug', 'print stack traces and causes on error')
+  .configureOutput({ writeErr: (s) => process.stderr.write(s), outputError: (s, write) => write(`airgap: ${s.replace(/^error: /, '')}`) })
+  .addHelpText('after', '\nRun airgap <command> --help for its flags and an example. Exit status: 0 ok, 1 registry/network/output, 2 bad input, 3 integrity, 130 interrupted.');
 
 for (const c of commands) {
   const cmd = program.command(c.name).description(c.description);
   for (const a of c.args ?? []) cmd.argument(a);
   for (const o of c.options) {
-    const opt = new Option(o.flags, o.description);
+    const text = `${o.required ? '(required) ' : ''}${o.description}${o.defaultText ? ` (default: ${o.defaultText})` : ''}`;
+    const opt = new Option(o.flags, text);
     if (o.default !== undefined) opt.default(o.default);
     if (o.parse) opt.argParser(o.parse);
     cmd.addOption(opt);
   }
   cmd.addOption(new Option('--json', 'print a machine-readable result on stdout'));
   cmd.addOption(new Option('--debug', 'print stack traces and causes on error'));
+  cmd.addHelpText('after', `\nExample:\n  $ ${c.example}\n`);
+  // Commander's own complaints (unknown flag, missing BUNDLE) point at this command's help.
+  cmd.configureOutput({
+    writeErr: (s) => process.stderr.write(s),
+    outputError: (s, write) => write(`airgap: ${c.name}: ${s.replace(/^error: /, '').trim().replace(/\s*\n\s*/g, ' ')} (see airgap ${c.name} --help)\n`),
+  });
   cmd.action(async (...args: unknown[]) => {
     const command = args[args.length - 1] as Command;
     const opts = command.opts() as Record<string, unknown>;
+    const globals = program.opts() as Record<string, unknown>;
     const positional = command.args;
-    const flags: GlobalFlags = { json: Boolean(opts.json), debug: Boolean(opts.debug) };
+    const flags: GlobalFlags = { json: Boolean(opts.json || globals.json), debug: Boolean(opts.debug || globals.debug) };
     debug = flags.debug;
     jsonMode = flags.json;
+    for (const o of c.options.filter((x) => x.required)) {
+      const flag = o.flags.split(/[ ,]/)[0]!;
+      const v = opts[new Option(o.flags).attributeName()];
+      if (v === undefined || v === '') {
+        fail(new AirgapError('E_USAGE', `${c.name}: missing ${flag}, which it needs`, { hint: `see airgap ${c.name} --help` }));
+      }
+    }
     const r = await renderer(flags);
     // A promise that never settles lets Node exit quietly with status 0: never report that as success.
     const guard = () => fail(new AirgapError('E_INTERNAL', `${c.name} stopped before finishing (an internal wait never completed)`,
@@ -100,9 +114,10 @@ for (const c of commands) {
       r.stop();
       if (flags.json) process.stdout.write(JSON.stringify(result.json, null, 2) + '\n');
       else if (result.text) process.stdout.write(result.text.endsWith('\n') ? result.text : result.text + '\n');
+      if (result.failed) process.stderr.write(`airgap: ${result.failed.problem}\n`);
       // The result is out: leave once it is flushed, rather than wait ~0.1 s for idle keep-alive
       // connections and library timers to wind down (a re-push is otherwise mostly that wait).
-      const code = result.exitCode ?? 0;
+      const code = result.failed ? exitStatus(result.failed.code) : (result.exitCode ?? 0);
       process.stdout.write('', () => process.exit(code));
     } catch (e) {
       process.off('beforeExit', guard);
@@ -112,12 +127,19 @@ for (const c of commands) {
   });
 }
 
+/** The password piped in; nothing there is an error now, not an empty password found at the registry. */
 function readPasswordStdin(): string {
+  let text: string;
   try {
-    return readFileSync(0, 'utf8').replace(/\r?\n$/, '');
+    text = readFileSync(0, 'utf8').replace(/\r?\n$/, '');
   } catch (e) {
     throw new AirgapError('E_USAGE', '--password-stdin: could not read standard input', { cause: e });
   }
+  if (text === '') {
+    throw new AirgapError('E_USAGE', '--password-stdin: nothing on standard input',
+      { hint: 'pipe the password in, e.g. printf \'%s\' "$PASSWORD" | airgap …, or give --password' });
+  }
+  return text;
 }
 
 program.parseAsync(process.argv).catch(fail);

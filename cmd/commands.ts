@@ -1,5 +1,6 @@
-import { AirgapError } from '../src/errors.js';
-import type { PushSummary } from '../src/push.js';
+import { AirgapError, type ErrorCode } from '../src/errors.js';
+import type { PushCounts, PushDryRun, PushSummary } from '../src/push.js';
+import type { PlanReport } from '../src/plan.js';
 import { baseLabel, parseSize } from '../src/bundle/format.js';
 import type { RegistryAccessOptions } from '../src/registry/access.js';
 import { parseTargetRegistry } from '../src/target.js';
@@ -37,12 +38,18 @@ export interface Result {
   json: unknown;
   text?: string;
   exitCode?: number;
+  /** The result is printed, yet the run failed: exit with this code's status and say `problem` on stderr. */
+  failed?: { code: ErrorCode; problem: string };
 }
 
-interface OptionSpec {
+export interface OptionSpec {
   flags: string;
   description: string;
   default?: unknown;
+  /** Shown in help as the default when there is no single default value to give commander. */
+  defaultText?: string;
+  /** Checked before the command runs; marked "(required)" in help. */
+  required?: boolean;
   parse?: (value: string, previous: unknown) => unknown;
 }
 
@@ -51,6 +58,8 @@ export interface CommandSpec {
   description: string;
   args?: string[];
   options: OptionSpec[];
+  /** One command line shown under the help. */
+  example: string;
   run(args: string[], opts: Record<string, unknown>, ctx: Context): Promise<Result>;
 }
 
@@ -68,6 +77,8 @@ function positiveInt(flag: string) {
 
 const collect = (v: string, prev: unknown): string[] => [...((prev as string[] | undefined) ?? []), v];
 
+const manifestsFlag: OptionSpec = { flags: '--manifests <dir>', description: 'the application manifests', required: true };
+
 const resolveFlags: OptionSpec[] = [
   { flags: '--proxy-host <host>', description: 'the vendor proxy for private images', default: DEFAULT_PROXY },
   { flags: '--replicated-registry <host>', description: 'the vendor registry (images there are pulled with the license)', default: DEFAULT_VENDOR_REGISTRY },
@@ -75,10 +86,11 @@ const resolveFlags: OptionSpec[] = [
 ];
 
 const registryFlags: OptionSpec[] = [
-  { flags: '--registry <host/namespace>', description: 'the customer registry and namespace, e.g. registry.corp:5000/my-app' },
+  { flags: '--registry <host/namespace>', description: 'the customer registry and namespace, e.g. registry.corp:5000/my-app', required: true },
   { flags: '--username <user>', description: 'user for the customer registry' },
   { flags: '--password <password>', description: 'password for the customer registry (prefer --password-stdin)' },
   { flags: '--password-stdin', description: 'read the password from standard input' },
+  { flags: '--keep-path', description: 'keep the source repository path under the namespace (quay.io/acme/api:1 → HOST/NS/acme/api:1); push and rewrite must agree' },
   { flags: '--ca-file <file>', description: 'CA certificate (PEM) of the customer registry' },
   { flags: '--insecure-skip-tls-verify', description: 'do not verify the registry TLS certificate' },
   { flags: '--plain-http', description: 'talk plain HTTP to the registry' },
@@ -88,9 +100,10 @@ const concurrencyFlag: OptionSpec = {
   flags: '--concurrency <n>', description: 'blobs copied at once', default: DEFAULT_CONCURRENCY, parse: positiveInt('--concurrency'),
 };
 
+/** A string flag the command marks required (checked in cmd/airgap.ts before it runs). */
 function required(opts: Record<string, unknown>, name: string, flag: string): string {
   const v = opts[name];
-  if (typeof v !== 'string' || v === '') throw new AirgapError('E_USAGE', `missing ${flag}`, { hint: 'see airgap --help' });
+  if (typeof v !== 'string' || v === '') throw new AirgapError('E_USAGE', `missing ${flag}`, { hint: 'see airgap <command> --help' });
   return v;
 }
 
@@ -168,52 +181,77 @@ function table(rows: string[][]): string {
 
 const plan: CommandSpec = {
   name: 'plan',
-  description: 'find every image of the application and decide where each is pulled from (downloads nothing)',
+  description: 'find every image of the application, check it against the rules and say where each is pulled from (downloads nothing)',
   options: [
-    { flags: '--manifests <dir>', description: 'the application manifests' },
+    manifestsFlag,
     { flags: '--license <file>', description: 'the customer license (kots.io/v1beta1 License)' },
+    { flags: '--offline', description: 'read the manifests only: no request of any kind (public/private is then not decided)' },
     ...resolveFlags,
   ],
+  example: 'airgap plan --manifests ./app --license ./license.yaml',
   async run(_args, opts) {
-    const access = await sourceAccess(opts);
+    const offline = Boolean(opts.offline);
+    const access = offline ? undefined : await sourceAccess(opts);
     try {
-      const { makePlan } = await phases.plan();
-      const p = await makePlan({
+      const { planReport } = await phases.plan();
+      const p = await planReport({
         manifestsDir: required(opts, 'manifests', '--manifests'),
         ...(opts.license ? { licensePath: opts.license as string } : {}),
         proxyHost: opts.proxyHost as string,
         replicatedRegistry: opts.replicatedRegistry as string,
-        registries: access,
+        ...(access ? { registries: access } : {}),
       });
-      const images = p.images.map((i) => ({
-        ref: formatReference(i.ref),
-        kind: i.kind,
-        pullFrom: `${i.source.registry}/${i.source.repository}`,
-        occurrences: i.occurrences,
-      }));
-      const rows = [['IMAGE', 'KIND', 'PULLED FROM', 'WHERE'],
-        ...images.map((i) => [i.ref, i.kind, i.pullFrom, i.occurrences.map((o) => `${o.file}:${o.line}`).join(', ')])];
-      return { json: { appSlug: p.appSlug, images }, text: table(rows) };
+      return planResult(p);
     } finally {
-      await access.close();
+      await access?.close();
     }
   },
 };
+
+function planResult(p: PlanReport): Result {
+  const where = (o: { file: string; line: number }[]) => o.map((x) => `${x.file}:${x.line}`).join(', ');
+  const rule = { 'tag': 'ok: by tag', 'tag+digest': 'ok: tag+digest', 'digest-only': 'REFUSED: digest only' } as const;
+  const from = (i: PlanReport['images'][number]): string => {
+    if (i.error) return `FAILED (${i.error.code})`;
+    if (!i.kind) return 'decided online';
+    return i.kind === 'public' ? `public: ${i.pullFrom}` : i.kind === 'private' ? `private, via proxy: ${i.pullFrom}` : `vendor registry: ${i.pullFrom}`;
+  };
+  const rows = [['IMAGE', 'DIGEST RULE', p.offline ? 'PULLED FROM (offline)' : 'PULLED FROM', 'WHERE'],
+    ...p.images.map((i) => [i.ref, rule[i.digestRule], from(i), where(i.occurrences)])];
+  const failed = p.images.filter((i) => i.error);
+  // As src/plan.ts isRefusal (not imported: plan's YAML code is loaded only when plan runs).
+  const isRefusal = (f: PlanReport['findings'][number]) => !['warning', 'warn', 'info', 'notice'].includes(f.severity.toLowerCase());
+  const refusals = p.findings.filter(isRefusal);
+  const text = [
+    table(rows),
+    ...failed.map((i) => `  ${i.ref}: ${i.error!.message}${i.error!.hint ? ` (${i.error!.hint})` : ''}`),
+    ...(p.findings.length > 0 ? ['', table([['FINDING', 'SEVERITY', 'CODE', 'WHAT (FIX)'],
+      ...p.findings.map((f) => [`${f.file}:${f.line}`, f.severity, f.code, `${f.message}${f.hint ? ` (${f.hint})` : ''}`])])] : []),
+    '',
+    `${p.images.length} image(s): ${p.images.length - failed.length} ok, ${failed.length} failed; ${p.findings.length} finding(s), ${refusals.length} of them refusing a build` +
+      (p.offline ? '; offline: nothing was asked of any registry' : ''),
+  ].join('\n');
+  const json = { appSlug: p.appSlug, offline: p.offline, ok: failed.length === 0 && refusals.length === 0, images: p.images, findings: p.findings };
+  if (failed.length === 0 && refusals.length === 0) return { json, text };
+  const code: ErrorCode = failed[0]?.error?.code ?? 'E_MANIFESTS';
+  return { json, text, failed: { code, problem: `plan: ${failed.length} of ${p.images.length} image(s) failed, ${refusals.length} finding(s) refuse a build (listed above)` } };
+}
 
 const buildCmd: CommandSpec = {
   name: 'build',
   description: 'pull every image of the application and write one bundle (OCI layout in a tar, plus the manifests)',
   options: [
-    { flags: '--manifests <dir>', description: 'the application manifests' },
-    { flags: '--license <file>', description: 'the customer license (kots.io/v1beta1 License)' },
-    { flags: '--out <file>', description: 'the bundle to write (must not exist)' },
-    { flags: '--platform <os/arch[/variant]|all>', description: 'platform to keep from multi-platform images (repeatable)', parse: collect },
+    manifestsFlag,
+    { flags: '--license <file>', description: 'the customer license (kots.io/v1beta1 License)', required: true },
+    { flags: '--out <file>', description: 'the bundle to write (must not exist)', required: true },
+    { flags: '--platform <os/arch[/variant]|all>', description: 'platform to keep from each image (repeatable); an image without it is an error', defaultText: 'linux/amd64', parse: collect },
     { flags: '--release <label>', description: 'a release label recorded in the bundle' },
     { flags: '--since <bundle>', description: 'the previous release\'s bundle: write a delta carrying only the blobs it does not hold' },
     { flags: '--split-size <size>', description: 'write numbered parts of at most SIZE (e.g. 4GB, 700MB) beside --out', parse: (v: string) => parseSize(v) },
     concurrencyFlag,
     ...resolveFlags,
   ],
+  example: 'airgap build --manifests ./app --license ./license.yaml --out app-1.4.2.tar --release 1.4.2',
   async run(_args, opts, ctx) {
     const access = await sourceAccess(opts);
     try {
@@ -235,7 +273,7 @@ const buildCmd: CommandSpec = {
       return {
         json: s,
         text: [
-          `wrote ${s.out}: ${s.images.length} image(s), ${s.blobs} blobs, ${humanBytes(s.bytes)}`,
+          `wrote ${s.out}: ${s.images.length} image(s), ${humanBytes(s.bytes)} of content in ${s.blobs} blob(s)`,
           ...(s.delta ? [`delta on top of bundle ${baseLabel(s.delta.base)}: ${s.delta.blobsFromBase} blob(s), ${humanBytes(s.delta.bytesFromBase)} left to the base`] : []),
           ...(s.parts ? [`split into ${s.parts.length} part(s) beside it: ${s.parts.map((p) => `${p.name} (${humanBytes(p.size)})`).join(', ')}`] : []),
         ].join('\n'),
@@ -251,6 +289,7 @@ const inspect: CommandSpec = {
   description: 'list the images and metadata of a bundle',
   args: ['<bundle>'],
   options: [],
+  example: 'airgap inspect app-1.4.2.tar',
   async run(args) {
     const { inspectBundle } = await phases.inspect();
     const info = await inspectBundle(bundleArg(args));
@@ -278,6 +317,7 @@ const verify: CommandSpec = {
   description: 're-hash every blob of a bundle and check every image is complete',
   args: ['<bundle>'],
   options: [],
+  example: 'airgap verify app-1.4.2.tar',
   async run(args) {
     const path = bundleArg(args);
     const [{ BundleReader }, { verifyBundle }] = await Promise.all([phases.reader(), phases.verify()]);
@@ -298,72 +338,142 @@ const verify: CommandSpec = {
   },
 };
 
+const dryRunFlag: OptionSpec = { flags: '--dry-run', description: 'check everything and say what would be pushed, mounted, skipped and written, with HEAD requests only' };
+
+function pushOptions(args: string[], opts: Record<string, unknown>, access: Awaited<ReturnType<typeof targetAccess>>['access'], ctx: Context) {
+  return {
+    bundle: bundleArg(args), registry: opts.registry as string, registries: access, concurrency: opts.concurrency as number,
+    keepPath: Boolean(opts.keepPath), ...progress(ctx, 'pushing'),
+  };
+}
+
 const pushCmd: CommandSpec = {
   name: 'push',
   description: 'push every image of a bundle into the customer registry',
   args: ['<bundle>'],
-  options: [...registryFlags, concurrencyFlag],
+  options: [...registryFlags, dryRunFlag, concurrencyFlag],
+  example: 'printf \'%s\' "$PASSWORD" | airgap push app-1.4.2.tar --registry registry.corp:5000/acme --username deployer --password-stdin',
   async run(args, opts, ctx) {
     const { access } = await targetAccess(opts, ctx);
     try {
-      const { push } = await phases.push();
-      const s = await push({ bundle: bundleArg(args), registry: opts.registry as string, registries: access, concurrency: opts.concurrency as number, ...progress(ctx, 'pushing') });
-      return { json: s, text: pushText(s) };
+      const { PushJob } = await phases.push();
+      const job = await PushJob.open(pushOptions(args, opts, access, ctx));
+      try {
+        if (opts.dryRun) {
+          const d = await job.dryRun();
+          return { json: d, text: dryRunText(d), ...baseMissing(d) };
+        }
+        await job.checkAccess();
+        const s = await job.run();
+        return { json: s, text: pushText(s) };
+      } finally {
+        await job.close();
+      }
     } finally {
       await access.close();
     }
   },
 };
 
+/** Each distinct digest once, as build counts it. */
+function countsText(c: PushCounts, dry: boolean): string {
+  const [up, mount, there] = dry ? ['to upload', 'to mount', 'already there'] : ['uploaded', 'mounted', 'already there'];
+  return `${humanBytes(c.bytes)} of content in ${c.blobs} blob(s): ${humanBytes(c.bytesUploaded)} ${up} (${c.blobsUploaded}), ` +
+    `${humanBytes(c.bytesMounted)} ${mount} from another repository (${c.blobsMounted}), ${humanBytes(c.bytesExisting)} ${there} (${c.blobsExisting})`;
+}
+
 function pushText(s: PushSummary): string {
+  const pushed = s.images.filter((i) => i.status === 'pushed').length;
   return [
     ...(s.delta ? [`delta on top of bundle ${baseLabel(s.delta.base)}: ${s.delta.blobsFromBase} blob(s) found in the registry`] : []),
-    ...s.images.map((i) => `pushed ${i.target} (${i.digest.slice(0, 19)})`),
-    `${s.images.length} image(s): ${humanBytes(s.bytesUploaded)} uploaded in ${s.blobsUploaded} blob(s), ${humanBytes(s.bytesSkipped)} skipped (${s.blobsExisting} already there, ${s.blobsMounted} mounted)`,
+    ...s.images.map((i) => `${i.status === 'pushed' ? 'pushed       ' : 'already there'} ${i.target} (${i.digest.slice(0, 19)})`),
+    `${s.images.length} image(s), ${pushed} pushed, ${s.images.length - pushed} already there; ${countsText(s, false)}`,
   ].join('\n');
 }
 
+function dryRunText(d: PushDryRun): string {
+  const would = d.images.filter((i) => i.status === 'would push').length;
+  return [
+    `dry run: nothing was sent to ${d.registry} and nothing was written`,
+    ...d.images.map((i) => `${i.status === 'would push' ? 'would push   ' : 'already there'} ${i.source} → ${i.target} (${i.digest.slice(0, 19)})`),
+    `${d.images.length} image(s), ${would} to push, ${d.images.length - would} already there; ${countsText(d, true)}`,
+    ...(d.missingFromBase ? [`the push would refuse: ${d.missingFromBase.length} blob(s) this delta leaves to its base are not in the registry (${d.missingFromBase.join(', ')})`] : []),
+  ].join('\n');
+}
+
+function baseMissing(d: PushDryRun): Partial<Result> {
+  return d.missingFromBase
+    ? { failed: { code: 'E_BASE_MISSING', problem: `push --dry-run: the registry lacks ${d.missingFromBase.length} blob(s) this delta bundle expects from its base (push the base bundle first)` } }
+    : {};
+}
+
 const rewriteFlags: OptionSpec[] = [
-  { flags: '--out <dir>', description: 'where to write rendered/, base/ and midstream/ (must not exist or be empty)' },
+  { flags: '--out <dir>', description: 'where to write rendered/, base/ and midstream/ (must not exist or be empty)', required: true },
   { flags: '--namespace <ns>', description: 'the namespace the application is installed in', default: 'default' },
 ];
 
+function rewriteOptions(args: string[], opts: Record<string, unknown>, credentials: { username: string; password: string } | undefined) {
+  return {
+    bundle: bundleArg(args), registry: required(opts, 'registry', '--registry'), out: required(opts, 'out', '--out'),
+    namespace: opts.namespace as string, keepPath: Boolean(opts.keepPath), ...(credentials ? { credentials } : {}),
+  };
+}
+
 const rewriteCmd: CommandSpec = {
   name: 'rewrite',
-  description: 'rewrite the bundle\'s manifests to pull from the customer registry, with an image pull secret',
+  description: 'rewrite the bundle\'s manifests to pull from the customer registry, with an image pull secret; checks the registry holds every image',
   args: ['<bundle>'],
-  options: [...registryFlags, ...rewriteFlags],
+  options: [...registryFlags, ...rewriteFlags,
+    { flags: '--skip-registry-check', description: 'do not ask the registry whether it holds every image (to rewrite before the push, or without access to it)' }],
+  example: 'printf \'%s\' "$PASSWORD" | airgap rewrite app-1.4.2.tar --registry registry.corp:5000/acme --username deployer --password-stdin --namespace shop --out ./install',
   async run(args, opts, ctx) {
-    // Only the credentials are used (for the pull secret); the flags are checked as for push.
     const { access, credentials } = await targetAccess(opts, ctx);
-    await access.close();
-    const { rewrite } = await phases.rewrite();
-    const s = await rewrite({
-      bundle: bundleArg(args), registry: required(opts, 'registry', '--registry'), out: required(opts, 'out', '--out'),
-      namespace: opts.namespace as string, ...(credentials ? { credentials } : {}),
-    });
-    return { json: s, text: `wrote ${s.out}/rendered (${s.files} file(s), ${s.images.length} image reference(s) rewritten) and the kustomize overlay ${s.out}/midstream\napply with: kubectl apply -f ${s.out}/rendered` };
+    try {
+      const { RewriteJob } = await phases.rewrite();
+      const job = await RewriteJob.open(rewriteOptions(args, opts, credentials));
+      if (!opts.skipRegistryCheck) await job.checkRegistry(access);
+      const s = await job.write();
+      return { json: s, text: `wrote ${s.out}/rendered (${s.files} file(s), ${s.images.length} image reference(s) rewritten) and the kustomize overlay ${s.out}/midstream\napply with: kubectl apply -f ${s.out}/rendered` };
+    } finally {
+      await access.close();
+    }
   },
 };
 
 const install: CommandSpec = {
   name: 'install',
-  description: 'push the bundle\'s images and rewrite its manifests (push + rewrite)',
+  description: 'push the bundle\'s images and rewrite its manifests (push + rewrite); every check of both runs before anything is pushed',
   args: ['<bundle>'],
-  options: [...registryFlags, ...rewriteFlags, concurrencyFlag],
+  options: [...registryFlags, ...rewriteFlags, dryRunFlag, concurrencyFlag],
+  example: 'printf \'%s\' "$PASSWORD" | airgap install app-1.4.2.tar --registry registry.corp:5000/acme --username deployer --password-stdin --namespace shop --out ./install',
   async run(args, opts, ctx) {
     const { access, credentials } = await targetAccess(opts, ctx);
-    const bundle = bundleArg(args);
-    const out = required(opts, 'out', '--out');
     try {
-      const [{ push }, { rewrite }] = await Promise.all([phases.push(), phases.rewrite()]);
-      const p = await push({ bundle, registry: opts.registry as string, registries: access, concurrency: opts.concurrency as number, ...progress(ctx, 'pushing') });
-      ctx.renderer.stop();
-      const r = await rewrite({ bundle, registry: opts.registry as string, out, namespace: opts.namespace as string, ...(credentials ? { credentials } : {}) });
-      return {
-        json: { push: p, rewrite: r },
-        text: `${pushText(p)}\nmanifests: ${r.out}/rendered (kustomize overlay: ${r.out}/midstream)\nnext: kubectl apply -f ${r.out}/rendered`,
-      };
+      const [{ PushJob }, { RewriteJob }] = await Promise.all([phases.push(), phases.rewrite()]);
+      // Every check of both halves before the first byte moves: --out, the manifests, the bundle.
+      const rw = await RewriteJob.open(rewriteOptions(args, opts, credentials));
+      const job = await PushJob.open(pushOptions(args, opts, access, ctx));
+      try {
+        if (opts.dryRun) {
+          const d = await job.dryRun();
+          const files = rw.files();
+          return {
+            json: { push: d, rewrite: { ...rw.summary(), dryRun: true, wouldWrite: files } },
+            text: `${dryRunText(d)}\nwould write ${files.length} file(s) under ${rw.summary().out}:\n${files.map((f) => `  ${f}`).join('\n')}`,
+            ...baseMissing(d),
+          };
+        }
+        await job.checkAccess();
+        const p = await job.run();
+        ctx.renderer.stop();
+        const r = await rw.write();
+        return {
+          json: { push: p, rewrite: r },
+          text: `${pushText(p)}\nmanifests: ${r.out}/rendered (kustomize overlay: ${r.out}/midstream)\nnext: kubectl apply -f ${r.out}/rendered`,
+        };
+      } finally {
+        await job.close();
+      }
     } finally {
       await access.close();
     }

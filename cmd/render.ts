@@ -31,12 +31,18 @@ export function humanBytes(n: number): string {
 /**
  * Bytes a progress display counts as done for an event: streamed blob bytes as they move, and the
  * whole size of content that needed no transfer (already there, mounted) or is a small manifest.
+ * Each digest counts once, however many target repositories receive it (the totals do the same).
  */
-function doneBytes(e: CopyEvent): number {
-  if (e.type === 'blob-progress') return e.bytes;
-  if (e.type === 'blob-done' && e.outcome !== 'uploaded') return e.size;
-  if (e.type === 'manifest-done') return e.size;
-  return 0;
+class DoneBytes {
+  readonly #counted = new Set<string>();
+
+  of(e: CopyEvent): number {
+    if (e.type === 'blob-progress') return e.bytes;
+    if (e.type !== 'blob-done' && e.type !== 'manifest-done') return 0;
+    if (this.#counted.has(e.digest)) return 0;
+    this.#counted.add(e.digest);
+    return e.type === 'blob-done' && e.outcome === 'uploaded' ? 0 : e.size;
+  }
 }
 
 /** cli-progress is loaded only for a terminal: pipelines and --json never pay for it. */
@@ -48,6 +54,7 @@ export async function makeRenderer(mode: { json: boolean; tty: boolean }): Promi
 }
 
 class LineRenderer implements Renderer {
+  readonly #done = new DoneBytes();
   #bytes = 0;
   #total = 0;
   #images = 0;
@@ -72,7 +79,7 @@ class LineRenderer implements Renderer {
   }
 
   event(e: CopyEvent): void {
-    this.#bytes += doneBytes(e);
+    this.#bytes += this.#done.of(e);
     if (e.type === 'image-done') {
       this.#images++;
       process.stderr.write(`  [${this.#images}/${this.#totalImages}] ${e.image} ${e.digest.slice(0, 19)}\n`);
@@ -90,6 +97,7 @@ class LineRenderer implements Renderer {
 
 class BarRenderer implements Renderer {
   readonly #cli: CliProgress;
+  readonly #done = new DoneBytes();
   #multi: cliProgressModule.MultiBar | undefined;
   #bytesBar: cliProgressModule.SingleBar | undefined;
   #imagesBar: cliProgressModule.SingleBar | undefined;
@@ -116,7 +124,7 @@ class BarRenderer implements Renderer {
   }
 
   event(e: CopyEvent): void {
-    const n = doneBytes(e);
+    const n = this.#done.of(e);
     if (n !== 0) {
       this.#bytes += n;
       this.#bytesBar?.update(this.#bytes, { detail: `${humanBytes(this.#bytes)} / ${humanBytes(this.#totalBytes)}` });

@@ -29,8 +29,9 @@ export type CopyEvent =
   | { type: 'blob-start'; digest: string; size: number; image: string }
   | { type: 'blob-progress'; digest: string; bytes: number }
   | { type: 'blob-done'; digest: string; size: number; outcome: PushOutcome; image: string }
-  | { type: 'manifest-done'; digest: string; size: number; image: string }
-  | { type: 'image-done'; image: string; digest: string };
+  | { type: 'manifest-done'; digest: string; size: number; image: string; outcome: PushOutcome }
+  /** `existed`: every tag already named this digest, so nothing was written for the image. */
+  | { type: 'image-done'; image: string; digest: string; existed: boolean };
 
 export type EventSink = (e: CopyEvent) => void;
 
@@ -150,10 +151,10 @@ export class Copier {
         if (this.#inflight.has(d.digest)) continue;
         this.#inflight.set(d.digest, Promise.resolve('existed'));
         this.#emit(n.bytes !== undefined
-          ? { type: 'manifest-done', digest: d.digest, size: d.size, image }
+          ? { type: 'manifest-done', digest: d.digest, size: d.size, image, outcome: 'existed' }
           : { type: 'blob-done', digest: d.digest, size: d.size, outcome: 'existed', image });
       }
-      this.#emit({ type: 'image-done', image, digest: root.descriptor.digest });
+      this.#emit({ type: 'image-done', image, digest: root.descriptor.digest, existed: true });
       return;
     }
     await this.#copyNode(src, root, image);
@@ -161,7 +162,7 @@ export class Copier {
       this.#check();
       await this.#dst.tag(root.descriptor, root.bytes!, t, this.#opts());
     }
-    this.#emit({ type: 'image-done', image, digest: root.descriptor.digest });
+    this.#emit({ type: 'image-done', image, digest: root.descriptor.digest, existed: false });
   }
 
   async #alreadyTagged(root: GraphNode, tags: string[]): Promise<boolean> {
@@ -207,7 +208,7 @@ export class Copier {
     const outcome = (await this.#dst.exists(desc, this.#opts()))
       ? 'existed'
       : await this.#dst.push(desc, async () => Readable.from([Buffer.from(bytes)]), this.#opts());
-    this.#emit({ type: 'manifest-done', digest: desc.digest, size: desc.size, image });
+    this.#emit({ type: 'manifest-done', digest: desc.digest, size: desc.size, image, outcome });
     return outcome;
   }
 

@@ -1,8 +1,8 @@
 import { AirgapError } from './errors.js';
 import { fetchManifest } from './copy.js';
-import { platformString, type Descriptor } from './oci/descriptor.js';
+import { platformString, type Descriptor, type Platform } from './oci/descriptor.js';
 import { parseManifest } from './oci/manifest.js';
-import { selectChildren, type PlatformSpec } from './oci/platform.js';
+import { platformMatches, selectChildren, type PlatformSpec } from './oci/platform.js';
 import { sha256Digest } from './oci/verify.js';
 import type { Resolved, SourceStore } from './store.js';
 
@@ -14,7 +14,7 @@ import type { Resolved, SourceStore } from './store.js';
  */
 export async function choosePlatforms(src: SourceStore, root: Resolved, spec: PlatformSpec, what: string): Promise<{ root: Resolved; platforms: string[] }> {
   const parsed = parseManifest(root.bytes, root.descriptor.mediaType, `${what} manifest`);
-  if (parsed.kind === 'manifest') return { root, platforms: [] };
+  if (parsed.kind === 'manifest') return { root, platforms: await ownPlatform(src, parsed.config, spec, what) };
   const listed = parsed.manifests.map((d) => platformString(d.platform));
   if (spec.all) return { root, platforms: listed };
   const { chosen, missing } = selectChildren(parsed.manifests, spec.wanted);
@@ -38,3 +38,38 @@ export async function choosePlatforms(src: SourceStore, root: Resolved, spec: Pl
 function stripPlatform(child: Descriptor, d: Descriptor): Descriptor {
   return { mediaType: child.mediaType, digest: d.digest, size: d.size };
 }
+
+/**
+ * A single-platform image is its own platform, read from its config: every requested platform
+ * must be it. A config that names no platform (an OCI artifact) is taken as it is.
+ */
+async function ownPlatform(src: SourceStore, config: Descriptor, spec: PlatformSpec, what: string): Promise<string[]> {
+  const stream = await src.fetch(config);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of stream) {
+    size += (c as Buffer).length;
+    if (size > MAX_CONFIG) return [];
+    chunks.push(c as Buffer);
+  }
+  let cfg: { os?: unknown; architecture?: unknown; variant?: unknown };
+  try {
+    cfg = JSON.parse(Buffer.concat(chunks).toString('utf8')) as typeof cfg;
+  } catch {
+    return [];
+  }
+  if (typeof cfg.os !== 'string' || typeof cfg.architecture !== 'string') return [];
+  const have: Platform = { os: cfg.os, architecture: cfg.architecture, ...(typeof cfg.variant === 'string' ? { variant: cfg.variant } : {}) };
+  const own = platformString(have);
+  if (spec.all) return [own];
+  const missing = spec.wanted.filter((w) => !platformMatches(w, have));
+  if (missing.length > 0) {
+    throw new AirgapError('E_NOT_FOUND',
+      `${what} has no ${missing.map((p) => platformString(p)).join(', ')} image: it is a single-platform ${own} image`,
+      { hint: `ask for --platform ${own} (or --platform all), or use an image built for ${missing.map((p) => platformString(p)).join(', ')}` });
+  }
+  return [own];
+}
+
+/** Image configs are a few KB; one past this is no platform we can read. */
+const MAX_CONFIG = 4 * 1024 * 1024;

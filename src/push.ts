@@ -5,76 +5,205 @@ import { placeBaseBlobs, pruneGraph } from './delta.js';
 import { AirgapError, isAirgapError } from './errors.js';
 import type { RegistryAccess } from './plan.js';
 import { parseReference } from './reference.js';
-import { checkCollisions, parseTargetRegistry, targetName, type TargetName } from './target.js';
+import { checkCollisions, parseTargetRegistry, targetName, type TargetName, type TargetRegistry } from './target.js';
 
 export interface PushOptions {
   bundle: string;
   registry: string;
   registries: RegistryAccess;
   concurrency: number;
+  /** Keep the whole source repository path under the namespace (target.ts); rewrite must agree. */
+  keepPath?: boolean;
   onEvent?: EventSink;
   onStart?: (totalBytes: number, totalImages: number) => void;
   signal?: AbortSignal;
 }
 
-export interface PushSummary {
-  registry: string;
-  images: { source: string; target: string; digest: string }[];
-  /** Blob bytes sent over the wire. */
+/** How one digest reached the registry; each digest counts once, under the first that applies. */
+type Moved = 'uploaded' | 'mounted' | 'existed';
+
+/**
+ * Bytes are counted one way everywhere (the build's way): each distinct blob or manifest once,
+ * whatever number of images or target repositories share it.
+ */
+export interface PushCounts {
+  /** Distinct content the images are made of (blobs and manifests), as `build` and `inspect` count it. */
+  bytes: number;
+  blobs: number;
+  /** Of which sent over the wire (to at least one repository). */
   bytesUploaded: number;
-  /** Blob bytes the registry already had (existing or mounted from another repository). */
-  bytesSkipped: number;
   blobsUploaded: number;
+  /** Of which not sent, only mounted from another repository of the registry. */
+  bytesMounted: number;
   blobsMounted: number;
+  /** Of which the registry already held (including what a delta leaves to its base). */
+  bytesExisting: number;
   blobsExisting: number;
+  /** bytesMounted + bytesExisting. */
+  bytesSkipped: number;
+}
+
+export interface PushSummary extends PushCounts {
+  registry: string;
+  /** `already there`: every tag named this image already, so nothing was written for it. */
+  images: { source: string; target: string; digest: string; status: 'pushed' | 'already there' }[];
   /** A delta bundle: its base, and the blobs found in the registry instead of in the bundle. */
   delta?: { base: { id: string; created: string; release?: string }; blobsFromBase: number; bytesFromBase: number };
 }
 
+/** What a push would do, found with HEAD requests only. */
+export interface PushDryRun extends PushCounts {
+  registry: string;
+  dryRun: true;
+  images: { source: string; target: string; digest: string; status: 'would push' | 'already there' }[];
+  /** A delta bundle: blobs it leaves to its base that the registry does not hold (the push would refuse). */
+  missingFromBase?: string[];
+}
+
+interface PushImage {
+  ref: string;
+  name: TargetName;
+}
+
 /**
- * airgap push: bundle → registry. Every image goes to <host>/<namespace>/<name>:<tag>; blobs are
- * read from their byte range in the bundle, mounted when a sibling repository already has them,
- * and each tag is written only after all of its content is in the registry.
+ * A push, prepared: every check that needs no registry is done (bundle readable and complete,
+ * names, collisions). Nothing has been sent yet; `close()` whatever happens next.
  */
-export async function push(opts: PushOptions): Promise<PushSummary> {
-  const target = parseTargetRegistry(opts.registry);
-  const reader = await BundleReader.open(opts.bundle);
-  try {
-    const entries = reader.images();
-    if (entries.length === 0) {
-      throw new AirgapError('E_BUNDLE', `bundle ${opts.bundle} holds no images (index.json lists none)`,
-        { hint: 'rebuild the bundle with airgap build' });
-    }
-    const images = entries.map((e) => {
-      const ref = parseReference(e.ref, `${opts.bundle}: index.json`);
-      return { ...e, name: targetName(target, ref) };
-    });
-    checkCollisions(images.map((i) => i.name));
+export class PushJob {
+  readonly #opts: PushOptions;
+  readonly #reader: BundleReader;
+  readonly #target: TargetRegistry;
+  readonly #images: PushImage[];
+  readonly #graphs: Map<string, GraphNode>;
 
-    const graphs = new Map<string, GraphNode>();
-    for (const img of images) {
-      const root = await reader.resolve(img.ref);
-      graphs.set(img.ref, await loadGraph(reader, root, img.ref, opts.signal));
-    }
-    refuseIncomplete(reader, graphs);
+  private constructor(opts: PushOptions, reader: BundleReader, target: TargetRegistry, images: PushImage[], graphs: Map<string, GraphNode>) {
+    this.#opts = opts;
+    this.#reader = reader;
+    this.#target = target;
+    this.#images = images;
+    this.#graphs = graphs;
+  }
 
+  static async open(opts: PushOptions): Promise<PushJob> {
+    const target = parseTargetRegistry(opts.registry);
+    const reader = await BundleReader.open(opts.bundle);
+    try {
+      const entries = reader.images();
+      if (entries.length === 0) {
+        throw new AirgapError('E_BUNDLE', `bundle ${opts.bundle} holds no images (index.json lists none)`,
+          { hint: 'rebuild the bundle with airgap build' });
+      }
+      const images = entries.map((e) => {
+        const ref = parseReference(e.ref, `${opts.bundle}: index.json`);
+        return { ref: e.ref, name: targetName(target, ref, opts.keepPath) };
+      });
+      checkCollisions(images.map((i) => i.name));
+      const graphs = new Map<string, GraphNode>();
+      for (const img of images) {
+        const root = await reader.resolve(img.ref);
+        graphs.set(img.ref, await loadGraph(reader, root, img.ref, opts.signal));
+      }
+      refuseIncomplete(reader, graphs);
+      return new PushJob(opts, reader, target, images, graphs);
+    } catch (e) {
+      await reader.close();
+      throw e;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#reader.close();
+  }
+
+  #store(repository: string) {
+    return this.#opts.registries.open({ registry: this.#target.host, repository });
+  }
+
+  #call() {
+    return this.#opts.signal ? { signal: this.#opts.signal } : {};
+  }
+
+  /** Distinct content of every image (blobs left to a delta's base included) and its size. */
+  #content(): { bytes: number; blobs: number } {
+    const nodes = flatten([...this.#graphs.values()]);
+    return { bytes: totalSize(nodes), blobs: nodes.length };
+  }
+
+  /**
+   * The registry takes our credentials, before the first byte moves: one HEAD of the first
+   * image's tag with push access (a 404 is fine; a 401/403 is the error the user needs now).
+   */
+  async checkAccess(): Promise<void> {
+    const first = this.#images[0]!;
+    await this.#store(first.name.repository).taggedAs!(first.name.tag, this.#call());
+  }
+
+  /** What run() would do, from HEAD requests alone: nothing is sent, nothing is written. */
+  async dryRun(): Promise<PushDryRun> {
+    const limit = pLimit(Math.max(1, this.#opts.concurrency));
+    const reader = this.#reader;
+    const images = await Promise.all(this.#images.map((img) => limit(async () => {
+      const digest = this.#graphs.get(img.ref)!.descriptor.digest;
+      const now = await this.#store(img.name.repository).taggedAs!(img.name.tag, this.#call());
+      return { source: img.ref, target: img.name.full, digest, status: now === digest ? 'already there' as const : 'would push' as const };
+    })));
+    // Each target repository's distinct digests, for the images not already there.
+    const byRepo = new Map<string, GraphNode[]>();
+    for (const [i, img] of this.#images.entries()) {
+      if (images[i]!.status === 'already there') continue;
+      byRepo.set(img.name.repository, [...(byRepo.get(img.name.repository) ?? []), this.#graphs.get(img.ref)!]);
+    }
+    const held = new Map<string, boolean>(); // `${repo}\n${digest}`
+    await Promise.all([...byRepo].flatMap(([repo, roots]) => flatten(roots).map((n) => limit(async () => {
+      held.set(`${repo}\n${n.descriptor.digest}`, await this.#store(repo).exists(n.descriptor, this.#call()));
+    }))));
+    const heldSomewhere = (d: string) => [...byRepo.keys()].some((r) => held.get(`${r}\n${d}`));
+    const moved = new Map<string, Moved>();
+    const uploadedTo = new Set<string>();
+    const missingFromBase = new Set<string>();
+    for (const [repo, roots] of byRepo) {
+      for (const n of flatten(roots)) {
+        const d = n.descriptor.digest;
+        let how: Moved;
+        if (held.get(`${repo}\n${d}`)) how = 'existed';
+        else if (n.bytes === undefined && (uploadedTo.has(d) || heldSomewhere(d))) how = 'mounted';
+        else if (reader.isFromBase(d)) { missingFromBase.add(d); continue; }
+        else { how = 'uploaded'; uploadedTo.add(d); }
+        record(moved, d, how);
+      }
+    }
+    return {
+      registry: this.#opts.registry, dryRun: true, images,
+      ...counts(this.#content(), moved, this.#graphs),
+      ...(missingFromBase.size > 0 ? { missingFromBase: [...missingFromBase] } : {}),
+    };
+  }
+
+  /**
+   * Sends every image: blobs are read from their byte range in the bundle, mounted when a sibling
+   * repository already has them, and each tag is written only after all of its content.
+   */
+  async run(): Promise<PushSummary> {
+    const opts = this.#opts;
+    const reader = this.#reader;
+    const images = this.#images;
+    const graphs = new Map(this.#graphs);
+    const content = this.#content();
     // One copier per target repository (a blob must exist in each), one limiter for them all.
     const limit = pLimit(Math.max(1, opts.concurrency));
     const siblings = new Map<string, Promise<unknown>>();
     const copiers = new Map<string, Copier>();
-    const stats = { bytesUploaded: 0, bytesSkipped: 0, blobsUploaded: 0, blobsMounted: 0, blobsExisting: 0 };
+    const moved = new Map<string, Moved>();
+    const already = new Set<string>();
     const onEvent = (e: CopyEvent) => {
-      if (e.type === 'blob-done') {
-        if (e.outcome === 'uploaded') { stats.bytesUploaded += e.size; stats.blobsUploaded++; }
-        else { stats.bytesSkipped += e.size; if (e.outcome === 'mounted') stats.blobsMounted++; else stats.blobsExisting++; }
-      }
+      if (e.type === 'blob-done' || e.type === 'manifest-done') record(moved, e.digest, e.outcome);
+      if (e.type === 'image-done' && e.existed) already.add(e.image);
       opts.onEvent?.(e);
     };
     const copierFor = (name: TargetName): Copier => {
       let c = copiers.get(name.repository);
       if (!c) {
-        const store = opts.registries.open({ registry: target.host, repository: name.repository });
-        c = new Copier(store, { concurrency: opts.concurrency, limit, siblings, onEvent, ...(opts.signal ? { signal: opts.signal } : {}) });
+        c = new Copier(this.#store(name.repository), { concurrency: opts.concurrency, limit, siblings, onEvent, ...this.#call() });
         copiers.set(name.repository, c);
       }
       return c;
@@ -85,41 +214,76 @@ export async function push(opts: PushOptions): Promise<PushSummary> {
     const base = reader.base();
     let delta: PushSummary['delta'];
     if (base) {
-      const placed = await placeBaseBlobs(reader, target.host, [...graphsByRepository(images, graphs)].map(([repository, gs]) => ({
-        repository, graphs: gs, store: opts.registries.open({ registry: target.host, repository }),
-      })), { concurrency: opts.concurrency, ...(opts.signal ? { signal: opts.signal } : {}) });
+      const placed = await placeBaseBlobs(reader, this.#target.host, [...graphsByRepository(images, graphs)].map(([repository, gs]) => ({
+        repository, graphs: gs, store: this.#store(repository),
+      })), { concurrency: opts.concurrency, ...this.#call() });
+      for (const n of flatten([...graphs.values()])) if (reader.isFromBase(n.descriptor.digest)) record(moved, n.descriptor.digest, 'existed');
       for (const [ref, g] of graphs) graphs.set(ref, pruneGraph(g, (d) => reader.isFromBase(d)));
-      stats.blobsExisting += placed.existing;
-      stats.blobsMounted += placed.mounted;
-      stats.bytesSkipped += placed.bytes;
       delta = { base: { id: base.id, created: base.created, ...(base.release ? { release: base.release } : {}) },
         blobsFromBase: placed.existing + placed.mounted, bytesFromBase: placed.bytes };
     }
 
-    // Each target repository receives each of its digests once (uploaded, mounted or found there).
-    const totalBytes = [...graphsByRepository(images, graphs).values()].reduce((n, roots) => n + totalSize(flatten(roots)), 0);
-    opts.onStart?.(totalBytes, images.length);
+    // Progress counts each digest once, as the summary does.
+    opts.onStart?.(totalSize(flatten([...graphs.values()])), images.length);
     // The image with the biggest blob starts first, so that blob is not the last one running.
     // Computed once per image: a comparator would walk each graph again on every comparison.
     const biggest = new Map(images.map((img) => [img.ref, Math.max(0, ...flatten([graphs.get(img.ref)!]).map((n) => n.descriptor.size))]));
     const order = [...images].sort((x, y) => biggest.get(y.ref)! - biggest.get(x.ref)!);
+    const label = (img: PushImage) => `${img.ref} → ${img.name.full}`;
     await Promise.all(order.map((img) =>
-      copierFor(img.name).copyImage(reader, graphs.get(img.ref)!, `${img.ref} → ${img.name.full}`, [img.name.tag])))
+      copierFor(img.name).copyImage(reader, graphs.get(img.ref)!, label(img), [img.name.tag])))
       .catch((e: unknown) => { throw nameDamagedPart(e, reader); });
 
     return {
       registry: opts.registry,
-      images: images.map((i) => ({ source: i.ref, target: i.name.full, digest: graphs.get(i.ref)!.descriptor.digest })),
-      ...stats,
+      images: images.map((i) => ({ source: i.ref, target: i.name.full, digest: graphs.get(i.ref)!.descriptor.digest,
+        status: already.has(label(i)) ? 'already there' as const : 'pushed' as const })),
+      ...counts(content, moved, this.#graphs),
       ...(delta ? { delta } : {}),
     };
-  } finally {
-    await reader.close();
   }
 }
 
+/**
+ * airgap push: bundle → registry. Every image goes to <host>/<namespace>/<name>:<tag> (or the
+ * whole source path with keepPath). Every check runs before the first byte moves.
+ */
+export async function push(opts: PushOptions): Promise<PushSummary> {
+  const job = await PushJob.open(opts);
+  try {
+    await job.checkAccess();
+    return await job.run();
+  } finally {
+    await job.close();
+  }
+}
+
+const RANK: Record<Moved, number> = { uploaded: 3, mounted: 2, existed: 1 };
+
+function record(moved: Map<string, Moved>, digest: string, how: Moved): void {
+  const was = moved.get(digest);
+  if (!was || RANK[how] > RANK[was]) moved.set(digest, how);
+}
+
+/** Sums each distinct digest of the graphs once, under how it reached the registry. */
+function counts(content: { bytes: number; blobs: number }, moved: Map<string, Moved>, graphs: Map<string, GraphNode>): PushCounts {
+  const c = { uploaded: [0, 0], mounted: [0, 0], existed: [0, 0] } as Record<Moved, [number, number]>;
+  for (const n of flatten([...graphs.values()])) {
+    const how = moved.get(n.descriptor.digest) ?? 'existed';
+    c[how][0] += n.descriptor.size;
+    c[how][1]++;
+  }
+  return {
+    ...content,
+    bytesUploaded: c.uploaded[0], blobsUploaded: c.uploaded[1],
+    bytesMounted: c.mounted[0], blobsMounted: c.mounted[1],
+    bytesExisting: c.existed[0], blobsExisting: c.existed[1],
+    bytesSkipped: c.mounted[0] + c.existed[0],
+  };
+}
+
 /** The image graphs each target repository receives. */
-function graphsByRepository(images: { ref: string; name: TargetName }[], graphs: Map<string, GraphNode>): Map<string, GraphNode[]> {
+function graphsByRepository(images: PushImage[], graphs: Map<string, GraphNode>): Map<string, GraphNode[]> {
   const out = new Map<string, GraphNode[]>();
   for (const img of images) out.set(img.name.repository, [...(out.get(img.name.repository) ?? []), graphs.get(img.ref)!]);
   return out;

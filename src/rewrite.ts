@@ -1,12 +1,16 @@
-import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { rmSync } from 'node:fs';
+import { access, mkdtemp, mkdir, rm, stat, readdir, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { BundleReader, damaged } from './bundle/reader.js';
 import { scanManifests } from './app/scan.js';
-import { rewriteApp, writeRewrite } from './app/rewrite.js';
+import { rewriteApp, writeRewrite, type RewriteResult } from './app/rewrite.js';
+import { registerCleanup } from './cleanup.js';
 import { AirgapError } from './errors.js';
-import { taggedName, formatReference, type Reference } from './reference.js';
-import { parseTargetRegistry, targetName } from './target.js';
+import type { RegistryAccess } from './plan.js';
+import { taggedName, formatReference, parseReference, type Reference } from './reference.js';
+import { parseTargetRegistry, targetName, type TargetRegistry } from './target.js';
 
 export interface RewriteOptions {
   bundle: string;
@@ -14,6 +18,8 @@ export interface RewriteOptions {
   out: string;
   namespace: string;
   credentials?: { username: string; password: string };
+  /** Name images as push --keep-path does (target.ts); must match the push. */
+  keepPath?: boolean;
 }
 
 export interface RewriteSummary {
@@ -24,51 +30,167 @@ export interface RewriteSummary {
 }
 
 /**
- * airgap rewrite: the bundle's manifests → DIR/rendered (by tag, with the pull secret) and the
- * kustomize overlay. Every image the manifests name must be in the bundle: the rewrite never
- * points a workload at an image that the push did not carry.
+ * airgap rewrite, prepared: the bundle's manifests rewritten in memory (by tag, with the pull
+ * secret) and every check done — --out usable and empty, bundle readable, every image the
+ * manifests name carried. Nothing is written until write().
  */
-export async function rewrite(opts: RewriteOptions): Promise<RewriteSummary> {
-  const target = parseTargetRegistry(opts.registry);
-  const reader = await BundleReader.open(opts.bundle);
-  const work = await mkdtemp(join(tmpdir(), 'airgap-rewrite-'));
-  try {
-    const files = reader.appFiles();
-    if (files.length === 0) {
-      throw new AirgapError('E_BUNDLE', `bundle ${opts.bundle} holds no application manifests under app/`,
-        { hint: 'rebuild the bundle with airgap build --manifests DIR' });
-    }
-    for (const f of files) {
-      const dest = join(work, f);
-      await mkdir(dirname(dest), { recursive: true });
-      await writeFile(dest, await reader.readAppFile(f));
-    }
-    const scan = await scanManifests(work);
-    // An index entry whose manifest the bundle lacks is no image at all: never point a workload at it.
-    // A manifest is always carried, even by a delta, so one left to the base is missing too.
-    const ghosts = reader.images().filter((i) => !reader.hasBlob(i.descriptor.digest));
-    if (ghosts.length > 0) {
-      throw damaged(reader.label, `${ghosts.map((g) => `manifest ${g.descriptor.digest} of ${g.ref}`).join(', ')}, which index.json names`);
-    }
-    const bundled = new Set(reader.images().map((i) => i.ref));
-    const missing = scan.images.filter((i) => !bundled.has(taggedName(i.ref)));
-    if (missing.length > 0) {
-      throw new AirgapError('E_BUNDLE',
-        `the bundle's manifests name image(s) the bundle does not hold: ${missing.map((m) => `${formatReference(m.ref)} (app/${m.file}:${m.line})`).join(', ')}`,
-        { hint: 'rebuild the bundle from these manifests' });
-    }
-    const appSlug = reader.metadata()?.appSlug ?? scan.application?.name ?? 'app';
-    const result = rewriteApp(scan, {
-      host: target.host,
-      appSlug,
-      mapping: (ref: Reference) => targetName(target, ref).full,
-      secret: opts.credentials,
-      namespace: opts.namespace,
-    });
-    await writeRewrite(result, opts.out);
-    return { out: opts.out, files: result.rendered.length, images: result.images, namespaces: scan.namespaces };
-  } finally {
-    await rm(work, { recursive: true, force: true });
-    await reader.close();
+export class RewriteJob {
+  readonly #opts: RewriteOptions;
+  readonly #target: TargetRegistry;
+  readonly #result: RewriteResult;
+  readonly #namespaces: string[];
+  /** Each rewritten image: the pushed name and the digest the bundle holds for it. */
+  readonly #pushed: { source: Reference; digest: string }[];
+
+  private constructor(opts: RewriteOptions, target: TargetRegistry, result: RewriteResult, namespaces: string[], pushed: { source: Reference; digest: string }[]) {
+    this.#opts = opts;
+    this.#target = target;
+    this.#result = result;
+    this.#namespaces = namespaces;
+    this.#pushed = pushed;
   }
+
+  static async open(opts: RewriteOptions): Promise<RewriteJob> {
+    const target = parseTargetRegistry(opts.registry);
+    await checkOutDir(opts.out);
+    const reader = await BundleReader.open(opts.bundle);
+    // The manifests go through a private temp directory (they may hold the license's secrets);
+    // removed however the run ends, an interrupt included.
+    const work = await mkdtemp(join(tmpdir(), 'airgap-rewrite-'));
+    const unregister = registerCleanup(() => rmSync(work, { recursive: true, force: true }));
+    try {
+      const files = reader.appFiles();
+      if (files.length === 0) {
+        throw new AirgapError('E_BUNDLE', `bundle ${opts.bundle} holds no application manifests under app/`,
+          { hint: 'rebuild the bundle with airgap build --manifests DIR' });
+      }
+      for (const f of files) {
+        const dest = join(work, f);
+        await mkdir(dirname(dest), { recursive: true });
+        await writeFile(dest, await reader.readAppFile(f));
+      }
+      const scan = await scanManifests(work);
+      // An index entry whose manifest the bundle lacks is no image at all: never point a workload at it.
+      // A manifest is always carried, even by a delta, so one left to the base is missing too.
+      const ghosts = reader.images().filter((i) => !reader.hasBlob(i.descriptor.digest));
+      if (ghosts.length > 0) {
+        throw damaged(reader.label, `${ghosts.map((g) => `manifest ${g.descriptor.digest} of ${g.ref}`).join(', ')}, which index.json names`);
+      }
+      const bundled = new Map(reader.images().map((i) => [i.ref, i.descriptor.digest]));
+      const missing = scan.images.filter((i) => !bundled.has(taggedName(i.ref)));
+      if (missing.length > 0) {
+        throw new AirgapError('E_BUNDLE',
+          `the bundle's manifests name image(s) the bundle does not hold: ${missing.map((m) => `${formatReference(m.ref)} (app/${m.file}:${m.line})`).join(', ')}`,
+          { hint: 'rebuild the bundle from these manifests' });
+      }
+      const appSlug = reader.metadata()?.appSlug ?? scan.application?.name ?? 'app';
+      const result = rewriteApp(scan, {
+        host: target.host,
+        appSlug,
+        mapping: (ref: Reference) => targetName(target, ref, opts.keepPath).full,
+        secret: opts.credentials,
+        namespace: opts.namespace,
+      });
+      const pushed = [...new Set(scan.images.map((i) => taggedName(i.ref)))]
+        .map((name) => ({ source: parseReference(name), digest: bundled.get(name)! }));
+      return new RewriteJob(opts, target, result, scan.namespaces, pushed);
+    } finally {
+      await rm(work, { recursive: true, force: true });
+      unregister();
+      await reader.close();
+    }
+  }
+
+  /** Every file write() would create, relative to --out. */
+  files(): string[] {
+    const r = this.#result;
+    return [
+      ...r.rendered.map((f) => `rendered/${f.path}`),
+      ...r.base.map((f) => `base/${f.path}`),
+      ...[...r.midstreamFiles.map((f) => f.path), 'kustomization.yaml'].map((p) => `midstream/${p}`),
+    ];
+  }
+
+  summary(): RewriteSummary {
+    return { out: this.#opts.out, files: this.#result.rendered.length, images: this.#result.images, namespaces: this.#namespaces };
+  }
+
+  /**
+   * Every name the rewritten manifests use is in the registry with the bundle's content, read
+   * with the pull secret's credentials. Catches a push never run, to another namespace, or with
+   * the other --keep-path choice (then says so), before workloads are pointed at nothing.
+   */
+  async checkRegistry(registries: RegistryAccess): Promise<void> {
+    const head = (ref: Reference, keepPath: boolean) => {
+      const name = targetName(this.#target, ref, keepPath);
+      return registries.open({ registry: this.#target.host, repository: name.repository }).taggedAs!(name.tag);
+    };
+    const keepPath = this.#opts.keepPath ?? false;
+    const problems = await Promise.all(this.#pushed.map(async (p) => {
+      const at = await head(p.source, keepPath);
+      if (at === p.digest) return undefined;
+      const full = targetName(this.#target, p.source, keepPath).full;
+      if (at !== undefined) return { line: `${full} is another image (${at}, the bundle has ${p.digest})`, other: false };
+      const other = await head(p.source, !keepPath).catch(() => undefined);
+      return { line: `${full} is not there`, other: other === p.digest };
+    }));
+    const bad = problems.filter((p) => p !== undefined);
+    if (bad.length === 0) return;
+    const flipped = bad.every((b) => b.other);
+    throw new AirgapError('E_NOT_FOUND',
+      `rewrite to ${this.#opts.registry}: ${bad.length} image(s) the manifests would use are not in the registry as this bundle holds them: ${bad.map((b) => b.line).join('; ')}`,
+      { hint: flipped
+        ? `the images were pushed ${keepPath ? 'without' : 'with'} --keep-path: give rewrite the same choice as push`
+        : `push this bundle first (airgap push ${this.#opts.bundle} --registry ${this.#opts.registry}${keepPath ? ' --keep-path' : ''}), or use airgap install` });
+  }
+
+  async write(): Promise<RewriteSummary> {
+    await writeRewrite(this.#result, this.#opts.out);
+    return this.summary();
+  }
+}
+
+/**
+ * airgap rewrite: the bundle's manifests → DIR/rendered (by tag, with the pull secret) and the
+ * kustomize overlay. Every image the manifests name must be in the bundle, and (unless the
+ * caller skips it) in the registry: the rewrite never points a workload at an image not there.
+ */
+export async function rewrite(opts: RewriteOptions, registries?: RegistryAccess): Promise<RewriteSummary> {
+  const job = await RewriteJob.open(opts);
+  if (registries) await job.checkRegistry(registries);
+  return job.write();
+}
+
+/**
+ * --out must be an empty directory or not exist yet under a writable directory: checked before
+ * anything is read, pushed or written, so a long push never ends on "directory not empty".
+ */
+export async function checkOutDir(out: string): Promise<void> {
+  const st = await stat(out).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return undefined;
+    throw new AirgapError('E_OUTPUT', `--out ${out}: cannot read it (${e.code ?? e.message})`, { hint: 'choose another --out directory', cause: e });
+  });
+  if (st) {
+    if (!st.isDirectory()) throw new AirgapError('E_OUTPUT', `--out ${out} is a file, not a directory`, { hint: 'choose a new --out directory' });
+    if ((await readdir(out)).length > 0) {
+      throw new AirgapError('E_OUTPUT', `output directory ${out} is not empty`, { hint: 'choose a new --out directory or empty this one' });
+    }
+  }
+  // It (or the first of its parents that exists) must take new entries.
+  let dir = st ? dirname(resolve(out)) : resolve(out);
+  for (;;) {
+    const parent = await stat(dir).catch(() => undefined);
+    if (parent) {
+      if (!parent.isDirectory()) {
+        throw new AirgapError('E_OUTPUT', `--out ${out}: ${dir} is a file, not a directory`, { hint: 'choose another --out directory' });
+      }
+      break;
+    }
+    if (dirname(dir) === dir) break;
+    dir = dirname(dir);
+  }
+  await access(dir, constants.W_OK | constants.X_OK).catch((e: NodeJS.ErrnoException) => {
+    throw new AirgapError('E_OUTPUT', `--out ${out}: cannot create it, ${dir} is not writable (${e.code ?? e.message})`,
+      { hint: 'choose a writable --out location', cause: e });
+  });
 }

@@ -29,3 +29,13 @@ test('two sources on one pushed name are a collision; one source under two refs 
   t.true(isAirgapError(e, 'E_COLLISION'));
   t.regex(e!.message, /quay\.io\/a\/api:1 and docker\.io\/b\/api:1 → reg\.local\/acme\/api:1/);
 });
+
+test('--keep-path keeps the whole source repository path under the namespace', (t) => {
+  const reg = parseTargetRegistry('reg.local:5000/acme');
+  t.is(targetName(reg, parseReference('quay.io/acme/api:1'), true).full, 'reg.local:5000/acme/acme/api:1');
+  t.is(targetName(reg, parseReference('redis:7'), true).full, 'reg.local:5000/acme/library/redis:7');
+  const n = (r: string) => targetName(reg, parseReference(r), true);
+  t.notThrows(() => checkCollisions([n('quay.io/a/api:1'), n('docker.io/b/api:1')]), 'the familiar collision is gone');
+  t.true(isAirgapError(t.throws(() => checkCollisions([n('quay.io/a/api:1'), n('ghcr.io/a/api:1')])), 'E_COLLISION'),
+    'the same path on two source registries still lands on one name, and is refused');
+});

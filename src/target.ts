@@ -37,12 +37,17 @@ export interface TargetName {
   full: string;
 }
 
-export function targetName(t: TargetRegistry, ref: Reference): TargetName {
+/**
+ * Where a source image lands. The default keeps the last path component of the source repository
+ * (`quay.io/acme/api:1` → `<ns>/api:1`); `keepPath` keeps the whole repository path
+ * (`<ns>/acme/api:1`, Hauler's convention), so only one path on two source registries can collide.
+ */
+export function targetName(t: TargetRegistry, ref: Reference, keepPath = false): TargetName {
   if (ref.tag === undefined) {
     throw new AirgapError('E_DIGEST_ONLY', `${taggedName(ref)} has no tag; an airgap install pushes by tag`,
       { hint: 'add a tag to the reference (repo:tag@sha256:…)' });
   }
-  const repository = `${t.namespace}/${lastComponent(ref.repository)}`;
+  const repository = `${t.namespace}/${keepPath ? ref.repository : lastComponent(ref.repository)}`;
   return { source: taggedName(ref), repository, tag: ref.tag, full: `${t.host}/${repository}:${ref.tag}` };
 }
 
@@ -58,6 +63,6 @@ export function checkCollisions(names: TargetName[]): void {
   if (clashes.length > 0) {
     throw new AirgapError('E_COLLISION',
       `images would overwrite each other in the target registry: ${clashes.map(([t, s]) => `${[...s].join(' and ')} → ${t}`).join('; ')}`,
-      { hint: 'rename or retag one of the images in the application, or bundle them separately' });
+      { hint: 'give push and rewrite (or install) --keep-path to keep each source repository path, or rename one of the images in the application' });
   }
 }

@@ -1,7 +1,9 @@
+import { rmSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { isScalar, isSeq, type Scalar, type LineCounter, type Node, type YAMLMap } from 'yaml';
 import { AirgapError } from '../errors.js';
+import { registerCleanup } from '../cleanup.js';
 import { isDigestOnly, parseReference, taggedName, type Reference } from '../reference.js';
 import {
   child, forEachImageNode, forEachPodSpec, imageString, parseManifestFile, str,
@@ -233,6 +235,8 @@ export async function writeRewrite(result: RewriteResult, outDir: string): Promi
   } catch (e) {
     throw new AirgapError('E_OUTPUT', `cannot write beside ${outDir}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { cause: e });
   }
+  // It holds the pull secret: removed on an interrupt too, not only on an error.
+  const unregister = registerCleanup(() => rmSync(tmp, { recursive: true, force: true }));
   try {
     const all: [string, ManifestFile[]][] = [
       ['rendered', result.rendered],
@@ -246,12 +250,15 @@ export async function writeRewrite(result: RewriteResult, outDir: string): Promi
           throw new AirgapError('E_OUTPUT', `refusing to write outside ${outDir}: ${f.path}`);
         }
         await mkdir(dirname(join(tmp, dir, f.path)), { recursive: true });
-        await writeFile(join(tmp, dir, f.path), f.content);
+        // The pull secret holds the registry password: readable by its owner only.
+        await writeFile(join(tmp, dir, f.path), f.content, basename(f.path) === PULL_SECRET_FILE ? { mode: 0o600 } : {});
       }
     }
     if (entries !== undefined) await rmdir(outDir);
     await rename(tmp, outDir);
+    unregister();
   } catch (e) {
+    unregister();
     await rm(tmp, { recursive: true, force: true });
     if (e instanceof AirgapError) throw e;
     throw new AirgapError('E_OUTPUT', `cannot write ${outDir}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { cause: e });

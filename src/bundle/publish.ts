@@ -69,11 +69,23 @@ const REASONS: Record<string, string> = {
   EIO: 'I/O error',
 };
 
+/** What to do about each: a missing directory is not a full disk. */
+const HINTS: Record<string, string> = {
+  ENOSPC: 'free space or pick an --out on another file system',
+  EDQUOT: 'free space or pick an --out on another file system',
+  EFBIG: 'pick an --out on a file system that takes large files, or use --split-size',
+  ENOENT: `create the directory first, or pick an --out in a directory that exists`,
+  ENOTDIR: 'pick an --out whose parents are directories',
+  EACCES: 'pick an --out in a directory you can write to',
+  EPERM: 'pick an --out in a directory you can write to',
+  EROFS: 'pick an --out on a writable file system',
+};
+
 /** A file-system error while writing the bundle at `outPath`, in words (AirgapErrors pass through). */
 export function outputError(e: unknown, outPath: string): AirgapError {
   if (isAirgapError(e)) return e;
   const code = (e as NodeJS.ErrnoException | undefined)?.code ?? '';
   const reason = REASONS[code] ?? (e instanceof Error ? e.message : String(e));
   return new AirgapError('E_OUTPUT', `cannot write bundle ${outPath}: ${reason}${code && REASONS[code] ? ` (${code})` : ''}`,
-    { hint: 'free space or pick a writable --out location, then run the build again', cause: e });
+    { hint: `${HINTS[code] ?? 'pick a writable --out location'}, then run the build again`, cause: e });
 }

@@ -37,6 +37,12 @@ export async function indexTar(fh: ReadAt, fileSize: number, label: string, maxE
   let pending: { path?: string; size?: number } = {};
   let count = 0;
 
+  // Not a tar at all (a text file, an HTML error page saved as .tar, an empty file): say that,
+  // rather than "truncated" or "bad checksum", which suggest a copy went wrong.
+  if (!looksLikeTar(fh, fileSize)) {
+    throw new AirgapError('E_BUNDLE', `${label} is not a bundle: ${fileSize} byte(s) that are not a tar archive`,
+      { hint: 'give the .tar file that airgap build wrote (or the parts manifest of a split bundle)' });
+  }
   for (;;) {
     // A bundle cut at an entry boundary would otherwise look complete.
     if (pos >= fileSize) throw bad(label, `truncated: the archive ends at byte ${pos} without its end-of-archive marker`);
@@ -85,6 +91,19 @@ export async function indexTar(fh: ReadAt, fileSize: number, label: string, maxE
     pos = next;
   }
   return entries;
+}
+
+/** The first block is a tar header with a valid checksum (or the archive is split and cannot be read here). */
+function looksLikeTar(fh: ReadAt, fileSize: number): boolean {
+  if (fileSize < BLOCK) return false;
+  if (!fh.readSync) return true;
+  const first = Buffer.alloc(BLOCK);
+  if (fh.readSync(first, 0, BLOCK, 0) !== BLOCK) return true;
+  if (first.every((b) => b === 0)) return true; // an empty archive: the walk says what is missing
+  // A damaged tar still says "ustar" (then the walk names the bad checksum); other files do not.
+  if (first.subarray(257, 262).toString('latin1') === 'ustar') return true;
+  const stored = parseNumber(first, 148, 8);
+  return stored !== undefined && (stored === checksum(first) || stored === signedChecksum(first));
 }
 
 /** Fills buf from position, synchronously when fh offers it. */
