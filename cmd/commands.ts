@@ -4,7 +4,6 @@ import type { PlanReport } from '../src/plan.js';
 import { baseLabel, parseSize } from '../src/bundle/format.js';
 import type { RegistryAccessOptions } from '../src/registry/access.js';
 import { parseTargetRegistry } from '../src/target.js';
-import { formatReference } from '../src/reference.js';
 import type { CopyEvent } from '../src/copy.js';
 import { humanBytes, type Renderer } from './render.js';
 

@@ -1,5 +1,5 @@
-import { rmSync } from 'node:fs';
-import { access, mkdtemp, mkdir, rm, stat, readdir, writeFile } from 'node:fs/promises';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { access, rm, stat, readdir } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -56,7 +56,9 @@ export class RewriteJob {
     const reader = await BundleReader.open(opts.bundle);
     // The manifests go through a private temp directory (they may hold the license's secrets);
     // removed however the run ends, an interrupt included.
-    const work = await mkdtemp(join(tmpdir(), 'airgap-rewrite-'));
+    // Created and registered in one synchronous step: a signal is handled between event-loop
+    // turns, so it cannot arrive after the directory exists and before its cleanup is known.
+    const work = mkdtempSync(join(tmpdir(), 'airgap-rewrite-'));
     const unregister = registerCleanup(() => rmSync(work, { recursive: true, force: true }));
     try {
       const files = reader.appFiles();
@@ -66,8 +68,11 @@ export class RewriteJob {
       }
       for (const f of files) {
         const dest = join(work, f);
-        await mkdir(dirname(dest), { recursive: true });
-        await writeFile(dest, await reader.readAppFile(f));
+        const content = await reader.readAppFile(f);
+        // Written synchronously: no write is ever in flight when an interrupt's cleanup removes
+        // the directory, so none can recreate it afterwards.
+        mkdirSync(dirname(dest), { recursive: true });
+        writeFileSync(dest, content);
       }
       const scan = await scanManifests(work);
       // An index entry whose manifest the bundle lacks is no image at all: never point a workload at it.

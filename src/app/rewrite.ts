@@ -1,5 +1,5 @@
-import { rmSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rename, rm, rmdir, writeFile } from 'node:fs/promises';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { isScalar, isSeq, type Scalar, type LineCounter, type Node, type YAMLMap } from 'yaml';
 import { AirgapError } from '../errors.js';
@@ -231,7 +231,8 @@ export async function writeRewrite(result: RewriteResult, outDir: string): Promi
   let tmp: string;
   try {
     await mkdir(parent, { recursive: true });
-    tmp = await mkdtemp(join(parent, `.${basename(outDir)}.tmp-`));
+    // Synchronous with the registration below: no signal can fall between the two.
+    tmp = mkdtempSync(join(parent, `.${basename(outDir)}.tmp-`));
   } catch (e) {
     throw new AirgapError('E_OUTPUT', `cannot write beside ${outDir}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { cause: e });
   }
@@ -244,14 +245,15 @@ export async function writeRewrite(result: RewriteResult, outDir: string): Promi
       ['midstream', [...result.midstreamFiles, { path: 'kustomization.yaml', content: Buffer.from(result.kustomization) }]],
     ];
     for (const [dir, files] of all) {
-      await mkdir(join(tmp, dir), { recursive: true });
+      mkdirSync(join(tmp, dir), { recursive: true });
       for (const f of files) {
         if (f.path.split('/').some((c) => c === '..' || c === '') || f.path.startsWith('/')) {
           throw new AirgapError('E_OUTPUT', `refusing to write outside ${outDir}: ${f.path}`);
         }
-        await mkdir(dirname(join(tmp, dir, f.path)), { recursive: true });
+        // Synchronous, so no write is in flight when an interrupt's cleanup removes tmp.
+        mkdirSync(dirname(join(tmp, dir, f.path)), { recursive: true });
         // The pull secret holds the registry password: readable by its owner only.
-        await writeFile(join(tmp, dir, f.path), f.content, basename(f.path) === PULL_SECRET_FILE ? { mode: 0o600 } : {});
+        writeFileSync(join(tmp, dir, f.path), f.content, basename(f.path) === PULL_SECRET_FILE ? { mode: 0o600 } : {});
       }
     }
     if (entries !== undefined) await rmdir(outDir);
