@@ -1,7 +1,7 @@
 import anyTest, { type TestFn } from 'ava';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, writeFile, cp } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile, cp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -114,7 +114,15 @@ test('--platform all keeps the whole index; two platforms store a new index of b
   const { stdout } = await run('skopeo', ['inspect', '--raw', `oci-archive:${all}:${name}`], { encoding: 'buffer', maxBuffer: 1 << 24 });
   t.is('sha256:' + createHash('sha256').update(stdout).digest('hex'), multi.digest);
   const two = join(dir, 'two.tar');
-  const r2 = await runCli(['build', '--manifests', world.appDir, '--license', world.licensePath, '--out', two, ...resolveFlags(world),
+  // The whole app mixes in single-platform amd64 images, which lack arm64: refused (DESIGN.md "Platforms").
+  const mixed = await runCli(['build', '--manifests', world.appDir, '--license', world.licensePath, '--out', two, ...resolveFlags(world),
+    '--platform', 'linux/amd64', '--platform', 'linux/arm64']);
+  t.is(mixed.code, 1, mixed.stderr);
+  t.regex(mixed.stderr, /has no linux\/arm64 image: it is a single-platform linux\/amd64 image/);
+  const app = join(dir, 'multi-only-app');
+  await mkdir(app, { recursive: true });
+  await writeFile(join(app, 'pod.yaml'), `apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n    - name: c\n      image: ${multi.ref}\n`);
+  const r2 = await runCli(['build', '--manifests', app, '--license', world.licensePath, '--out', two, ...resolveFlags(world),
     '--platform', 'linux/amd64', '--platform', 'linux/arm64']);
   t.is(r2.code, 0, r2.stderr);
   const i = json<{ images: { ref: string; platforms: string[] }[] }>(await runCli(['inspect', two, '--json']));

@@ -3,20 +3,37 @@
  * vendor registry and an empty customer registry (all Debian docker-registry on loopback), then
  * runs airgap plan → build → inspect → verify → install exactly as a user would, printing each
  * command, and shows what the customer gets.
+ *
+ * `npm run demo -- --keep`: the registries stay up afterwards and the demo prints the commands to
+ * try by hand (runnable as printed, from this directory) until Ctrl-C stops everything.
  */
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { startWorld } from '../src/testing/world.js';
 import { startRegistry } from '../src/testing/registry.js';
 import { CLI } from '../src/testing/cli.js';
 
 const bold = (s: string) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
+const keep = process.argv.slice(2).includes('--keep');
+const unknown = process.argv.slice(2).filter((a) => a !== '--keep');
+if (unknown.length > 0) {
+  process.stderr.write(`demo: unknown argument(s) ${unknown.join(' ')} (the only one is --keep: leave the registries up and print commands to try)\n`);
+  process.exit(2);
+}
+const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
+
+/** A word as a POSIX shell reads it back. */
+const sh = (w: string) => (/^[\w@%+=:,./-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`);
+/** The command line as a user types it in this directory (`npx airgap` runs the project's own bin). */
+const line = (args: string[], input?: string) =>
+  `${input !== undefined ? `printf '%s\\n' ${sh(input.trim())} | ` : ''}npx airgap ${args.map(sh).join(' ')}`;
 
 /** Runs the CLI asynchronously: the emulated vendor proxy lives in this process and must keep serving. */
 async function airgap(args: string[], input?: string): Promise<void> {
-  process.stdout.write(`\n${bold('$ airgap ' + args.join(' '))}\n`);
+  process.stdout.write(`\n${bold('$ ' + line(args, input))}\n`);
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'inherit', 'inherit'] });
   child.stdin.end(input ?? '');
   const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
@@ -56,7 +73,43 @@ try {
   process.stdout.write(await readFile(join(out, 'rendered', 'api.yaml'), 'utf8'));
   process.stdout.write(`\n${bold('== and the kustomize overlay: ' + join(out, 'midstream', 'kustomization.yaml') + ' ==')}\n`);
   process.stdout.write(await readFile(join(out, 'midstream', 'kustomization.yaml'), 'utf8'));
-  process.stdout.write(`\n${bold('demo complete')}: the bundle, the rendered manifests and the overlay were in ${work} (removed now).\n`);
+  if (keep) {
+    const mine = join(work, 'mine.tar');
+    const img = world.images.find((i) => i.kind === 'public' && !i.pinned)!;
+    const creds = ['--username', customerUser.username, '--password-stdin'];
+    const registry = `${customer.host}/mine`;
+    const tryIt = [
+      `cd ${sh(ROOT)}`,
+      line(['plan', '--manifests', world.appDir, '--offline']),
+      line(['plan', '--manifests', world.appDir, '--license', world.licensePath, ...resolve]),
+      line(['build', '--manifests', world.appDir, '--license', world.licensePath, '--out', mine, '--release', '1.4.3', ...resolve]),
+      line(['inspect', mine]),
+      line(['push', mine, '--registry', registry, ...creds, '--dry-run'], customerUser.password),
+      line(['install', mine, '--registry', registry, ...creds, '--namespace', 'shop', '--out', join(work, 'mine-install'), '--dry-run'], customerUser.password),
+      line(['install', mine, '--registry', registry, ...creds, '--namespace', 'shop', '--out', join(work, 'mine-install')], customerUser.password),
+      line(['push', mine, '--registry', registry, ...creds], customerUser.password) + '   # again: everything already there',
+      `skopeo inspect --tls-verify=false --creds ${customerUser.username}:${customerUser.password} docker://${registry}/${img.name.split('/').pop()}:${img.tag}`,
+      `kubectl kustomize ${join(work, 'mine-install', 'midstream')}`,
+    ];
+    process.stdout.write([
+      '',
+      bold('== your turn: the registries stay up =='),
+      'In another terminal, run these as printed (npx airgap runs this checkout\'s CLI; `npm link` puts `airgap` on your PATH instead):',
+      '',
+      ...tryIt.map((c) => `  ${c}`),
+      '',
+      `Stop the registries and remove ${work}: press Ctrl-C here (or: kill ${process.pid}).`,
+      '',
+    ].join('\n'));
+    await new Promise<void>((resolveStop) => {
+      process.once('SIGINT', () => resolveStop());
+      process.once('SIGTERM', () => resolveStop());
+    });
+    process.stdout.write('stopping the registries...\n');
+  } else {
+    process.stdout.write(`\n${bold('demo complete')}: the bundle, the rendered manifests and the overlay were in ${work} (removed now).\n` +
+      `Run ${bold('npm run demo -- --keep')} to keep the registries up and try the commands yourself.\n`);
+  }
 } finally {
   await world.stop();
   await customer.stop();

@@ -95,6 +95,8 @@ export interface BasePlacement {
   /** Blobs mounted from a sibling repository of the same registry. */
   mounted: number;
   bytes: number;
+  /** The distinct digests mounted into at least one repository. */
+  mountedDigests: string[];
 }
 
 /**
@@ -106,7 +108,7 @@ export interface BasePlacement {
 export async function placeBaseBlobs(reader: BundleReader, registry: string, targets: BaseTarget[],
   opts: { concurrency: number; signal?: AbortSignal }): Promise<BasePlacement> {
   const base = reader.base();
-  const result: BasePlacement = { existing: 0, mounted: 0, bytes: 0 };
+  const result: BasePlacement = { existing: 0, mounted: 0, bytes: 0, mountedDigests: [] };
   if (!base) return result;
   const call = opts.signal ? { signal: opts.signal } : {};
   const limit = pLimit(Math.max(1, opts.concurrency));
@@ -165,6 +167,7 @@ export async function placeBaseBlobs(reader: BundleReader, registry: string, tar
     for (const d of digests) result.bytes += reader.baseBlobSize(d)!;
   }
   result.mounted = mountable.length;
+  result.mountedDigests = [...new Set(mountable.map((m) => m.digest))];
   result.existing = [...needs.values()].reduce((n, s) => n + s.size, 0) - mountable.length;
   return result;
 }

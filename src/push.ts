@@ -218,6 +218,7 @@ export class PushJob {
         repository, graphs: gs, store: this.#store(repository),
       })), { concurrency: opts.concurrency, ...this.#call() });
       for (const n of flatten([...graphs.values()])) if (reader.isFromBase(n.descriptor.digest)) record(moved, n.descriptor.digest, 'existed');
+      for (const d of placed.mountedDigests) record(moved, d, 'mounted');
       for (const [ref, g] of graphs) graphs.set(ref, pruneGraph(g, (d) => reader.isFromBase(d)));
       delta = { base: { id: base.id, created: base.created, ...(base.release ? { release: base.release } : {}) },
         blobsFromBase: placed.existing + placed.mounted, bytesFromBase: placed.bytes };
