@@ -113,8 +113,8 @@ function bundleArg(args: string[]): string {
 }
 
 /**
- * Network tuning from the environment, read here and nowhere else (README: "What happens when
- * things go wrong"). AIRGAP_RETRY_BASE_MS scales the backoff between retries (default 250 ms,
+ * Network tuning from the environment, read here and nowhere else (docs/failures.md: "Network, integrity,
+ * interruption"). AIRGAP_RETRY_BASE_MS scales the backoff between retries (default 250 ms,
  * doubling up to 32×); AIRGAP_HTTP_TIMEOUT_MS bounds the wait for a response's headers and for
  * each chunk of its body (default 120000). Tests set both small; users rarely need them.
  */

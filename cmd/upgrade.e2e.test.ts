@@ -221,7 +221,7 @@ test.serial('a split bundle: parts within the size, verified and pushed; a missi
   t.teardown(() => containerd.stop());
   const ctr = (...args: string[]) => containerd.ctr('-n', 'k8s.io', ...args);
 
-  // The command the README documents, unpacking included.
+  // The command docs/bundle-format.md documents, unpacking included.
   await ctr('images', 'import', '--all-platforms', v1);
   const { stdout } = await ctr('images', 'ls');
   const lines = stdout.split('\n');
