@@ -349,7 +349,7 @@ test('a small text file is "not a bundle"; a --out in a missing directory is not
   const text = join(t.context.dir, 'notes.tar');
   await writeFile(text, 'hello\n');
   for (const cmd of [['inspect', text], ['push', text, '--registry', `${t.context.customer.host}/x`]]) {
-    const line = oneLine(t, await runCli(cmd), 3, /is not a bundle/);
+    const line = oneLine(t, await runCli(cmd), 3, /not a bundle at all/);
     t.notRegex(line, /truncated/);
   }
   const { world } = t.context;

@@ -143,7 +143,8 @@ export class RewriteJob {
     if (bad.length === 0) return;
     const flipped = bad.every((b) => b.other);
     throw new AirgapError('E_NOT_FOUND',
-      `rewrite to ${this.#opts.registry}: ${bad.length} image(s) the manifests would use are not in the registry as this bundle holds them: ${bad.map((b) => b.line).join('; ')}`,
+      `rewrite to ${this.#opts.registry}: ${bad.length} of ${this.#pushed.length} image(s) the manifests would use are not in the registry as this bundle holds them: ` +
+      `${bad.slice(0, 3).map((b) => b.line).join('; ')}${bad.length > 3 ? `; and ${bad.length - 3} more` : ''}`,
       { hint: flipped
         ? `the images were pushed ${keepPath ? 'without' : 'with'} --keep-path: give rewrite the same choice as push`
         : `push this bundle first (airgap push ${this.#opts.bundle} --registry ${this.#opts.registry}${keepPath ? ' --keep-path' : ''}), or use airgap install` });

@@ -40,7 +40,7 @@ export async function indexTar(fh: ReadAt, fileSize: number, label: string, maxE
   // Not a tar at all (a text file, an HTML error page saved as .tar, an empty file): say that,
   // rather than "truncated" or "bad checksum", which suggest a copy went wrong.
   if (!looksLikeTar(fh, fileSize)) {
-    throw new AirgapError('E_BUNDLE', `${label} is not a bundle: ${fileSize} byte(s) that are not a tar archive`,
+    throw new AirgapError('E_BUNDLE', `${label}: not a bundle at all (${fileSize} byte(s), not a tar archive)`,
       { hint: 'give the .tar file that airgap build wrote (or the parts manifest of a split bundle)' });
   }
   for (;;) {
