@@ -193,7 +193,8 @@ const plan: CommandSpec = {
       }));
       const rows = [['IMAGE', 'KIND', 'PULLED FROM', 'WHERE'],
         ...images.map((i) => [i.ref, i.kind, i.pullFrom, i.occurrences.map((o) => `${o.file}:${o.line}`).join(', ')])];
-      return { json: { appSlug: p.appSlug, images }, text: table(rows) };
+      const notRead = p.scan.notRead.map((n) => `not read: ${n.path} (${n.reason})`);
+      return { json: { appSlug: p.appSlug, images, notRead: p.scan.notRead }, text: [table(rows), ...notRead].join('\n') };
     } finally {
       await access.close();
     }
