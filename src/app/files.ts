@@ -119,7 +119,7 @@ async function followLink(root: string, full: string, path: string): Promise<{ r
   }
   if (!inside(root, real)) {
     throw refuse(path, `symbolic link to ${target} leaves the manifests directory`,
-      'copy the file into the directory instead of linking to it (the bundle carries only what is inside --manifests)');
+      'copy the file into the directory instead of linking to it: the bundle carries only what is inside --manifests');
   }
   let s: Stats;
   try {

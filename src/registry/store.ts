@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
-import { AirgapError } from '../errors.js';
+import { AirgapError, isAirgapError } from '../errors.js';
+import { isForeignLayer } from '../oci/manifest.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { isIndexType, isManifestType, isSchema1 } from '../oci/mediatypes.js';
 import { verifyBytes } from '../oci/verify.js';
@@ -35,12 +36,19 @@ export class RegistryStore implements SourceStore, TargetStore {
       const { bytes } = await this.client.getManifest(this.repository, desc.digest, opts);
       return Readable.from([Buffer.from(bytes)], { objectMode: false });
     }
-    return this.client.getBlob(this.repository, desc, opts);
+    try {
+      return await this.client.getBlob(this.repository, desc, opts);
+    } catch (e) {
+      // A foreign layer usually lives only at its URLs (a Windows base layer at its vendor's).
+      if (!isAirgapError(e, 'E_NOT_FOUND') || !isForeignLayer(desc) || (desc.urls?.length ?? 0) === 0) throw e;
+      return this.client.getBlobFromUrls(desc, opts);
+    }
   }
 
   /** Blobs only: manifests are small and always fetched whole. */
   async servesRanges(desc: Descriptor, opts: FetchOptions = {}): Promise<boolean> {
-    if (isManifestMediaType(desc.mediaType)) return false;
+    // A foreign layer may come from its URLs rather than this registry: one plain stream.
+    if (isManifestMediaType(desc.mediaType) || isForeignLayer(desc)) return false;
     return this.client.servesRanges(this.repository, desc, opts);
   }
 
