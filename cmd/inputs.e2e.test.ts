@@ -201,4 +201,16 @@ test('foreign layers: a warning per image without the flag; carried, verified an
   t.is(`sha256:${createHash('sha256').update(bytes).digest('hex')}`, foreign);
   const { stdout } = await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${customer.host}/shop/win:1.0`]);
   t.is(`sha256:${createHash('sha256').update(stdout).digest('hex')}`, windows.digest, 'the manifest is pushed unchanged');
+
+  // Neither in the registry nor at its URL (the server is gone): an error naming the layer, nothing written.
+  const lost = await build(t, app, ['--include-foreign-layers']);
+  t.is(lost.r.code, 1, lost.r.stderr);
+  t.regex(lost.r.stderr, new RegExp(`foreign layer ${foreign} is neither on registry .* nor at its URLs \\(GET http://127\\.0\\.0\\.1:\\d+/layers/`));
+
+  // A registry that refuses foreign URLs (distribution's default) gets a line that says why.
+  const strict = await startRegistry();
+  t.teardown(() => strict.stop());
+  const refusedPush = await runCli(['push', carried.out, '--registry', `${strict.host}/shop`], { env: ENV });
+  t.is(refusedPush.code, 1, refusedPush.stderr);
+  t.regex(refusedPush.stderr, /the manifest has foreign layers that name URLs.*validation\.manifests\.urls\.allow/);
 });

@@ -29,7 +29,7 @@ export async function fetchFromUrls(transport: Transport, desc: Descriptor, regi
       tried.push(`${url.protocol} URL: only http and https are fetched`);
       continue;
     }
-    const what = `foreign layer ${desc.digest} from ${shownUrl(url)}`;
+    const what = shownUrl(url);
     try {
       const res = await transport.send({
         method: 'GET', host: url.host, url, subject: { method: 'GET', host: url.host, what },
@@ -40,10 +40,10 @@ export async function fetchFromUrls(transport: Transport, desc: Descriptor, regi
       tried.push(`${shownUrl(url)}: HTTP ${res.status}`);
     } catch (e) {
       if (signal?.aborted) throw e;
-      tried.push(`${shownUrl(url)}: ${e instanceof Error ? e.message.replace(/\s*\n\s*/g, ' ') : String(e)}`);
+      tried.push(e instanceof Error ? e.message.replace(/\s*\n\s*/g, ' ') : String(e));
     }
   }
   throw new AirgapError('E_NOT_FOUND',
     `foreign layer ${desc.digest} is neither on registry ${registry} nor at its URLs (${tried.join('; ') || 'none given'})`,
-    { hint: 'build where the layer\'s URLs can be reached (a Windows base layer comes from its vendor), or leave --include-foreign-layers out' });
+    { hint: 'build on a host that can reach the layer URLs (a Windows base layer: its vendor servers), or build without --include-foreign-layers' });
 }
