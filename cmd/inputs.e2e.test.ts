@@ -113,6 +113,7 @@ test('a symlinked manifest inside the directory is bundled and rewritten; plan l
   await symlink('.versions/worker-1.4.yaml', join(app, 'worker.yaml'));
   const { r, out } = await build(t, app);
   t.is(r.code, 0, r.stderr);
+  t.regex(r.stderr, /not read: README\.md \(not a manifest/, 'build says what it leaves out too');
   const info = json<{ appFiles: string[] }>(await runCli(['inspect', out, '--json']));
   t.deepEqual(info.appFiles, ['web.yaml', 'worker.yaml']);
 

@@ -27,7 +27,7 @@ export interface BuildOptions extends PlanOptions {
   splitSize?: number;
   /** Carry foreign (non-distributable) layers: from the source registry, else from their URLs. */
   includeForeignLayers?: boolean;
-  /** A line a person should read (foreign layers left out), said before the download starts. */
+  /** A line a person should read (files not read, foreign layers left out), said before the download starts. */
   onWarning?: (line: string) => void;
   onEvent?: EventSink;
   /** Called once the work is known, before the first blob moves. */
@@ -74,6 +74,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
   if (opts.splitSize !== undefined) refuseExistingSplit(opts.out);
   const base = opts.since !== undefined ? await loadBase(opts.since) : undefined;
   const plan = await makePlan(opts);
+  for (const n of plan.scan.notRead) opts.onWarning?.(`not read: ${n.path} (${n.reason})`);
   if (base?.appSlug && base.appSlug !== plan.appSlug) {
     throw new AirgapError('E_USAGE', `--since ${opts.since} is a bundle of app "${base.appSlug}", not "${plan.appSlug}"`,
       { hint: 'give the previous bundle of this same application' });
