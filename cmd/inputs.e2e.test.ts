@@ -104,24 +104,28 @@ test('a Secret holding the license ID base64-encoded is refused, naming file:lin
   refused(t, p, /secrets\/license\.yaml:7/);
 });
 
-test('a symlinked manifest inside the directory is bundled and rewritten; plan lists what it does not read', async (t) => {
+test('a symlinked manifest and a symlinked directory inside the directory are bundled and rewritten; plan lists what it does not read', async (t) => {
   const app = await appWith(t, {
     'web.yaml': deployment('web', t.context.image),
     '.versions/worker-1.4.yaml': deployment('worker', t.context.image),
+    '.versions/jobs/migrate.yaml': deployment('migrate', t.context.image),
     'README.md': 'how to release\n',
   });
   await symlink('.versions/worker-1.4.yaml', join(app, 'worker.yaml'));
+  await symlink('.versions/jobs', join(app, 'jobs'));
   const { r, out } = await build(t, app);
   t.is(r.code, 0, r.stderr);
   t.regex(r.stderr, /not read: README\.md \(not a manifest/, 'build says what it leaves out too');
   const info = json<{ appFiles: string[] }>(await runCli(['inspect', out, '--json']));
-  t.deepEqual(info.appFiles, ['web.yaml', 'worker.yaml']);
+  t.deepEqual(info.appFiles, ['jobs/migrate.yaml', 'web.yaml', 'worker.yaml']);
 
   const rw = join(t.context.dir, `rewrite-${Date.now()}`);
   const w = await runCli(['rewrite', out, '--registry', `${t.context.customer.host}/shop`, '--out', rw]);
   t.is(w.code, 0, w.stderr);
-  const rendered = await readFile(join(rw, 'rendered', 'worker.yaml'), 'utf8');
-  t.regex(rendered, new RegExp(`image: ${t.context.customer.host}/shop/web:1\\.0`));
+  for (const f of ['worker.yaml', 'jobs/migrate.yaml']) {
+    const rendered = await readFile(join(rw, 'rendered', f), 'utf8');
+    t.regex(rendered, new RegExp(`image: ${t.context.customer.host}/shop/web:1\\.0`), f);
+  }
 
   const p = await runCli(['plan', '--manifests', app, '--license', t.context.license]);
   t.is(p.code, 0, p.stderr);
