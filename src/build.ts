@@ -12,6 +12,7 @@ import { parsePlatformSpecs } from './oci/platform.js';
 import { makePlan, type PlanOptions } from './plan.js';
 import { formatReference, taggedName } from './reference.js';
 import type { ResolvedImage } from './app/resolve.js';
+import type { NotRead } from './app/files.js';
 import type { SourceStore } from './store.js';
 import { TOOL_NAME, TOOL_VERSION } from './version.js';
 
@@ -49,6 +50,8 @@ export interface BuildSummary {
   parts?: PartInfo[];
   /** Foreign layers of the bundled images, carried or not (--include-foreign-layers). */
   foreignLayers: ForeignLayer[];
+  /** Files under --manifests that were not read (not manifests, hidden). */
+  notRead: NotRead[];
 }
 
 export interface ForeignLayer {
@@ -154,6 +157,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
         bytesFromBase: totalSize(leftToBase) } } : {}),
       ...(parts ? { parts } : {}),
       foreignLayers,
+      notRead: plan.scan.notRead,
     };
   } catch (e) {
     await writer.abort();

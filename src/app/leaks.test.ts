@@ -24,6 +24,11 @@ test('base64 wrapped over lines, and base64 inside base64 (a docker config auth 
   const long = b64(`${'filler '.repeat(20)}${ID}${' end'.repeat(20)}`);
   const wrapped = long.match(/.{1,76}/g)!.join('\n    ');
   t.is(findSecret(`data:\n  license: |\n    ${wrapped}\n`, ID)?.how, 'base64-encoded');
+  // Wrapped so narrowly that no line holds the encoded ID nor decodes to it: only the joined text does.
+  const narrow = long.match(/.{1,8}/g)!.join('\n    ');
+  const hit = findSecret(`data:\n  license: |\n    ${narrow}\n`, ID);
+  t.is(hit?.how, 'base64-encoded');
+  t.true((hit?.line ?? 0) > 3, 'a line of the block, where the ID starts');
 
   const config = JSON.stringify({ auths: { 'proxy.example.com': { auth: b64(`${ID}:${ID}`) } } });
   t.false(config.includes(ID));

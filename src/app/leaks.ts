@@ -36,6 +36,18 @@ function lineAt(text: string, pos: number): number {
   return n;
 }
 
+/** The offset in `text` of the character at `index` of `text` without its whitespace. */
+function originalOffset(text: string, index: number): number {
+  let kept = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === ' ' || c === '\t' || c === '\r' || c === '\n') continue;
+    if (kept === index) return i;
+    kept++;
+  }
+  return text.length;
+}
+
 /** The first position of `needle` in `text` whose neighbours are not `boundary` characters, or -1. */
 function indexOfBounded(text: string, needle: string, boundary: RegExp | undefined): number {
   for (let i = text.indexOf(needle); i !== -1; i = text.indexOf(needle, i + 1)) {
@@ -95,19 +107,11 @@ function search(text: string, n: Needles, depth: number): Found | undefined {
     if (i !== -1) return { line: lineAt(text, i), how: 'base64-encoded' };
   }
   // Base64 wrapped over lines (a block scalar, `base64` output at 76 columns).
-  if (/[A-Za-z0-9+/]\s+[A-Za-z0-9+/]/.test(text)) {
-    const positions = new Uint32Array(text.length);
-    const kept: string[] = [];
-    for (let i = 0; i < text.length; i++) {
-      const c = text[i]!;
-      if (c === ' ' || c === '\n' || c === '\r' || c === '\t') continue;
-      positions[kept.length] = i;
-      kept.push(c);
-    }
-    const compact = kept.join('');
+  const compact = text.replace(/[ \t\r\n]+/g, '');
+  if (compact.length !== text.length) {
     for (const needle of n.inner) {
       const i = compact.indexOf(needle);
-      if (i !== -1) return { line: lineAt(text, positions[i]!), how: 'base64-encoded' };
+      if (i !== -1) return { line: lineAt(text, originalOffset(text, i)), how: 'base64-encoded' };
     }
   }
   if (depth === 0) return undefined;
