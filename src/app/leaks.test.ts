@@ -70,4 +70,6 @@ test('the refusals name every file with its line, and never the secret', (t) => 
   const p = t.throws(() => refusePasswordInManifests([{ path: 'app/db.yaml', content: Buffer.from(`env:\n  - value: ${pw}\n`) }], pw));
   t.regex(p.message, /app\/db\.yaml:2 \(as written\)/);
   t.false(p.message.includes(pw));
+  // Too short to tell from ordinary words: not searched.
+  t.notThrows(() => refusePasswordInManifests([{ path: 'app/db.yaml', content: Buffer.from('user: admin\n') }], 'admin'));
 });

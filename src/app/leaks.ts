@@ -29,6 +29,8 @@ const B64_RUN = /[A-Za-z0-9+/_-]{12,}={0,2}/g;
 /** Shorter base64 needles would match ordinary text by chance. */
 const MIN_NEEDLE = 8;
 const NEST = 2;
+/** Shorter registry passwords are not searched for (see refusePasswordInManifests). */
+export const MIN_PASSWORD = 8;
 
 function lineAt(text: string, pos: number): number {
   let n = 1;
@@ -166,6 +168,9 @@ export function refuseLicenseInManifests(files: FileContent[], licenseId: string
  * belongs only in the pull secret the rewrite generates.
  */
 export function refusePasswordInManifests(files: FileContent[], password: string): void {
+  // A short password (`admin`) has no distinctive spelling: found in `user: admin`, it would
+  // refuse a rewrite for a coincidence the customer can do nothing about.
+  if (password.length < MIN_PASSWORD) return;
   const found: string[] = [];
   for (const f of files) {
     const hit = findSecret(f.content.toString('utf8'), password);
