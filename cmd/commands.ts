@@ -224,13 +224,14 @@ function planResult(p: PlanReport): Result {
   const text = [
     table(rows),
     ...failed.map((i) => `  ${i.ref}: ${i.error!.message}${i.error!.hint ? ` (${i.error!.hint})` : ''}`),
+    ...p.notRead.map((n) => `not read: ${n.path} (${n.reason})`),
     ...(p.findings.length > 0 ? ['', table([['FINDING', 'SEVERITY', 'CODE', 'WHAT (FIX)'],
       ...p.findings.map((f) => [`${f.file}:${f.line}`, f.severity, f.code, `${f.message}${f.hint ? ` (${f.hint})` : ''}`])])] : []),
     '',
     `${p.images.length} image(s): ${p.images.length - failed.length} ok, ${failed.length} failed; ${p.findings.length} finding(s), ${refusals.length} of them refusing a build` +
       (p.offline ? '; offline: nothing was asked of any registry' : ''),
   ].join('\n');
-  const json = { appSlug: p.appSlug, offline: p.offline, ok: failed.length === 0 && refusals.length === 0, images: p.images, findings: p.findings };
+  const json = { appSlug: p.appSlug, offline: p.offline, ok: failed.length === 0 && refusals.length === 0, images: p.images, findings: p.findings, notRead: p.notRead };
   if (failed.length === 0 && refusals.length === 0) return { json, text };
   const code: ErrorCode = failed[0]?.error?.code ?? 'E_MANIFESTS';
   return { json, text, failed: { code, problem: `plan: ${failed.length} of ${p.images.length} image(s) failed, ${refusals.length} finding(s) refuse a build (listed above)` } };
@@ -247,6 +248,7 @@ const buildCmd: CommandSpec = {
     { flags: '--release <label>', description: 'a release label recorded in the bundle' },
     { flags: '--since <bundle>', description: 'the previous release\'s bundle: write a delta carrying only the blobs it does not hold' },
     { flags: '--split-size <size>', description: 'write numbered parts of at most SIZE (e.g. 4GB, 700MB) beside --out', parse: (v: string) => parseSize(v) },
+    { flags: '--include-foreign-layers', description: 'carry foreign (non-distributable) layers, e.g. Windows base layers, from the registry or their URLs' },
     concurrencyFlag,
     ...resolveFlags,
   ],
@@ -267,6 +269,8 @@ const buildCmd: CommandSpec = {
         ...(opts.release ? { release: opts.release as string } : {}),
         ...(opts.since ? { since: opts.since as string } : {}),
         ...(opts.splitSize !== undefined ? { splitSize: opts.splitSize as number } : {}),
+        ...(opts.includeForeignLayers ? { includeForeignLayers: true } : {}),
+        onWarning: (line: string) => ctx.renderer.info(line),
         ...progress(ctx, 'pulling'),
       });
       return {

@@ -1,6 +1,7 @@
 import pLimit from 'p-limit';
 import { scanManifests, type ScanResult } from './app/scan.js';
 import { readLicense } from './app/license.js';
+import { refuseLicenseInManifests } from './app/leaks.js';
 import {
   resolveImages, uniqueReferences, type ImageKind, type ImageSource, type Occurrence, type RegistryProbe, type ResolvedImage,
 } from './app/resolve.js';
@@ -34,6 +35,8 @@ export interface Plan {
 export async function makePlan(opts: PlanOptions): Promise<Plan> {
   const license = opts.licensePath ? await readLicense(opts.licensePath) : undefined;
   const scan = await scanManifests(opts.manifestsDir);
+  // Before any network: the license never ships, whatever else is wrong.
+  refuseLicenseInManifests(scan.files, license?.licenseId);
   if (scan.images.length === 0) {
     throw new AirgapError('E_NO_IMAGES', `no container images found in ${opts.manifestsDir}`,
       { hint: 'point --manifests at the rendered Kubernetes manifests of the application (*.yaml, *.yml)' });
@@ -94,6 +97,8 @@ export interface PlanReport {
   offline: boolean;
   images: PlannedImage[];
   findings: Finding[];
+  /** Files under --manifests that were not read (and why), as the scan lists them. */
+  notRead: ScanResult['notRead'];
 }
 
 export interface PlanReportOptions extends Omit<PlanOptions, 'registries'> {
@@ -108,6 +113,8 @@ export interface PlanReportOptions extends Omit<PlanOptions, 'registries'> {
 export async function planReport(opts: PlanReportOptions): Promise<PlanReport> {
   const license = opts.licensePath ? await readLicense(opts.licensePath) : undefined;
   const scan = await scanManifests(opts.manifestsDir);
+  // Before any network: the license never ships, whatever else is wrong.
+  refuseLicenseInManifests(scan.files, license?.licenseId);
   const findings = findingsOf(scan);
   if (scan.images.length === 0 && findings.length === 0) {
     throw new AirgapError('E_NO_IMAGES', `no container images found in ${opts.manifestsDir}`,
@@ -136,7 +143,7 @@ export async function planReport(opts: PlanReportOptions): Promise<PlanReport> {
       return { ...base, error: { code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}) } };
     }
   })));
-  return { appSlug, offline: !opts.registries, images, findings };
+  return { appSlug, offline: !opts.registries, images, findings, notRead: scan.notRead };
 }
 
 function digestOnly(ref: Reference, occurrences: Occurrence[]): { code: ErrorCode; message: string; hint: string } {

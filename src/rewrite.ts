@@ -6,6 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { BundleReader, damaged } from './bundle/reader.js';
 import { scanManifests } from './app/scan.js';
 import { rewriteApp, writeRewrite, type RewriteResult } from './app/rewrite.js';
+import { refusePasswordInManifests, type FileContent } from './app/leaks.js';
 import { registerCleanup } from './cleanup.js';
 import { AirgapError } from './errors.js';
 import type { RegistryAccess } from './plan.js';
@@ -66,13 +67,15 @@ export class RewriteJob {
         throw new AirgapError('E_BUNDLE', `bundle ${opts.bundle} holds no application manifests under app/`,
           { hint: 'rebuild the bundle with airgap build --manifests DIR' });
       }
-      for (const f of files) {
+      const contents: FileContent[] = [];
+      for (const f of files) contents.push({ path: `app/${f}`, content: await reader.readAppFile(f) });
+      if (opts.credentials) refusePasswordInManifests(contents, opts.credentials.password);
+      for (const [i, f] of files.entries()) {
         const dest = join(work, f);
-        const content = await reader.readAppFile(f);
         // Written synchronously: no write is ever in flight when an interrupt's cleanup removes
         // the directory, so none can recreate it afterwards.
         mkdirSync(dirname(dest), { recursive: true });
-        writeFileSync(dest, content);
+        writeFileSync(dest, contents[i]!.content);
       }
       const scan = await scanManifests(work);
       // An index entry whose manifest the bundle lacks is no image at all: never point a workload at it.
