@@ -244,7 +244,7 @@ const buildCmd: CommandSpec = {
     manifestsFlag,
     { flags: '--license <file>', description: 'the customer license (kots.io/v1beta1 License)', required: true },
     { flags: '--out <file>', description: 'the bundle to write (must not exist)', required: true },
-    { flags: '--platform <os/arch[/variant]|all>', description: 'platform to keep from each image (repeatable); an image without it is an error', defaultText: 'linux/amd64', parse: collect },
+    { flags: '--platform <os/arch[/variant]|all>', description: 'platform to keep from each image (repeatable); an image that lacks one asked for is an error', defaultText: 'linux/amd64', parse: collect },
     { flags: '--release <label>', description: 'a release label recorded in the bundle' },
     { flags: '--since <bundle>', description: 'the previous release\'s bundle: write a delta carrying only the blobs it does not hold' },
     { flags: '--split-size <size>', description: 'write numbered parts of at most SIZE (e.g. 4GB, 700MB) beside --out', parse: (v: string) => parseSize(v) },

@@ -40,8 +40,8 @@ function stripPlatform(child: Descriptor, d: Descriptor): Descriptor {
 }
 
 /**
- * A single-platform image is its own platform, read from its config: every requested platform
- * must be it. A config that names no platform (an OCI artifact) is taken as it is.
+ * A single-platform image is its own platform, read from its config: every platform asked for
+ * with --platform must be it. A config that names no platform (an OCI artifact) is taken as it is.
  */
 async function ownPlatform(src: SourceStore, config: Descriptor, spec: PlatformSpec, what: string): Promise<string[]> {
   const stream = await src.fetch(config);
@@ -61,7 +61,9 @@ async function ownPlatform(src: SourceStore, config: Descriptor, spec: PlatformS
   if (typeof cfg.os !== 'string' || typeof cfg.architecture !== 'string') return [];
   const have: Platform = { os: cfg.os, architecture: cfg.architecture, ...(typeof cfg.variant === 'string' ? { variant: cfg.variant } : {}) };
   const own = platformString(have);
-  if (spec.all) return [own];
+  // Only a platform the user asked for is checked: without --platform the image is what it is
+  // (a Windows-only image, say), and inspect shows its platform.
+  if (spec.all || spec.defaulted) return [own];
   const missing = spec.wanted.filter((w) => !platformMatches(w, have));
   if (missing.length > 0) {
     throw new AirgapError('E_NOT_FOUND',

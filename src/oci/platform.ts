@@ -2,7 +2,12 @@ import { AirgapError } from '../errors.js';
 import type { Descriptor, Platform } from './descriptor.js';
 
 /** A platform selector: `linux/amd64`, `linux/arm64/v8`, or `all`. */
-export type PlatformSpec = { all: true } | { all: false; wanted: Platform[] };
+export type PlatformSpec = { all: true } | {
+  all: false;
+  wanted: Platform[];
+  /** No --platform was given: the default picks among an index's children, and a single-platform image is taken as it is. */
+  defaulted?: boolean;
+};
 
 export const DEFAULT_PLATFORM = 'linux/amd64';
 
@@ -12,7 +17,7 @@ export function parsePlatformSpecs(values: string[] | undefined): PlatformSpec {
     if (list.length > 1) throw new AirgapError('E_USAGE', '--platform all cannot be combined with other platforms');
     return { all: true };
   }
-  return { all: false, wanted: list.map(parsePlatform) };
+  return { all: false, wanted: list.map(parsePlatform), ...(values && values.length > 0 ? {} : { defaulted: true }) };
 }
 
 export function parsePlatform(s: string): Platform {
