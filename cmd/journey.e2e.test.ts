@@ -331,7 +331,7 @@ test('help marks required flags, shows defaults and an example; a missing flag p
   const h = await runCli(['build', '--help']);
   t.is(h.code, 0);
   t.regex(h.stdout, /--manifests <dir>\s+\(required\)/);
-  t.regex(h.stdout, /default: linux\/amd64/);
+  t.regex(h.stdout, /\(default:\s+linux\/amd64\)/);
   t.regex(h.stdout, /Example:\n\s+\$ airgap build /);
   for (const cmd of ['plan', 'build', 'inspect', 'verify', 'push', 'rewrite', 'install']) {
     t.regex((await runCli([cmd, '--help'])).stdout, /Example:/, cmd);
