@@ -6,6 +6,11 @@ import { AirgapError, isAirgapError } from './errors.js';
 import type { RegistryAccess } from './plan.js';
 import { parseReference } from './reference.js';
 import { checkCollisions, parseTargetRegistry, targetName, type TargetName } from './target.js';
+import { kindOfTag, publishReferrers, referrerDescriptor, referrersTag } from './attached.js';
+import { checkSignature } from './bundle/signing.js';
+import { verifyBundle } from './bundle/verify.js';
+import type { Descriptor } from './oci/descriptor.js';
+import type { SourceStore, TargetStore } from './store.js';
 
 export interface PushOptions {
   bundle: string;
@@ -15,6 +20,10 @@ export interface PushOptions {
   onEvent?: EventSink;
   onStart?: (totalBytes: number, totalImages: number) => void;
   signal?: AbortSignal;
+  /** false: leave the bundle's signatures, attestations and SBOMs out (default true). */
+  signatures?: boolean;
+  /** A PEM public key: check the bundle's signature and every byte before anything moves. */
+  key?: string;
 }
 
 export interface PushSummary {
@@ -29,6 +38,17 @@ export interface PushSummary {
   blobsExisting: number;
   /** A delta bundle: its base, and the blobs found in the registry instead of in the bundle. */
   delta?: { base: { id: string; created: string; release?: string }; blobsFromBase: number; bytesFromBase: number };
+  /** Signatures, attestations and SBOMs written next to their images (same repository). */
+  attached: { target: string; kind: string; tag?: string; digest: string; subject: string }[];
+  /** The bundle's signature was checked with --key (its key type). */
+  verified?: string;
+}
+
+interface AttachedGraph {
+  kind: string;
+  subject: string;
+  tag?: string;
+  graph: GraphNode;
 }
 
 /**
@@ -40,6 +60,8 @@ export async function push(opts: PushOptions): Promise<PushSummary> {
   const target = parseTargetRegistry(opts.registry);
   const reader = await BundleReader.open(opts.bundle);
   try {
+    // --key: the signature, every pinned digest and every blob, before anything moves.
+    const verified = opts.key !== undefined ? await checkSignedBundle(reader, opts.key) : undefined;
     const entries = reader.images();
     if (entries.length === 0) {
       throw new AirgapError('E_BUNDLE', `bundle ${opts.bundle} holds no images (index.json lists none)`,
@@ -56,7 +78,27 @@ export async function push(opts: PushOptions): Promise<PushSummary> {
       const root = await reader.resolve(img.ref);
       graphs.set(img.ref, await loadGraph(reader, root, img.ref, opts.signal));
     }
-    refuseIncomplete(reader, graphs);
+    // Each image's signatures, attestations and SBOMs: those attached to one of its manifests.
+    const attached = new Map<string, AttachedGraph[]>();
+    if (opts.signatures !== false) {
+      const entriesOf = reader.attached();
+      for (const img of images) {
+        const digests = new Set(flatten([graphs.get(img.ref)!]).filter((n) => n.bytes !== undefined).map((n) => n.descriptor.digest));
+        const list: AttachedGraph[] = [];
+        for (const a of entriesOf.filter((x) => digests.has(x.subject))) {
+          if (a.tag !== undefined && (kindOfTag(a.tag) === undefined || !a.tag.startsWith(referrersTag(a.subject) + '.'))) {
+            throw new AirgapError('E_BUNDLE', `${reader.label}: index.json attaches ${a.descriptor.digest} to ${a.subject} under the tag "${a.tag}", which is not that digest's signature, attestation or SBOM tag`,
+              { hint: 'the bundle was altered: get it again from the vendor and check it with airgap verify' });
+          }
+          const root = await reader.resolve(a.descriptor.digest);
+          list.push({ kind: a.kind, subject: a.subject, ...(a.tag ? { tag: a.tag } : {}),
+            graph: await loadGraph(reader, root, `${img.ref}: ${a.tag ?? `${a.kind} ${a.descriptor.digest}`}`, opts.signal) });
+        }
+        attached.set(img.ref, list);
+      }
+    }
+    const withAttached = (ref: string): GraphNode[] => [graphs.get(ref)!, ...(attached.get(ref) ?? []).map((a) => a.graph)];
+    refuseIncomplete(reader, new Map(images.flatMap((i) => withAttached(i.ref).map((g, n) => [`${i.ref}#${n}`, g] as const))));
 
     // One copier per target repository (a blob must exist in each), one limiter for them all.
     const limit = pLimit(Math.max(1, opts.concurrency));
@@ -85,10 +127,11 @@ export async function push(opts: PushOptions): Promise<PushSummary> {
     const base = reader.base();
     let delta: PushSummary['delta'];
     if (base) {
-      const placed = await placeBaseBlobs(reader, target.host, [...graphsByRepository(images, graphs)].map(([repository, gs]) => ({
+      const placed = await placeBaseBlobs(reader, target.host, [...graphsByRepository(images, withAttached)].map(([repository, gs]) => ({
         repository, graphs: gs, store: opts.registries.open({ registry: target.host, repository }),
       })), { concurrency: opts.concurrency, ...(opts.signal ? { signal: opts.signal } : {}) });
       for (const [ref, g] of graphs) graphs.set(ref, pruneGraph(g, (d) => reader.isFromBase(d)));
+      for (const list of attached.values()) for (const a of list) a.graph = pruneGraph(a.graph, (d) => reader.isFromBase(d));
       stats.blobsExisting += placed.existing;
       stats.blobsMounted += placed.mounted;
       stats.bytesSkipped += placed.bytes;
@@ -97,32 +140,61 @@ export async function push(opts: PushOptions): Promise<PushSummary> {
     }
 
     // Each target repository receives each of its digests once (uploaded, mounted or found there).
-    const totalBytes = [...graphsByRepository(images, graphs).values()].reduce((n, roots) => n + totalSize(flatten(roots)), 0);
+    const totalBytes = [...graphsByRepository(images, withAttached).values()].reduce((n, roots) => n + totalSize(flatten(roots)), 0);
     opts.onStart?.(totalBytes, images.length);
     // The image with the biggest blob starts first, so that blob is not the last one running.
     // Computed once per image: a comparator would walk each graph again on every comparison.
     const biggest = new Map(images.map((img) => [img.ref, Math.max(0, ...flatten([graphs.get(img.ref)!]).map((n) => n.descriptor.size))]));
     const order = [...images].sort((x, y) => biggest.get(y.ref)! - biggest.get(x.ref)!);
-    await Promise.all(order.map((img) =>
-      copierFor(img.name).copyImage(reader, graphs.get(img.ref)!, `${img.ref} → ${img.name.full}`, [img.name.tag])))
-      .catch((e: unknown) => { throw nameDamagedPart(e, reader); });
+    const pushedAttached: PushSummary['attached'] = [];
+    await Promise.all(order.map(async (img) => {
+      const copier = copierFor(img.name);
+      await copier.copyImage(reader, graphs.get(img.ref)!, `${img.ref} → ${img.name.full}`, [img.name.tag]);
+      // After the image: into its repository, under the tag names they had upstream.
+      const list = attached.get(img.ref) ?? [];
+      const referrers = new Map<string, Descriptor[]>();
+      for (const a of list) {
+        await copier.copyImage(reader, a.graph, `${img.ref} → ${img.name.full} (${a.tag ?? `${a.kind} ${a.graph.descriptor.digest}`})`, a.tag ? [a.tag] : [], true);
+        if (!a.tag) referrers.set(a.subject, [...(referrers.get(a.subject) ?? []), referrerDescriptor(a.graph)]);
+        pushedAttached.push({ target: `${target.host}/${img.name.repository}${a.tag ? `:${a.tag}` : `@${a.graph.descriptor.digest}`}`,
+          kind: a.kind, ...(a.tag ? { tag: a.tag } : {}), digest: a.graph.descriptor.digest, subject: a.subject });
+      }
+      const store = copier.target as SourceStore & TargetStore;
+      for (const [subject, descs] of referrers) await publishReferrers(store, subject, descs, opts.signal ? { signal: opts.signal } : {});
+    })).catch((e: unknown) => { throw nameDamagedPart(e, reader); });
 
     return {
       registry: opts.registry,
       images: images.map((i) => ({ source: i.ref, target: i.name.full, digest: graphs.get(i.ref)!.descriptor.digest })),
       ...stats,
       ...(delta ? { delta } : {}),
+      attached: pushedAttached.sort((a, b) => (a.target < b.target ? -1 : 1)),
+      ...(verified ? { verified } : {}),
     };
   } finally {
     await reader.close();
   }
 }
 
-/** The image graphs each target repository receives. */
-function graphsByRepository(images: { ref: string; name: TargetName }[], graphs: Map<string, GraphNode>): Map<string, GraphNode[]> {
+/** The graphs each target repository receives: its images' and what is attached to them. */
+function graphsByRepository(images: { ref: string; name: TargetName }[], graphsOf: (ref: string) => GraphNode[]): Map<string, GraphNode[]> {
   const out = new Map<string, GraphNode[]>();
-  for (const img of images) out.set(img.name.repository, [...(out.get(img.name.repository) ?? []), graphs.get(img.ref)!]);
+  for (const img of images) out.set(img.name.repository, [...(out.get(img.name.repository) ?? []), ...graphsOf(img.ref)]);
   return out;
+}
+
+/**
+ * --key: the signature over airgap.json, every digest it pins, then every blob re-hashed and
+ * every graph walked, all before the first byte is sent. Throws E_SIGNATURE or E_BUNDLE (exit 3).
+ */
+export async function checkSignedBundle(reader: BundleReader, key: string): Promise<string> {
+  const { keyType } = await checkSignature(reader, key);
+  const r = await verifyBundle(reader);
+  if (!r.ok) {
+    throw new AirgapError('E_BUNDLE', `${reader.label} is signed, but ${r.problems.length} problem(s) were found in what it holds: ${r.problems.slice(0, 3).map((p) => p.message).join('; ')}`,
+      { hint: 'do not install this bundle: get it again from the vendor, and check it with airgap verify --key' });
+  }
+  return keyType;
 }
 
 /** Content that fails its digest in a split bundle: say which part file holds it. */

@@ -3,7 +3,7 @@ import { isAirgapError } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { childrenOf, isForeignLayer, parseManifest } from '../oci/manifest.js';
 import { isIndexType, isManifestType } from '../oci/mediatypes.js';
-import { ANNOTATION_REF_NAME } from './format.js';
+import { ANNOTATION_ATTACHED_TAG, ANNOTATION_REF_NAME, ANNOTATION_SUBJECT } from './format.js';
 import type { BundleReader } from './reader.js';
 
 export interface VerifyProblem {
@@ -153,7 +153,8 @@ async function checkGraphs(reader: BundleReader, damaged: Set<string>, problems:
 
   for (const root of roots) {
     const ref = root.annotations?.[ANNOTATION_REF_NAME];
-    await walk(root, ref, ref ? `image ${ref}:` : 'index.json entry');
+    const subject = root.annotations?.[ANNOTATION_SUBJECT];
+    await walk(root, ref, ref ? `image ${ref}:` : subject ? `${root.annotations?.[ANNOTATION_ATTACHED_TAG] ?? 'referrer'} of ${subject}:` : 'index.json entry');
   }
 }
 
