@@ -13,6 +13,7 @@ import {
   SIGNATURE_ANNOTATION, cosignKeyPair, pushAttestation, pushCosignSignature, pushReferrer, pushSbom, type SeedRegistry,
 } from '../src/testing/cosign.js';
 import { canRunContainerd, startContainerd } from '../src/testing/containerd.js';
+import { startReferrersFront } from '../src/testing/referrers.js';
 import { parseReference, taggedName } from '../src/reference.js';
 
 /**
@@ -260,6 +261,63 @@ test.serial('a signature travels through a delta bundle', async (t) => {
   const p = await runCli(['push', delta, '--registry', registry, '--username', user.username, '--password', user.password, '--json']);
   t.is(p.code, 0, p.stderr);
   t.is(await verifyCosign(t, `${registry}/worker`, '1.5.0', pubFile, user, dir), worker.digest);
+});
+
+test.serial('with the referrers API (an emulating front over docker-registry): found through it at build, listed by it after push, no fall-back tag', async (t) => {
+  const { world, dir, user } = t.context;
+  const upstream = await startRegistry();
+  t.teardown(() => upstream.stop());
+  const src = await startReferrersFront(upstream.host);
+  t.teardown(() => src.stop());
+  const image = await seedImage(upstream, { repo: 'tools/probe', tag: '1.0', layers: [{ seed: 'probe', size: 8 * 1024 }] });
+  const raw = await inspectRaw(`${upstream.host}/tools/probe:1.0`);
+  const referrer = await pushReferrer({ host: src.host, users: [] }, 'tools/probe', { digest: image.digest, size: raw.raw.length, mediaType: raw.mediaType },
+    'application/vnd.example.scan+json', false);
+  const app = join(dir, 'api-app');
+  await cp(world.appDir, app, { recursive: true });
+  await writeFile(join(app, 'probe.yaml'), ['apiVersion: batch/v1', 'kind: Job', 'metadata:', '  name: probe', 'spec:', '  template:', '    spec:',
+    '      restartPolicy: Never', '      containers:', '        - name: probe', `          image: ${src.host}/tools/probe:1.0`, ''].join('\n'));
+  const bundle = join(dir, 'api.tar');
+  const b = await runCli(['build', '--manifests', app, '--license', world.licensePath, '--out', bundle, ...resolveFlags(world), '--json']);
+  t.is(b.code, 0, b.stderr);
+  const carried = json<{ attached: { image: string; kind: string; digest: string; subject: string }[] }>(b).attached.filter((a) => a.image.includes('/tools/probe:'));
+  t.deepEqual(carried.map((a) => [a.kind, a.digest, a.subject]), [['referrer', referrer.digest, image.digest]]);
+  t.true(src.apiCalls() > 0, 'asked the referrers API');
+  t.is(src.fallbackTagCalls(), 0, 'no fall-back tag needed where the API answers');
+
+  const customer = await startRegistry({ users: [user] });
+  t.teardown(() => customer.stop());
+  const dst = await startReferrersFront(customer.host);
+  t.teardown(() => dst.stop());
+  const p = await runCli(['push', bundle, '--registry', `${dst.host}/acme`, '--username', user.username, '--password', user.password]);
+  t.is(p.code, 0, p.stderr);
+  const auth = { authorization: 'Basic ' + Buffer.from(`${user.username}:${user.password}`).toString('base64') };
+  const listed = await (await fetch(`http://${dst.host}/v2/acme/probe/referrers/${image.digest}`, { headers: auth })).json() as { manifests: { digest: string; artifactType: string }[] };
+  t.deepEqual(listed.manifests.map((m) => [m.digest, m.artifactType]), [[referrer.digest, 'application/vnd.example.scan+json']]);
+  t.is((await inspectRaw(`${customer.host}/acme/probe@${referrer.digest}`, { creds: user })).digest, referrer.digest, 'byte for byte');
+  await t.throwsAsync(inspectRaw(`${customer.host}/acme/probe:sha256-${hex(image.digest)}`, { creds: user }), undefined,
+    'the registry lists referrers itself: no fall-back tag written');
+});
+
+test.serial('an index.json that attaches a tag other than a signature\'s is refused before anything moves', async (t) => {
+  const { bundle, dir, user, signed } = t.context;
+  const busybox = signed.find((s) => s.image.ref.includes('busybox'))!;
+  const tar = await readFile(bundle);
+  // Same length (JSON whitespace pads it): the tar stays well formed, the tag now names the image's own.
+  const from = `"sha256-${hex(busybox.subject)}.sig"`;
+  const to = `"${busybox.image.tag}"`.padEnd(from.length, ' ');
+  const at = tar.indexOf(from);
+  t.true(at > 0);
+  tar.write(to, at, 'latin1');
+  const evil = join(dir, 'evil.tar');
+  await writeFile(evil, tar);
+  const fresh = await startRegistry({ users: [user] });
+  t.teardown(() => fresh.stop());
+  const r = await runCli(['push', evil, '--registry', `${fresh.host}/acme`, '--username', user.username, '--password', user.password]);
+  t.is(r.code, 3, r.stderr);
+  t.regex(r.stderr, /under the tag "1\.36", which is not that digest's signature, attestation or SBOM tag/);
+  const res = await fetch(`http://${fresh.host}/v2/_catalog`, { headers: { authorization: 'Basic ' + Buffer.from(`${user.username}:${user.password}`).toString('base64') } });
+  t.deepEqual(((await res.json()) as { repositories: string[] }).repositories, []);
 });
 
 (canRunContainerd() ? test.serial : test.skip)('ctr images import loads a bundle with signatures as its images only', async (t) => {

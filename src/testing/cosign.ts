@@ -122,11 +122,12 @@ export async function pushSbom(reg: SeedRegistry, repo: string, digest: string):
 }
 
 /**
- * An OCI 1.1 referrer of `subject` (an SBOM artifact), pushed by digest; the `sha256-<hex>` tag's
- * index lists it, as a 1.1 client does against a registry without the referrers API.
+ * An OCI 1.1 referrer of `subject` (an SBOM artifact), pushed by digest; unless `fallbackTag` is
+ * false (a registry with the referrers API), the `sha256-<hex>` tag's index lists it, as a 1.1
+ * client does against a registry without the referrers API.
  */
 export async function pushReferrer(reg: SeedRegistry, repo: string, subject: { digest: string; size: number; mediaType: string },
-  artifactType = 'application/spdx+json'): Promise<{ digest: string; manifest: Buffer }> {
+  artifactType = 'application/spdx+json', fallbackTag = true): Promise<{ digest: string; manifest: Buffer }> {
   const empty = Buffer.from('{}');
   await pushBlob(reg, repo, empty);
   const doc = json({ spdxVersion: 'SPDX-2.3', name: `referrer of ${subject.digest}` });
@@ -140,6 +141,7 @@ export async function pushReferrer(reg: SeedRegistry, repo: string, subject: { d
   });
   const digest = digestOf(manifest);
   await putManifest(reg, repo, digest, manifest, OCI_MANIFEST);
+  if (!fallbackTag) return { digest, manifest };
   const tag = `sha256-${subject.digest.slice('sha256:'.length)}`;
   const current = await getManifest(reg, repo, tag);
   const manifests = current ? (JSON.parse(current.toString()) as { manifests: unknown[] }).manifests : [];
