@@ -131,6 +131,30 @@ test('openssl alone verifies airgap.json.sig; airgap.json pins index.json and ev
   t.regex((await runCli(['inspect', signed])).stdout, /signed: +airgap\.json\.sig/);
 });
 
+/** The shell lines of docs/signing.md's "Verify, with openssl alone", in order. */
+async function docRecipe(): Promise<string[]> {
+  const doc = await readFile(new URL('../../docs/signing.md', import.meta.url), 'utf8').catch(() => readFile(new URL('../docs/signing.md', import.meta.url), 'utf8'));
+  const section = doc.slice(doc.indexOf('### Verify, with openssl alone'));
+  return [...section.matchAll(/```sh\n([\s\S]*?)```/g)].flatMap((m) => m[1]!.split('\n'))
+    .map((l) => l.replace(/\s+#.*$/, '').trim()).filter((l) => l !== '' && !l.startsWith('#'));
+}
+
+test('docs/signing.md\'s openssl-only check, run as written, passes on a signed bundle and fails on a changed one', async (t) => {
+  const { signed, keys, dir } = t.context;
+  const lines = (await docRecipe()).filter((l) => !l.includes('pkeyutl')); // the ECDSA line, not the Ed25519 one
+  t.true(lines.some((l) => l.startsWith('openssl dgst')) && lines.some((l) => l.includes('sha256sum -c')), lines.join('\n'));
+  const script = ['set -euo pipefail', ...lines].join('\n').replaceAll('app-1.5.0.tar', 'bundle.tar');
+  const runIn = async (bundle: string) => {
+    const w = await mkdtemp(join(dir, 'doc-'));
+    await copyFile(bundle, join(w, 'bundle.tar'));
+    await copyFile(keys.ec.pub, join(w, 'vendor.pub'));
+    return run('bash', ['-c', script], { cwd: w }).then(() => 0, (e: { code: number }) => e.code);
+  };
+  t.is(await runIn(signed), 0);
+  t.not(await runIn(await tampered(t, 'doc-app.tar', 'app/web.yaml', (b) => { b.write('replicas: 9', b.indexOf('replicas: 2'), 'latin1'); })), 0);
+  t.not(await runIn(await tampered(t, 'doc-index.tar', 'index.json', (b) => { b.write('nginy', b.indexOf('nginx'), 'latin1'); })), 0);
+});
+
 test('push and install --key check the signature, then push', async (t) => {
   const { signed, keys, customer, user, dir } = t.context;
   const out = join(dir, 'installed');
