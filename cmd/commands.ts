@@ -320,6 +320,9 @@ const verify: CommandSpec = {
         ...(r.parts ? [`${r.parts} part(s) match their sha256`] : []),
         ...(r.expectedFromBase ? [`${r.expectedFromBase.blobs} blob(s), ${humanBytes(r.expectedFromBase.bytes)} expected from base bundle ${baseLabel(r.expectedFromBase.base)}`] : []),
       ];
+      if (!signed && (await reader.readEntry('airgap.json.sig')) !== undefined) {
+        extra.push('the bundle is signed (airgap.json.sig): add --key VENDOR.pub to check that it comes from the vendor unchanged');
+      }
       const text = r.ok
         ? `ok: ${r.blobs} blobs, ${humanBytes(r.bytes)} verified, ${reader.images().length} image(s) complete${r.expectedFromBase ? ' (as a delta)' : ''}${extra.map((x) => `\n${x}`).join('')}`
         : [`${r.problems.length} problem(s) in ${path}:`, ...r.problems.map((p) => `  ${p.ref ? p.ref + ': ' : ''}${p.message}`)].join('\n');
@@ -366,7 +369,7 @@ const rewriteCmd: CommandSpec = {
   name: 'rewrite',
   description: 'rewrite the bundle\'s manifests to pull from the customer registry, with an image pull secret',
   args: ['<bundle>'],
-  options: [...registryFlags, ...rewriteFlags],
+  options: [...registryFlags, ...rewriteFlags, keyFlag],
   async run(args, opts, ctx) {
     // Only the credentials are used (for the pull secret); the flags are checked as for push.
     const { access, credentials } = await targetAccess(opts, ctx);
@@ -374,7 +377,7 @@ const rewriteCmd: CommandSpec = {
     const { rewrite } = await phases.rewrite();
     const s = await rewrite({
       bundle: bundleArg(args), registry: required(opts, 'registry', '--registry'), out: required(opts, 'out', '--out'),
-      namespace: opts.namespace as string, ...(credentials ? { credentials } : {}),
+      namespace: opts.namespace as string, ...(credentials ? { credentials } : {}), ...(opts.key ? { key: opts.key as string } : {}),
     });
     return { json: s, text: `wrote ${s.out}/rendered (${s.files} file(s), ${s.images.length} image reference(s) rewritten) and the kustomize overlay ${s.out}/midstream\napply with: kubectl apply -f ${s.out}/rendered` };
   },

@@ -156,7 +156,10 @@ export async function push(opts: PushOptions): Promise<PushSummary> {
       for (const a of list) {
         await copier.copyImage(reader, a.graph, `${img.ref} → ${img.name.full} (${a.tag ?? `${a.kind} ${a.graph.descriptor.digest}`})`, a.tag ? [a.tag] : [], true);
         if (!a.tag) referrers.set(a.subject, [...(referrers.get(a.subject) ?? []), referrerDescriptor(a.graph)]);
-        pushedAttached.push({ target: `${target.host}/${img.name.repository}${a.tag ? `:${a.tag}` : `@${a.graph.descriptor.digest}`}`,
+        // Two tags of one image in one repository share what is attached to it: listed once.
+        const where = `${target.host}/${img.name.repository}${a.tag ? `:${a.tag}` : `@${a.graph.descriptor.digest}`}`;
+        if (pushedAttached.some((x) => x.target === where)) continue;
+        pushedAttached.push({ target: where,
           kind: a.kind, ...(a.tag ? { tag: a.tag } : {}), digest: a.graph.descriptor.digest, subject: a.subject });
       }
       const store = copier.target as SourceStore & TargetStore;
