@@ -261,7 +261,7 @@ const buildCmd: CommandSpec = {
         json: s,
         text: [
           `wrote ${s.out}: ${s.images.length} image(s), ${s.blobs} blobs, ${humanBytes(s.bytes)}`,
-          ...(s.attached.length > 0 ? [`with ${attachedText(s.attached)} of the images`] : []),
+          ...(s.attached.length > 0 ? [`carried with the images: ${attachedText(s.attached)}`] : []),
           ...(s.signed ? [`signed (${s.signed}): airgap.json.sig`] : []),
           ...(s.delta ? [`delta on top of bundle ${baseLabel(s.delta.base)}: ${s.delta.blobsFromBase} blob(s), ${humanBytes(s.delta.bytesFromBase)} left to the base`] : []),
           ...(s.parts ? [`split into ${s.parts.length} part(s) beside it: ${s.parts.map((p) => `${p.name} (${humanBytes(p.size)})`).join(', ')}`] : []),
