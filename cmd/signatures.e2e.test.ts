@@ -238,6 +238,17 @@ test.serial('--no-signatures: build carries none, push writes none', async (t) =
   await t.throwsAsync(inspectRaw(`${fresh.host}/acme/busybox:sha256-${hex(busybox.subject)}.sig`, { creds: user }));
 });
 
+test.serial('--platform all keeps the index, so the index\'s signature travels too, next to the child\'s', async (t) => {
+  const { world, dir, nginxIndexSig, signed } = t.context;
+  const all = join(dir, 'all.tar');
+  const b = await runCli(['build', '--manifests', world.appDir, '--license', world.licensePath, '--out', all, '--platform', 'all', ...resolveFlags(world), '--json']);
+  t.is(b.code, 0, b.stderr);
+  const nginx = json<{ attached: { image: string; tag?: string; subject: string }[] }>(b).attached.filter((a) => a.image.includes('/library/nginx:'));
+  const child = signed.find((s) => s.image.ref.includes('/library/nginx:'))!;
+  t.deepEqual(nginx.map((a) => a.tag).sort(), [nginxIndexSig, ...child.tags].sort());
+  t.true(nginx.some((a) => a.subject === child.image.digest), 'the index digest is a subject');
+});
+
 test.serial('a signature travels through a delta bundle', async (t) => {
   const { world, dir, bundle, customer, user, key, pubFile } = t.context;
   // v2: worker moves to 1.5.0, signed upstream; the delta carries its signature.
