@@ -1,4 +1,5 @@
-import { flatten, loadGraph, type GraphNode } from './copy.js';
+import type { BundleReader } from './bundle/reader.js';
+import { flatten, loadGraph, type Copier, type GraphNode } from './copy.js';
 import { AirgapError, isAirgapError } from './errors.js';
 import { digestHex, type Descriptor } from './oci/descriptor.js';
 import { parseManifest } from './oci/manifest.js';
@@ -132,4 +133,60 @@ export async function publishReferrers(dst: SourceStore & TargetStore, subject: 
   const desc: Descriptor = { mediaType: MediaType.OciIndex, digest: sha256Digest(bytes), size: bytes.length };
   await dst.tag(desc, bytes, tag, opts);
   return true;
+}
+
+/** A signature, attestation, SBOM or referrer read from a bundle, ready to push. */
+export interface AttachedGraph {
+  kind: string;
+  subject: string;
+  tag?: string;
+  graph: GraphNode;
+}
+
+/**
+ * For each image (by reference), what the bundle attaches to one of its manifests. An entry whose
+ * tag is not its subject's `sha256-<hex>.sig|.att|.sbom` is refused: pushed, it would overwrite
+ * some other tag (an application image's) in the customer registry.
+ */
+export async function loadAttached(reader: BundleReader, images: { ref: string }[], graphs: Map<string, GraphNode>,
+  signal?: AbortSignal): Promise<Map<string, AttachedGraph[]>> {
+  const out = new Map<string, AttachedGraph[]>();
+  const entries = reader.attached();
+  for (const img of images) {
+    const digests = new Set(flatten([graphs.get(img.ref)!]).filter((n) => n.bytes !== undefined).map((n) => n.descriptor.digest));
+    const list: AttachedGraph[] = [];
+    for (const a of entries.filter((x) => digests.has(x.subject))) {
+      if (a.tag !== undefined && (kindOfTag(a.tag) === undefined || !a.tag.startsWith(referrersTag(a.subject) + '.'))) {
+        throw new AirgapError('E_BUNDLE', `${reader.label}: index.json attaches ${a.descriptor.digest} to ${a.subject} under the tag "${a.tag}", which is not that digest's signature, attestation or SBOM tag`,
+          { hint: 'the bundle was altered: get it again from the vendor and check it with airgap verify' });
+      }
+      const root = await reader.resolve(a.descriptor.digest);
+      list.push({ kind: a.kind, subject: a.subject, ...(a.tag ? { tag: a.tag } : {}),
+        graph: await loadGraph(reader, root, `${img.ref}: ${a.tag ?? `${a.kind} ${a.descriptor.digest}`}`, signal) });
+    }
+    out.set(img.ref, list);
+  }
+  return out;
+}
+
+export interface PushedAttached { target: string; kind: string; tag?: string; digest: string; subject: string }
+
+/**
+ * After an image is pushed and tagged: what is attached to it goes into the same repository
+ * (the copier's target) under the tag names it had upstream; referrers are pushed by digest and
+ * then listed (publishReferrers). `repository` is `host/repo` of that target, for the summary.
+ */
+export async function pushAttached(copier: Copier, src: SourceStore, list: AttachedGraph[], image: string, repository: string,
+  signal?: AbortSignal): Promise<PushedAttached[]> {
+  const referrers = new Map<string, Descriptor[]>();
+  const out: PushedAttached[] = [];
+  for (const a of list) {
+    await copier.copyImage(src, a.graph, `${image} (${a.tag ?? `${a.kind} ${a.graph.descriptor.digest}`})`, a.tag ? [a.tag] : [], true);
+    if (!a.tag) referrers.set(a.subject, [...(referrers.get(a.subject) ?? []), referrerDescriptor(a.graph)]);
+    out.push({ target: `${repository}${a.tag ? `:${a.tag}` : `@${a.graph.descriptor.digest}`}`, kind: a.kind,
+      ...(a.tag ? { tag: a.tag } : {}), digest: a.graph.descriptor.digest, subject: a.subject });
+  }
+  const store = copier.target as SourceStore & TargetStore;
+  for (const [subject, descs] of referrers) await publishReferrers(store, subject, descs, signal ? { signal } : {});
+  return out;
 }

@@ -6,11 +6,8 @@ import { AirgapError, isAirgapError } from './errors.js';
 import type { RegistryAccess } from './plan.js';
 import { parseReference } from './reference.js';
 import { checkCollisions, parseTargetRegistry, targetName, type TargetName } from './target.js';
-import { kindOfTag, publishReferrers, referrerDescriptor, referrersTag } from './attached.js';
-import { checkSignature } from './bundle/signing.js';
-import { verifyBundle } from './bundle/verify.js';
-import type { Descriptor } from './oci/descriptor.js';
-import type { SourceStore, TargetStore } from './store.js';
+import { loadAttached, pushAttached, type AttachedGraph, type PushedAttached } from './attached.js';
+import { checkSignedBundle } from './bundle/signing.js';
 
 export interface PushOptions {
   bundle: string;
@@ -39,16 +36,9 @@ export interface PushSummary {
   /** A delta bundle: its base, and the blobs found in the registry instead of in the bundle. */
   delta?: { base: { id: string; created: string; release?: string }; blobsFromBase: number; bytesFromBase: number };
   /** Signatures, attestations and SBOMs written next to their images (same repository). */
-  attached: { target: string; kind: string; tag?: string; digest: string; subject: string }[];
+  attached: PushedAttached[];
   /** The bundle's signature was checked with --key (its key type). */
   verified?: string;
-}
-
-interface AttachedGraph {
-  kind: string;
-  subject: string;
-  tag?: string;
-  graph: GraphNode;
 }
 
 /**
@@ -79,24 +69,7 @@ export async function push(opts: PushOptions): Promise<PushSummary> {
       graphs.set(img.ref, await loadGraph(reader, root, img.ref, opts.signal));
     }
     // Each image's signatures, attestations and SBOMs: those attached to one of its manifests.
-    const attached = new Map<string, AttachedGraph[]>();
-    if (opts.signatures !== false) {
-      const entriesOf = reader.attached();
-      for (const img of images) {
-        const digests = new Set(flatten([graphs.get(img.ref)!]).filter((n) => n.bytes !== undefined).map((n) => n.descriptor.digest));
-        const list: AttachedGraph[] = [];
-        for (const a of entriesOf.filter((x) => digests.has(x.subject))) {
-          if (a.tag !== undefined && (kindOfTag(a.tag) === undefined || !a.tag.startsWith(referrersTag(a.subject) + '.'))) {
-            throw new AirgapError('E_BUNDLE', `${reader.label}: index.json attaches ${a.descriptor.digest} to ${a.subject} under the tag "${a.tag}", which is not that digest's signature, attestation or SBOM tag`,
-              { hint: 'the bundle was altered: get it again from the vendor and check it with airgap verify' });
-          }
-          const root = await reader.resolve(a.descriptor.digest);
-          list.push({ kind: a.kind, subject: a.subject, ...(a.tag ? { tag: a.tag } : {}),
-            graph: await loadGraph(reader, root, `${img.ref}: ${a.tag ?? `${a.kind} ${a.descriptor.digest}`}`, opts.signal) });
-        }
-        attached.set(img.ref, list);
-      }
-    }
+    const attached = opts.signatures === false ? new Map<string, AttachedGraph[]>() : await loadAttached(reader, images, graphs, opts.signal);
     const withAttached = (ref: string): GraphNode[] => [graphs.get(ref)!, ...(attached.get(ref) ?? []).map((a) => a.graph)];
     refuseIncomplete(reader, new Map(images.flatMap((i) => withAttached(i.ref).map((g, n) => [`${i.ref}#${n}`, g] as const))));
 
@@ -146,24 +119,14 @@ export async function push(opts: PushOptions): Promise<PushSummary> {
     // Computed once per image: a comparator would walk each graph again on every comparison.
     const biggest = new Map(images.map((img) => [img.ref, Math.max(0, ...flatten([graphs.get(img.ref)!]).map((n) => n.descriptor.size))]));
     const order = [...images].sort((x, y) => biggest.get(y.ref)! - biggest.get(x.ref)!);
-    const pushedAttached: PushSummary['attached'] = [];
+    const pushedAttached = new Map<string, PushedAttached>();
     await Promise.all(order.map(async (img) => {
       const copier = copierFor(img.name);
       await copier.copyImage(reader, graphs.get(img.ref)!, `${img.ref} → ${img.name.full}`, [img.name.tag]);
       // After the image: into its repository, under the tag names they had upstream.
-      const list = attached.get(img.ref) ?? [];
-      const referrers = new Map<string, Descriptor[]>();
-      for (const a of list) {
-        await copier.copyImage(reader, a.graph, `${img.ref} → ${img.name.full} (${a.tag ?? `${a.kind} ${a.graph.descriptor.digest}`})`, a.tag ? [a.tag] : [], true);
-        if (!a.tag) referrers.set(a.subject, [...(referrers.get(a.subject) ?? []), referrerDescriptor(a.graph)]);
-        // Two tags of one image in one repository share what is attached to it: listed once.
-        const where = `${target.host}/${img.name.repository}${a.tag ? `:${a.tag}` : `@${a.graph.descriptor.digest}`}`;
-        if (pushedAttached.some((x) => x.target === where)) continue;
-        pushedAttached.push({ target: where,
-          kind: a.kind, ...(a.tag ? { tag: a.tag } : {}), digest: a.graph.descriptor.digest, subject: a.subject });
-      }
-      const store = copier.target as SourceStore & TargetStore;
-      for (const [subject, descs] of referrers) await publishReferrers(store, subject, descs, opts.signal ? { signal: opts.signal } : {});
+      const done = await pushAttached(copier, reader, attached.get(img.ref) ?? [], `${img.ref} → ${img.name.full}`,
+        `${target.host}/${img.name.repository}`, opts.signal);
+      for (const a of done) pushedAttached.set(a.target, a); // two tags of one image share them
     })).catch((e: unknown) => { throw nameDamagedPart(e, reader); });
 
     return {
@@ -171,7 +134,7 @@ export async function push(opts: PushOptions): Promise<PushSummary> {
       images: images.map((i) => ({ source: i.ref, target: i.name.full, digest: graphs.get(i.ref)!.descriptor.digest })),
       ...stats,
       ...(delta ? { delta } : {}),
-      attached: pushedAttached.sort((a, b) => (a.target < b.target ? -1 : 1)),
+      attached: [...pushedAttached.values()].sort((a, b) => (a.target < b.target ? -1 : 1)),
       ...(verified ? { verified } : {}),
     };
   } finally {
@@ -184,20 +147,6 @@ function graphsByRepository(images: { ref: string; name: TargetName }[], graphsO
   const out = new Map<string, GraphNode[]>();
   for (const img of images) out.set(img.name.repository, [...(out.get(img.name.repository) ?? []), ...graphsOf(img.ref)]);
   return out;
-}
-
-/**
- * --key: the signature over airgap.json, every digest it pins, then every blob re-hashed and
- * every graph walked, all before the first byte is sent. Throws E_SIGNATURE or E_BUNDLE (exit 3).
- */
-export async function checkSignedBundle(reader: BundleReader, key: string): Promise<string> {
-  const { keyType } = await checkSignature(reader, key);
-  const r = await verifyBundle(reader);
-  if (!r.ok) {
-    throw new AirgapError('E_BUNDLE', `${reader.label} is signed, but ${r.problems.length} problem(s) were found in what it holds: ${r.problems.slice(0, 3).map((p) => p.message).join('; ')}`,
-      { hint: 'do not install this bundle: get it again from the vendor, and check it with airgap verify --key' });
-  }
-  return keyType;
 }
 
 /** Content that fails its digest in a split bundle: say which part file holds it. */

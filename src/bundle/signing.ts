@@ -4,6 +4,7 @@ import { AirgapError } from '../errors.js';
 import { sha256Digest } from '../oci/verify.js';
 import { INDEX_FILE, METADATA_FILE, SIGNATURE_FILE } from './format.js';
 import type { BundleReader } from './reader.js';
+import { verifyBundle } from './verify.js';
 
 /**
  * Bundle signing. The vendor signs the exact bytes of airgap.json; airgap.json pins the sha256 of
@@ -123,4 +124,19 @@ export async function checkSignature(reader: BundleReader, keyPath: string): Pro
   const absent = Object.keys(pins.app).filter((f) => !held.includes(f));
   if (absent.length > 0) throw invalid(label, `app/${absent[0]} is pinned by the signed ${METADATA_FILE} but missing from the bundle`);
   return { keyType: type, pinned: 1 + held.length };
+}
+
+/**
+ * push/install --key: the signature over airgap.json, every digest it pins, then every blob
+ * re-hashed and every graph walked, all before the first byte is sent. Throws E_SIGNATURE or
+ * E_BUNDLE (exit 3); returns the key type.
+ */
+export async function checkSignedBundle(reader: BundleReader, keyPath: string): Promise<KeyType> {
+  const { keyType } = await checkSignature(reader, keyPath);
+  const r = await verifyBundle(reader);
+  if (!r.ok) {
+    throw new AirgapError('E_BUNDLE', `${reader.label} is signed, but ${r.problems.length} problem(s) were found in what it holds: ${r.problems.slice(0, 3).map((p) => p.message).join('; ')}`,
+      { hint: 'do not install this bundle: get it again from the vendor, and check it with airgap verify --key' });
+  }
+  return keyType;
 }
