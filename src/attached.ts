@@ -66,16 +66,17 @@ export async function discoverAttached(src: SourceStore, graph: GraphNode, what:
     found.push({ subject, kind, ...(tag ? { tag } : {}), graph: g });
   };
   try {
-    await Promise.all(subjects.map(async (subject) => {
-      if (src.peek) {
-        for (const [suffix, kind] of COSIGN_SUFFIXES) {
-          const tag = cosignTag(subject, suffix);
-          const desc = await src.peek(tag, opts);
-          if (desc) await add(subject, kind, desc, tag);
-        }
-      }
-      for (const desc of await referrersOf(src, subject, opts)) await add(subject, 'referrer', desc);
-    }));
+    // Every lookup of every subject at once: each is a HEAD or a small GET, mostly answered 404.
+    await Promise.all(subjects.flatMap((subject) => [
+      ...COSIGN_SUFFIXES.map(async ([suffix, kind]) => {
+        const tag = cosignTag(subject, suffix);
+        const desc = src.peek ? await src.peek(tag, opts) : undefined;
+        if (desc) await add(subject, kind, desc, tag);
+      }),
+      (async () => {
+        for (const desc of await referrersOf(src, subject, opts)) await add(subject, 'referrer', desc);
+      })(),
+    ]));
   } catch (e) {
     if (!isAirgapError(e) || e.code === 'E_INTERRUPTED') throw e;
     throw new AirgapError(e.code, `${what}: looking for its signatures, attestations and SBOMs: ${e.message}`,

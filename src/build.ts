@@ -78,6 +78,13 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
 
   // Every manifest first (small), so that every blob's size is known before the tar is planned.
   const resolveLimit = pLimit(Math.max(1, opts.concurrency));
+  const discovered = new Map<string, Promise<Attached[]>>();
+  const discover = (src: SourceStore, graph: GraphNode, what: string): Promise<Attached[]> => {
+    const key = `${src.label} ${graph.descriptor.digest}`;
+    let p = discovered.get(key);
+    if (!p) discovered.set(key, (p = discoverAttached(src, graph, what, opts.signal)));
+    return p;
+  };
   const prepared = await Promise.all(plan.images.map((image) => resolveLimit(async (): Promise<PreparedImage> => {
     const what = formatReference(image.ref);
     const src = opts.registries.open(image.source);
@@ -87,15 +94,12 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
     });
     const chosen = await choosePlatforms(src, resolved, spec, what);
     const graph = await loadGraph(src, chosen.root, what, opts.signal);
-    return { image, src, graph, platforms: chosen.platforms, attached: [] };
+    // In the same slot, so it overlaps the other images' resolution; once per repository and digest.
+    const attached = opts.signatures === false ? [] : await discover(src, graph, what);
+    return { image, src, graph, platforms: chosen.platforms, attached };
   })));
 
   const unique = oneImagePerName(prepared);
-  if (opts.signatures !== false) {
-    await Promise.all(unique.map((p) => resolveLimit(async () => {
-      p.attached = await discoverAttached(p.src, p.graph, formatReference(p.image.ref), opts.signal);
-    })));
-  }
   const nodes = flatten([...unique.map((p) => p.graph), ...unique.flatMap((p) => p.attached.map((a) => a.graph))]);
   // A delta carries every manifest, and only the blobs its base does not hold (by digest).
   const fromBase = (d: string): boolean => base?.blobs.has(d) ?? false;
