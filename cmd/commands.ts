@@ -214,7 +214,8 @@ const plan: CommandSpec = {
       }));
       const rows = [['IMAGE', 'KIND', 'PULLED FROM', 'WHERE'],
         ...images.map((i) => [i.ref, i.kind, i.pullFrom, i.occurrences.map((o) => `${o.file}:${o.line}`).join(', ')])];
-      return { json: { appSlug: p.appSlug, images }, text: table(rows) };
+      const notRead = p.scan.notRead.map((n) => `not read: ${n.path} (${n.reason})`);
+      return { json: { appSlug: p.appSlug, images, notRead: p.scan.notRead }, text: [table(rows), ...notRead].join('\n') };
     } finally {
       await access.close();
     }
@@ -234,6 +235,7 @@ const buildCmd: CommandSpec = {
     { flags: '--split-size <size>', description: 'write numbered parts of at most SIZE (e.g. 4GB, 700MB) beside --out', parse: (v: string) => parseSize(v) },
     { flags: '--no-signatures', description: 'do not carry the images\' signatures, attestations and SBOMs' },
     { flags: '--sign-key <file>', description: 'sign the bundle with this PEM private key (ECDSA P-256 or Ed25519): writes airgap.json.sig' },
+    { flags: '--include-foreign-layers', description: 'carry foreign (non-distributable) layers, e.g. Windows base layers, from the registry or their URLs' },
     concurrencyFlag,
     ...resolveFlags,
   ],
@@ -255,6 +257,8 @@ const buildCmd: CommandSpec = {
         ...(opts.splitSize !== undefined ? { splitSize: opts.splitSize as number } : {}),
         signatures: opts.signatures !== false,
         ...(opts.signKey ? { signKey: opts.signKey as string } : {}),
+        ...(opts.includeForeignLayers ? { includeForeignLayers: true } : {}),
+        onWarning: (line: string) => ctx.renderer.info(line),
         ...progress(ctx, 'pulling'),
       });
       return {

@@ -66,7 +66,8 @@ export async function push(opts: PushOptions): Promise<PushSummary> {
     const graphs = new Map<string, GraphNode>();
     for (const img of images) {
       const root = await reader.resolve(img.ref);
-      graphs.set(img.ref, await loadGraph(reader, root, img.ref, opts.signal));
+      // A foreign layer the bundle carries (build --include-foreign-layers) is pushed like any other.
+      graphs.set(img.ref, await loadGraph(reader, root, img.ref, opts.signal, (d) => reader.hasBlob(d.digest)));
     }
     // Each image's signatures, attestations and SBOMs: those attached to one of its manifests.
     const attached = opts.signatures === false ? new Map<string, AttachedGraph[]>() : await loadAttached(reader, images, graphs, opts.signal);
