@@ -33,7 +33,9 @@ export type CopyEvent =
   | { type: 'blob-done'; digest: string; size: number; outcome: PushOutcome; image: string }
   | { type: 'manifest-done'; digest: string; size: number; image: string; outcome: PushOutcome }
   /** `existed`: every tag already named this digest, so nothing was written for the image. */
-  | { type: 'image-done'; image: string; digest: string; existed: boolean };
+  | { type: 'image-done'; image: string; digest: string; existed: boolean }
+  /** A signature, attestation or SBOM copied next to its image (not counted as an image). */
+  | { type: 'attached-done'; image: string; digest: string };
 
 export type EventSink = (e: CopyEvent) => void;
 
@@ -144,8 +146,14 @@ export class Copier {
     return this.#dst;
   }
 
-  /** Copies a whole graph from `src`, children first, then tags the root with each of `tags`. */
-  async copyImage(src: SourceStore, root: GraphNode, image: string, tags: string[]): Promise<void> {
+  /**
+   * Copies a whole graph from `src`, children first, then tags the root with each of `tags`.
+   * `attached`: the graph is a signature, attestation or SBOM of an image, reported as such.
+   */
+  async copyImage(src: SourceStore, root: GraphNode, image: string, tags: string[], attached = false): Promise<void> {
+    const done = (existed: boolean): CopyEvent => (attached
+      ? { type: 'attached-done', image, digest: root.descriptor.digest }
+      : { type: 'image-done', image, digest: root.descriptor.digest, existed });
     if (await this.#alreadyTagged(root, tags)) {
       // Every tag already names this digest: a tag is only ever written over complete content,
       // so there is nothing under it to check (a re-push costs one request per image).
@@ -159,7 +167,7 @@ export class Copier {
           ? { type: 'manifest-done', digest: d.digest, size: d.size, image, outcome: 'existed' }
           : { type: 'blob-done', digest: d.digest, size: d.size, outcome: 'existed', image });
       }
-      this.#emit({ type: 'image-done', image, digest: root.descriptor.digest, existed: true });
+      this.#emit(done(true));
       return;
     }
     await this.#copyNode(src, root, image);
@@ -167,7 +175,7 @@ export class Copier {
       this.#check();
       await this.#dst.tag(root.descriptor, root.bytes!, t, this.#opts());
     }
-    this.#emit({ type: 'image-done', image, digest: root.descriptor.digest, existed: false });
+    this.#emit(done(false));
   }
 
   async #alreadyTagged(root: GraphNode, tags: string[]): Promise<boolean> {

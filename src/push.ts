@@ -6,6 +6,8 @@ import { AirgapError, isAirgapError } from './errors.js';
 import type { RegistryAccess } from './plan.js';
 import { parseReference } from './reference.js';
 import { checkCollisions, parseTargetRegistry, targetName, type TargetName, type TargetRegistry } from './target.js';
+import { loadAttached, pushAttached, type AttachedGraph, type PushedAttached } from './attached.js';
+import { checkSignedBundle } from './bundle/signing.js';
 
 export interface PushOptions {
   bundle: string;
@@ -17,6 +19,10 @@ export interface PushOptions {
   onEvent?: EventSink;
   onStart?: (totalBytes: number, totalImages: number) => void;
   signal?: AbortSignal;
+  /** false: leave the bundle's signatures, attestations and SBOMs out (default true). */
+  signatures?: boolean;
+  /** A PEM public key: check the bundle's signature and every byte before anything moves. */
+  key?: string;
 }
 
 /** How one digest reached the registry; each digest counts once, under the first that applies. */
@@ -49,6 +55,10 @@ export interface PushSummary extends PushCounts {
   images: { source: string; target: string; digest: string; status: 'pushed' | 'already there' }[];
   /** A delta bundle: its base, and the blobs found in the registry instead of in the bundle. */
   delta?: { base: { id: string; created: string; release?: string }; blobsFromBase: number; bytesFromBase: number };
+  /** Signatures, attestations and SBOMs written next to their images (same repository). */
+  attached: PushedAttached[];
+  /** The bundle's signature was checked with --key (its key type). */
+  verified?: string;
 }
 
 /** What a push would do, found with HEAD requests only. */
@@ -58,6 +68,8 @@ export interface PushDryRun extends PushCounts {
   images: { source: string; target: string; digest: string; status: 'would push' | 'already there' }[];
   /** A delta bundle: blobs it leaves to its base that the registry does not hold (the push would refuse). */
   missingFromBase?: string[];
+  /** The bundle's signature was checked with --key (its key type). */
+  verified?: string;
 }
 
 interface PushImage {
@@ -75,19 +87,27 @@ export class PushJob {
   readonly #target: TargetRegistry;
   readonly #images: PushImage[];
   readonly #graphs: Map<string, GraphNode>;
+  /** Each image's signatures, attestations and SBOMs (pushed into its repository after it). */
+  readonly #attached: Map<string, AttachedGraph[]>;
+  readonly #verified: string | undefined;
 
-  private constructor(opts: PushOptions, reader: BundleReader, target: TargetRegistry, images: PushImage[], graphs: Map<string, GraphNode>) {
+  private constructor(opts: PushOptions, reader: BundleReader, target: TargetRegistry, images: PushImage[], graphs: Map<string, GraphNode>,
+    attached: Map<string, AttachedGraph[]>, verified: string | undefined) {
     this.#opts = opts;
     this.#reader = reader;
     this.#target = target;
     this.#images = images;
     this.#graphs = graphs;
+    this.#attached = attached;
+    this.#verified = verified;
   }
 
   static async open(opts: PushOptions): Promise<PushJob> {
     const target = parseTargetRegistry(opts.registry);
     const reader = await BundleReader.open(opts.bundle);
     try {
+      // --key: the signature, every pinned digest and every blob, before anything moves.
+      const verified = opts.key !== undefined ? await checkSignedBundle(reader, opts.key) : undefined;
       const entries = reader.images();
       if (entries.length === 0) {
         throw new AirgapError('E_BUNDLE', `bundle ${opts.bundle} holds no images (index.json lists none)`,
@@ -104,8 +124,11 @@ export class PushJob {
         // A foreign layer the bundle carries (build --include-foreign-layers) is pushed like any other.
         graphs.set(img.ref, await loadGraph(reader, root, img.ref, opts.signal, (d) => reader.hasBlob(d.digest)));
       }
-      refuseIncomplete(reader, graphs);
-      return new PushJob(opts, reader, target, images, graphs);
+      // Each image's signatures, attestations and SBOMs: those attached to one of its manifests.
+      const attached = opts.signatures === false ? new Map<string, AttachedGraph[]>() : await loadAttached(reader, images, graphs, opts.signal);
+      const all = (ref: string): GraphNode[] => [graphs.get(ref)!, ...(attached.get(ref) ?? []).map((a) => a.graph)];
+      refuseIncomplete(reader, new Map(images.flatMap((i) => all(i.ref).map((g, n) => [`${i.ref}#${n}`, g] as const))));
+      return new PushJob(opts, reader, target, images, graphs, attached, verified);
     } catch (e) {
       await reader.close();
       throw e;
@@ -124,9 +147,19 @@ export class PushJob {
     return this.#opts.signal ? { signal: this.#opts.signal } : {};
   }
 
+  /** An image's graph and those of what is attached to it. */
+  #withAttached(ref: string, graphs = this.#graphs): GraphNode[] {
+    return [graphs.get(ref)!, ...(this.#attached.get(ref) ?? []).map((a) => a.graph)];
+  }
+
+  /** Every root the push sends: images and what is attached to them. */
+  #roots(): GraphNode[] {
+    return this.#images.flatMap((i) => this.#withAttached(i.ref));
+  }
+
   /** Distinct content of every image (blobs left to a delta's base included) and its size. */
   #content(): { bytes: number; blobs: number } {
-    const nodes = flatten([...this.#graphs.values()]);
+    const nodes = flatten(this.#roots());
     return { bytes: totalSize(nodes), blobs: nodes.length };
   }
 
@@ -151,8 +184,8 @@ export class PushJob {
     // Each target repository's distinct digests, for the images not already there.
     const byRepo = new Map<string, GraphNode[]>();
     for (const [i, img] of this.#images.entries()) {
-      if (images[i]!.status === 'already there') continue;
-      byRepo.set(img.name.repository, [...(byRepo.get(img.name.repository) ?? []), this.#graphs.get(img.ref)!]);
+      const roots = images[i]!.status === 'already there' ? this.#withAttached(img.ref).slice(1) : this.#withAttached(img.ref);
+      byRepo.set(img.name.repository, [...(byRepo.get(img.name.repository) ?? []), ...roots]);
     }
     const held = new Map<string, boolean>(); // `${repo}\n${digest}`
     await Promise.all([...byRepo].flatMap(([repo, roots]) => flatten(roots).map((n) => limit(async () => {
@@ -175,8 +208,9 @@ export class PushJob {
     }
     return {
       registry: this.#opts.registry, dryRun: true, images,
-      ...counts(this.#content(), moved, this.#graphs),
+      ...counts(this.#content(), moved, this.#roots()),
       ...(missingFromBase.size > 0 ? { missingFromBase: [...missingFromBase] } : {}),
+      ...(this.#verified ? { verified: this.#verified } : {}),
     };
   }
 
@@ -190,6 +224,8 @@ export class PushJob {
     const images = this.#images;
     const graphs = new Map(this.#graphs);
     const content = this.#content();
+    const roots = this.#roots();
+    const attachedGraphs = [...this.#attached.values()].flat();
     // One copier per target repository (a blob must exist in each), one limiter for them all.
     const limit = pLimit(Math.max(1, opts.concurrency));
     const siblings = new Map<string, Promise<unknown>>();
@@ -215,33 +251,42 @@ export class PushJob {
     const base = reader.base();
     let delta: PushSummary['delta'];
     if (base) {
-      const placed = await placeBaseBlobs(reader, this.#target.host, [...graphsByRepository(images, graphs)].map(([repository, gs]) => ({
+      const placed = await placeBaseBlobs(reader, this.#target.host, [...graphsByRepository(images, (ref) => this.#withAttached(ref))].map(([repository, gs]) => ({
         repository, graphs: gs, store: this.#store(repository),
       })), { concurrency: opts.concurrency, ...this.#call() });
-      for (const n of flatten([...graphs.values()])) if (reader.isFromBase(n.descriptor.digest)) record(moved, n.descriptor.digest, 'existed');
+      for (const n of flatten(roots)) if (reader.isFromBase(n.descriptor.digest)) record(moved, n.descriptor.digest, 'existed');
       for (const d of placed.mountedDigests) record(moved, d, 'mounted');
       for (const [ref, g] of graphs) graphs.set(ref, pruneGraph(g, (d) => reader.isFromBase(d)));
+      for (const a of attachedGraphs) a.graph = pruneGraph(a.graph, (d) => reader.isFromBase(d));
       delta = { base: { id: base.id, created: base.created, ...(base.release ? { release: base.release } : {}) },
         blobsFromBase: placed.existing + placed.mounted, bytesFromBase: placed.bytes };
     }
 
     // Progress counts each digest once, as the summary does.
-    opts.onStart?.(totalSize(flatten([...graphs.values()])), images.length);
+    opts.onStart?.(totalSize(flatten([...graphs.values(), ...attachedGraphs.map((a) => a.graph)])), images.length);
     // The image with the biggest blob starts first, so that blob is not the last one running.
     // Computed once per image: a comparator would walk each graph again on every comparison.
     const biggest = new Map(images.map((img) => [img.ref, Math.max(0, ...flatten([graphs.get(img.ref)!]).map((n) => n.descriptor.size))]));
     const order = [...images].sort((x, y) => biggest.get(y.ref)! - biggest.get(x.ref)!);
     const label = (img: PushImage) => `${img.ref} → ${img.name.full}`;
-    await Promise.all(order.map((img) =>
-      copierFor(img.name).copyImage(reader, graphs.get(img.ref)!, label(img), [img.name.tag])))
-      .catch((e: unknown) => { throw nameDamagedPart(e, reader); });
+    const pushedAttached = new Map<string, PushedAttached>();
+    await Promise.all(order.map(async (img) => {
+      const copier = copierFor(img.name);
+      await copier.copyImage(reader, graphs.get(img.ref)!, label(img), [img.name.tag]);
+      // After the image: into its repository, under the tag names they had upstream.
+      const done = await pushAttached(copier, reader, this.#attached.get(img.ref) ?? [], label(img),
+        `${this.#target.host}/${img.name.repository}`, opts.signal);
+      for (const a of done) pushedAttached.set(a.target, a); // two tags of one image share them
+    })).catch((e: unknown) => { throw nameDamagedPart(e, reader); });
 
     return {
       registry: opts.registry,
       images: images.map((i) => ({ source: i.ref, target: i.name.full, digest: graphs.get(i.ref)!.descriptor.digest,
         status: already.has(label(i)) ? 'already there' as const : 'pushed' as const })),
-      ...counts(content, moved, this.#graphs),
+      ...counts(content, moved, roots),
       ...(delta ? { delta } : {}),
+      attached: [...pushedAttached.values()].sort((a, b) => (a.target < b.target ? -1 : 1)),
+      ...(this.#verified ? { verified: this.#verified } : {}),
     };
   }
 }
@@ -268,9 +313,9 @@ function record(moved: Map<string, Moved>, digest: string, how: Moved): void {
 }
 
 /** Sums each distinct digest of the graphs once, under how it reached the registry. */
-function counts(content: { bytes: number; blobs: number }, moved: Map<string, Moved>, graphs: Map<string, GraphNode>): PushCounts {
+function counts(content: { bytes: number; blobs: number }, moved: Map<string, Moved>, roots: GraphNode[]): PushCounts {
   const c = { uploaded: [0, 0], mounted: [0, 0], existed: [0, 0] } as Record<Moved, [number, number]>;
-  for (const n of flatten([...graphs.values()])) {
+  for (const n of flatten(roots)) {
     const how = moved.get(n.descriptor.digest) ?? 'existed';
     c[how][0] += n.descriptor.size;
     c[how][1]++;
@@ -284,10 +329,10 @@ function counts(content: { bytes: number; blobs: number }, moved: Map<string, Mo
   };
 }
 
-/** The image graphs each target repository receives. */
-function graphsByRepository(images: PushImage[], graphs: Map<string, GraphNode>): Map<string, GraphNode[]> {
+/** The graphs each target repository receives: its images' and what is attached to them. */
+function graphsByRepository(images: PushImage[], graphsOf: (ref: string) => GraphNode[]): Map<string, GraphNode[]> {
   const out = new Map<string, GraphNode[]>();
-  for (const img of images) out.set(img.name.repository, [...(out.get(img.name.repository) ?? []), graphs.get(img.ref)!]);
+  for (const img of images) out.set(img.name.repository, [...(out.get(img.name.repository) ?? []), ...graphsOf(img.ref)]);
   return out;
 }
 

@@ -4,6 +4,7 @@ import { constants } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { BundleReader, damaged } from './bundle/reader.js';
+import { checkSignature } from './bundle/signing.js';
 import { scanManifests } from './app/scan.js';
 import { rewriteApp, writeRewrite, type RewriteResult } from './app/rewrite.js';
 import { refusePasswordInManifests, type FileContent } from './app/leaks.js';
@@ -21,6 +22,8 @@ export interface RewriteOptions {
   credentials?: { username: string; password: string };
   /** Name images as push --keep-path does (target.ts); must match the push. */
   keepPath?: boolean;
+  /** A PEM public key: the bundle's signature and the digests it pins (app files, index.json) are checked first. */
+  key?: string;
 }
 
 export interface RewriteSummary {
@@ -62,6 +65,8 @@ export class RewriteJob {
     const work = mkdtempSync(join(tmpdir(), 'airgap-rewrite-'));
     const unregister = registerCleanup(() => rmSync(work, { recursive: true, force: true }));
     try {
+      // The manifests and the image names are what rewrite uses: the signature and those pins cover them.
+      if (opts.key !== undefined) await checkSignature(reader, opts.key);
       const files = reader.appFiles();
       if (files.length === 0) {
         throw new AirgapError('E_BUNDLE', `bundle ${opts.bundle} holds no application manifests under app/`,
