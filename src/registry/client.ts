@@ -34,7 +34,10 @@ export interface RegistryClientOptions {
   credentialOptions?: Omit<CredentialOptions, 'explicit'>;
   /** Never look credentials up (public/private probing, tests). */
   anonymous?: boolean;
-  /** PATCH chunk size for the chunked upload fall-back (default 4 MiB, GHCR's limit). */
+  /**
+   * PATCH chunk size for the chunked upload fall-back (default 5 MiB: ECR, like S3 multipart,
+   * refuses smaller chunks but the last); a larger OCI-Chunk-Min-Length from the registry wins.
+   */
   chunkSize?: number;
 }
 
@@ -60,6 +63,8 @@ export interface RegistryRequest {
   signal?: AbortSignal;
   retry?: boolean;
   anonymous?: boolean;
+  /** See HttpRequest.headersTimeoutMs (the request that completes an upload). */
+  headersTimeoutMs?: number;
 }
 
 export type ProbeResult = 'readable' | 'unauthorized' | 'not-found';
@@ -85,7 +90,7 @@ export class RegistryClient {
 
   constructor(opts: RegistryClientOptions) {
     this.host = opts.host;
-    this.chunkSize = opts.chunkSize ?? 4 * 1024 * 1024;
+    this.chunkSize = opts.chunkSize ?? 5 * 1024 * 1024;
     this.#ownsTransport = opts.transport === undefined;
     this.#transport = opts.transport ?? new Transport(opts.retry ? { retry: opts.retry } : {});
     if (opts.settings) this.#transport.configure({ host: opts.host, ...opts.settings });
@@ -304,6 +309,7 @@ export class RegistryClient {
       ...(r.body !== undefined ? { body: r.body } : {}),
       ...(r.signal ? { signal: r.signal } : {}),
       ...(r.retry === false ? { retry: false } : {}),
+      ...(r.headersTimeoutMs !== undefined ? { headersTimeoutMs: r.headersTimeoutMs } : {}),
     });
     // The first request to a registry goes alone; the others wait until it has learned the challenge.
     const firstContactDone = ownHost ? await auth.firstContact() : undefined;
