@@ -270,8 +270,7 @@ export class RegistryClient {
     }
     if (res === 'unauthorized') return 'unauthorized';
     if (res.status === 200) {
-      // A GET's body is not needed: stop it rather than read a manifest we do not use.
-      if (method === 'GET') res.body.destroy();
+      await res.body.dump().catch(() => undefined);
       return 'readable';
     }
     if (res.status === 401 || res.status === 403) {

@@ -119,6 +119,7 @@ export class Transport {
   /** One dispatcher per registry host and role: its own endpoint, or the origins it sends us to. */
   readonly #agents = new Map<string, Dispatcher>();
   readonly #schemes = new Map<string, Promise<'https' | 'http'>>();
+  readonly #contexts = new Map<string, import('node:tls').SecureContext>();
   readonly #retry: RetryPolicy;
   readonly #opts: TransportOptions;
 
@@ -196,7 +197,8 @@ export class Transport {
           ...(req.signal ? { signal: req.signal } : {}),
         });
       } catch (e) {
-        throw url.host === endpointHost(req.host) ? e : new ForeignOriginError(url, e);
+        const why = await this.#explainClose(req.host, url, e);
+        throw url.host === endpointHost(req.host) ? why : new ForeignOriginError(url, why);
       }
       const location = header({ headers: r.headers }, 'location');
       const streaming = body !== undefined && !(body instanceof Uint8Array);
@@ -257,8 +259,9 @@ export class Transport {
       await ping('https');
       return 'https';
     } catch (e) {
-      // Only a peer that does not speak TLS at all gets plain HTTP; a bad certificate is an error.
-      if (!isNotTlsError(e)) throw e;
+      // Only a peer that does not speak TLS at all gets plain HTTP; a bad certificate, a server
+      // that wants a client certificate, any other TLS failure is an error.
+      if (!isNotTlsError(e)) throw await this.#explainClose(host, new URL(`https://${endpointHost(host)}/v2/`), e);
     }
     return 'http';
   }
@@ -275,18 +278,42 @@ export class Transport {
     const key = `${host}\n${own ? 'own' : 'foreign'}\n${direct ? 'direct' : 'proxy'}`;
     let agent = this.#agents.get(key);
     if (!agent) {
-      const s = this.settings(host);
-      const connect: { ca?: string[]; rejectUnauthorized?: boolean } = {};
-      // node:tls only when needed: a plain-HTTP run never loads it.
-      if (s.caFile !== undefined) connect.ca = [...tlsRootCertificates(), ...extraCaCertificates(), readCa(s.caFile, host)];
-      if (s.insecureSkipTlsVerify && own) connect.rejectUnauthorized = false;
-      agent = this.#newAgent(connect, !direct);
+      agent = this.#newAgent(this.#tlsOptions(host, own), !direct);
       this.#agents.set(key, agent);
     }
     return agent;
   }
 
-  #newAgent(connect: { ca?: string[]; rejectUnauthorized?: boolean }, proxied: boolean): Dispatcher {
+  #tlsOptions(host: string, own: boolean): TlsOptions {
+    const s = this.settings(host);
+    const connect: TlsOptions = {};
+    if (s.caFile !== undefined) {
+      // One context per registry: parsing the system's roots again for every connection costs
+      // a noticeable time per TLS handshake. node:tls only when needed (a plain-HTTP run never loads it).
+      let context = this.#contexts.get(host);
+      if (!context) {
+        context = nodeTls().createSecureContext({ ca: [...tlsRootCertificates(), ...extraCaCertificates(), readCa(s.caFile, host)] });
+        this.#contexts.set(host, context);
+      }
+      connect.secureContext = context;
+    }
+    if (s.insecureSkipTlsVerify && own) connect.rejectUnauthorized = false;
+    return connect;
+  }
+
+  /**
+   * A TLS 1.3 server that wants a client certificate completes the handshake, then sends an alert
+   * and closes, which undici reports only as "other side closed". When an https connection is
+   * closed that way, one direct TLS connection reads the server's alert, so the error says what
+   * the server wanted (and is not retried as a dropped connection). Anything else: `e` as it was.
+   */
+  async #explainClose(host: string, url: URL, e: unknown): Promise<unknown> {
+    if (url.protocol !== 'https:' || !errorCodes(e).includes('UND_ERR_SOCKET') || (hasProxyEnv() && !isLoopback(url.host))) return e;
+    const alert = await readTlsAlert(url, this.#tlsOptions(host, url.host === endpointHost(host)));
+    return alert ?? e;
+  }
+
+  #newAgent(connect: TlsOptions, proxied: boolean): Dispatcher {
     const opts = {
       connect,
       keepAliveTimeout: 30_000,
@@ -369,8 +396,39 @@ function extraCaCertificates(): string[] {
   }
 }
 
+interface TlsOptions {
+  secureContext?: import('node:tls').SecureContext;
+  rejectUnauthorized?: boolean;
+}
+
+function nodeTls(): typeof import('node:tls') {
+  return createRequire(import.meta.url)('node:tls') as typeof import('node:tls');
+}
+
 function tlsRootCertificates(): readonly string[] {
-  return (createRequire(import.meta.url)('node:tls') as typeof import('node:tls')).rootCertificates;
+  return nodeTls().rootCertificates;
+}
+
+/** Connects once with TLS, sends a request, and returns the server's TLS alert if it answers with one. */
+function readTlsAlert(url: URL, connect: TlsOptions): Promise<Error | undefined> {
+  const tls = nodeTls();
+  const hostname = url.hostname.replace(/^\[|\]$/g, '');
+  return new Promise((resolve) => {
+    const socket = tls.connect({
+      host: hostname, port: Number(url.port || 443), ALPNProtocols: ['http/1.1'], ...connect,
+      ...(/^[\d.]+$|:/.test(hostname) ? {} : { servername: hostname }),
+    });
+    const timer = setTimeout(() => done(undefined), 5_000);
+    function done(e: Error | undefined): void {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(e);
+    }
+    socket.once('secureConnect', () => socket.write(`HEAD /v2/ HTTP/1.1\r\nhost: ${url.host}\r\nconnection: close\r\n\r\n`));
+    socket.once('data', () => done(undefined));
+    socket.once('error', (e) => done(isTlsHandshakeError(e) ? e : undefined));
+    socket.once('close', () => done(undefined));
+  });
 }
 
 /** The peer closed or reset the connection instead of answering (what a TLS server may do with plain HTTP). */

@@ -225,7 +225,8 @@ async function uploadChunked(client: RegistryClient, repo: string, desc: Descrip
   const res = await client.request({
     method: 'PUT', url: withDigest(url, desc.digest), repo, access: 'push', what,
     headers: { 'content-type': 'application/octet-stream', 'content-length': '0' },
-    headersTimeoutMs: COMMIT_HEADERS_TIMEOUT_MS, ...(signal ? { signal } : {}),
+    // Not sent twice blindly: a commit whose answer was lost is HEAD-checked by pushBlob first.
+    retry: false, headersTimeoutMs: COMMIT_HEADERS_TIMEOUT_MS, ...(signal ? { signal } : {}),
   });
   if (res.status < 200 || res.status > 299) return client.fail(res, 'PUT', what);
   await res.body.dump().catch(() => undefined);

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,7 +35,7 @@ export async function createTestCa(name = 'airgap test CA'): Promise<TestCa> {
   const caFile = join(dir, 'ca.crt');
   let serial = 0;
   try {
-    await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', caKey, '-out', caFile,
+    await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', caKey, '-out', caFile,
       '-days', '2', '-subj', `/CN=${name}`]);
   } catch (e) {
     await rm(dir, { recursive: true, force: true });
@@ -44,10 +45,11 @@ export async function createTestCa(name = 'airgap test CA'): Promise<TestCa> {
     const base = join(dir, `cert-${++serial}`);
     const keyFile = `${base}.key`;
     const certFile = `${base}.crt`;
-    await run('openssl', ['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', `${base}.csr`, '-subj', `/CN=${cn}`]);
+    await run('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', keyFile, '-out', `${base}.csr`, '-subj', `/CN=${cn}`]);
     await writeFile(`${base}.ext`, ext.join('\n') + '\n');
-    await run('openssl', ['x509', '-req', '-in', `${base}.csr`, '-CA', caFile, '-CAkey', caKey, '-CAcreateserial',
-      '-out', certFile, '-days', '2', '-extfile', `${base}.ext`]);
+    // A serial of its own (no shared serial file: certificates may be issued concurrently).
+    await run('openssl', ['x509', '-req', '-in', `${base}.csr`, '-CA', caFile, '-CAkey', caKey,
+      '-set_serial', `0x${randomBytes(8).toString('hex')}`, '-out', certFile, '-days', '2', '-extfile', `${base}.ext`]);
     return { keyFile, certFile, key: await readFile(keyFile), cert: await readFile(certFile) };
   };
   return {
