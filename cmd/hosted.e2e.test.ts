@@ -194,6 +194,17 @@ test('NO_PROXY (either case) sends a host direct: its name then does not resolve
   }
 });
 
+test('a name the proxy cannot resolve: one line naming the host and the proxy\'s answer', async (t) => {
+  const { egress } = t.context;
+  const dir = await app(t, 'unknown-app', ['nosuch.corp.invalid:5000/team/app:1']);
+  egress.reset();
+  const r = await runCli(['plan', '--manifests', dir, ...resolveFlags(t), '--json'], { env: proxied(t) });
+  const err = jsonError(r);
+  t.is(err.code, 'E_NETWORK');
+  t.regex(err.message, /the proxy answered HTTP 502 to CONNECT nosuch\.corp\.invalid:5000/);
+  t.deepEqual(egress.refused, ['nosuch.corp.invalid:5000'], 'asked once, not retried');
+});
+
 test('a missing tag is an error naming the reference and its file:line; the vendor proxy is not asked', async (t) => {
   const { hub, vendorProxy } = t.context;
   const dir = await app(t, 'typo-app', [`${hub.host}/library/app:nosuch`]);

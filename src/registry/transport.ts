@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { Agent, type Dispatcher, EnvHttpProxyAgent, request } from 'undici';
 import { AirgapError } from '../errors.js';
 import {
-  type RequestSubject, RegistryError, describe, dnsError, errorCodes, isConnectionError, isDnsFailure, isNotTlsError,
+  type RequestSubject, RegistryError, causeText, describe, dnsError, errorCodes, isConnectionError, isDnsFailure, isNotTlsError,
   isTemporary, isTlsHandshakeError, isTlsVerifyError, networkError, tlsError, tlsHandshakeError,
 } from './errors.js';
 
@@ -340,6 +340,13 @@ export class Transport {
     if (isTlsVerifyError(e)) return tlsError(subject, e, { ...(origin ? { origin } : {}), ...(settings.caFile ? { caFile: settings.caFile } : {}) });
     if (isTlsHandshakeError(e)) return tlsHandshakeError(subject, e, origin);
     if (isDnsFailure(e)) return dnsError(subject, e, origin);
+    const proxied = /Proxy response \((\d+)\)/.exec(causeText(e));
+    if (proxied) {
+      return new RegistryError('E_NETWORK', `${describe(subject)}: the proxy answered HTTP ${proxied[1]} to CONNECT ${origin ?? endpointHost(subject.host)}`, {
+        cause: e, status: Number(proxied[1]),
+        hint: 'the proxy (HTTPS_PROXY) could not resolve or reach that host, or refuses it: check the name, the proxy, and NO_PROXY for hosts reached directly',
+      });
+    }
     // undici and socket errors carry codes (UND_ERR_*, ECONNRESET…); anything else is not ours to relabel.
     if (isConnectionError(e) || errorCodes(e).some((c) => c.startsWith('UND_ERR_') || /^E[A-Z]+$/.test(c))) {
       return networkError(subject, e);
