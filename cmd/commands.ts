@@ -255,7 +255,10 @@ function planResult(p: PlanReport): Result {
   const json = { appSlug: p.appSlug, offline: p.offline, ok: failed.length === 0 && refusals.length === 0, images: p.images, findings: p.findings, notRead: p.notRead };
   if (failed.length === 0 && refusals.length === 0) return { json, text };
   const code: ErrorCode = failed[0]?.error?.code ?? 'E_MANIFESTS';
-  return { json, text, failed: { code, problem: `plan: ${failed.length} of ${p.images.length} image(s) failed, ${refusals.length} finding(s) refuse a build (listed above)` } };
+  // Like every command's failure, `error` says the first problem (for scripts); `images` has them all.
+  const first = failed[0]?.error ?? { code, message: `${refusals[0]!.file}:${refusals[0]!.line}: ${refusals[0]!.message}`, ...(refusals[0]!.hint ? { hint: refusals[0]!.hint } : {}) };
+  return { json: { ...json, error: first }, text,
+    failed: { code, problem: `plan: ${failed.length} of ${p.images.length} image(s) failed, ${refusals.length} finding(s) refuse a build (listed above)` } };
 }
 
 const buildCmd: CommandSpec = {
