@@ -60,6 +60,13 @@ export interface RegistryRequest {
   anonymous?: boolean;
 }
 
+/** Where a request goes, with whose auth, for which scopes. */
+interface Attempt {
+  auth: OriginAuth;
+  url: string | URL;
+  scopes: string[];
+}
+
 export type ProbeResult = 'readable' | 'unauthorized' | 'not-found';
 
 export interface CallOptions {
@@ -306,33 +313,42 @@ export class RegistryClient {
     });
     // The first request to an origin goes alone; the others wait until it has learned the challenge.
     const firstContactDone = await auth.firstContact();
-    let authorization: string | undefined;
     let res: HttpResponse;
-    let again: { auth: OriginAuth; url: string | URL; scopes: string[] } | undefined;
+    let again: Attempt | undefined;
     try {
-      authorization = await auth.authorization(scopes, subject, r.signal);
+      const authorization = await auth.authorization(scopes, subject, r.signal);
       res = await send(r.url, authorization);
-      if (res.status === 401) {
-        const challenger = this.#authFor(res.url, anonymous);
-        if (challenger === auth) {
-          if (await auth.unauthorized(res, scopes, authorization)) again = { auth, url: r.url, scopes };
-        } else {
-          // A redirect target that challenges: its own scopes (from its URL), its own credential.
-          const repo = repositoryOfPath(res.url.pathname);
-          const theirs = repo !== undefined ? [repositoryScope(repo, r.access)] : [];
-          if (await challenger.unauthorized(res, theirs, undefined)) again = { auth: challenger, url: res.url, scopes: theirs };
-        }
-      }
+      again = await this.#challenged(res, { auth, url: r.url, scopes }, r, authorization);
     } finally {
       firstContactDone?.();
     }
-    if (again) {
+    // Each origin's challenge is answered at most once per request: this registry's, then maybe
+    // that of a registry it redirects to once it has let us in.
+    const answered = new Set<OriginAuth>();
+    while (again && !answered.has(again.auth)) {
       // A stream body is spent: the caller (uploads) restarts with a fresh one.
       if (r.body !== undefined && !(r.body instanceof Uint8Array)) return res;
+      answered.add(again.auth);
       await res.body.dump().catch(() => undefined);
-      res = await send(again.url, await again.auth.authorization(again.scopes, subject, r.signal));
+      const authorization = await again.auth.authorization(again.scopes, subject, r.signal);
+      res = await send(again.url, authorization);
+      again = await this.#challenged(res, again, r, authorization);
     }
     return res;
+  }
+
+  /**
+   * After a 401: whose challenge it is (this registry's, or a redirect target's), and whether
+   * sending again, to that origin, with fresh authorization can help.
+   */
+  async #challenged(res: HttpResponse, sent: Attempt, r: RegistryRequest, authorization: string | undefined): Promise<Attempt | undefined> {
+    if (res.status !== 401) return undefined;
+    const challenger = this.#authFor(res.url, r.anonymous ?? false);
+    if (challenger === sent.auth) return await sent.auth.unauthorized(res, sent.scopes, authorization) ? sent : undefined;
+    // A redirect target that challenges: its own scopes (from its URL), its own credential.
+    const repo = repositoryOfPath(res.url.pathname);
+    const theirs = repo !== undefined ? [repositoryScope(repo, r.access)] : [];
+    return await challenger.unauthorized(res, theirs, undefined) ? { auth: challenger, url: res.url, scopes: theirs } : undefined;
   }
 
   /** A URL on this registry's own endpoint (the scheme does not matter to auth). */

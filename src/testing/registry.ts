@@ -115,7 +115,8 @@ async function writeHtpasswd(dir: string, users: { username: string; password: s
   return path;
 }
 
-async function writeCertificates(dir: string): Promise<{ caFile: string; certFile: string; keyFile: string }> {
+/** A throw-away CA (ca.crt) and a server certificate it signed for 127.0.0.1 and localhost, in `dir`. */
+export async function writeCertificates(dir: string): Promise<{ caFile: string; certFile: string; keyFile: string }> {
   const caKey = join(dir, 'ca.key');
   const caFile = join(dir, 'ca.crt');
   const keyFile = join(dir, 'server.key');
