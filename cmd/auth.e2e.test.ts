@@ -20,6 +20,8 @@ interface Ctx {
   world: World;
   dir: string;
   bundle: string;
+  /** A one-image bundle, for the tests that push many times. */
+  small: string;
   /** The CA and the certificate every front here serves (127.0.0.1). */
   certs: { caFile: string; certFile: string; keyFile: string };
   backend: TestRegistry;
@@ -39,7 +41,23 @@ test.before(async (t) => {
   t.context.backend = await startRegistry();
   t.context.bundle = join(dir, 'app.tar');
   await buildBundle(t.context.world, t.context.bundle);
+  t.context.small = join(dir, 'small.tar');
+  await buildSmall(t.context);
 });
+
+/** A one-image app read from the (anonymous, plain HTTP) backend registry. */
+async function buildSmall(c: Ctx): Promise<void> {
+  await seedImage(c.backend, { repo: 'small/app', tag: '1', layers: [{ seed: 'small-app', size: 20_000 }] });
+  const app = join(c.dir, 'small-app');
+  await mkdir(app, { recursive: true });
+  await writeFile(join(app, 'pod.yaml'), [
+    'apiVersion: v1', 'kind: Pod', 'metadata: {name: small}', 'spec:',
+    `  containers: [{name: app, image: "${c.backend.host}/small/app:1"}]`, '',
+  ].join('\n'));
+  const r = await runCli(['build', '--manifests', app, '--license', c.world.licensePath, '--out', c.small,
+    '--proxy-host', '127.0.0.1:9', '--replicated-registry', '127.0.0.1:9']);
+  if (r.code !== 0) throw new Error(`small build failed: ${r.stderr}`);
+}
 
 test.after.always(async (t) => {
   await Promise.allSettled((t.context.fronts ?? []).map((f) => f.stop()));
@@ -80,16 +98,16 @@ function credEnv(t: { context: Ctx }, e: { authFile?: string; xdg?: string; dock
 
 interface PushJson { images: { source: string; target: string; digest: string }[]; blobsMounted?: number; blobsUploaded?: number }
 
-async function push(t: { context: Ctx }, host: string, ns: string, env: Record<string, string>): Promise<CliResult> {
-  return runCli(['push', t.context.bundle, '--registry', `${host}/${ns}`, '--ca-file', t.context.certs.caFile, '--json'], { env });
+async function push(t: { context: Ctx }, host: string, ns: string, env: Record<string, string>, bundle = t.context.bundle): Promise<CliResult> {
+  return runCli(['push', bundle, '--registry', `${host}/${ns}`, '--ca-file', t.context.certs.caFile, '--json'], { env });
 }
 
 /** Every pushed image, read back from the registry behind the front by skopeo, has the digest push reported. */
-async function assertPushed(t: { context: Ctx; is: (a: unknown, b: unknown, m?: string) => void }, r: CliResult, frontHost: string): Promise<void> {
+async function assertPushed(t: { context: Ctx; is: (a: unknown, b: unknown, m?: string) => void }, r: CliResult, frontHost: string,
+  count = new Set(t.context.world.images.map((i) => `${i.name}:${i.tag}`)).size): Promise<void> {
   t.is(r.code, 0, r.stderr);
   const out = json<PushJson>(r);
-  const distinct = new Set(t.context.world.images.map((i) => `${i.name}:${i.tag}`)).size;
-  t.is(out.images.length, distinct, 'every image pushed');
+  t.is(out.images.length, count, 'every image pushed');
   for (const img of out.images) {
     const onBackend = img.target.replace(frontHost, t.context.backend.host);
     t.is((await inspectRaw(onBackend)).digest, img.digest, img.target);
@@ -147,7 +165,7 @@ test.serial('credentials from $REGISTRY_AUTH_FILE, then $XDG_RUNTIME_DIR/contain
   const docker = await files(t, 'docker', { 'config.json': entry('docker-user') });
   const usersSince = async (env: Record<string, string>, ns: string): Promise<Set<string | undefined>> => {
     const before = reg.tokens.length;
-    await assertPushed(t, await push(t, reg.host, ns, env), reg.host);
+    await assertPushed(t, await push(t, reg.host, ns, env, t.context.small), reg.host, 1);
     return new Set(reg.tokens.slice(before).filter((x) => x.status === 200).map((x) => x.user));
   };
   t.deepEqual(await usersSince(credEnv(t, { authFile, xdg, docker }), 'a'), new Set(['authfile-user']));
@@ -165,7 +183,7 @@ test.serial('credentials from $REGISTRY_AUTH_FILE, then $XDG_RUNTIME_DIR/contain
   await chmod(join(bin, 'docker-credential-test'), 0o755);
   const helperFile = join(await files(t, 'helper', { 'auth.json': { credHelpers: { [reg.host]: 'test' } } }), 'auth.json');
   const before = reg.tokens.length;
-  await assertPushed(t, await push(t, reg.host, 'd', credEnv(t, { authFile: helperFile, docker, path: bin })), reg.host);
+  await assertPushed(t, await push(t, reg.host, 'd', credEnv(t, { authFile: helperFile, docker, path: bin }), t.context.small), reg.host, 1);
   const fromHelper = reg.tokens.slice(before);
   t.true(fromHelper.length > 0);
   t.true(fromHelper.every((x) => x.method === 'POST' && x.refreshToken === identity && x.authorization === undefined && x.user === 'helper-user'));

@@ -43,9 +43,25 @@ export function repositoryScope(repo: string, access: Access): string {
   return `repository:${repo}:${access === 'push' ? 'pull,push' : 'pull'}`;
 }
 
-/** A request's scopes, de-duplicated and sorted: the key of its token. */
+/**
+ * A request's scopes as one canonical list (the key of its token): the actions asked for one
+ * resource merged (`repository:a:pull` + `repository:a:pull,push` = `repository:a:pull,push`),
+ * sorted. The name sits between the first and the last colon (a proxied path may hold a port).
+ */
 export function scopeSet(scopes: Iterable<string>): string[] {
-  return [...new Set(scopes)].filter((s) => s !== '').sort();
+  const actions = new Map<string, Set<string>>();
+  for (const scope of scopes) {
+    const last = scope.lastIndexOf(':');
+    if (scope.indexOf(':') === last) {
+      if (scope !== '') actions.set(scope, actions.get(scope) ?? new Set());
+      continue;
+    }
+    const resource = scope.slice(0, last);
+    const set = actions.get(resource) ?? new Set<string>();
+    for (const a of scope.slice(last + 1).split(',')) if (a) set.add(a);
+    actions.set(resource, set);
+  }
+  return [...actions].map(([resource, set]) => (set.size > 0 ? `${resource}:${[...set].sort().join(',')}` : resource)).sort();
 }
 
 /** The repository a `/v2/<name>/(manifests|blobs|tags)/…` URL is about (for a redirect target's scope). */
@@ -67,7 +83,7 @@ export class OriginAuth {
   #contacted = false;
   #gate: Promise<void> | undefined;
   readonly #tokens = new Map<string, Promise<Token>>();
-  /** Scope set key → what the registry's challenge to that request asked for besides. */
+  /** Scope set key → the wider set the registry's challenge to such a request asked for. */
   readonly #wanted = new Map<string, string[]>();
 
   /** `host` names the registry (transport settings, messages); `credential` is called at most once. */
@@ -120,7 +136,7 @@ export class OriginAuth {
     }
     pending = this.#tokens.get(key);
     if (!pending) {
-      const want = scopeSet([...set, ...(this.#wanted.get(key) ?? [])]);
+      const want = this.#wanted.get(key) ?? set;
       pending = this.#credential().then((credential) => fetchToken({
         transport: this.#transport, host: this.#host, realm: ch.params.realm, service: ch.params.service,
         scopes: want, credential, subject, ...(signal ? { signal } : {}),
@@ -148,10 +164,11 @@ export class OriginAuth {
       const c = await this.#credential();
       return c !== undefined && (c.kind === 'identity-token' || sent !== basic(c));
     }
-    const key = scopeSet(scopes).join(' ');
+    const set = scopeSet(scopes);
+    const key = set.join(' ');
     // The registry may name what this request needs (a wider action set): ask for it next time too.
-    const extra = (scope ?? '').split(' ').filter((s) => s !== '' && !scopes.includes(s));
-    if (extra.length > 0) this.#wanted.set(key, extra);
+    const widened = scopeSet([...set, ...(scope ?? '').split(' ')]);
+    if (widened.join(' ') !== key) this.#wanted.set(key, widened);
     this.#tokens.delete(key);
     return true;
   }
