@@ -14,19 +14,19 @@ import { type HttpResponse, type Transport, headerAll } from './transport.js';
  *   request(url, scope set)
  *      │
  *      ▼
- *   OriginAuth of the origin it goes to ── challenge known? ──no──► send without Authorization
- *      │ yes                                                            │
- *      ├─ Basic:  credential (user+password) on every request           │
- *      └─ Bearer: token for this scope set (cached until it expires)    │
- *                 ├─ identity token → POST realm grant_type=refresh_token │
- *                 ├─ user+password  → GET realm, Basic                    │
- *                 └─ none           → GET realm, anonymous                │
- *      ▼                                                                 ▼
+ *   OriginAuth of the origin the URL names (one per origin)
+ *      │  challenge not known yet ──► no Authorization (the first request goes alone, to learn it)
+ *      │  Basic  ──► the user+password for this host
+ *      │  Bearer ──► token for (origin, scope set) still fresh? reuse it; else ask the realm:
+ *      │               identity token → POST grant_type=refresh_token (OAuth2) → access_token
+ *      │               user+password  → GET ?service&scope, Basic            → token
+ *      │               nothing        → GET ?service&scope, anonymous        → token
+ *      ▼
  *   send ──► a redirect to another origin drops Authorization (transport.ts)
  *      │
- *      └─ 401 from origin O (where the answer came from: a redirect target may challenge too)
- *            OriginAuth(O) learns the challenge → once more, straight to O, with O's own
- *            credential (looked up for O's host; the first host's never goes there)
+ *      └─ 401 from origin O (the registry, or one it redirected to) ──► OriginAuth(O) learns O's
+ *         challenge; send once more, straight to O, with O's own credential (looked up for O's
+ *         host: the first host's never goes there). Each origin's challenge is answered once.
  *
  * Scopes are never pooled: a token is asked for exactly the scope set of the request that needs
  * it (plus what the registry's own challenge to that request named), so a token service that
