@@ -153,6 +153,12 @@ test.serial('acr-like: a docker-config identitytoken is exchanged with the OAuth
   t.not(bad.code, 0);
   t.regex(bad.stderr, /refused the identity token in .*acr-stale.*config\.json/);
   t.false(bad.stderr.includes(identity));
+
+  // No anonymous access: without any credential the token service says no, and the hint says log in.
+  const anon = await push(t, acr.host, 'acme', credEnv(t, {}));
+  t.not(anon.code, 0);
+  t.regex(anon.stderr, /anonymous access refused by the token service at 127\.0\.0\.1:\d+/);
+  t.regex(anon.stderr, /log in to 127\.0\.0\.1:\d+/);
 });
 
 test.serial('credentials from $REGISTRY_AUTH_FILE, then $XDG_RUNTIME_DIR/containers/auth.json, then the Docker config; a helper answering <token>', async (t) => {

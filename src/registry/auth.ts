@@ -38,8 +38,13 @@ export { basic, parseChallenges } from './token.js';
 
 export type Access = 'pull' | 'push';
 
+/** `repository:<name>:<actions>`, as the token service reads it. */
+export type Scope = string;
+/** The scopes of one request, canonical (scopeSet): the key its token is cached under. */
+export type ScopeSet = readonly Scope[];
+
 /** The scope a request on `repo` needs. */
-export function repositoryScope(repo: string, access: Access): string {
+export function repositoryScope(repo: string, access: Access): Scope {
   return `repository:${repo}:${access === 'push' ? 'pull,push' : 'pull'}`;
 }
 
@@ -48,7 +53,7 @@ export function repositoryScope(repo: string, access: Access): string {
  * resource merged (`repository:a:pull` + `repository:a:pull,push` = `repository:a:pull,push`),
  * sorted. The name sits between the first and the last colon (a proxied path may hold a port).
  */
-export function scopeSet(scopes: Iterable<string>): string[] {
+export function scopeSet(scopes: Iterable<Scope>): Scope[] {
   const actions = new Map<string, Set<string>>();
   for (const scope of scopes) {
     const last = scope.lastIndexOf(':');
@@ -84,7 +89,7 @@ export class OriginAuth {
   #gate: Promise<void> | undefined;
   readonly #tokens = new Map<string, Promise<Token>>();
   /** Scope set key → the wider set the registry's challenge to such a request asked for. */
-  readonly #wanted = new Map<string, string[]>();
+  readonly #wanted = new Map<string, ScopeSet>();
 
   /** `host` names the registry (transport settings, messages); `credential` is called at most once. */
   constructor(transport: Transport, host: string, credential: () => Promise<Credential | undefined>) {
@@ -114,7 +119,7 @@ export class OriginAuth {
   }
 
   /** The Authorization header for a request needing `scopes`, or undefined when none is known. */
-  async authorization(scopes: string[], subject: RequestSubject, signal?: AbortSignal): Promise<string | undefined> {
+  async authorization(scopes: ScopeSet, subject: RequestSubject, signal?: AbortSignal): Promise<string | undefined> {
     const ch = this.#challenge;
     if (!ch) return undefined;
     if (ch.scheme === 'basic') {
@@ -154,7 +159,7 @@ export class OriginAuth {
    * again with fresh authorization can help (a new challenge, or a token the registry no longer
    * accepts); false when what was sent is all we have (wrong password, no credential for Basic).
    */
-  async unauthorized(res: HttpResponse, scopes: string[], sent: string | undefined): Promise<boolean> {
+  async unauthorized(res: HttpResponse, scopes: ScopeSet, sent: string | undefined): Promise<boolean> {
     const challenges = parseChallenges(headerAll(res, 'www-authenticate'));
     const ch = challenges.find((c) => c.scheme === 'bearer') ?? challenges.find((c) => c.scheme === 'basic');
     if (!ch) return false;

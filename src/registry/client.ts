@@ -5,7 +5,7 @@ import { parseManifest } from '../oci/manifest.js';
 import { MANIFEST_ACCEPT, bareMediaType } from '../oci/mediatypes.js';
 import { sha256Digest } from '../oci/verify.js';
 import type { PushOutcome } from '../store.js';
-import { type Access, OriginAuth, repositoryOfPath, repositoryScope } from './auth.js';
+import { type Access, OriginAuth, type ScopeSet, repositoryOfPath, repositoryScope } from './auth.js';
 import { type Credential, type CredentialOptions, type Credentials, resolveCredentials } from './credentials.js';
 import { type RequestSubject, RegistryError, httpError, isTemporary, networkError } from './errors.js';
 import {
@@ -64,7 +64,7 @@ export interface RegistryRequest {
 interface Attempt {
   auth: OriginAuth;
   url: string | URL;
-  scopes: string[];
+  scopes: ScopeSet;
 }
 
 export type ProbeResult = 'readable' | 'unauthorized' | 'not-found';
