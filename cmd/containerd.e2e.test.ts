@@ -1,5 +1,6 @@
 import anyTest, { type TestFn } from 'ava';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { parseAllDocuments } from 'yaml';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { canRunContainerd, startContainerd } from '../src/testing/containerd.js';
@@ -8,9 +9,10 @@ import { startRegistry, type TestRegistry } from '../src/testing/registry.js';
 import { buildBundle, json, runCli } from '../src/testing/cli.js';
 
 /**
- * The customer's node: containerd (as the kubelet drives it) pulls every image `push` wrote,
- * from a TLS registry with htpasswd auth, with the pull secret's user and password. Its own
- * resolver, its own verification of every manifest and blob, and unpacking into a snapshot.
+ * The customer's node: containerd (as the kubelet drives it) pulls every image `install` pushed,
+ * from a TLS registry with htpasswd auth, with the user and password of the pull secret the
+ * rewrite wrote. Its own resolver, its own verification of every manifest and blob, and
+ * unpacking into a snapshot.
  */
 
 interface Ctx { world: World; dir: string; customer: TestRegistry }
@@ -30,15 +32,38 @@ test.after.always(async (t) => {
   if (t.context.dir) await rm(t.context.dir, { recursive: true, force: true });
 });
 
-(canRunContainerd() ? test : test.skip)('ctr images pull fetches and unpacks every image push wrote, with the registry credentials', async (t) => {
+(canRunContainerd() ? test : test.skip)('ctr images pull fetches and unpacks every image push wrote, with the pull secret\'s credentials', async (t) => {
   const { world, dir, customer } = t.context;
   const bundle = join(dir, 'app.tar');
   await buildBundle(world, bundle);
-  const r = await runCli(['push', bundle, '--registry', `${customer.host}/shop`, '--ca-file', customer.caFile!,
-    '--username', USER.username, '--password-stdin', '--json'], { input: USER.password + '\n' });
+  const out = join(dir, 'install');
+  const r = await runCli(['install', bundle, '--registry', `${customer.host}/shop`, '--ca-file', customer.caFile!,
+    '--username', USER.username, '--password-stdin', '--out', out, '--namespace', 'shop', '--json'], { input: USER.password + '\n' });
   t.is(r.code, 0, r.stderr);
-  const pushed = json<{ images: { target: string; digest: string }[] }>(r).images;
+  const pushed = json<{ push: { images: { target: string; digest: string }[] } }>(r).push.images;
   t.is(pushed.length, new Set(world.images.map((i) => `${i.name}:${i.tag}`)).size);
+
+  // What the kubelet has: the image names in the rendered pod specs and the pull secret.
+  const docs = (await Promise.all((await readdir(join(out, 'rendered'), { recursive: true }))
+    .filter((f) => /\.ya?ml$/.test(f))
+    .map(async (f) => parseAllDocuments(await readFile(join(out, 'rendered', f), 'utf8')).map((d) => d.toJS() as Record<string, any> | null))))
+    .flat().filter((d): d is Record<string, any> => d !== null);
+  const named = new Set<string>();
+  const walk = (v: unknown): void => {
+    if (Array.isArray(v)) v.forEach(walk);
+    else if (v && typeof v === 'object') {
+      const o = v as Record<string, unknown>;
+      if (Array.isArray(o.containers)) {
+        for (const c of [o.containers, o.initContainers ?? []].flat() as { image?: unknown }[]) if (typeof c.image === 'string') named.add(c.image);
+      }
+      Object.values(o).forEach(walk);
+    }
+  };
+  docs.forEach(walk);
+  for (const image of named) t.true(pushed.some((p) => p.target === image), `${image} (rendered) was pushed`);
+  const secret = docs.find((d) => d.kind === 'Secret' && d.type === 'kubernetes.io/dockerconfigjson');
+  const config = JSON.parse(Buffer.from(secret!.data['.dockerconfigjson'], 'base64').toString()) as { auths: Record<string, { auth: string }> };
+  const secretUser = Buffer.from(config.auths[customer.host]!.auth, 'base64').toString();
 
   const containerd = await startContainerd();
   t.teardown(() => containerd.stop());
@@ -52,7 +77,7 @@ test.after.always(async (t) => {
     '  capabilities = ["pull", "resolve"]', `  ca = "${customer.caFile!}"`, '',
   ].join('\n'));
   const pull = (user: string, ref: string) => ctr('images', 'pull', '--hosts-dir', hostsDir, '--user', user, ref);
-  for (const img of pushed) await pull(`${USER.username}:${USER.password}`, img.target);
+  for (const img of pushed) await pull(secretUser, img.target);
   const { stdout } = await ctr('images', 'ls');
   const lines = stdout.split('\n');
   for (const img of pushed) {
