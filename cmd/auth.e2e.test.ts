@@ -177,6 +177,13 @@ test.serial('credentials from $REGISTRY_AUTH_FILE, then $XDG_RUNTIME_DIR/contain
   t.deepEqual(await usersSince(credEnv(t, { authFile, xdg, docker }), 'a'), new Set(['authfile-user']));
   t.deepEqual(await usersSince(credEnv(t, { xdg, docker }), 'b'), new Set(['xdg-user']));
   t.deepEqual(await usersSince(credEnv(t, { docker }), 'c'), new Set(['docker-user']));
+  // `podman login host/e` keys a namespace: it wins over the bare host for repositories under it.
+  const ns = await files(t, 'xdg-ns', { 'containers/auth.json': { auths: {
+    [reg.host]: { auth: b64(`authfile-user:${users['authfile-user']}`) },
+    [`${reg.host}/e`]: { auth: b64(`xdg-user:${users['xdg-user']}`) },
+  } } });
+  t.deepEqual(await usersSince(credEnv(t, { xdg: ns }), 'e'), new Set(['xdg-user']));
+  t.deepEqual(await usersSince(credEnv(t, { xdg: ns }), 'f'), new Set(['authfile-user']));
 
   // credHelpers in an auth.json: docker-credential-test answers <token>, so the Secret is an identity token.
   const bin = join(t.context.dir, 'bin');

@@ -82,7 +82,8 @@ export function repositoryOfPath(pathname: string): string | undefined {
 export class OriginAuth {
   readonly #transport: Transport;
   readonly #host: string;
-  readonly #credential: () => Promise<Credential | undefined>;
+  /** Per repository: an auth.json key may hold credentials for one namespace of a host. */
+  readonly #credential: (repository: string | undefined) => Promise<Credential | undefined>;
   /** Scheme, realm and service. A challenge's `scope` belongs to one request: kept in #wanted. */
   #challenge: Challenge | undefined;
   #contacted = false;
@@ -91,12 +92,17 @@ export class OriginAuth {
   /** Scope set key → the wider set the registry's challenge to such a request asked for. */
   readonly #wanted = new Map<string, ScopeSet>();
 
-  /** `host` names the registry (transport settings, messages); `credential` is called at most once. */
-  constructor(transport: Transport, host: string, credential: () => Promise<Credential | undefined>) {
+  /** `host` names the registry (transport settings, messages); `credential` is called once per repository. */
+  constructor(transport: Transport, host: string, credential: (repository: string | undefined) => Promise<Credential | undefined>) {
     this.#transport = transport;
     this.#host = host;
-    let memo: Promise<Credential | undefined> | undefined;
-    this.#credential = () => (memo ??= credential());
+    const memo = new Map<string, Promise<Credential | undefined>>();
+    this.#credential = (repository) => {
+      const key = repository ?? '';
+      let found = memo.get(key);
+      if (!found) memo.set(key, (found = credential(repository)));
+      return found;
+    };
   }
 
   /**
@@ -118,12 +124,13 @@ export class OriginAuth {
     };
   }
 
-  /** The Authorization header for a request needing `scopes`, or undefined when none is known. */
-  async authorization(scopes: ScopeSet, subject: RequestSubject, signal?: AbortSignal): Promise<string | undefined> {
+  /** The Authorization header for a request on `repository` needing `scopes`, or undefined when none is known. */
+  async authorization(scopes: ScopeSet, repository: string | undefined, subject: RequestSubject,
+    signal?: AbortSignal): Promise<string | undefined> {
     const ch = this.#challenge;
     if (!ch) return undefined;
     if (ch.scheme === 'basic') {
-      const c = await this.#credential();
+      const c = await this.#credential(repository);
       if (c?.kind === 'identity-token') {
         throw authError(subject, `the registry asks for a user and password, and ${c.source} can only be exchanged at a Bearer token service`,
           undefined, `log in to ${this.#host} with a user and password, or pass --username/--password`);
@@ -142,7 +149,7 @@ export class OriginAuth {
     pending = this.#tokens.get(key);
     if (!pending) {
       const want = this.#wanted.get(key) ?? set;
-      pending = this.#credential().then((credential) => fetchToken({
+      pending = this.#credential(repository).then((credential) => fetchToken({
         transport: this.#transport, host: this.#host, realm: ch.params.realm, service: ch.params.service,
         scopes: want, credential, subject, ...(signal ? { signal } : {}),
       }));
@@ -159,14 +166,14 @@ export class OriginAuth {
    * again with fresh authorization can help (a new challenge, or a token the registry no longer
    * accepts); false when what was sent is all we have (wrong password, no credential for Basic).
    */
-  async unauthorized(res: HttpResponse, scopes: ScopeSet, sent: string | undefined): Promise<boolean> {
+  async unauthorized(res: HttpResponse, scopes: ScopeSet, repository: string | undefined, sent: string | undefined): Promise<boolean> {
     const challenges = parseChallenges(headerAll(res, 'www-authenticate'));
     const ch = challenges.find((c) => c.scheme === 'bearer') ?? challenges.find((c) => c.scheme === 'basic');
     if (!ch) return false;
     const { scope, ...params } = ch.params;
     this.#challenge = { scheme: ch.scheme, params };
     if (ch.scheme === 'basic') {
-      const c = await this.#credential();
+      const c = await this.#credential(repository);
       return c !== undefined && (c.kind === 'identity-token' || sent !== basic(c));
     }
     const set = scopeSet(scopes);

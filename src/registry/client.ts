@@ -61,10 +61,11 @@ export interface RegistryRequest {
   anonymous?: boolean;
 }
 
-/** Where a request goes, with whose auth, for which scopes. */
+/** Where a request goes, with whose auth, for which repository there and which scopes. */
 interface Attempt {
   auth: OriginAuth;
   url: string | URL;
+  repo: string | undefined;
   scopes: ScopeSet;
 }
 
@@ -83,7 +84,7 @@ export class RegistryClient {
   readonly #anonymous: boolean;
   /** Auth per origin reached (see auth.ts); `anon\n<origin>` for the anonymous probe's. */
   readonly #auths = new Map<string, OriginAuth>();
-  readonly #credential: () => Promise<Credential | undefined>;
+  readonly #credential: (repository: string | undefined) => Promise<Credential | undefined>;
   /** digest → repositories of this registry known to hold the blob (mount sources). */
   readonly #known = new Map<string, Set<string>>();
   /** Whether the registry answers Range with 206: asked once. */
@@ -99,7 +100,9 @@ export class RegistryClient {
     const explicit = opts.credentials;
     this.#credentialOptions = opts.credentialOptions ?? {};
     this.#anonymous = opts.anonymous ?? false;
-    this.#credential = () => resolveCredentials(opts.host, { ...this.#credentialOptions, ...(explicit ? { explicit } : {}) });
+    this.#credential = (repository) => resolveCredentials(opts.host, {
+      ...this.#credentialOptions, ...(explicit ? { explicit } : {}), ...(repository !== undefined ? { repository } : {}),
+    });
   }
 
   /**
@@ -114,7 +117,8 @@ export class RegistryClient {
     if (!auth) {
       const none = (): Promise<undefined> => Promise.resolve(undefined);
       const credential = anonymous || this.#anonymous ? none
-        : own ? this.#credential : () => resolveCredentials(url.host, this.#credentialOptions);
+        : own ? this.#credential
+          : (repository: string | undefined) => resolveCredentials(url.host, { ...this.#credentialOptions, ...(repository !== undefined ? { repository } : {}) });
       auth = new OriginAuth(this.#transport, this.host, credential);
       this.#auths.set(key, auth);
     }
@@ -322,9 +326,9 @@ export class RegistryClient {
     let res: HttpResponse;
     let again: Attempt | undefined;
     try {
-      const authorization = await auth.authorization(scopes, subject, r.signal);
+      const authorization = await auth.authorization(scopes, r.repo, subject, r.signal);
       res = await send(r.url, authorization);
-      again = await this.#challenged(res, { auth, url: r.url, scopes }, r, authorization);
+      again = await this.#challenged(res, { auth, url: r.url, repo: r.repo, scopes }, r, authorization);
     } finally {
       firstContactDone?.();
     }
@@ -336,7 +340,7 @@ export class RegistryClient {
       if (r.body !== undefined && !(r.body instanceof Uint8Array)) return res;
       answered.add(again.auth);
       await res.body.dump().catch(() => undefined);
-      const authorization = await again.auth.authorization(again.scopes, subject, r.signal);
+      const authorization = await again.auth.authorization(again.scopes, again.repo, subject, r.signal);
       res = await send(again.url, authorization);
       again = await this.#challenged(res, again, r, authorization);
     }
@@ -350,11 +354,11 @@ export class RegistryClient {
   async #challenged(res: HttpResponse, sent: Attempt, r: RegistryRequest, authorization: string | undefined): Promise<Attempt | undefined> {
     if (res.status !== 401) return undefined;
     const challenger = this.#authFor(res.url, r.anonymous ?? false);
-    if (challenger === sent.auth) return await sent.auth.unauthorized(res, sent.scopes, authorization) ? sent : undefined;
+    if (challenger === sent.auth) return await sent.auth.unauthorized(res, sent.scopes, sent.repo, authorization) ? sent : undefined;
     // A redirect target that challenges: its own scopes (from its URL), its own credential.
     const repo = repositoryOfPath(res.url.pathname);
     const theirs = repo !== undefined ? [repositoryScope(repo, r.access)] : [];
-    return await challenger.unauthorized(res, theirs, undefined) ? { auth: challenger, url: res.url, scopes: theirs } : undefined;
+    return await challenger.unauthorized(res, theirs, repo, undefined) ? { auth: challenger, url: res.url, repo, scopes: theirs } : undefined;
   }
 
   /** A URL on this registry's own endpoint (the scheme does not matter to auth). */

@@ -120,8 +120,9 @@ test('files in order: $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json
   await mkdir(join(xdg, 'containers'));
   await writeFile(join(xdg, 'containers', 'auth.json'), JSON.stringify({ auths: {
     'one.example': { auth: b64('from-xdg:1') }, 'two.example': { auth: b64('from-xdg:2') },
-    // podman may key by namespace: it counts for the host, after a bare host key.
-    'three.example/team': { auth: b64('from-xdg-ns:3') },
+    // podman keys by namespace too (`podman login three.example/team`): the most specific key wins.
+    'three.example/team': { auth: b64('from-xdg-team:3') },
+    'three.example/team/app': { auth: b64('from-xdg-team-app:3') },
   } }));
   const docker = await configDir(t, { auths: {
     'one.example': { auth: b64('from-docker:1') }, 'two.example': { auth: b64('from-docker:2') },
@@ -129,13 +130,18 @@ test('files in order: $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json
   } });
   const env = { REGISTRY_AUTH_FILE: join(authFile, 'config.json'), XDG_RUNTIME_DIR: xdg, DOCKER_CONFIG: docker };
   t.deepEqual(credentialFiles({ env }), [join(authFile, 'config.json'), join(xdg, 'containers', 'auth.json'), join(docker, 'config.json')]);
-  const user = async (host: string): Promise<string | undefined> => {
-    const c = await resolveCredentials(host, { env });
+  const user = async (host: string, repository?: string): Promise<string | undefined> => {
+    const c = await resolveCredentials(host, { env, ...(repository ? { repository } : {}) });
     return c?.kind === 'basic' ? c.username : undefined;
   };
   t.is(await user('one.example'), 'from-authfile');
   t.is(await user('two.example'), 'from-xdg');
-  t.is(await user('three.example'), 'from-xdg-ns');
+  t.is(await user('three.example', 'team/app'), 'from-xdg-team-app');
+  t.is(await user('three.example', 'team/app/sub'), 'from-xdg-team-app');
+  t.is(await user('three.example', 'team/api'), 'from-xdg-team');
+  // Not under a namespace of that file: the next file's bare host key.
+  t.is(await user('three.example', 'teamster/x'), 'from-docker');
+  t.is(await user('three.example'), 'from-docker');
   t.is(await user('four.example'), 'from-docker');
   t.is(await user('five.example'), undefined);
   // Unset variables and missing files are skipped.

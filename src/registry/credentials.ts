@@ -10,7 +10,8 @@ import { AirgapError } from '../errors.js';
  *   2. $REGISTRY_AUTH_FILE                 podman/skopeo/buildah `login --authfile`
  *   3. $XDG_RUNTIME_DIR/containers/auth.json   podman/skopeo `login`
  *   4. $DOCKER_CONFIG/config.json, else ~/.docker/config.json   `docker login`
- * In each file: `credHelpers[host]`, then `auths[host]`, then `credsStore` (docker-credential-<name> get).
+ * In each file: `credHelpers[host]`, then `auths` (the most specific key: `host/ns/repo`, `host/ns`,
+ * `host`), then `credsStore` (docker-credential-<name> get).
  * A credential is a user and password, or an identity token (ACR, any OAuth2 `docker login`): a
  * refresh token that only the registry's token service takes, never a Basic password.
  */
@@ -31,6 +32,8 @@ export type Credential =
 
 export interface CredentialOptions {
   explicit?: Credentials;
+  /** The repository the credential is for: an auth.json key may name a namespace (`quay.io/team`). */
+  repository?: string;
   /** Directory holding the Docker config.json; default $DOCKER_CONFIG, then ~/.docker. */
   configDir?: string;
   env?: NodeJS.ProcessEnv;
@@ -75,21 +78,23 @@ export async function resolveCredentials(host: string, opts: CredentialOptions =
   if (opts.explicit) return { kind: 'basic', ...opts.explicit, source: 'the given credentials' };
   for (const file of credentialFiles(opts)) {
     const config = await readAuthFile(file);
-    const found = config && await fromFile(config, file, host, opts.helperTimeoutMs);
+    const found = config && await fromFile(config, file, host, opts.repository, opts.helperTimeoutMs);
     if (found) return found;
   }
   return undefined;
 }
 
-async function fromFile(config: AuthFile, file: string, host: string, timeoutMs: number | undefined): Promise<Credential | undefined> {
+async function fromFile(config: AuthFile, file: string, host: string, repository: string | undefined,
+  timeoutMs: number | undefined): Promise<Credential | undefined> {
   const want = normaliseServer(host);
   const serverUrl = want === 'docker.io' ? HUB_SERVER : host;
   for (const [key, helper] of Object.entries(config.credHelpers ?? {})) {
     if (normaliseServer(key) === want && helper) return runHelper(helper, serverUrl, host, timeoutMs);
   }
-  // A key for the bare host first; a key with a path (`quay.io/org`, auth.json) counts for its host.
-  const keys = Object.keys(config.auths ?? {}).filter((k) => normaliseServer(k) === want)
-    .sort((a, b) => Number(hasPath(a)) - Number(hasPath(b)));
+  // The most specific key that covers the repository: `quay.io/team/app`, `quay.io/team`, `quay.io`.
+  const keys = Object.keys(config.auths ?? {})
+    .filter((k) => normaliseServer(k) === want && covers(keyPath(k), repository))
+    .sort((a, b) => keyPath(b).length - keyPath(a).length);
   for (const key of keys) {
     const found = fromAuthEntry(config.auths![key]!, file, key);
     if (found) return found;
@@ -98,9 +103,17 @@ async function fromFile(config: AuthFile, file: string, host: string, timeoutMs:
   return undefined;
 }
 
-/** `quay.io/org` names a namespace; `https://index.docker.io/v1/` or `host/v2/` is still the bare host. */
-function hasPath(key: string): boolean {
-  return key.replace(/^[a-z]+:\/\//i, '').replace(/\/(v[12]\/?)?$/, '').includes('/');
+/** The namespace a key names (`quay.io/team` → `team`); '' for a bare host (`https://index.docker.io/v1/` too). */
+function keyPath(key: string): string {
+  const rest = key.replace(/^[a-z]+:\/\//i, '').replace(/\/(v[12]\/?)?$/, '');
+  const slash = rest.indexOf('/');
+  return slash < 0 ? '' : rest.slice(slash + 1).replace(/\/+$/, '');
+}
+
+/** A bare host covers every repository; a namespace covers itself and what is below it. */
+function covers(path: string, repository: string | undefined): boolean {
+  if (path === '') return true;
+  return repository !== undefined && (repository === path || repository.startsWith(`${path}/`));
 }
 
 async function readAuthFile(file: string): Promise<AuthFile | undefined> {
