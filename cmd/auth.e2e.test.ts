@@ -143,6 +143,7 @@ test.serial('acr-like: a docker-config identitytoken is exchanged with the OAuth
   const mounts = reqs.filter((q) => q.method === 'POST' && q.url.includes('mount='));
   t.true(mounts.length > 0, 'push tried cross-repository mounts');
   t.is(json<PushJson>(r).blobsMounted ?? 0, 0, 'none counted as mounted: each was uploaded from scratch');
+  t.log(`acr-like push: ${acr.tokens.length} token grants, ${reqs.length} registry requests, ${mounts.length} mounts ignored`);
   t.false(r.stdout.includes(identity) || r.stderr.includes(identity));
 
   // An identity token the service no longer accepts: E_AUTH naming where it came from, not the token.
@@ -220,6 +221,7 @@ test.serial('scopes per request: a token service that refuses any scope not allo
   const mountTokens = strict.tokens.filter((x) => x.scopes.length === 2);
   t.true(mountTokens.length > 0, 'mounts asked for pull on the source and push on the target');
   t.true((json<PushJson>(r).blobsMounted ?? 0) > 0, 'and mounted');
+  t.log(`strict push: ${strict.tokens.length} token requests (${mountTokens.length} for mounts), ${json<PushJson>(r).blobsMounted} blobs mounted`);
 });
 
 test.serial('a registry that redirects to another registry: that one\'s challenge is answered with its own credentials, never the first\'s', async (t) => {
@@ -257,6 +259,7 @@ test.serial('a registry that redirects to another registry: that one\'s challeng
   t.true(gateway.tokens.every((x) => x.scopes.every((s) => s === 'repository:mirror/app:pull')), gateway.tokens.map((x) => x.scopes).join());
   t.false(gatewaySaw().some((a) => a === alice || a.startsWith('Bearer origin.')), 'nothing of the origin\'s reached the gateway');
   t.true(gateway.registryRequests().some((x) => x.authorization?.startsWith('Bearer gateway.')), 'the gateway got its own tokens');
+  t.log(`redirect build: origin ${origin.registryRequests().length} requests, ${origin.tokens.length} tokens; gateway ${gateway.registryRequests().length} requests, ${gateway.tokens.length} tokens`);
 
   // Credentials for the gateway itself (podman login): those, and only those, go there.
   const xdg = await files(t, 'mirror-xdg', { 'containers/auth.json': { auths: { [gateway.host]: { auth: b64('bob:bob-pw') } } } });
