@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspectRaw, seedImage } from '../src/testing/fixtures.js';
 import { startWorld, type World } from '../src/testing/world.js';
-import { startRegistry, writeCertificates, type TestRegistry } from '../src/testing/registry.js';
+import { startRegistry, type TestRegistry } from '../src/testing/registry.js';
+import { createTestCa, type TestCa } from '../src/testing/tlsca.js';
 import { startTokenFront, type TokenFront, type TokenFrontOptions } from '../src/testing/tokenfront.js';
 import { buildBundle, json, runCli, type CliResult } from '../src/testing/cli.js';
 
@@ -22,6 +23,7 @@ interface Ctx {
   bundle: string;
   /** A one-image bundle, for the tests that push many times. */
   small: string;
+  ca: TestCa;
   /** The CA and the certificate every front here serves (127.0.0.1). */
   certs: { caFile: string; certFile: string; keyFile: string };
   backend: TestRegistry;
@@ -36,8 +38,9 @@ test.before(async (t) => {
   t.context.world = await startWorld();
   const dir = await mkdtemp(join(tmpdir(), 'airgap-auth-e2e-'));
   t.context.dir = dir;
-  await mkdir(join(dir, 'certs'));
-  t.context.certs = await writeCertificates(join(dir, 'certs'));
+  t.context.ca = await createTestCa();
+  const server = await t.context.ca.server([]);
+  t.context.certs = { caFile: t.context.ca.caFile, certFile: server.certFile, keyFile: server.keyFile };
   t.context.backend = await startRegistry();
   t.context.bundle = join(dir, 'app.tar');
   await buildBundle(t.context.world, t.context.bundle);
@@ -63,6 +66,7 @@ test.after.always(async (t) => {
   await Promise.allSettled((t.context.fronts ?? []).map((f) => f.stop()));
   await t.context.world?.stop();
   await t.context.backend?.stop();
+  await t.context.ca?.remove();
   if (t.context.dir) await rm(t.context.dir, { recursive: true, force: true });
 });
 

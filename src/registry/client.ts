@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { AirgapError } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { parseManifest } from '../oci/manifest.js';
-import { MANIFEST_ACCEPT, bareMediaType } from '../oci/mediatypes.js';
+import { MANIFEST_ACCEPT, MediaType, bareMediaType } from '../oci/mediatypes.js';
 import { sha256Digest } from '../oci/verify.js';
 import type { PushOutcome } from '../store.js';
 import { type Access, OriginAuth, type ScopeSet, repositoryOfPath, repositoryScope } from './auth.js';
@@ -18,6 +18,8 @@ import { fetchFromUrls } from './foreign.js';
 /** The registry API for one registry host: manifests, blobs, tags, uploads. */
 
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+/** Answers to a manifest HEAD that mean "not this method here", not "not this manifest". */
+const HEAD_REFUSED = new Set([400, 405, 501]);
 const MAX_ERROR_BODY = 16 * 1024;
 
 export interface RegistryClientOptions {
@@ -33,7 +35,10 @@ export interface RegistryClientOptions {
   credentialOptions?: Omit<CredentialOptions, 'explicit'>;
   /** Never look credentials up (public/private probing, tests). */
   anonymous?: boolean;
-  /** PATCH chunk size for the chunked upload fall-back (default 4 MiB, GHCR's limit). */
+  /**
+   * PATCH chunk size for the chunked upload fall-back (default 5 MiB: ECR, like S3 multipart,
+   * refuses smaller chunks but the last); a larger OCI-Chunk-Min-Length from the registry wins.
+   */
   chunkSize?: number;
 }
 
@@ -59,6 +64,8 @@ export interface RegistryRequest {
   signal?: AbortSignal;
   retry?: boolean;
   anonymous?: boolean;
+  /** See HttpRequest.headersTimeoutMs (the request that completes an upload). */
+  headersTimeoutMs?: number;
 }
 
 /** Where a request goes, with whose auth, for which repository there and which scopes. */
@@ -87,12 +94,15 @@ export class RegistryClient {
   readonly #credential: (repository: string | undefined) => Promise<Credential | undefined>;
   /** digest → repositories of this registry known to hold the blob (mount sources). */
   readonly #known = new Map<string, Set<string>>();
-  /** Whether the registry answers Range with 206: asked once. */
-  #ranges: Promise<boolean> | undefined;
+  /**
+   * Whether Range is answered with 206, per repository: a proxy or pull-through cache may serve
+   * ranges for one upstream and not another.
+   */
+  readonly #ranges = new Map<string, Promise<boolean>>();
 
   constructor(opts: RegistryClientOptions) {
     this.host = opts.host;
-    this.chunkSize = opts.chunkSize ?? 4 * 1024 * 1024;
+    this.chunkSize = opts.chunkSize ?? 5 * 1024 * 1024;
     this.#ownsTransport = opts.transport === undefined;
     this.#transport = opts.transport ?? new Transport(opts.retry ? { retry: opts.retry } : {});
     if (opts.settings) this.#transport.configure({ host: opts.host, ...opts.settings });
@@ -200,15 +210,15 @@ export class RegistryClient {
   }
 
   /**
-   * Whether this registry answers `Range` with 206 (asked once per registry with a one-byte
+   * Whether this repository answers `Range` with 206 (asked once per repository with a one-byte
    * range of `desc`; the answer is remembered, a failure is not).
    */
   servesRanges(repo: string, desc: Descriptor, opts: CallOptions = {}): Promise<boolean> {
-    let known = this.#ranges;
+    let known = this.#ranges.get(repo);
     if (!known) {
       known = this.#probeRanges(repo, desc, opts.signal);
-      this.#ranges = known;
-      known.catch(() => { this.#ranges = undefined; });
+      this.#ranges.set(repo, known);
+      known.catch(() => { if (this.#ranges.get(repo) === known) this.#ranges.delete(repo); });
     }
     return known;
   }
@@ -267,30 +277,84 @@ export class RegistryClient {
     return { mediaType, digest: sha256Digest(bytes), size: bytes.length };
   }
 
+  /**
+   * OCI 1.1 referrers API: the descriptors of manifests whose `subject` is `digest`, or undefined
+   * when the registry does not implement the API (404 and the like: the caller falls back to the
+   * `sha256-<hex>` tag). Paged results (a `Link` header) are followed.
+   */
+  async getReferrers(repo: string, digest: string, opts: CallOptions = {}): Promise<Descriptor[] | undefined> {
+    const what = `referrers of ${repo}@${digest}`;
+    const out: Descriptor[] = [];
+    let url: string | URL = `/v2/${repo}/referrers/${digest}`;
+    for (let page = 0; page < 1000; page++) {
+      const res = await this.request({
+        method: 'GET', url, repo, access: 'pull', what, headers: { accept: MediaType.OciIndex }, ...sig(opts),
+      });
+      if (res.status !== 200) {
+        // Unimplemented endpoints answer 404 (distribution 2.x), 405 or 400; a proxy may refuse it.
+        if (page === 0 && [400, 401, 403, 404, 405, 501].includes(res.status)) {
+          await res.body.dump().catch(() => undefined);
+          return undefined;
+        }
+        return this.fail(res, 'GET', what);
+      }
+      const bytes = await readCapped(res, MAX_MANIFEST_BYTES, `${what} on registry ${this.host}`);
+      const parsed = parseManifest(bytes, MediaType.OciIndex, `${what} on registry ${this.host}`);
+      if (parsed.kind !== 'index') {
+        throw new AirgapError('E_UNSUPPORTED', `${what} on registry ${this.host}: the answer is not an image index`);
+      }
+      out.push(...parsed.manifests);
+      const next = /<([^>]+)>\s*;\s*rel="?next"?/.exec(header(res, 'link') ?? '');
+      if (!next) break;
+      url = new URL(next[1]!, res.url);
+    }
+    return out;
+  }
+
   /** HEAD → mount (from one of `mountFrom`) → monolithic POST+PUT → chunked PATCH. */
   pushBlob(repo: string, desc: Descriptor, open: () => Promise<Readable>,
     opts: CallOptions & { mountFrom?: string[] } = {}): Promise<PushOutcome> {
     return pushBlob(this, repo, desc, open, opts);
   }
 
-  /** Anonymous read check for the public/private decision. */
+  /**
+   * Anonymous read check for the public/private decision: a HEAD, which hosted registries do not
+   * count against pull quotas (Docker Hub counts manifest GETs); a GET only where HEAD is refused.
+   */
   async probe(repo: string, ref: string, opts: CallOptions = {}): Promise<ProbeResult> {
     const what = `manifest ${refName(repo, ref)}`;
-    let res: HttpResponse;
-    try {
-      res = await this.request({
-        method: 'GET', url: `/v2/${repo}/manifests/${ref}`, repo, access: 'pull', what, anonymous: true,
-        headers: { accept: MANIFEST_ACCEPT }, ...sig(opts),
-      });
-    } catch (e) {
-      if (e instanceof AirgapError && e.code === 'E_AUTH') return 'unauthorized';
-      throw e;
+    const ask = async (method: 'HEAD' | 'GET'): Promise<HttpResponse | 'unauthorized'> => {
+      try {
+        return await this.request({
+          method, url: `/v2/${repo}/manifests/${ref}`, repo, access: 'pull', what, anonymous: true,
+          headers: { accept: MANIFEST_ACCEPT }, ...sig(opts),
+        });
+      } catch (e) {
+        if (e instanceof AirgapError && e.code === 'E_AUTH') return 'unauthorized';
+        throw e;
+      }
+    };
+    let method: 'HEAD' | 'GET' = 'HEAD';
+    let res = await ask(method);
+    if (res !== 'unauthorized' && HEAD_REFUSED.has(res.status)) {
+      await res.body.dump().catch(() => undefined);
+      method = 'GET';
+      res = await ask(method);
     }
-    await res.body.dump().catch(() => undefined);
-    if (res.status === 200) return 'readable';
-    if (res.status === 401 || res.status === 403) return 'unauthorized';
-    if (res.status === 404) return 'not-found';
-    return this.fail(res, 'GET', what);
+    if (res === 'unauthorized') return 'unauthorized';
+    if (res.status === 200) {
+      await res.body.dump().catch(() => undefined);
+      return 'readable';
+    }
+    if (res.status === 401 || res.status === 403) {
+      await res.body.dump().catch(() => undefined);
+      return 'unauthorized';
+    }
+    if (res.status === 404) {
+      await res.body.dump().catch(() => undefined);
+      return 'not-found';
+    }
+    return this.fail(res, method, what);
   }
 
   rememberBlob(digest: string, repo: string): void {
@@ -320,6 +384,7 @@ export class RegistryClient {
       ...(r.body !== undefined ? { body: r.body } : {}),
       ...(r.signal ? { signal: r.signal } : {}),
       ...(r.retry === false ? { retry: false } : {}),
+      ...(r.headersTimeoutMs !== undefined ? { headersTimeoutMs: r.headersTimeoutMs } : {}),
     });
     // The first request to an origin goes alone; the others wait until it has learned the challenge.
     const firstContactDone = await auth.firstContact();
