@@ -10,6 +10,7 @@ import { parsePlatformSpecs } from './oci/platform.js';
 import { makePlan, type PlanOptions } from './plan.js';
 import { formatReference, taggedName } from './reference.js';
 import type { ResolvedImage } from './app/resolve.js';
+import type { Finding } from './app/findings.js';
 import type { SourceStore } from './store.js';
 import { TOOL_NAME, TOOL_VERSION } from './version.js';
 
@@ -41,6 +42,8 @@ export interface BuildSummary {
   delta?: { base: { id: string; created: string; release?: string }; blobsFromBase: number; bytesFromBase: number };
   /** A split bundle: its parts, beside `out` (which holds the parts manifest). */
   parts?: PartInfo[];
+  /** Warnings about the manifests (a build with errors is refused). */
+  findings: Finding[];
 }
 
 interface PreparedImage {
@@ -132,6 +135,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
       ...(baseRecord ? { delta: { base: baseRecord, blobsFromBase: leftToBase.length,
         bytesFromBase: totalSize(leftToBase) } } : {}),
       ...(parts ? { parts } : {}),
+      findings: plan.scan.findings,
     };
   } catch (e) {
     await writer.abort();

@@ -1,6 +1,7 @@
 import { scanManifests, type ScanResult } from './app/scan.js';
 import { readLicense } from './app/license.js';
 import { resolveImages, type RegistryProbe, type ResolvedImage, type ImageSource } from './app/resolve.js';
+import { refuseErrors } from './app/findings.js';
 import { AirgapError } from './errors.js';
 import type { SourceStore, TargetStore } from './store.js';
 
@@ -17,6 +18,11 @@ export interface PlanOptions {
   proxyHost: string;
   replicatedRegistry: string;
   registries: RegistryAccess;
+  /**
+   * false: a manifests error (a refusal in scan.findings) returns the plan without resolving
+   * anything, so that `plan` can list every finding; build keeps the default and is refused.
+   */
+  refuse?: boolean;
 }
 
 export interface Plan {
@@ -30,11 +36,16 @@ export interface Plan {
 export async function makePlan(opts: PlanOptions): Promise<Plan> {
   const license = opts.licensePath ? await readLicense(opts.licensePath) : undefined;
   const scan = await scanManifests(opts.manifestsDir);
+  const appSlug = license?.appSlug ?? scan.application?.name ?? 'app';
+  const licensed = license ? { license: { licenseId: license.licenseId, appSlug: license.appSlug } } : {};
+  if (scan.findings.some((f) => f.severity === 'error')) {
+    if (opts.refuse !== false) refuseErrors(scan.findings);
+    return { scan, appSlug, ...licensed, images: [] };
+  }
   if (scan.images.length === 0) {
     throw new AirgapError('E_NO_IMAGES', `no container images found in ${opts.manifestsDir}`,
-      { hint: 'point --manifests at the rendered Kubernetes manifests of the application (*.yaml, *.yml)' });
+      { hint: 'point --manifests at the rendered Kubernetes manifests of the application (*.yaml, *.yml, *.json)' });
   }
-  const appSlug = license?.appSlug ?? scan.application?.name ?? 'app';
   const images = await resolveImages(
     scan.images.map((i) => ({ ref: i.ref, file: i.file, line: i.line })),
     opts.registries.probe,

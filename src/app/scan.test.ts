@@ -161,11 +161,18 @@ test('a malformed image reference names file:line', async (t) => {
   t.regex(e?.message ?? '', /^d\.yaml:6: invalid image reference "Bad\/UPPER:1"/);
 });
 
-test('an image that is not a string names file:line', async (t) => {
-  const dir = await tree(t, { 'p.yaml': 'kind: Pod\nspec:\n  containers:\n    - image: 42\n' });
+test('an image that is not a string, in a pod spec, names file:line', async (t) => {
+  const dir = await tree(t, { 'p.yaml': 'kind: Pod\nspec:\n  containers:\n    - image: redis:7\n    - image: 42\n' });
   const e = await t.throwsAsync(scanManifests(dir));
   t.true(isAirgapError(e, 'E_MANIFESTS'));
-  t.regex(e?.message ?? '', /^p\.yaml:4: image must be a string/);
+  t.regex(e?.message ?? '', /^p\.yaml:5: image must be a string/);
+});
+
+test('a containers list without a string image is not a pod spec', async (t) => {
+  const dir = await tree(t, { 'c.yaml': 'kind: Widget\nmetadata: {name: w}\nspec:\n  containers:\n    - image: {repository: redis, tag: "7"}\n' });
+  const scan = await scanManifests(dir);
+  t.deepEqual(scan.images, []);
+  t.deepEqual(scan.findings, []);
 });
 
 test('Helm templates must be rendered first', async (t) => {
@@ -175,9 +182,10 @@ test('Helm templates must be rendered first', async (t) => {
     'kind: Pod\nspec:\n  containers:\n    - image: "{{ .Values.image }}"\n',
   ]) {
     const dir = await tree(t, { 'templates/pod.yaml': text });
-    const e = await t.throwsAsync(scanManifests(dir));
-    t.true(isAirgapError(e, 'E_MANIFESTS'), text);
-    t.regex(e?.message ?? '', /^templates\/pod\.yaml:\d+: .*rendered first/);
+    const { findings } = await scanManifests(dir);
+    t.is(findings.length, 1, text);
+    t.like(findings[0], { severity: 'error', code: 'unrendered-template', file: 'templates/pod.yaml' }, text);
+    t.regex(findings[0]!.message, /rendered first/);
   }
 });
 
