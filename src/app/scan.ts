@@ -273,7 +273,7 @@ function nestedKustomization(path: string): Finding {
   return {
     severity: 'error', code: 'nested-kustomization', file: path, line: 1,
     message: 'a kustomize tree inside the manifests would be shipped unrendered',
-    hint: `pass --manifests at the overlay to ship (e.g. ${sub}), or render it first: kubectl kustomize ${sub} > ${sub}.yaml`,
+    hint: `pass --manifests DIR/${sub} if that is the tree to ship (airgap renders it with kubectl kustomize), or ship its rendered output (kubectl kustomize DIR/${sub}) in a directory of its own`,
   };
 }
 
