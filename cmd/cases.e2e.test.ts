@@ -201,7 +201,7 @@ test('kustomize without kubectl on PATH is refused with that hint, nothing writt
 
 const REFUSALS: { app: string; code: string; at: RegExp[] }[] = [
   { app: 'refused/kots', code: 'unrendered-kots', at: [/web\.yaml:7: unrendered KOTS template syntax: repl\{\{ ConfigOption "replicas" \}\}/, /web\.yaml:23: /] },
-  { app: 'refused/duplicates', code: 'duplicate-object', at: [/web-small\.yaml:\d+: Deployment web .*first at web-large\.yaml:1/] },
+  { app: 'refused/duplicates', code: 'duplicate-object', at: [/web-small\.yaml:\d+: Deployment\.apps\/web is defined again; first at web-large\.yaml:1/] },
   { app: 'refused/helm', code: 'helm-chart', at: [/redis-chart\.yaml:\d+: HelmChart redis 18\.6\.1 is not rendered.*helm template/, /redis-18\.6\.1\.tgz:1: Helm chart archive redis 18\.6\.1/] },
   { app: 'refused/chart-only', code: 'helm-chart-archive', at: [/redis-18\.6\.1\.tgz:1: Helm chart archive redis 18\.6\.1 is not rendered.*helm template redis/] },
   { app: 'refused/nested', code: 'nested-kustomization', at: [/base\/kustomization\.yaml:1: /, /overlays\/prod\/kustomization\.yaml:1: /] },

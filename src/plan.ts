@@ -43,8 +43,12 @@ export async function makePlan(opts: PlanOptions): Promise<Plan> {
     return { scan, appSlug, ...licensed, images: [] };
   }
   if (scan.images.length === 0) {
-    throw new AirgapError('E_NO_IMAGES', `no container images found in ${opts.manifestsDir}`,
-      { hint: 'point --manifests at the rendered Kubernetes manifests of the application (*.yaml, *.yml, *.json)' });
+    const seen = scan.findings.find((f) => f.code === 'undeclared-image');
+    throw new AirgapError('E_NO_IMAGES', `no container images found in ${opts.manifestsDir}`, {
+      hint: seen === undefined
+        ? 'point --manifests at the rendered Kubernetes manifests of the application (*.yaml, *.yml, *.json)'
+        : `${seen.file}:${seen.line}: ${seen.message}; ${seen.hint}`,
+    });
   }
   const images = await resolveImages(
     scan.images.map((i) => ({ ref: i.ref, file: i.file, line: i.line })),

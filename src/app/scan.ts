@@ -5,7 +5,7 @@ import {
   type Document, type Node, type Scalar, type YAMLMap,
 } from 'yaml';
 import { AirgapError } from '../errors.js';
-import { parseReference, type Reference } from '../reference.js';
+import { parseReference, taggedName, type Reference } from '../reference.js';
 import type { Finding } from './findings.js';
 import { chartFindings, helmChartFinding, isArchiveName, isHelmChart } from './charts.js';
 import { isKustomizationName, KUSTOMIZE_RENDERED, renderKustomization } from './kustomize-render.js';
@@ -345,15 +345,22 @@ export function scanFiles(sources: ManifestFile[], earlier: Finding[] = []): Sca
   findings.push(...duplicateFindings(objects));
   // Undeclared image-like strings: everything bundled counts as declared (see rewrite.ts).
   const declared = new Set(images.map((i) => i.raw));
+  const bundled = new Map(images.map((i) => [taggedName(i.ref), i]));
   for (const { path, docs, lines, imageNodes } of parsed) {
     for (const doc of docs) {
       forEachStringValue(doc, imageNodes, (node, _obj, _path, context) => {
         const candidate = imageCandidate(node.value);
         if (declared.has(candidate.text) || !looksLikeImage(candidate.text, context)) return;
-        findings.push({
-          severity: 'warning', code: 'undeclared-image', file: path, line: lines.linePos(node.range?.[0] ?? 0).line,
+        const line = lines.linePos(node.range?.[0] ?? 0).line;
+        const same = bundled.get(taggedName(parseReference(candidate.text)));
+        findings.push(same === undefined ? {
+          severity: 'warning', code: 'undeclared-image', file: path, line,
           message: `${candidate.text} looks like an image outside any pod spec; it is neither bundled nor rewritten`,
           hint: 'if the application runs it (an operator image, a RELATED_IMAGE_* value), add it to the KOTS Application\'s spec.additionalImages',
+        } : {
+          severity: 'warning', code: 'undeclared-image', file: path, line,
+          message: `${candidate.text} is the bundled image ${same.raw} (${same.file}:${same.line}) written another way; the rewrite replaces exact text only, so this one keeps pointing at its source`,
+          hint: `write it as ${same.raw}, or add this spelling to the KOTS Application's spec.additionalImages`,
         });
       });
     }
@@ -381,7 +388,7 @@ export function kotsFindings(file: string, text: string): Finding[] {
     out.push({
       severity: 'error', code: 'unrendered-kots', file, line: i + 1,
       message: `unrendered KOTS template syntax: ${snippet}${l.length > m.index + 60 ? '…' : ''}`,
-      hint: 'render the release for this customer first (KOTS renders ConfigOption, LicenseFieldValue, … at install time, which an offline install does not do)',
+      hint: 'render the release for this customer first: KOTS evaluates ConfigOption, LicenseFieldValue… at install time, and an offline install has no KOTS',
     });
   });
   return out;
@@ -408,7 +415,7 @@ function duplicateFindings(objects: ObjectSeen[]): Finding[] {
     }
     out.push({
       severity: 'error', code: 'duplicate-object', file: o.file, line: o.line,
-      message: `${kind} ${ns ? `${ns}/` : ''}${name}${group ? ` (${group})` : ''} is defined again; first at ${seen.file}:${seen.line}`,
+      message: `${kind}${group ? `.${group}` : ''}/${name}${ns ? ` in namespace ${ns}` : ''} is defined again; first at ${seen.file}:${seen.line}`,
       hint: 'keep one object per name: alternatives meant for kots.io/when must be resolved by rendering the release for this customer',
     });
   }
