@@ -122,7 +122,7 @@ export async function resolveImages(found: FoundRef[], probe: RegistryProbe, opt
   });
   const isVendor = (ref: Reference) => ref.registry === opts.replicatedRegistry;
   // Already written through the proxy (<proxy>/proxy/<slug>/…): pulled as written, never proxied again.
-  const isProxied = (ref: Reference) => ref.registry === opts.proxyHost && ref.repository.startsWith('proxy/');
+  const isProxied = (ref: Reference) => ref.registry.toLowerCase() === opts.proxyHost.toLowerCase() && ref.repository.startsWith('proxy/');
 
   // The digest rule first: nothing is probed or downloaded for an app that will be refused.
   await checkDigestRule(refs, probe, (ref) => (isVendor(ref) || isProxied(ref) ? vendorSource(ref) : { registry: ref.registry, repository: ref.repository }));

@@ -238,7 +238,8 @@ spec:
 test('refusals: unrendered KOTS syntax, duplicate objects, Helm charts, nested kustomize trees', async (t) => {
   const dep = (name: string, ns = '') => `apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: ${name}\n${ns ? `  namespace: ${ns}\n` : ''}spec:\n  template:\n    spec:\n      containers: [{name: c, image: "redis:7"}]\n`;
   const dir = await tree(t, {
-    'kots.yaml': 'kind: ConfigMap\nmetadata: {name: k}\ndata:\n  a: "1"\n  b: repl{{ ConfigOption "b" }}\n  # {{repl LicenseFieldValue "x" }}\n',
+    'kots.yaml': 'kind: ConfigMap\nmetadata: {name: k}\ndata:\n  a: "{{replicas}} {{ .replicas }}"\n  b: repl{{ ConfigOption "b" }}\n  # {{repl LicenseFieldValue "x" }}\n',
+    'd.yaml': `${dep('ns-default', 'default')}---\n${dep('ns-default')}`,
     'a.yaml': dep('web'),
     'b.yaml': `# comment\n${dep('web')}---\n${dep('web', 'other')}---\n${dep('api')}`,
     'c.yaml': dep('web').replace('apps/v1', 'apps/v2').replace('Deployment', 'StatefulSet'),
@@ -255,6 +256,7 @@ test('refusals: unrendered KOTS syntax, duplicate objects, Helm charts, nested k
     'error unrendered-kots kots.yaml:5',
     'error unrendered-kots kots.yaml:6',
     'error duplicate-object b.yaml:2',
+    'error duplicate-object d.yaml:11',
   ]);
   t.regex(scan.findings.find((f) => f.code === 'duplicate-object')!.message, /^Deployment.apps\/web is defined again; first at a\.yaml:1$/);
   t.regex(scan.findings.find((f) => f.code === 'helm-chart')!.message, /HelmChart postgresql 12\.1\.0 is not rendered/);

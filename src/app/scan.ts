@@ -375,8 +375,11 @@ function templateFinding(e: TemplateError): Finding {
   return { severity: 'error', code: 'unrendered-template', file: e.file, line: e.line, message: TEMPLATE_MESSAGE, hint: TEMPLATE_HINT };
 }
 
-/** KOTS template markers; `{{ … }}` alone is Go-template text (alert rules) and passes. */
-const KOTS_MARKER = /repl\{\{|\{\{repl/;
+/**
+ * KOTS template markers (`repl{{ … }}`, `{{repl … }}`); `{{ … }}` alone is Go-template text (alert
+ * rules, troubleshoot messages) and passes, and so does `{{replicas}}`.
+ */
+const KOTS_MARKER = /repl\{\{|\{\{repl(?![\w.])/;
 
 /** Every line of a file that still holds KOTS template syntax. */
 export function kotsFindings(file: string, text: string): Finding[] {
@@ -406,7 +409,9 @@ function duplicateFindings(objects: ObjectSeen[]): Finding[] {
     const name = str(child(child(o.obj, 'metadata'), 'name'));
     if (api === undefined || kind === undefined || name === undefined) continue;
     const group = api.includes('/') ? api.slice(0, api.indexOf('/')) : '';
-    const ns = str(child(child(o.obj, 'metadata'), 'namespace')) ?? '';
+    // kustomize counts an object without a namespace as one in "default".
+    const written = str(child(child(o.obj, 'metadata'), 'namespace')) ?? '';
+    const ns = written === 'default' ? '' : written;
     const key = JSON.stringify([group, kind, ns, name]);
     const seen = first.get(key);
     if (seen === undefined) {
