@@ -1,7 +1,7 @@
 import anyTest, { type TestFn } from 'ava';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
@@ -231,3 +231,16 @@ for (const c of REFUSALS) {
     for (const re of c.at) t.regex(text.stdout, re);
   });
 }
+
+test('what would make the customer\'s rewrite fail is refused at build (the rewrite is rehearsed)', async (t) => {
+  const { world, dir } = t.context;
+  const app = join(dir, 'reserved-app');
+  await cp(join(world.appDir, 'real'), app, { recursive: true });
+  await writeFile(join(app, 'airgap-pull-secret.yaml'), 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: mine\n');
+  const outDir = join(dir, 'reserved-out');
+  await mkdir(outDir);
+  const r = await runCli(['build', '--manifests', app, '--license', world.licensePath, '--out', join(outDir, 'app.tar'), ...resolveFlags(world)]);
+  t.is(r.code, 2, r.stderr);
+  t.regex(r.stderr, /airgap-pull-secret\.yaml: this name is reserved/);
+  t.deepEqual(await readdir(outDir), []);
+});

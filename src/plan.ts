@@ -2,6 +2,7 @@ import { scanManifests, type ScanResult } from './app/scan.js';
 import { readLicense } from './app/license.js';
 import { resolveImages, type RegistryProbe, type ResolvedImage, type ImageSource } from './app/resolve.js';
 import { refuseErrors } from './app/findings.js';
+import { rehearseRewrite } from './app/rewrite.js';
 import { AirgapError } from './errors.js';
 import type { SourceStore, TargetStore } from './store.js';
 
@@ -60,5 +61,6 @@ export async function makePlan(opts: PlanOptions): Promise<Plan> {
       ...(license ? { license: { licenseId: license.licenseId, appSlug: license.appSlug } } : {}),
     },
   );
-  return { scan, appSlug, ...(license ? { license: { licenseId: license.licenseId, appSlug: license.appSlug } } : {}), images };
+  rehearseRewrite(scan);
+  return { scan, appSlug, ...licensed, images };
 }

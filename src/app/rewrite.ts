@@ -227,6 +227,19 @@ export function rewriteApp(scan: ScanResult, opts: RewriteOptions): RewriteResul
   };
 }
 
+/**
+ * Runs the customer's rewrite at build time against a stand-in registry, so that what would make
+ * it fail (a reserved file name, an object it cannot patch, a malformed imagePullSecrets) is
+ * refused before the bundle ships rather than found inside the air gap.
+ */
+export function rehearseRewrite(scan: ScanResult): void {
+  rewriteApp(scan, {
+    host: 'registry.airgap.invalid', appSlug: 'app', namespace: 'default',
+    mapping: (ref) => `registry.airgap.invalid/app/${ref.repository.slice(ref.repository.lastIndexOf('/') + 1)}:${ref.tag ?? 'latest'}`,
+    secret: { username: 'rehearsal', password: 'rehearsal' },
+  });
+}
+
 function applySplices(text: string, splices: Splice[]): string {
   let out = text;
   // From the end backwards, so earlier offsets stay valid; equal starts keep their order.
