@@ -5,10 +5,18 @@ import {
   type Document, type Node, type Scalar, type YAMLMap,
 } from 'yaml';
 import { AirgapError } from '../errors.js';
-import { parseReference, taggedName, type Reference } from '../reference.js';
+import { parseReference, type Reference } from '../reference.js';
 import type { Finding } from './findings.js';
+import {
+  child, forEachObject, forEachStringValue, imageCandidate, str, walkNodes, type NodePath, type ValueContext,
+} from './nodes.js';
+import { duplicateFindings, kotsFindings, undeclaredFindings, type ObjectSeen } from './checks.js';
+
 import { chartFindings, helmChartFinding, isArchiveName, isHelmChart } from './charts.js';
 import { isKustomizationName, KUSTOMIZE_RENDERED, renderKustomization } from './kustomize-render.js';
+
+// The node helpers live in nodes.ts; the rewrite reads them from here, with the walks they serve.
+export { child, forEachObject, forEachStringValue, imageCandidate, str, walkNodes, type NodePath, type ValueContext };
 
 /**
  * Finds every image an application runs, by the SHAPE of its manifests (never by kind, never in
@@ -50,16 +58,6 @@ const CONTAINER_LISTS: [string, ImageOrigin][] = [
   ['ephemeralContainers', 'ephemeralContainer'],
 ];
 
-/** The value node under `key` of a mapping node, or undefined. */
-export function child(node: unknown, key: string): unknown {
-  return isMap(node) ? node.get(key, true) : undefined;
-}
-
-/** The string value of a scalar node, or undefined. */
-export function str(node: unknown): string | undefined {
-  return isScalar(node) && typeof node.value === 'string' ? node.value : undefined;
-}
-
 /**
  * A pod spec is a mapping with a `containers` sequence of mappings, one at least carrying a string
  * `image` (DESIGN.md "Where images are found"). Requiring that keeps a CR that merely has a
@@ -70,43 +68,6 @@ function isPodSpec(node: unknown): node is YAMLMap {
   const list = node.get('containers', true);
   return isSeq(list) && list.items.length > 0 && list.items.every((c) => isMap(c))
     && list.items.some((c) => str(child(c, 'image')) !== undefined);
-}
-
-/** Calls cb for each top-level object of a document: the document itself, or the items of a List. */
-export function forEachObject(node: unknown, cb: (obj: YAMLMap) => void): void {
-  if (!isMap(node)) return;
-  const items = child(node, 'items');
-  if (str(child(node, 'kind'))?.endsWith('List') && isSeq(items)) {
-    for (const item of items.items) forEachObject(item, cb);
-    return;
-  }
-  cb(node);
-}
-
-/** A path inside one object (a List item counts as its own object), as JSON-pointer segments. */
-export type NodePath = (string | number)[];
-
-/**
- * Calls cb for every node of a mapping/sequence tree, parents before children, with its path from
- * the object and the key it stands under (undefined for a sequence item).
- */
-export function walkNodes(root: unknown, cb: (node: unknown, path: NodePath, key: string | number) => void,
-  path: NodePath = []): void {
-  if (isMap(root)) {
-    for (const pair of root.items) {
-      const k = isScalar(pair.key) ? pair.key.value : pair.key;
-      if (typeof k !== 'string' && typeof k !== 'number') continue;
-      const p = [...path, k];
-      cb(pair.value, p, k);
-      walkNodes(pair.value, cb, p);
-    }
-  } else if (isSeq(root)) {
-    root.items.forEach((item, i) => {
-      const p = [...path, i];
-      cb(item, p, i);
-      walkNodes(item, cb, p);
-    });
-  }
 }
 
 /**
@@ -344,27 +305,7 @@ export function scanFiles(sources: ManifestFile[], earlier: Finding[] = []): Sca
 
   findings.push(...duplicateFindings(objects));
   // Undeclared image-like strings: everything bundled counts as declared (see rewrite.ts).
-  const declared = new Set(images.map((i) => i.raw));
-  const bundled = new Map(images.map((i) => [taggedName(i.ref), i]));
-  for (const { path, docs, lines, imageNodes } of parsed) {
-    for (const doc of docs) {
-      forEachStringValue(doc, imageNodes, (node, _obj, _path, context) => {
-        const candidate = imageCandidate(node.value);
-        if (declared.has(candidate.text) || !looksLikeImage(candidate.text, context)) return;
-        const line = lines.linePos(node.range?.[0] ?? 0).line;
-        const same = bundled.get(taggedName(parseReference(candidate.text)));
-        findings.push(same === undefined ? {
-          severity: 'warning', code: 'undeclared-image', file: path, line,
-          message: `${candidate.text} looks like an image outside any pod spec; it is neither bundled nor rewritten`,
-          hint: 'if the application runs it (an operator image, a RELATED_IMAGE_* value), add it to the KOTS Application\'s spec.additionalImages',
-        } : {
-          severity: 'warning', code: 'undeclared-image', file: path, line,
-          message: `${candidate.text} is the bundled image ${same.raw} (${same.file}:${same.line}) written another way; the rewrite replaces exact text only, so this one keeps pointing at its source`,
-          hint: `write it as ${same.raw}, or add this spelling to the KOTS Application's spec.additionalImages`,
-        });
-      });
-    }
-  }
+  for (const p of parsed) findings.push(...undeclaredFindings(p.path, p.docs, p.lines, p.imageNodes, images));
 
   const result: ScanResult = { images, files, namespaces: [...namespaces].sort(), findings };
   if (application !== undefined) result.application = application;
@@ -375,102 +316,4 @@ function templateFinding(e: TemplateError): Finding {
   return { severity: 'error', code: 'unrendered-template', file: e.file, line: e.line, message: TEMPLATE_MESSAGE, hint: TEMPLATE_HINT };
 }
 
-/**
- * KOTS template markers (`repl{{ … }}`, `{{repl … }}`); `{{ … }}` alone is Go-template text (alert
- * rules, troubleshoot messages) and passes, and so does `{{replicas}}`.
- */
-const KOTS_MARKER = /repl\{\{|\{\{repl(?![\w.])/;
 
-/** Every line of a file that still holds KOTS template syntax. */
-export function kotsFindings(file: string, text: string): Finding[] {
-  const out: Finding[] = [];
-  text.split('\n').forEach((l, i) => {
-    const m = KOTS_MARKER.exec(l);
-    if (m === null) return;
-    const snippet = l.slice(m.index, m.index + 60).trim();
-    out.push({
-      severity: 'error', code: 'unrendered-kots', file, line: i + 1,
-      message: `unrendered KOTS template syntax: ${snippet}${l.length > m.index + 60 ? '…' : ''}`,
-      hint: 'render the release for this customer first: KOTS evaluates ConfigOption, LicenseFieldValue… at install time, and an offline install has no KOTS',
-    });
-  });
-  return out;
-}
-
-interface ObjectSeen { obj: YAMLMap; file: string; line: number }
-
-/** Two objects with one group, kind, namespace and name: kustomize (and kubectl apply) keep one. */
-function duplicateFindings(objects: ObjectSeen[]): Finding[] {
-  const first = new Map<string, ObjectSeen>();
-  const out: Finding[] = [];
-  for (const o of objects) {
-    const api = str(child(o.obj, 'apiVersion'));
-    const kind = str(child(o.obj, 'kind'));
-    const name = str(child(child(o.obj, 'metadata'), 'name'));
-    if (api === undefined || kind === undefined || name === undefined) continue;
-    const group = api.includes('/') ? api.slice(0, api.indexOf('/')) : '';
-    // kustomize counts an object without a namespace as one in "default".
-    const written = str(child(child(o.obj, 'metadata'), 'namespace')) ?? '';
-    const ns = written === 'default' ? '' : written;
-    const key = JSON.stringify([group, kind, ns, name]);
-    const seen = first.get(key);
-    if (seen === undefined) {
-      first.set(key, o);
-      continue;
-    }
-    out.push({
-      severity: 'error', code: 'duplicate-object', file: o.file, line: o.line,
-      message: `${kind}${group ? `.${group}` : ''}/${name}${ns ? ` in namespace ${ns}` : ''} is defined again; first at ${seen.file}:${seen.line}`,
-      hint: 'keep one object per name: alternatives meant for kots.io/when must be resolved by rendering the release for this customer',
-    });
-  }
-  return out;
-}
-
-/** Where a string value stands: its key, and the `name` beside it (env entries: RELATED_IMAGE_X). */
-export interface ValueContext { key: string | number; siblingName: string | undefined }
-
-/**
- * Calls cb for every string scalar in value position (never a key) of every object, except the
- * image nodes already read by shape. Block scalars (`|`, `>`) are free text and never visited.
- */
-export function forEachStringValue(doc: Document, skip: Set<unknown>,
-  cb: (node: Scalar<string>, object: YAMLMap, path: NodePath, context: ValueContext) => void): void {
-  forEachObject(doc.contents, (obj) => {
-    walkNodes(obj, (node, path, key) => {
-      if (skip.has(node) || !isScalar(node) || typeof node.value !== 'string') return;
-      if (node.type === 'BLOCK_LITERAL' || node.type === 'BLOCK_FOLDED') return;
-      const parent = path.slice(0, -1).reduce<unknown>((n, k) => (isSeq(n) ? n.items[Number(k)] : child(n, String(k))), obj);
-      cb(node as Scalar<string>, obj, path, { key, siblingName: typeof key === 'string' ? str(child(parent, 'name')) : undefined });
-    });
-  });
-}
-
-/** The reference part of a string value: the whole value, or the value of a `--flag=REF` argument. */
-export function imageCandidate(value: string): { prefix: string; text: string } {
-  const m = /^(--?[A-Za-z0-9][\w.-]*=)(\S+)$/.exec(value);
-  return m ? { prefix: m[1]!, text: m[2]! } : { prefix: '', text: value };
-}
-
-/**
- * Whether an undeclared string is worth a warning: a reference that names its registry host and a
- * tag or digest (quay.io/org/x:v1), or any tagged reference under an image-ish key or env name.
- * Conservative on purpose: a warning nobody can act on teaches people to ignore warnings.
- */
-export function looksLikeImage(text: string, context: ValueContext): boolean {
-  if (text.length > 255 || /\s|:\/\/|\{\{/.test(text) || !text.includes(':') && !text.includes('@')) return false;
-  let ref: Reference;
-  try {
-    ref = parseReference(text);
-  } catch {
-    return false;
-  }
-  const tagged = /[:@]/.test(text.slice(text.lastIndexOf('/') + 1));
-  if (!tagged) return false;
-  const first = text.slice(0, Math.max(0, text.indexOf('/')));
-  const hosted = first !== '' && (first.includes('.') || first.includes(':') || first === 'localhost') && ref.registry === first;
-  if (hosted) return true;
-  const key = typeof context.key === 'string' ? context.key : '';
-  const imageish = /image$/i.test(key) || /(^|_)IMAGE(_|$)/.test(context.siblingName ?? '') || /(^|_)IMAGE(_|$)/.test(key);
-  return imageish;
-}
