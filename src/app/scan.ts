@@ -11,7 +11,6 @@ import {
   child, forEachObject, forEachStringValue, imageCandidate, str, walkNodes, type NodePath, type ValueContext,
 } from './nodes.js';
 import { duplicateFindings, kotsFindings, undeclaredFindings, type ObjectSeen } from './checks.js';
-
 import { chartFindings, helmChartFinding, isArchiveName, isHelmChart } from './charts.js';
 import { isKustomizationName, KUSTOMIZE_RENDERED, renderKustomization } from './kustomize-render.js';
 
