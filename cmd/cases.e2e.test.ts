@@ -161,6 +161,13 @@ test.serial('real: the bundle holds every expected image and no other; install r
   const cache = JSON.parse(files.get('cache.json')!) as Obj;
   t.is(cache.spec.template.spec.containers[0].image, `${registry}/redis:7.2.4`);
   t.deepEqual(cache.spec.template.spec.imagePullSecrets, [{ name: `${world.appSlug}-registry` }]);
+  // kubectl reads the rewritten JSON file itself (kustomize loads resources as kubectl apply -k does).
+  const jsonDir = join(dir, 'json-check');
+  await mkdir(jsonDir);
+  await cp(join(out, 'rendered', 'cache.json'), join(jsonDir, 'cache.json'));
+  await writeFile(join(jsonDir, 'kustomization.yaml'), 'resources: [cache.json]\n');
+  const viaKubectl = parseAllDocuments((await run('kubectl', ['kustomize', jsonDir])).stdout).map((d) => d.toJS() as Obj);
+  t.deepEqual(viaKubectl, [cache]);
   // Deep pod specs get the pull secret too.
   const pf = parseAllDocuments(files.get('troubleshoot.yaml')!).map((d) => d.toJS() as Obj);
   t.deepEqual(pf[0]!.spec.collectors[0].runPod.podSpec.imagePullSecrets, [{ name: `${world.appSlug}-registry` }]);
