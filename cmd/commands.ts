@@ -197,9 +197,12 @@ const plan: CommandSpec = {
         ...images.map((i) => [i.ref, i.kind, i.pullFrom, i.occurrences.map((o) => `${o.file}:${o.line}`).join(', ')])];
       const { findings } = p.scan;
       const refused = findings.some((f) => f.severity === 'error');
-      const text = [...(refused ? [] : [table(rows)]), ...findings.map(formatFinding),
+      const notRead = p.scan.notRead.map((n) => `not read: ${n.path} (${n.reason})`);
+      const text = [...(refused ? [] : [table(rows)]), ...notRead, ...findings.map(formatFinding),
         ...(refused ? ['refused: build would write nothing until these are fixed'] : [])];
-      return { json: { appSlug: p.appSlug, images, findings }, text: text.join('\n'), ...(refused ? { exitCode: 2 } : {}) };
+      return {
+        json: { appSlug: p.appSlug, images, notRead: p.scan.notRead, findings }, text: text.join('\n'), ...(refused ? { exitCode: 2 } : {}),
+      };
     } finally {
       await access.close();
     }
@@ -217,6 +220,7 @@ const buildCmd: CommandSpec = {
     { flags: '--release <label>', description: 'a release label recorded in the bundle' },
     { flags: '--since <bundle>', description: 'the previous release\'s bundle: write a delta carrying only the blobs it does not hold' },
     { flags: '--split-size <size>', description: 'write numbered parts of at most SIZE (e.g. 4GB, 700MB) beside --out', parse: (v: string) => parseSize(v) },
+    { flags: '--include-foreign-layers', description: 'carry foreign (non-distributable) layers, e.g. Windows base layers, from the registry or their URLs' },
     concurrencyFlag,
     ...resolveFlags,
   ],
@@ -236,6 +240,8 @@ const buildCmd: CommandSpec = {
         ...(opts.release ? { release: opts.release as string } : {}),
         ...(opts.since ? { since: opts.since as string } : {}),
         ...(opts.splitSize !== undefined ? { splitSize: opts.splitSize as number } : {}),
+        ...(opts.includeForeignLayers ? { includeForeignLayers: true } : {}),
+        onWarning: (line: string) => ctx.renderer.info(line),
         ...progress(ctx, 'pulling'),
       });
       return {

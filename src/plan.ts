@@ -1,5 +1,6 @@
 import { scanManifests, type ScanResult } from './app/scan.js';
 import { readLicense } from './app/license.js';
+import { refuseLicenseInManifests } from './app/leaks.js';
 import { resolveImages, type RegistryProbe, type ResolvedImage, type ImageSource } from './app/resolve.js';
 import { refuseErrors } from './app/findings.js';
 import { rehearseRewrite } from './app/rewrite.js';
@@ -37,6 +38,8 @@ export interface Plan {
 export async function makePlan(opts: PlanOptions): Promise<Plan> {
   const license = opts.licensePath ? await readLicense(opts.licensePath) : undefined;
   const scan = await scanManifests(opts.manifestsDir);
+  // Before any network: the license never ships, whatever else is wrong.
+  refuseLicenseInManifests(scan.files, license?.licenseId);
   const appSlug = license?.appSlug ?? scan.application?.name ?? 'app';
   const licensed = license ? { license: { licenseId: license.licenseId, appSlug: license.appSlug } } : {};
   if (scan.findings.some((f) => f.severity === 'error')) {

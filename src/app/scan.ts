@@ -1,10 +1,11 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   parseAllDocuments, LineCounter, isMap, isSeq, isScalar, isNode, visit,
   type Document, type Node, type Scalar, type YAMLMap,
 } from 'yaml';
 import { AirgapError } from '../errors.js';
+import { listManifestFiles, type NotRead } from './files.js';
 import { parseReference, type Reference } from '../reference.js';
 import type { Finding } from './findings.js';
 import {
@@ -44,6 +45,8 @@ export interface ManifestFile {
 export interface ScanResult {
   images: FoundImage[];
   files: ManifestFile[];
+  /** Files under the directory that are not manifests (README, archives, hidden): listed, not read. */
+  notRead: NotRead[];
   /** Every metadata.namespace the manifests name, plus additionalNamespaces (without "*"); sorted. */
   namespaces: string[];
   application?: { name?: string; additionalNamespaces: string[] };
@@ -173,59 +176,37 @@ export function parseManifestFile(file: string, text: string): { docs: Document[
   return { docs: list, lines };
 }
 
-/** Recursively lists manifest files and chart archives, sorted by code point, skipping hidden entries. */
-async function listManifestFiles(root: string, rel = ''): Promise<string[]> {
-  const entries = await readdir(join(root, rel), { withFileTypes: true });
-  entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const out: string[] = [];
-  for (const e of entries) {
-    if (e.name.startsWith('.')) continue;
-    const path = rel === '' ? e.name : `${rel}/${e.name}`;
-    if (e.isDirectory()) out.push(...await listManifestFiles(root, path));
-    else if (e.isFile() && (isManifestName(e.name) || isArchiveName(e.name) || isKustomizationName(e.name))) out.push(path);
-  }
-  return out;
-}
-
-/** Manifests are .yaml, .yml and .json files (YAML is a superset of JSON: one parser reads both). */
-export function isManifestName(name: string): boolean {
-  return /\.(ya?ml|json)$/i.test(name);
-}
-
 export async function scanManifests(dir: string): Promise<ScanResult> {
-  let paths: string[];
-  try {
-    paths = await listManifestFiles(dir);
-  } catch (e) {
-    const why = (e as NodeJS.ErrnoException).code ?? String(e);
-    throw new AirgapError('E_MANIFESTS', `cannot read manifests directory ${dir}: ${why}`,
-      { hint: 'pass --manifests DIR pointing at a readable directory of rendered YAML', cause: e });
-  }
+  const { manifests: paths, notRead } = await listManifestFiles(dir);
   const read = async (path: string): Promise<Buffer> => readFile(join(dir, path)).catch((e: unknown) => {
     throw new AirgapError('E_MANIFESTS', `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`,
       { hint: 'check the file permissions', cause: e });
   });
+  const name = (path: string): string => path.slice(path.lastIndexOf('/') + 1);
+  // The walker reads .yaml/.yml/.json; chart archives and `Kustomization` are among what it does not.
+  const others = notRead.filter((n) => n.reason !== 'hidden' && !n.path.endsWith('/')).map((n) => n.path);
 
   const findings: Finding[] = [];
   let sources: ManifestFile[];
-  const top = paths.find((p) => isKustomizationName(p));
+  const top = [...paths, ...others].find((p) => isKustomizationName(p));
   if (top !== undefined) {
     // A kustomize tree: what ships (and is scanned and rewritten) is what it renders.
     sources = [{ path: KUSTOMIZE_RENDERED, content: await renderKustomization(dir, top) }];
   } else {
-    const charts = await chartFindings(dir, paths, read);
+    const charts = await chartFindings(dir, [...paths, ...others.filter((p) => isArchiveName(name(p)))], read);
     findings.push(...charts.findings);
+    for (const p of others) if (isKustomizationName(name(p)) && !charts.skip(p)) findings.push(nestedKustomization(p));
     sources = [];
     for (const path of paths) {
-      if (charts.skip(path) || isArchiveName(path)) continue;
-      if (isKustomizationName(path.slice(path.lastIndexOf('/') + 1))) {
+      if (charts.skip(path)) continue;
+      if (isKustomizationName(name(path))) {
         findings.push(nestedKustomization(path));
         continue;
       }
       sources.push({ path, content: await read(path) });
     }
   }
-  return scanFiles(sources, findings);
+  return { ...scanFiles(sources, findings), notRead };
 }
 
 function nestedKustomization(path: string): Finding {
@@ -306,7 +287,7 @@ export function scanFiles(sources: ManifestFile[], earlier: Finding[] = []): Sca
   // Undeclared image-like strings: everything bundled counts as declared (see rewrite.ts).
   for (const p of parsed) findings.push(...undeclaredFindings(p.path, p.docs, p.lines, p.imageNodes, images));
 
-  const result: ScanResult = { images, files, namespaces: [...namespaces].sort(), findings };
+  const result: ScanResult = { images, files, notRead: [], namespaces: [...namespaces].sort(), findings };
   if (application !== undefined) result.application = application;
   return result;
 }
