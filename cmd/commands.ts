@@ -4,6 +4,7 @@ import type { PlanReport } from '../src/plan.js';
 import { baseLabel, parseSize } from '../src/bundle/format.js';
 import type { RegistryAccessOptions } from '../src/registry/access.js';
 import { parseTargetRegistry } from '../src/target.js';
+import { formatFinding, type Finding } from '../src/app/findings.js';
 import type { CopyEvent } from '../src/copy.js';
 import { humanBytes, type Renderer } from './render.js';
 
@@ -239,15 +240,15 @@ function planResult(p: PlanReport): Result {
   const rows = [['IMAGE', 'DIGEST RULE', p.offline ? 'PULLED FROM (offline)' : 'PULLED FROM', 'WHERE'],
     ...p.images.map((i) => [i.ref, rule[i.digestRule], from(i), where(i.occurrences)])];
   const failed = p.images.filter((i) => i.error);
-  // As src/plan.ts isRefusal (not imported: plan's YAML code is loaded only when plan runs).
-  const isRefusal = (f: PlanReport['findings'][number]) => !['warning', 'warn', 'info', 'notice'].includes(f.severity.toLowerCase());
+  // As src/plan.ts isRefusal (plan.ts itself is loaded only when plan runs).
+  const isRefusal = (f: Finding) => f.severity === 'error';
   const refusals = p.findings.filter(isRefusal);
   const text = [
     table(rows),
     ...failed.map((i) => `  ${i.ref}: ${i.error!.message}${i.error!.hint ? ` (${i.error!.hint})` : ''}`),
     ...p.notRead.map((n) => `not read: ${n.path} (${n.reason})`),
-    ...(p.findings.length > 0 ? ['', table([['FINDING', 'SEVERITY', 'CODE', 'WHAT (FIX)'],
-      ...p.findings.map((f) => [`${f.file}:${f.line}`, f.severity, f.code, `${f.message}${f.hint ? ` (${f.hint})` : ''}`])])] : []),
+    ...p.findings.map(formatFinding),
+    ...(refusals.length > 0 ? ['refused: build would write nothing until these are fixed'] : []),
     '',
     `${p.images.length} image(s): ${p.images.length - failed.length} ok, ${failed.length} failed; ${p.findings.length} finding(s), ${refusals.length} of them refusing a build` +
       (p.offline ? '; offline: nothing was asked of any registry' : ''),
@@ -309,6 +310,7 @@ const buildCmd: CommandSpec = {
           ...(s.signed ? [`signed (${s.signed}): airgap.json.sig`] : []),
           ...(s.delta ? [`delta on top of bundle ${baseLabel(s.delta.base)}: ${s.delta.blobsFromBase} blob(s), ${humanBytes(s.delta.bytesFromBase)} left to the base`] : []),
           ...(s.parts ? [`split into ${s.parts.length} part(s) beside it: ${s.parts.map((p) => `${p.name} (${humanBytes(p.size)})`).join(', ')}`] : []),
+          ...s.findings.map(formatFinding),
         ].join('\n'),
       };
     } finally {

@@ -7,6 +7,9 @@ import {
 } from './app/resolve.js';
 import { AirgapError, type ErrorCode } from './errors.js';
 import { formatReference, isDigestOnly, type Reference } from './reference.js';
+import { refuseErrors, type Finding } from './app/findings.js';
+export type { Finding } from './app/findings.js';
+import { rehearseRewrite } from './app/rewrite.js';
 import type { SourceStore, TargetStore } from './store.js';
 
 /** How the phases reach registries (src/registry/access.ts builds the real one). */
@@ -22,6 +25,11 @@ export interface PlanOptions {
   proxyHost: string;
   replicatedRegistry: string;
   registries: RegistryAccess;
+  /**
+   * false: a manifests error (a refusal in scan.findings) returns the plan without resolving
+   * anything, so that `plan` can list every finding; build keeps the default and is refused.
+   */
+  refuse?: boolean;
 }
 
 export interface Plan {
@@ -37,11 +45,20 @@ export async function makePlan(opts: PlanOptions): Promise<Plan> {
   const scan = await scanManifests(opts.manifestsDir);
   // Before any network: the license never ships, whatever else is wrong.
   refuseLicenseInManifests(scan.files, license?.licenseId);
-  if (scan.images.length === 0) {
-    throw new AirgapError('E_NO_IMAGES', `no container images found in ${opts.manifestsDir}`,
-      { hint: 'point --manifests at the rendered Kubernetes manifests of the application (*.yaml, *.yml)' });
-  }
   const appSlug = license?.appSlug ?? scan.application?.name ?? 'app';
+  const licensed = license ? { license: { licenseId: license.licenseId, appSlug: license.appSlug } } : {};
+  if (scan.findings.some((f) => f.severity === 'error')) {
+    if (opts.refuse !== false) refuseErrors(scan.findings);
+    return { scan, appSlug, ...licensed, images: [] };
+  }
+  if (scan.images.length === 0) {
+    const seen = scan.findings.find((f) => f.code === 'undeclared-image');
+    throw new AirgapError('E_NO_IMAGES', `no container images found in ${opts.manifestsDir}`, {
+      hint: seen === undefined
+        ? 'point --manifests at the rendered Kubernetes manifests of the application (*.yaml, *.yml, *.json)'
+        : `${seen.file}:${seen.line}: ${seen.message}; ${seen.hint}`,
+    });
+  }
   const images = await resolveImages(
     scan.images.map((i) => ({ ref: i.ref, file: i.file, line: i.line })),
     opts.registries.probe,
@@ -52,30 +69,13 @@ export async function makePlan(opts: PlanOptions): Promise<Plan> {
       ...(license ? { license: { licenseId: license.licenseId, appSlug: license.appSlug } } : {}),
     },
   );
-  return { scan, appSlug, ...(license ? { license: { licenseId: license.licenseId, appSlug: license.appSlug } } : {}), images };
+  rehearseRewrite(scan);
+  return { scan, appSlug, ...licensed, images };
 }
 
-/**
- * A build-time warning or refusal found in the manifests (issue 10's `findings` on the scan
- * result), printed by plan as they are: what, where, and what to do.
- */
-export interface Finding {
-  severity: string;
-  code: string;
-  file: string;
-  line: number;
-  message: string;
-  hint?: string;
-}
-
-/** Findings that stop a build; anything else (warning, info) is advice. */
+/** Findings that stop a build (the scan's errors); warnings are advice. */
 export function isRefusal(f: Finding): boolean {
-  return !['warning', 'warn', 'info', 'notice'].includes(f.severity.toLowerCase());
-}
-
-function findingsOf(scan: ScanResult): Finding[] {
-  const list = (scan as { findings?: unknown }).findings;
-  return Array.isArray(list) ? (list as Finding[]) : [];
+  return f.severity === 'error';
 }
 
 export type DigestVerdict = 'tag' | 'tag+digest' | 'digest-only';
@@ -115,7 +115,7 @@ export async function planReport(opts: PlanReportOptions): Promise<PlanReport> {
   const scan = await scanManifests(opts.manifestsDir);
   // Before any network: the license never ships, whatever else is wrong.
   refuseLicenseInManifests(scan.files, license?.licenseId);
-  const findings = findingsOf(scan);
+  const findings = scan.findings;
   if (scan.images.length === 0 && findings.length === 0) {
     throw new AirgapError('E_NO_IMAGES', `no container images found in ${opts.manifestsDir}`,
       { hint: 'point --manifests at the rendered Kubernetes manifests of the application (*.yaml, *.yml, *.json)' });
@@ -130,7 +130,8 @@ export async function planReport(opts: PlanReportOptions): Promise<PlanReport> {
   const images = await Promise.all(refs.map(({ ref, occurrences }) => limit(async (): Promise<PlannedImage> => {
     const digestRule: DigestVerdict = isDigestOnly(ref) ? 'digest-only' : ref.digest ? 'tag+digest' : 'tag';
     const base = { ref: formatReference(ref), occurrences, digestRule };
-    const registries = opts.registries;
+    // A refused app is not resolved (build would write nothing): offline verdicts only.
+    const registries = findings.some(isRefusal) ? undefined : opts.registries;
     if (!registries) {
       if (digestRule === 'digest-only') return { ...base, error: digestOnly(ref, occurrences) };
       return ref.registry === opts.replicatedRegistry ? { ...base, kind: 'vendor', pullFrom: `${ref.registry}/${ref.repository}` } : base;
@@ -143,6 +144,8 @@ export async function planReport(opts: PlanReportOptions): Promise<PlanReport> {
       return { ...base, error: { code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}) } };
     }
   })));
+  // What would make the customer's rewrite fail is refused here too, as build does.
+  if (opts.registries && !findings.some(isRefusal)) rehearseRewrite(scan);
   return { appSlug, offline: !opts.registries, images, findings, notRead: scan.notRead };
 }
 
