@@ -145,7 +145,8 @@ export async function planReport(opts: PlanReportOptions): Promise<PlanReport> {
     }
   })));
   // What would make the customer's rewrite fail is refused here too, as build does.
-  if (opts.registries && !findings.some(isRefusal)) rehearseRewrite(scan);
+  // (Only when every image passed: a refused reference would just fail the rehearsal again.)
+  if (opts.registries && !findings.some(isRefusal) && images.every((i) => !i.error)) rehearseRewrite(scan);
   return { appSlug, offline: !opts.registries, images, findings, notRead: scan.notRead };
 }
 
