@@ -17,6 +17,8 @@ export interface PlanOptions {
   proxyHost: string;
   replicatedRegistry: string;
   registries: RegistryAccess;
+  /** `airgap online`: references pinned by digest only are fine (no push by tag follows). */
+  allowDigestOnly?: boolean;
 }
 
 export interface Plan {
@@ -42,6 +44,7 @@ export async function makePlan(opts: PlanOptions): Promise<Plan> {
       proxyHost: opts.proxyHost,
       replicatedRegistry: opts.replicatedRegistry,
       appSlug,
+      ...(opts.allowDigestOnly ? { allowDigestOnly: true } : {}),
       ...(license ? { license: { licenseId: license.licenseId, appSlug: license.appSlug } } : {}),
     },
   );

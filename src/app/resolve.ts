@@ -56,6 +56,8 @@ export interface ResolveOptions {
   /** App slug when no license is given (plan): from the KOTS Application, else "app". */
   appSlug: string;
   concurrency?: number;
+  /** Online installs pull by digest too: the limited-digest rule is an airgap rule (`airgap online`). */
+  allowDigestOnly?: boolean;
 }
 
 export interface FoundRef {
@@ -122,7 +124,7 @@ export async function resolveImages(found: FoundRef[], probe: RegistryProbe, opt
   const isVendor = (ref: Reference) => ref.registry === opts.replicatedRegistry;
 
   // The digest rule first: nothing is probed or downloaded for an app that will be refused.
-  await checkDigestRule(refs, probe, (ref) => (isVendor(ref) ? vendorSource(ref) : { registry: ref.registry, repository: ref.repository }));
+  if (!opts.allowDigestOnly) await checkDigestRule(refs, probe, (ref) => (isVendor(ref) ? vendorSource(ref) : { registry: ref.registry, repository: ref.repository }));
 
   const limit = pLimit(opts.concurrency ?? 8);
   return Promise.all(refs.map(({ ref, occurrences }) => limit(async (): Promise<ResolvedImage> => {

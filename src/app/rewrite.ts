@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, readdir, rename, rm, rmdir, writeFile } from 'node:fs/p
 import { basename, dirname, join } from 'node:path';
 import { isScalar, isSeq, type Scalar, type LineCounter, type Node, type YAMLMap } from 'yaml';
 import { AirgapError } from '../errors.js';
-import { isDigestOnly, parseReference, taggedName, type Reference } from '../reference.js';
+import { formatReference, isDigestOnly, parseReference, taggedName, type Reference } from '../reference.js';
 import {
   child, forEachImageNode, forEachPodSpec, imageString, parseManifestFile, str,
   type ManifestFile, type NodePath, type ScanResult,
@@ -11,7 +11,7 @@ import {
   PULL_SECRET_FILE, pullSecretManifests, pullSecretName, type RegistryCredentials,
 } from './pullsecret.js';
 import {
-  baseKustomization, jsonPointer, midstreamOverlay, type ImageRewrite, type JsonPatchOp, type ObjectPatch,
+  baseKustomization, jsonPointer, midstreamOverlay, writtenName, type ImageRewrite, type JsonPatchOp, type ObjectPatch,
 } from './kustomize.js';
 
 /**
@@ -21,11 +21,26 @@ import {
  */
 
 export interface RewriteOptions {
-  /** The customer registry's `host[:port]`, as the pull secret names it. */
-  host: string;
+  /**
+   * The registry the pull secret is for, `host[:port]` (the customer registry); several when the
+   * same credentials serve them all (online: the vendor proxy and the vendor registry).
+   */
+  host: string | string[];
   appSlug: string;
-  /** Source reference → target `host/ns/name:tag`. */
-  mapping: (ref: Reference) => string;
+  /**
+   * Source reference → target `host/ns/name:tag` (by tag), or → the new name (`rename`);
+   * undefined leaves the image as written.
+   */
+  mapping: (ref: Reference) => string | undefined;
+  /**
+   * 'by-tag' (default, the airgap rewrite): digests are dropped and a digest-only reference is
+   * refused. 'rename' (`airgap online`): only the name changes; tag and digest stay as written.
+   */
+  form?: 'by-tag' | 'rename';
+  /** Which pod specs get the pull secret, from the images they pull (default: every pod spec). */
+  needsSecret?: (images: Reference[]) => boolean;
+  /** Comment lines at the top of midstream/kustomization.yaml (default: the rewrite's own). */
+  overlayHeader?: string;
   /**
    * Customer registry credentials. Without them no Secret is written and no imagePullSecrets
    * added: a dockerconfigjson entry without credentials would authenticate nobody, and a
@@ -45,7 +60,7 @@ export interface RewriteResult {
   kustomization: string;
   /** The overlay's other files: patches and the pull-secret manifest. */
   midstreamFiles: ManifestFile[];
-  /** Distinct source (fully qualified, no digest) → target, sorted by source. */
+  /** Distinct source (fully qualified; by tag without digest) → target, sorted by source. */
   images: { from: string; to: string }[];
 }
 
@@ -126,6 +141,20 @@ function addPullSecret(text: string, lines: LineCounter, podSpec: YAMLMap, specP
   return { splice: { start: eol, end: eol, text: `${nl}${' '.repeat(col(dash))}- name: ${secret}` }, op };
 }
 
+/** The images a pod spec's containers, initContainers and ephemeralContainers pull. */
+function podSpecImages(podSpec: YAMLMap): Reference[] {
+  const refs: Reference[] = [];
+  for (const key of ['containers', 'initContainers', 'ephemeralContainers']) {
+    const list = podSpec.get(key, true);
+    if (!isSeq(list)) continue;
+    for (const c of list.items) {
+      const image = str(child(c, 'image'));
+      if (image !== undefined) refs.push(parseReference(image));
+    }
+  }
+  return refs;
+}
+
 export function rewriteApp(scan: ScanResult, opts: RewriteOptions): RewriteResult {
   const secretName = pullSecretName(opts.appSlug);
   const rendered: ManifestFile[] = [];
@@ -158,16 +187,19 @@ export function rewriteApp(scan: ScanResult, opts: RewriteOptions): RewriteResul
         const where = at(node);
         const raw = imageString(node, where);
         const ref = parseReference(raw, where);
-        if (isDigestOnly(ref)) {
+        const rename = opts.form === 'rename';
+        if (!rename && isDigestOnly(ref)) {
           throw new AirgapError('E_DIGEST_ONLY', `${where}: image ${raw} is pinned by digest only; an airgap install rewrites by tag`,
             { hint: 'write it as NAME:TAG@DIGEST' });
         }
-        const target = opts.mapping(ref);
+        const mapped = opts.mapping(ref);
         const range = node.range;
-        if (!isScalar(node) || range === undefined || range === null) return;
+        if (mapped === undefined || !isScalar(node) || range === undefined || range === null) return;
+        // A rename keeps the tag and digest exactly as written, as kustomize's newName does.
+        const target = rename ? mapped + raw.slice(writtenName(raw).name.length) : mapped;
         splices.push({ start: range[0], end: range[1], text: scalarText(node, target) });
-        rewrites.push({ written: raw, ref, target });
-        images.set(taggedName(ref), target);
+        rewrites.push({ written: raw, ref, target: mapped, ...(rename ? { rename: true } : {}) });
+        images.set(rename ? formatReference(ref) : taggedName(ref), target);
         // kustomize's images: transformer only knows containers/initContainers; patch the rest.
         if (origin === 'ephemeralContainer' || origin === 'additionalImages') {
           patchFor(obj).ops.push({ op: 'replace', path: jsonPointer(path), value: target });
@@ -175,6 +207,7 @@ export function rewriteApp(scan: ScanResult, opts: RewriteOptions): RewriteResul
       });
       if (opts.secret === undefined) continue;
       forEachPodSpec(doc, (podSpec, obj, path) => {
+        if (opts.needsSecret !== undefined && !opts.needsSecret(podSpecImages(podSpec))) return;
         const added = addPullSecret(text, lines, podSpec, path, secretName, at(podSpec));
         if (added === undefined) return;
         splices.push(added.splice);
@@ -191,7 +224,9 @@ export function rewriteApp(scan: ScanResult, opts: RewriteOptions): RewriteResul
     rendered.push({ path: PULL_SECRET_FILE, content: secret });
     midstreamResources.push({ path: PULL_SECRET_FILE, content: secret });
   }
-  const overlay = midstreamOverlay({ images: rewrites, patches, resources: midstreamResources });
+  const overlay = midstreamOverlay({
+    images: rewrites, patches, resources: midstreamResources, ...(opts.overlayHeader !== undefined ? { header: opts.overlayHeader } : {}),
+  });
   const base = [...scan.files, { path: 'kustomization.yaml', content: Buffer.from(baseKustomization(scan.files.map((f) => f.path))) }];
   return {
     rendered,
@@ -246,7 +281,8 @@ export async function writeRewrite(result: RewriteResult, outDir: string): Promi
           throw new AirgapError('E_OUTPUT', `refusing to write outside ${outDir}: ${f.path}`);
         }
         await mkdir(dirname(join(tmp, dir, f.path)), { recursive: true });
-        await writeFile(join(tmp, dir, f.path), f.content);
+        // The pull secret holds credentials (online: the license ID): readable by its owner only.
+        await writeFile(join(tmp, dir, f.path), f.content, { mode: f.path === PULL_SECRET_FILE ? 0o600 : 0o644 });
       }
     }
     if (entries !== undefined) await rmdir(outDir);
