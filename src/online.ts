@@ -6,7 +6,7 @@ import type { ImageKind, Occurrence, ResolvedImage } from './app/resolve.js';
 import { rewriteApp, writeRewrite } from './app/rewrite.js';
 import { writtenName } from './app/kustomize.js';
 import { PULL_SECRET_FILE, pullSecretName } from './app/pullsecret.js';
-import { formatReference, parseReference, type Reference } from './reference.js';
+import { formatReference, nameOf, parseReference, type Reference } from './reference.js';
 
 /**
  * airgap online: the vendor document's own flow for a cluster that is online. Same discovery,
@@ -73,7 +73,8 @@ export async function online(opts: OnlineOptions): Promise<OnlineSummary> {
     form: 'rename',
     mapping: (ref) => {
       const image = byRef.get(formatReference(ref));
-      return image?.kind === 'private' ? proxyName(image) : undefined;
+      // A reference already written as its proxy name needs no entry that renames it to itself.
+      return image?.kind === 'private' && proxyName(image) !== nameOf(ref) ? proxyName(image) : undefined;
     },
     needsSecret: (refs) => refs.some(licensed),
     secret: secretNeeded ? { username: license.licenseId, password: license.licenseId } : undefined,
@@ -88,6 +89,10 @@ export async function online(opts: OnlineOptions): Promise<OnlineSummary> {
   const warnings = [
     ...[...unresolved].map((host) => `registry ${host} does not resolve from here (DNS): its images are pulled through the vendor proxy ${opts.proxyHost}, which serves them`),
     ...images.flatMap((i) => (i.warning ? [i.warning] : [])),
+    ...(secretNeeded && plan.scan.application?.additionalNamespaces.includes('*') ? [
+      'the KOTS Application lists additionalNamespaces "*": the pull secret is written for the namespaces the manifests name; ' +
+      'copy it into any other namespace whose pods pull from the vendor proxy or registry',
+    ] : []),
   ];
   const namespaces = [...new Set([opts.namespace, ...plan.scan.namespaces])].sort();
   return {
@@ -125,9 +130,8 @@ function summarise(image: ResolvedImage): OnlineImage {
     parseReference(pullAs);
     return { ...base, pullAs };
   } catch {
-    const why = image.ref.registry.includes(':')
-      ? `the port of ${image.ref.registry} puts a ":" inside a path component`
-      : 'the reference grammar refuses it';
+    const withPort = proxyName(image).split('/').slice(1).find((c) => c.includes(':'));
+    const why = withPort !== undefined ? `the port of ${withPort} puts a ":" inside a path component` : 'the reference grammar refuses it';
     return {
       ...base, pullAs,
       warning: `${ref} (${where(image.occurrences)}): the cluster's runtime (containerd, the kubelet) will refuse its proxy name ` +
