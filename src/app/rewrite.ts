@@ -1,5 +1,7 @@
 import { mkdir, mkdtemp, readdir, rename, rm, rmdir, writeFile } from 'node:fs/promises';
+import { rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { registerCleanup } from '../cleanup.js';
 import { isScalar, isSeq, type Scalar, type LineCounter, type Node, type YAMLMap } from 'yaml';
 import { AirgapError } from '../errors.js';
 import { formatReference, isDigestOnly, parseReference, taggedName, type Reference } from '../reference.js';
@@ -268,6 +270,8 @@ export async function writeRewrite(result: RewriteResult, outDir: string): Promi
   } catch (e) {
     throw new AirgapError('E_OUTPUT', `cannot write beside ${outDir}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { cause: e });
   }
+  // Interrupted (SIGINT/SIGTERM) while writing: the half-written directory goes too.
+  const unregister = registerCleanup(() => rmSync(tmp, { recursive: true, force: true }));
   try {
     const all: [string, ManifestFile[]][] = [
       ['rendered', result.rendered],
@@ -291,5 +295,7 @@ export async function writeRewrite(result: RewriteResult, outDir: string): Promi
     await rm(tmp, { recursive: true, force: true });
     if (e instanceof AirgapError) throw e;
     throw new AirgapError('E_OUTPUT', `cannot write ${outDir}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { cause: e });
+  } finally {
+    unregister();
   }
 }
