@@ -26,6 +26,8 @@ export interface TestRegistry {
 export interface StartRegistryOptions {
   users?: { username: string; password: string }[];
   tls?: boolean;
+  /** Accept manifests whose foreign layers name http(s) URLs, as Docker Hub does (distribution refuses them by default). */
+  foreignUrls?: boolean;
 }
 
 const run = promisify(execFile);
@@ -56,7 +58,10 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
     for (let attempt = 0; attempt < 5; attempt++) {
       const port = await freePort();
       const configPath = join(dir, 'config.yml');
-      await writeFile(configPath, JSON.stringify(registryConfig(dir, port, auth, tls), null, 2));
+      await writeFile(configPath, JSON.stringify({
+        ...registryConfig(dir, port, auth, tls),
+        ...(opts.foreignUrls ? { validation: { manifests: { urls: { allow: ['^https?://'] } } } } : {}),
+      }, null, 2));
       try {
         const child = await launch(configPath, port, tls?.caFile);
         let stopped = false;
