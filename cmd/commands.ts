@@ -398,6 +398,7 @@ const onlineCmd: CommandSpec = {
         replicatedRegistry: opts.replicatedRegistry as string,
         registries: access,
       });
+      for (const n of s.notRead) ctx.renderer.info(`not read: ${n.path} (${n.reason})`);
       for (const w of s.warnings) ctx.renderer.info(`airgap: warning: ${w}`);
       const rows = [['IMAGE', 'KIND', 'PULLED AS', 'SECRET'],
         ...s.images.map((i) => [i.ref, i.kind, i.pullAs === i.ref ? '(as written)' : i.pullAs, i.withSecret ? 'yes' : '-'])];

@@ -280,10 +280,14 @@ test('the same refusals as build, and errors that name the image', async (t) => 
   t.deepEqual(await readdir(used), ['keep.txt']);
 });
 
-test('without --json: a table, and one warning line per image whose proxy name the runtime will refuse', async (t) => {
+test('without --json: a table, one warning line per image whose proxy name the runtime will refuse, and the files not read', async (t) => {
   const { world, dir } = t.context;
-  const r = await runCli(['online', '--manifests', world.appDir, '--license', world.licensePath, '--out', join(dir, 'text'), ...resolveFlags(world)]);
+  const app = join(dir, 'text-app');
+  await cp(world.appDir, app, { recursive: true });
+  await writeFile(join(app, 'NOTES.md'), 'image: not/an-image:1\n');
+  const r = await runCli(['online', '--manifests', app, '--license', world.licensePath, '--out', join(dir, 'text'), ...resolveFlags(world)]);
   t.is(r.code, 0, r.stderr);
+  t.regex(r.stderr, /^not read: NOTES\.md \(/m);
   const warnings = r.stderr.split('\n').filter((l) => l.startsWith('airgap: warning:'));
   t.is(warnings.length, new Set(world.images.filter((i) => i.kind === 'private').map((i) => i.ref)).size, r.stderr);
   t.regex(r.stdout, /^IMAGE\s+KIND\s+PULLED AS/m);

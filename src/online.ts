@@ -6,6 +6,7 @@ import type { ImageKind, Occurrence, ResolvedImage } from './app/resolve.js';
 import { rewriteApp, writeRewrite } from './app/rewrite.js';
 import { writtenName } from './app/kustomize.js';
 import { PULL_SECRET_FILE, pullSecretName } from './app/pullsecret.js';
+import type { NotRead } from './app/files.js';
 import { formatReference, nameOf, parseReference, type Reference } from './reference.js';
 
 /**
@@ -46,6 +47,8 @@ export interface OnlineSummary {
   pullSecret?: { name: string; registries: string[]; namespaces: string[]; files: string[] };
   /** One line each: what a person should know before applying. */
   warnings: string[];
+  /** Files under --manifests that were not read, and why (as build and plan say). */
+  notRead: NotRead[];
 }
 
 export async function online(opts: OnlineOptions): Promise<OnlineSummary> {
@@ -107,6 +110,7 @@ export async function online(opts: OnlineOptions): Promise<OnlineSummary> {
       },
     } : {}),
     warnings,
+    notRead: plan.scan.notRead,
   };
 }
 
