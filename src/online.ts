@@ -7,6 +7,7 @@ import { rewriteApp, writeRewrite } from './app/rewrite.js';
 import { writtenName } from './app/kustomize.js';
 import { PULL_SECRET_FILE, pullSecretName } from './app/pullsecret.js';
 import type { NotRead } from './app/files.js';
+import type { Finding } from './app/findings.js';
 import { formatReference, nameOf, parseReference, type Reference } from './reference.js';
 
 /**
@@ -49,6 +50,8 @@ export interface OnlineSummary {
   warnings: string[];
   /** Files under --manifests that were not read, and why (as build and plan say). */
   notRead: NotRead[];
+  /** Warnings about the manifests, as build reports them (errors refuse the run). */
+  findings: Finding[];
 }
 
 export async function online(opts: OnlineOptions): Promise<OnlineSummary> {
@@ -111,6 +114,7 @@ export async function online(opts: OnlineOptions): Promise<OnlineSummary> {
     } : {}),
     warnings,
     notRead: plan.scan.notRead,
+    findings: plan.scan.findings,
   };
 }
 

@@ -6,9 +6,10 @@ import { isScalar, isSeq, type Scalar, type LineCounter, type Node, type YAMLMap
 import { AirgapError } from '../errors.js';
 import { formatReference, isDigestOnly, parseReference, taggedName, type Reference } from '../reference.js';
 import {
-  child, forEachImageNode, forEachPodSpec, imageString, parseManifestFile, str,
+  child, forEachImageNode, forEachPodSpec, forEachStringValue, imageCandidate, imageString, parseManifestFile, str,
   type ManifestFile, type NodePath, type ScanResult,
 } from './scan.js';
+import { refuseErrors } from './findings.js';
 import {
   PULL_SECRET_FILE, pullSecretManifests, pullSecretName, type RegistryCredentials,
 } from './pullsecret.js';
@@ -108,7 +109,7 @@ function seqIndent(text: string, col: (offset: number) => number, podSpec: YAMLM
 
 /** Adds `- name: <secret>` to a pod spec's imagePullSecrets in the text; returns the JSON-patch op. */
 function addPullSecret(text: string, lines: LineCounter, podSpec: YAMLMap, specPath: NodePath,
-  secret: string, where: string): { splice: Splice; op: JsonPatchOp } | undefined {
+  secret: string, where: string, json: boolean): { splice: Splice; op: JsonPatchOp } | undefined {
   const col = (offset: number): number => lines.linePos(offset).col - 1;
   const nl = text.includes('\r\n') ? '\r\n' : '\n';
   const existing = podSpec.get('imagePullSecrets', true);
@@ -118,7 +119,9 @@ function addPullSecret(text: string, lines: LineCounter, podSpec: YAMLMap, specP
     const at = first?.range?.[0];
     if (at === undefined) throw new AirgapError('E_MANIFESTS', `${where}: cannot place imagePullSecrets in this pod spec`);
     const indent = ' '.repeat(col(at));
-    const insert = podSpec.flow
+    const insert = json
+      ? `"imagePullSecrets": [{"name": ${JSON.stringify(secret)}}], `
+      : podSpec.flow
       ? `imagePullSecrets: [{name: ${secret}}], `
       : `imagePullSecrets:${nl}${indent}${seqIndent(text, col, podSpec)}- name: ${secret}${nl}${indent}`;
     return { splice: { start: at, end: at, text: insert }, op: { op: 'add', path: jsonPointer(path), value: [{ name: secret }] } };
@@ -130,7 +133,8 @@ function addPullSecret(text: string, lines: LineCounter, podSpec: YAMLMap, specP
   const op: JsonPatchOp = { op: 'add', path: jsonPointer([...path, '-']), value: { name: secret } };
   if (existing.flow) {
     const close = text.lastIndexOf(']', existing.range[1] - 1);
-    const insert = existing.items.length > 0 ? `, {name: ${secret}}` : `{name: ${secret}}`;
+    const item = json ? `{"name": ${JSON.stringify(secret)}}` : `{name: ${secret}}`;
+    const insert = existing.items.length > 0 ? `, ${item}` : item;
     return { splice: { start: close, end: close, text: insert }, op };
   }
   const firstItem = existing.items[0] as Node;
@@ -163,6 +167,18 @@ export function rewriteApp(scan: ScanResult, opts: RewriteOptions): RewriteResul
   const rewrites: ImageRewrite[] = [];
   const patches: ObjectPatch[] = [];
   const images = new Map<string, string>();
+  refuseErrors(scan.findings);
+  // Operator images: every bundled reference is rewritten wherever its exact text stands as a
+  // whole string value or a --flag=REF value (DESIGN.md "Operator images"); nothing else is.
+  // A rename (online) keeps the tag and digest exactly as written, as kustomize's newName does.
+  const rename = opts.form === 'rename';
+  const renamed = (raw: string, newName: string): string => newName + raw.slice(writtenName(raw).name.length);
+  const declared = new Map<string, { ref: Reference; target: string }>();
+  for (const img of scan.images) {
+    if (declared.has(img.raw) || (!rename && isDigestOnly(img.ref))) continue;
+    const mapped = opts.mapping(img.ref);
+    if (mapped !== undefined) declared.set(img.raw, { ref: img.ref, target: rename ? renamed(img.raw, mapped) : mapped });
+  }
 
   for (const file of scan.files) {
     if (file.path === PULL_SECRET_FILE || /^kustomization\.ya?ml$|^Kustomization$/.test(file.path)) {
@@ -170,6 +186,8 @@ export function rewriteApp(scan: ScanResult, opts: RewriteOptions): RewriteResul
         { hint: 'rename the file in the manifests directory' });
     }
     const text = file.content.toString('utf8');
+    // JSON stays JSON: inserted text is written in JSON syntax, which YAML reads too.
+    const json = /\.json$/i.test(file.path);
     const { docs, lines } = parseManifestFile(file.path, text);
     const at = (node: Node | YAMLMap): string => `${file.path}:${lines.linePos(node.range?.[0] ?? 0).line}`;
     const splices: Splice[] = [];
@@ -185,11 +203,12 @@ export function rewriteApp(scan: ScanResult, opts: RewriteOptions): RewriteResul
     };
 
     for (const doc of docs) {
+      const imageNodes = new Set<unknown>();
       forEachImageNode(doc, (node, origin, obj, path) => {
+        imageNodes.add(node);
         const where = at(node);
-        const raw = imageString(node, where);
+        const raw = imageString(node, file.path, lines.linePos(node.range?.[0] ?? 0).line);
         const ref = parseReference(raw, where);
-        const rename = opts.form === 'rename';
         if (!rename && isDigestOnly(ref)) {
           throw new AirgapError('E_DIGEST_ONLY', `${where}: image ${raw} is pinned by digest only; an airgap install rewrites by tag`,
             { hint: 'write it as NAME:TAG@DIGEST' });
@@ -197,8 +216,7 @@ export function rewriteApp(scan: ScanResult, opts: RewriteOptions): RewriteResul
         const mapped = opts.mapping(ref);
         const range = node.range;
         if (mapped === undefined || !isScalar(node) || range === undefined || range === null) return;
-        // A rename keeps the tag and digest exactly as written, as kustomize's newName does.
-        const target = rename ? mapped + raw.slice(writtenName(raw).name.length) : mapped;
+        const target = rename ? renamed(raw, mapped) : mapped;
         splices.push({ start: range[0], end: range[1], text: scalarText(node, target) });
         rewrites.push({ written: raw, ref, target: mapped, ...(rename ? { rename: true } : {}) });
         images.set(rename ? formatReference(ref) : taggedName(ref), target);
@@ -207,10 +225,20 @@ export function rewriteApp(scan: ScanResult, opts: RewriteOptions): RewriteResul
           patchFor(obj).ops.push({ op: 'replace', path: jsonPointer(path), value: target });
         }
       });
+      forEachStringValue(doc, imageNodes, (node, obj, path) => {
+        const { prefix, text: written } = imageCandidate(node.value);
+        const hit = declared.get(written);
+        const range = node.range;
+        if (hit === undefined || range === undefined || range === null) return;
+        const value = prefix + hit.target;
+        splices.push({ start: range[0], end: range[1], text: scalarText(node, value) });
+        images.set(rename ? formatReference(hit.ref) : taggedName(hit.ref), hit.target);
+        patchFor(obj).ops.push({ op: 'replace', path: jsonPointer(path), value });
+      });
       if (opts.secret === undefined) continue;
       forEachPodSpec(doc, (podSpec, obj, path) => {
         if (opts.needsSecret !== undefined && !opts.needsSecret(podSpecImages(podSpec))) return;
-        const added = addPullSecret(text, lines, podSpec, path, secretName, at(podSpec));
+        const added = addPullSecret(text, lines, podSpec, path, secretName, at(podSpec), json);
         if (added === undefined) return;
         splices.push(added.splice);
         patchFor(obj).ops.push(added.op);
@@ -237,6 +265,20 @@ export function rewriteApp(scan: ScanResult, opts: RewriteOptions): RewriteResul
     midstreamFiles: overlay.files,
     images: [...images].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([from, to]) => ({ from, to })),
   };
+}
+
+/**
+ * Runs the customer's rewrite at build time against a stand-in registry, so that what would make
+ * it fail (a reserved file name, an object it cannot patch, a malformed imagePullSecrets) is
+ * refused before the bundle ships rather than found inside the air gap.
+ */
+export function rehearseRewrite(scan: ScanResult, form: RewriteOptions['form'] = 'by-tag'): void {
+  const name = (ref: Reference): string => `registry.airgap.invalid/app/${ref.repository.slice(ref.repository.lastIndexOf('/') + 1)}`;
+  rewriteApp(scan, {
+    host: 'registry.airgap.invalid', appSlug: 'app', namespace: 'default', form,
+    mapping: (ref) => (form === 'rename' ? name(ref) : `${name(ref)}:${ref.tag ?? 'latest'}`),
+    secret: { username: 'rehearsal', password: 'rehearsal' },
+  });
 }
 
 function applySplices(text: string, splices: Splice[]): string {
