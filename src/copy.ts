@@ -156,8 +156,27 @@ export class Copier {
       this.#emit({ type: 'image-done', image, digest: root.descriptor.digest });
       return;
     }
-    await this.#copyNode(src, root, image);
-    for (const t of tags) {
+    const key = root.descriptor.digest;
+    let tagged = 0;
+    if (this.#dst.tagStoresManifest && tags.length > 0 && !this.#inflight.has(key)) {
+      // The first tag stores the root manifest (after everything under it, as any tag): pushing
+      // it by digest first would send the same bytes twice. Registered like any digest, so an
+      // image of this target that names the same manifest waits for it instead of pushing it.
+      const p = (async (): Promise<PushOutcome> => {
+        await Promise.all(root.children.map((c) => this.#copyNode(src, c, image)));
+        this.#check();
+        await this.#dst.tag(root.descriptor, root.bytes!, tags[0]!, this.#opts());
+        this.#emit({ type: 'manifest-done', digest: key, size: root.descriptor.size, image });
+        return 'uploaded';
+      })();
+      this.#inflight.set(key, p);
+      p.catch(() => this.#inflight.delete(key));
+      await p;
+      tagged = 1;
+    } else {
+      await this.#copyNode(src, root, image);
+    }
+    for (const t of tags.slice(tagged)) {
       this.#check();
       await this.#dst.tag(root.descriptor, root.bytes!, t, this.#opts());
     }
@@ -204,7 +223,7 @@ export class Copier {
     this.#check();
     const desc = node.descriptor;
     const bytes = node.bytes!;
-    const outcome = (await this.#dst.exists(desc, this.#opts()))
+    const outcome = !this.#dst.pushFindsExisting && (await this.#dst.exists(desc, this.#opts()))
       ? 'existed'
       : await this.#dst.push(desc, async () => Readable.from([Buffer.from(bytes)]), this.#opts());
     this.#emit({ type: 'manifest-done', digest: desc.digest, size: desc.size, image });
@@ -238,13 +257,17 @@ export class Copier {
 
   async #pushBlob(src: SourceStore, desc: Descriptor, image: string): Promise<PushOutcome> {
     this.#check();
-    if (await this.#dst.exists(desc, this.#opts())) {
+    // A target whose push() looks first is not asked twice (one HEAD per blob, not two).
+    if (!this.#dst.pushFindsExisting && await this.#dst.exists(desc, this.#opts())) {
       this.#emit({ type: 'blob-done', digest: desc.digest, size: desc.size, outcome: 'existed', image });
       return 'existed';
     }
-    this.#emit({ type: 'blob-start', digest: desc.digest, size: desc.size, image });
+    let started = false;
     let sent = 0;
     const open = async (): Promise<Readable> => {
+      // Only a blob whose bytes move starts (push() may find it there, or mount it, without opening it).
+      if (!started) this.#emit({ type: 'blob-start', digest: desc.digest, size: desc.size, image });
+      started = true;
       // A restarted upload re-reads from byte 0: take back what the last attempt reported.
       if (sent > 0) this.#emit({ type: 'blob-progress', digest: desc.digest, bytes: -sent });
       sent = 0;
