@@ -31,7 +31,6 @@ import { FixtureLayout, pushImage, type LayerSpec } from '../src/testing/fixture
 import { startRegistry } from '../src/testing/registry.js';
 import { AccessLog, type RequestCounts, totalRequests } from '../src/testing/requests.js';
 import { seedLayout } from '../src/testing/seed.js';
-import { smallRequestsInFlight } from '../src/inflight.js';
 import { CLI } from '../src/testing/cli.js';
 
 const num = (name: string, def: number): number => {
@@ -473,13 +472,11 @@ async function manySet(env: Env): Promise<SetResult> {
     [what, f1(a.seconds), f1(s.seconds), f2(a.seconds / s.seconds), `≤ ${f2(target)}`, a.seconds / s.seconds <= target];
   rows.push(ratioRow(`plan of ${n} images over the link (s)`, plan, skopeoPlan, 0.05));
   rows.push(ratioRow('build over the link (s)', build, skopeoBuild, 0.08));
-  // With small blobs the link's limit is round trips: every request waits the delay, so with S in
-  // flight (airgap's pool for small requests, src/inflight.ts) the requests alone take
-  // requests × delay / S, plus the bytes over the connections.
+  // With small blobs the link's limit is round trips: every request waits the delay, so with C in
+  // flight the requests alone take requests × delay / C (plus the bytes over C connections).
   const buildRequests = totalRequests(buildReq);
-  const small = smallRequestsInFlight(cfg.concurrency);
-  const roundTrips = buildRequests * cfg.delayMs / 1000 / small + uniqueBytes / (small * cfg.rate * MB);
-  rows.push([`build vs ${buildRequests} requests × ${cfg.delayMs} ms / ${small} in flight + bytes: ${f1(roundTrips)} s`,
+  const roundTrips = buildRequests * cfg.delayMs / 1000 / cfg.concurrency + uniqueBytes / (cfg.concurrency * cfg.rate * MB);
+  rows.push([`build vs ${buildRequests} requests × ${cfg.delayMs} ms + bytes over ${cfg.concurrency} connections: ${f1(roundTrips)} s`,
     f1(build.seconds), '', f2(build.seconds / roundTrips), '', undefined]);
   rows.push(['build CPU, user+sys (s)', f1(build.cpuSeconds), f1(skopeoBuild.cpuSeconds), '', '', undefined]);
   rows.push(ratioRow('cold push on loopback (s)', push, skopeoPush, 0.3));
