@@ -85,7 +85,7 @@ const registryFlags: OptionSpec[] = [
 ];
 
 const concurrencyFlag: OptionSpec = {
-  flags: '--concurrency <n>', description: 'blobs copied at once (blobs under 1 MiB and manifests: four times as many)', default: DEFAULT_CONCURRENCY, parse: positiveInt('--concurrency'),
+  flags: '--concurrency <n>', description: 'blobs copied at once', default: DEFAULT_CONCURRENCY, parse: positiveInt('--concurrency'),
 };
 
 function required(opts: Record<string, unknown>, name: string, flag: string): string {

@@ -7,8 +7,7 @@ import { bundleId, loadBase, pruneGraph } from './delta.js';
 import { Copier, flatten, loadGraph, totalSize, type EventSink, type GraphNode } from './copy.js';
 import { choosePlatforms } from './platforms.js';
 import { parsePlatformSpecs } from './oci/platform.js';
-import { smallRequestsInFlight } from './inflight.js';
-import { makePlan, type PlanOptions } from './plan.js';
+import { makePlan, manifestRequestsInFlight, type PlanOptions } from './plan.js';
 import { formatReference, taggedName } from './reference.js';
 import type { ResolvedImage } from './app/resolve.js';
 import type { SourceStore } from './store.js';
@@ -56,7 +55,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
   const spec = parsePlatformSpecs(opts.platforms);
   if (opts.splitSize !== undefined) refuseExistingSplit(opts.out);
   const base = opts.since !== undefined ? await loadBase(opts.since) : undefined;
-  const manifestsInFlight = smallRequestsInFlight(opts.concurrency);
+  const manifestsInFlight = manifestRequestsInFlight(opts.concurrency);
   const plan = await makePlan({ ...opts, probesInFlight: manifestsInFlight });
   if (base?.appSlug && base.appSlug !== plan.appSlug) {
     throw new AirgapError('E_USAGE', `--since ${opts.since} is a bundle of app "${base.appSlug}", not "${plan.appSlug}"`,

@@ -130,29 +130,3 @@ test('a target without those properties (a bundle) is asked exists() and gets th
   t.true(calls.indexOf(`push ${digest('1')}`) >= 0);
   t.true(calls.indexOf(`tag 1.0 ${digest('1')}`) > calls.indexOf(`push ${digest('1')}`));
 });
-
-test('small blobs go four per --concurrency slot in their own pool, big ones one per slot', async (t) => {
-  const MiB = 1024 * 1024;
-  const small = Array.from({ length: 12 }, (_, i) => blob(String.fromCharCode(97 + i), 1000 + i)); // a..l
-  const big = ['w', 'x', 'y'].map((c) => blob(c, MiB + 1));
-  const root = image('1', [...small, ...big]);
-  const now = { small: 0, big: 0 };
-  const max = { small: 0, big: 0 };
-  const target: TargetStore = {
-    label: 'slow target',
-    verifiesContent: true,
-    exists: async () => false,
-    push: async (d, open) => {
-      const kind = d.size < MiB ? 'small' : 'big';
-      if (d.size > 10) max[kind] = Math.max(max[kind], ++now[kind]);
-      for await (const _ of await open()) { /* drain */ }
-      await new Promise((r) => setTimeout(r, 30));
-      if (d.size > 10) now[kind]--;
-      return 'uploaded';
-    },
-    tag: async () => undefined,
-  };
-  await new Copier(target, { concurrency: 1 }).copyImage(zeros, root, 'app', ['1.0']);
-  t.is(max.small, 4);
-  t.is(max.big, 1);
-});

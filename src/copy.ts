@@ -3,7 +3,6 @@ import { pipeline } from 'node:stream/promises';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { ByteCounter } from './bytecounter.js';
 import { AirgapError } from './errors.js';
-import { SMALL_BLOB, smallRequestsInFlight } from './inflight.js';
 import type { Descriptor } from './oci/descriptor.js';
 import { parseManifest, childrenOf, isForeignLayer, type ParsedManifest } from './oci/manifest.js';
 import { isIndexType, isManifestType } from './oci/mediatypes.js';
@@ -15,8 +14,7 @@ import type { PushOutcome, Resolved, SourceStore, TargetStore } from './store.js
  * The copy engine: walks a manifest graph from a SourceStore to a TargetStore. Children are copied
  * before their parents, a tag is set only after everything under it is stored, each digest is
  * handled once per target (single flight), and every byte is verified while it streams. Only blob
- * transfers hold a concurrency slot, so a parent waiting on its children never starves them; small
- * blobs hold a slot of their own, wider pool (src/inflight.ts).
+ * transfers hold a concurrency slot, so a parent waiting on its children never starves them.
  */
 
 export interface GraphNode {
@@ -100,8 +98,6 @@ export interface CopierOptions {
   concurrency: number;
   /** Share one limiter between copiers (one per target repository) so --concurrency is global. */
   limit?: LimitFunction;
-  /** Likewise for blobs under SMALL_BLOB, which go four per slot in a pool of their own (src/inflight.ts). */
-  smallLimit?: LimitFunction;
   /**
    * Blobs in flight to sibling targets of the same registry: a copier waits for a sibling's upload
    * of the same digest and then lets its target mount it, instead of uploading the bytes twice.
@@ -123,7 +119,6 @@ export interface CopierOptions {
 export class Copier {
   readonly #dst: TargetStore;
   readonly #limit: LimitFunction;
-  readonly #smallLimit: LimitFunction;
   readonly #emit: EventSink;
   readonly #signal: AbortSignal | undefined;
   readonly #inflight = new Map<string, Promise<PushOutcome>>();
@@ -133,7 +128,6 @@ export class Copier {
   constructor(dst: TargetStore, opts: CopierOptions) {
     this.#dst = dst;
     this.#limit = opts.limit ?? pLimit(Math.max(1, opts.concurrency));
-    this.#smallLimit = opts.smallLimit ?? pLimit(smallRequestsInFlight(opts.concurrency));
     this.#siblings = opts.siblings;
     this.#partSize = opts.partSize ?? DEFAULT_PART_SIZE;
     this.#emit = opts.onEvent ?? (() => undefined);
@@ -236,16 +230,11 @@ export class Copier {
     return outcome;
   }
 
-  /**
-   * A big blob from a source that serves ranges goes as parallel parts; any other as one stream in
-   * one slot: of the small pool under SMALL_BLOB (a round trip more than bandwidth), else of the main one.
-   */
+  /** A big blob from a source that serves ranges goes as parallel parts; any other as one stream in one slot. */
   async #transferBlob(src: SourceStore, desc: Descriptor, image: string): Promise<PushOutcome> {
     const inParts = desc.size >= this.#partSize * PARTS_FROM && this.#dst.pushParts !== undefined &&
       src.fetchRange !== undefined && (await src.servesRanges?.(desc, this.#opts()).catch(() => false)) === true;
-    if (inParts) return this.#pushBlobInParts(src, desc, image);
-    const limit = desc.size < SMALL_BLOB ? this.#smallLimit : this.#limit;
-    return limit(() => this.#pushBlob(src, desc, image));
+    return inParts ? this.#pushBlobInParts(src, desc, image) : this.#limit(() => this.#pushBlob(src, desc, image));
   }
 
   async #pushBlobInParts(src: SourceStore, desc: Descriptor, image: string): Promise<PushOutcome> {

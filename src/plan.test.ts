@@ -3,8 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ProbeResult, RegistryProbe } from './app/resolve.js';
-import { smallRequestsInFlight } from './inflight.js';
-import { makePlan, type RegistryAccess } from './plan.js';
+import { makePlan, manifestRequestsInFlight, type RegistryAccess } from './plan.js';
 
 /** A probe that answers after a while and records how many probes were in flight at most. */
 function slowProbe(): { probe: RegistryProbe; maxInFlight: () => number; calls: () => number } {
@@ -43,7 +42,7 @@ test('the plan probes many images at once: four per --concurrency slot, 32 by de
     t.is(p.calls(), 100);
     return p.maxInFlight();
   };
-  t.is(smallRequestsInFlight(8), 32);
+  t.is(manifestRequestsInFlight(8), 32);
   t.is(await run(), 32);
-  t.is(await run(smallRequestsInFlight(1)), 4);
+  t.is(await run(manifestRequestsInFlight(1)), 4);
 });

@@ -2,7 +2,6 @@ import { scanManifests, type ScanResult } from './app/scan.js';
 import { readLicense } from './app/license.js';
 import { resolveImages, type RegistryProbe, type ResolvedImage, type ImageSource } from './app/resolve.js';
 import { AirgapError } from './errors.js';
-import { smallRequestsInFlight } from './inflight.js';
 import type { SourceStore, TargetStore } from './store.js';
 
 /** How the phases reach registries (src/registry/access.ts builds the real one). */
@@ -18,10 +17,20 @@ export interface PlanOptions {
   proxyHost: string;
   replicatedRegistry: string;
   registries: RegistryAccess;
-  /** Probes in flight at once (default: smallRequestsInFlight of the default --concurrency, 8; src/inflight.ts). */
+  /** Probes in flight at once (default: manifestRequestsInFlight of the default --concurrency, 8). */
   probesInFlight?: number;
 }
 
+/**
+ * Manifest requests (probes, manifest GETs) in flight for a given --concurrency ("blobs copied at
+ * once"). They are small: on a long link each one waits a round trip and uses next to none of a
+ * connection's bandwidth, so four times as many go at once as blobs (32 by default) — a plan of
+ * 150 images waits 150 × RTT / 32 instead of / 8. Scales with --concurrency, so a user who lowers
+ * it for a fragile registry lowers this too.
+ */
+export function manifestRequestsInFlight(concurrency: number): number {
+  return 4 * Math.max(1, concurrency);
+}
 
 export interface Plan {
   scan: ScanResult;
@@ -46,7 +55,7 @@ export async function makePlan(opts: PlanOptions): Promise<Plan> {
       proxyHost: opts.proxyHost,
       replicatedRegistry: opts.replicatedRegistry,
       appSlug,
-      concurrency: opts.probesInFlight ?? smallRequestsInFlight(8),
+      concurrency: opts.probesInFlight ?? manifestRequestsInFlight(8),
       ...(license ? { license: { licenseId: license.licenseId, appSlug: license.appSlug } } : {}),
     },
   );

@@ -3,7 +3,6 @@ import { BundleReader, damaged } from './bundle/reader.js';
 import { Copier, flatten, loadGraph, totalSize, type CopyEvent, type EventSink, type GraphNode } from './copy.js';
 import { placeBaseBlobs, pruneGraph } from './delta.js';
 import { AirgapError, isAirgapError } from './errors.js';
-import { smallRequestsInFlight } from './inflight.js';
 import type { RegistryAccess } from './plan.js';
 import { parseReference } from './reference.js';
 import { checkCollisions, parseTargetRegistry, targetName, type TargetName } from './target.js';
@@ -61,7 +60,6 @@ export async function push(opts: PushOptions): Promise<PushSummary> {
 
     // One copier per target repository (a blob must exist in each), one limiter for them all.
     const limit = pLimit(Math.max(1, opts.concurrency));
-    const smallLimit = pLimit(smallRequestsInFlight(opts.concurrency));
     const siblings = new Map<string, Promise<unknown>>();
     const copiers = new Map<string, Copier>();
     const stats = { bytesUploaded: 0, bytesSkipped: 0, blobsUploaded: 0, blobsMounted: 0, blobsExisting: 0 };
@@ -76,7 +74,7 @@ export async function push(opts: PushOptions): Promise<PushSummary> {
       let c = copiers.get(name.repository);
       if (!c) {
         const store = opts.registries.open({ registry: target.host, repository: name.repository });
-        c = new Copier(store, { concurrency: opts.concurrency, limit, smallLimit, siblings, onEvent, ...(opts.signal ? { signal: opts.signal } : {}) });
+        c = new Copier(store, { concurrency: opts.concurrency, limit, siblings, onEvent, ...(opts.signal ? { signal: opts.signal } : {}) });
         copiers.set(name.repository, c);
       }
       return c;

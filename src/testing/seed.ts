@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import pLimit from 'p-limit';
 import { Copier, loadGraph } from '../copy.js';
-import { smallRequestsInFlight } from '../inflight.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { createRegistryAccess } from '../registry/access.js';
 import type { Resolved, SourceStore } from '../store.js';
@@ -57,12 +56,11 @@ export interface SeedImage {
 }
 
 /** Pushes `images` of `layout` (its index.json must be complete) into the plain-HTTP registry at `host`. */
-export async function seedLayout(layout: FixtureLayout, host: string, images: SeedImage[], concurrency = 8): Promise<void> {
+export async function seedLayout(layout: FixtureLayout, host: string, images: SeedImage[], concurrency = 16): Promise<void> {
   const access = createRegistryAccess({ credentialOptions: { configDir: '/nonexistent-airgap' } });
   try {
     const src = new LayoutSource(layout.dir);
     const limit = pLimit(concurrency);
-    const smallLimit = pLimit(smallRequestsInFlight(concurrency));
     const siblings = new Map<string, Promise<unknown>>();
     const copiers = new Map<string, Copier>();
     await Promise.all(images.map(async (img) => {
@@ -70,7 +68,7 @@ export async function seedLayout(layout: FixtureLayout, host: string, images: Se
       const graph = await loadGraph(src, root, img.name);
       let copier = copiers.get(img.repo);
       if (!copier) {
-        copier = new Copier(access.open({ registry: host, repository: img.repo }), { concurrency, limit, smallLimit, siblings });
+        copier = new Copier(access.open({ registry: host, repository: img.repo }), { concurrency, limit, siblings });
         copiers.set(img.repo, copier);
       }
       await copier.copyImage(src, graph, `${img.name} → ${host}/${img.repo}:${img.tag}`, [img.tag]);
