@@ -7,7 +7,7 @@ import { bundleId, loadBase, pruneGraph } from './delta.js';
 import { Copier, flatten, loadGraph, totalSize, type EventSink, type GraphNode } from './copy.js';
 import { choosePlatforms } from './platforms.js';
 import { parsePlatformSpecs } from './oci/platform.js';
-import { makePlan, manifestRequestsInFlight, type PlanOptions } from './plan.js';
+import { makePlan, type PlanOptions } from './plan.js';
 import { formatReference, taggedName } from './reference.js';
 import type { ResolvedImage } from './app/resolve.js';
 import type { SourceStore } from './store.js';
@@ -55,15 +55,14 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
   const spec = parsePlatformSpecs(opts.platforms);
   if (opts.splitSize !== undefined) refuseExistingSplit(opts.out);
   const base = opts.since !== undefined ? await loadBase(opts.since) : undefined;
-  const manifestsInFlight = manifestRequestsInFlight(opts.concurrency);
-  const plan = await makePlan({ ...opts, probesInFlight: manifestsInFlight });
+  const plan = await makePlan(opts);
   if (base?.appSlug && base.appSlug !== plan.appSlug) {
     throw new AirgapError('E_USAGE', `--since ${opts.since} is a bundle of app "${base.appSlug}", not "${plan.appSlug}"`,
       { hint: 'give the previous bundle of this same application' });
   }
 
   // Every manifest first (small), so that every blob's size is known before the tar is planned.
-  const resolveLimit = pLimit(manifestsInFlight);
+  const resolveLimit = pLimit(Math.max(1, opts.concurrency));
   const prepared = await Promise.all(plan.images.map((image) => resolveLimit(async (): Promise<PreparedImage> => {
     const what = formatReference(image.ref);
     const src = opts.registries.open(image.source);

@@ -17,19 +17,6 @@ export interface PlanOptions {
   proxyHost: string;
   replicatedRegistry: string;
   registries: RegistryAccess;
-  /** Probes in flight at once (default: manifestRequestsInFlight of the default --concurrency, 8). */
-  probesInFlight?: number;
-}
-
-/**
- * Manifest requests (probes, manifest GETs) in flight for a given --concurrency ("blobs copied at
- * once"). They are small: on a long link each one waits a round trip and uses next to none of a
- * connection's bandwidth, so four times as many go at once as blobs (32 by default) — a plan of
- * 150 images waits 150 × RTT / 32 instead of / 8. Scales with --concurrency, so a user who lowers
- * it for a fragile registry lowers this too.
- */
-export function manifestRequestsInFlight(concurrency: number): number {
-  return 4 * Math.max(1, concurrency);
 }
 
 export interface Plan {
@@ -55,7 +42,6 @@ export async function makePlan(opts: PlanOptions): Promise<Plan> {
       proxyHost: opts.proxyHost,
       replicatedRegistry: opts.replicatedRegistry,
       appSlug,
-      concurrency: opts.probesInFlight ?? manifestRequestsInFlight(8),
       ...(license ? { license: { licenseId: license.licenseId, appSlug: license.appSlug } } : {}),
     },
   );
