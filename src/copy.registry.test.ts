@@ -15,7 +15,7 @@ test.after.always(async () => {
   await registry?.stop();
 });
 
-test('into a registry: one HEAD per blob, the root manifest stored by its tag only, index children by digest', async (t) => {
+test('into a registry: one HEAD per blob and per manifest, manifests by digest, then the tag', async (t) => {
   const layout = await FixtureLayout.create({ gzipLevel: 0 });
   t.teardown(() => layout.remove());
   const one = await layout.build('one', { layers: [{ seed: 'one-a', size: 3000 }, { seed: 'one-b', size: 4000 }] });
@@ -31,9 +31,10 @@ test('into a registry: one HEAD per blob, the root manifest stored by its tag on
   // Blobs: 2 layers + 1 config, and per platform 1 layer + 1 config: 7, each asked about once.
   t.is(counts.get('HEAD blob 404'), 7);
   t.is(counts.get('PUT upload 201'), 7);
-  // One tag check per image; the two index children by digest (looked for first), the roots by tag.
+  // One tag check per image; 4 manifests (2 roots, 2 index children) looked for once and put by
+  // digest (content is never visible under a tag before everything under it is stored), then the tags.
   t.is(counts.get('HEAD manifest by tag 404'), 2);
-  t.is(counts.get('HEAD manifest by digest 404'), 2);
-  t.is(counts.get('PUT manifest by digest 201'), 2);
+  t.is(counts.get('HEAD manifest by digest 404'), 4);
+  t.is(counts.get('PUT manifest by digest 201'), 4);
   t.is(counts.get('PUT manifest by tag 201'), 2);
 });

@@ -156,27 +156,8 @@ export class Copier {
       this.#emit({ type: 'image-done', image, digest: root.descriptor.digest });
       return;
     }
-    const key = root.descriptor.digest;
-    let tagged = 0;
-    if (this.#dst.tagStoresManifest && tags.length > 0 && !this.#inflight.has(key)) {
-      // The first tag stores the root manifest (after everything under it, as any tag): pushing
-      // it by digest first would send the same bytes twice. Registered like any digest, so an
-      // image of this target that names the same manifest waits for it instead of pushing it.
-      const p = (async (): Promise<PushOutcome> => {
-        await Promise.all(root.children.map((c) => this.#copyNode(src, c, image)));
-        this.#check();
-        await this.#dst.tag(root.descriptor, root.bytes!, tags[0]!, this.#opts());
-        this.#emit({ type: 'manifest-done', digest: key, size: root.descriptor.size, image });
-        return 'uploaded';
-      })();
-      this.#inflight.set(key, p);
-      p.catch(() => this.#inflight.delete(key));
-      await p;
-      tagged = 1;
-    } else {
-      await this.#copyNode(src, root, image);
-    }
-    for (const t of tags.slice(tagged)) {
+    await this.#copyNode(src, root, image);
+    for (const t of tags) {
       this.#check();
       await this.#dst.tag(root.descriptor, root.bytes!, t, this.#opts());
     }

@@ -61,11 +61,6 @@ export interface TargetStore {
    * moving it (a registry's upload starts with a HEAD): the engine then does not ask exists() first.
    */
   readonly pushFindsExisting?: boolean;
-  /**
-   * True when tag() stores the manifest it points at (a registry's PUT by tag): the engine then
-   * does not push an image's root manifest by digest before tagging it.
-   */
-  readonly tagStoresManifest?: boolean;
   /** True when the store already holds this content (blob or manifest, by digest). */
   exists(desc: Descriptor, opts?: FetchOptions): Promise<boolean>;
   /**

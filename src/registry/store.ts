@@ -17,8 +17,6 @@ export class RegistryStore implements SourceStore, TargetStore {
   readonly repository: string;
   /** push() of a blob starts with a HEAD (upload.ts), and of a manifest with exists(). */
   readonly pushFindsExisting = true;
-  /** tag() is a PUT of the manifest by tag. */
-  readonly tagStoresManifest = true;
 
   constructor(client: RegistryClient, repository: string) {
     if (repository === '' || /[\s?#]/.test(repository) || repository.startsWith('/') || repository.endsWith('/')) {
