@@ -193,7 +193,8 @@ const plan: CommandSpec = {
       }));
       const rows = [['IMAGE', 'KIND', 'PULLED FROM', 'WHERE'],
         ...images.map((i) => [i.ref, i.kind, i.pullFrom, i.occurrences.map((o) => `${o.file}:${o.line}`).join(', ')])];
-      return { json: { appSlug: p.appSlug, images }, text: table(rows) };
+      const notRead = p.scan.notRead.map((n) => `not read: ${n.path} (${n.reason})`);
+      return { json: { appSlug: p.appSlug, images, notRead: p.scan.notRead }, text: [table(rows), ...notRead].join('\n') };
     } finally {
       await access.close();
     }
@@ -211,6 +212,7 @@ const buildCmd: CommandSpec = {
     { flags: '--release <label>', description: 'a release label recorded in the bundle' },
     { flags: '--since <bundle>', description: 'the previous release\'s bundle: write a delta carrying only the blobs it does not hold' },
     { flags: '--split-size <size>', description: 'write numbered parts of at most SIZE (e.g. 4GB, 700MB) beside --out', parse: (v: string) => parseSize(v) },
+    { flags: '--include-foreign-layers', description: 'carry foreign (non-distributable) layers, e.g. Windows base layers, from the registry or their URLs' },
     concurrencyFlag,
     ...resolveFlags,
   ],
@@ -230,6 +232,8 @@ const buildCmd: CommandSpec = {
         ...(opts.release ? { release: opts.release as string } : {}),
         ...(opts.since ? { since: opts.since as string } : {}),
         ...(opts.splitSize !== undefined ? { splitSize: opts.splitSize as number } : {}),
+        ...(opts.includeForeignLayers ? { includeForeignLayers: true } : {}),
+        onWarning: (line: string) => ctx.renderer.info(line),
         ...progress(ctx, 'pulling'),
       });
       return {

@@ -6,10 +6,13 @@ import { partCount, refuseExistingSplit, splitBundle, type PartInfo } from './bu
 import { bundleId, loadBase, pruneGraph } from './delta.js';
 import { Copier, flatten, loadGraph, totalSize, type EventSink, type GraphNode } from './copy.js';
 import { choosePlatforms } from './platforms.js';
+import type { Descriptor } from './oci/descriptor.js';
+import { isForeignLayer } from './oci/manifest.js';
 import { parsePlatformSpecs } from './oci/platform.js';
 import { makePlan, type PlanOptions } from './plan.js';
 import { formatReference, taggedName } from './reference.js';
 import type { ResolvedImage } from './app/resolve.js';
+import type { NotRead } from './app/files.js';
 import type { SourceStore } from './store.js';
 import { TOOL_NAME, TOOL_VERSION } from './version.js';
 
@@ -23,6 +26,10 @@ export interface BuildOptions extends PlanOptions {
   since?: string;
   /** Write the bundle as parts of at most this many bytes beside `out` (split.ts). */
   splitSize?: number;
+  /** Carry foreign (non-distributable) layers: from the source registry, else from their URLs. */
+  includeForeignLayers?: boolean;
+  /** A line a person should read (files not read, foreign layers left out), said before the download starts. */
+  onWarning?: (line: string) => void;
   onEvent?: EventSink;
   /** Called once the work is known, before the first blob moves. */
   onStart?: (totalBytes: number, totalImages: number) => void;
@@ -41,6 +48,20 @@ export interface BuildSummary {
   delta?: { base: { id: string; created: string; release?: string }; blobsFromBase: number; bytesFromBase: number };
   /** A split bundle: its parts, beside `out` (which holds the parts manifest). */
   parts?: PartInfo[];
+  /** Foreign layers of the bundled images, carried or not (--include-foreign-layers). */
+  foreignLayers: ForeignLayer[];
+  /** Files under --manifests that were not read (not manifests, hidden). */
+  notRead: NotRead[];
+}
+
+export interface ForeignLayer {
+  image: string;
+  digest: string;
+  mediaType: string;
+  size: number;
+  /** Hosts of the layer's URLs. */
+  urlHosts: string[];
+  carried: boolean;
 }
 
 interface PreparedImage {
@@ -56,6 +77,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
   if (opts.splitSize !== undefined) refuseExistingSplit(opts.out);
   const base = opts.since !== undefined ? await loadBase(opts.since) : undefined;
   const plan = await makePlan(opts);
+  for (const n of plan.scan.notRead) opts.onWarning?.(`not read: ${n.path} (${n.reason})`);
   if (base?.appSlug && base.appSlug !== plan.appSlug) {
     throw new AirgapError('E_USAGE', `--since ${opts.since} is a bundle of app "${base.appSlug}", not "${plan.appSlug}"`,
       { hint: 'give the previous bundle of this same application' });
@@ -71,11 +93,13 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
       throw explainSource(e, image, what);
     });
     const chosen = await choosePlatforms(src, resolved, spec, what);
-    const graph = await loadGraph(src, chosen.root, what, opts.signal);
+    const graph = await loadGraph(src, chosen.root, what, opts.signal, () => opts.includeForeignLayers === true);
     return { image, src, graph, platforms: chosen.platforms };
   })));
 
   const unique = oneImagePerName(prepared);
+  const foreignLayers = unique.flatMap((p) => foreignLayersOf(p));
+  for (const line of foreignWarnings(foreignLayers)) opts.onWarning?.(line);
   const nodes = flatten(unique.map((p) => p.graph));
   // A delta carries every manifest, and only the blobs its base does not hold (by digest).
   const fromBase = (d: string): boolean => base?.blobs.has(d) ?? false;
@@ -132,6 +156,8 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
       ...(baseRecord ? { delta: { base: baseRecord, blobsFromBase: leftToBase.length,
         bytesFromBase: totalSize(leftToBase) } } : {}),
       ...(parts ? { parts } : {}),
+      foreignLayers,
+      notRead: plan.scan.notRead,
     };
   } catch (e) {
     await writer.abort();
@@ -160,6 +186,36 @@ function oneImagePerName(prepared: PreparedImage[]): PreparedImage[] {
     }
   }
   return [...byName.values()];
+}
+
+function foreignLayersOf(p: PreparedImage): ForeignLayer[] {
+  const image = formatReference(p.image.ref);
+  const hosts = (d: Descriptor): string[] => [...new Set((d.urls ?? []).map((u) => {
+    try {
+      return new URL(u).host;
+    } catch {
+      return '?';
+    }
+  }))];
+  const out = new Map<string, ForeignLayer>();
+  for (const n of flatten([p.graph])) {
+    const layer = (d: Descriptor, carried: boolean) => out.set(d.digest, {
+      image, digest: d.digest, mediaType: d.mediaType, size: d.size, urlHosts: hosts(d), carried,
+    });
+    if (n.bytes === undefined && isForeignLayer(n.descriptor)) layer(n.descriptor, true);
+    for (const d of n.foreign ?? []) if (!out.has(d.digest)) layer(d, false);
+  }
+  return [...out.values()];
+}
+
+/** One line per image whose foreign layers stay behind: the image will not run offline without them. */
+function foreignWarnings(layers: ForeignLayer[]): string[] {
+  const byImage = new Map<string, ForeignLayer[]>();
+  for (const l of layers.filter((x) => !x.carried)) byImage.set(l.image, [...(byImage.get(l.image) ?? []), l]);
+  return [...byImage].map(([image, ls]) =>
+    `warning: ${image}: ${ls.length} foreign layer(s) not carried, so the image will not run offline: ` +
+    ls.map((l) => `${l.digest} (${l.mediaType}, ${l.size} bytes${l.urlHosts.length > 0 ? `, from ${l.urlHosts.join(', ')}` : ''})`).join(', ') +
+    ' (build with --include-foreign-layers to carry them, if their license allows)');
 }
 
 /** A private image that the proxy cannot find either: say both places were tried. */

@@ -1,6 +1,7 @@
 import test from 'ava';
 import { Readable } from 'node:stream';
-import { Copier, type CopyEvent, type GraphNode } from './copy.js';
+import { Copier, loadGraph, type CopyEvent, type GraphNode } from './copy.js';
+import { imageOf, layerOf } from './bundle/testimages.js';
 import type { Descriptor } from './oci/descriptor.js';
 import type { SourceStore, TargetStore } from './store.js';
 
@@ -113,4 +114,21 @@ test('a target whose push does not look first (a bundle) is asked exists() befor
   t.false(calls.includes(`push ${digest('b')}`), 'held: found by exists(), not pushed');
   t.true(calls.indexOf(`push ${digest('1')}`) >= 0);
   t.true(calls.indexOf(`tag 1.0 ${digest('1')}`) > calls.indexOf(`push ${digest('1')}`));
+});
+
+test('loadGraph leaves foreign layers out (listed on their manifest) unless asked to carry them', async (t) => {
+  const foreign = await layerOf({ 'base.dll': 'x' }, 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip');
+  foreign.blob.descriptor.urls = ['https://example.invalid/layer'];
+  const img = await imageOf({ docker: true, sharedLayers: [foreign], files: { app: 'y' } });
+  const root = { descriptor: img.root.descriptor, bytes: img.root.bytes };
+  const fd = foreign.blob.descriptor.digest;
+
+  const left = await loadGraph(source, root, 'img');
+  t.false(left.children.some((c) => c.descriptor.digest === fd));
+  t.deepEqual(left.foreign?.map((d) => d.digest), [fd]);
+  t.is(left.children.length, 2, 'config and the ordinary layer');
+
+  const carried = await loadGraph(source, root, 'img', undefined, () => true);
+  t.true(carried.children.some((c) => c.descriptor.digest === fd));
+  t.is(carried.foreign, undefined);
 });

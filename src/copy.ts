@@ -23,6 +23,8 @@ export interface GraphNode {
   bytes?: Uint8Array;
   manifest?: ParsedManifest;
   children: GraphNode[];
+  /** Foreign layers this manifest names that the graph does not carry (see loadGraph). */
+  foreign?: Descriptor[];
 }
 
 export type CopyEvent =
@@ -51,9 +53,11 @@ export async function fetchManifest(src: SourceStore, desc: Descriptor, what: st
 
 /**
  * Loads the whole graph under a root manifest: every manifest's bytes (small), every blob's
- * descriptor. Blob content is not read. `what` names the image in errors.
+ * descriptor. Blob content is not read. `what` names the image in errors. A foreign layer is a
+ * child only when `carryForeign` says so; otherwise it is listed in its manifest's `foreign`.
  */
-export async function loadGraph(src: SourceStore, root: Resolved, what: string, signal?: AbortSignal): Promise<GraphNode> {
+export async function loadGraph(src: SourceStore, root: Resolved, what: string, signal?: AbortSignal,
+  carryForeign: (d: Descriptor) => boolean = () => false): Promise<GraphNode> {
   const seen = new Map<string, Promise<GraphNode>>();
   const visit = (desc: Descriptor, bytes: Uint8Array | undefined): Promise<GraphNode> => {
     const key = desc.digest;
@@ -65,9 +69,10 @@ export async function loadGraph(src: SourceStore, root: Resolved, what: string, 
       }
       const b = bytes ?? (await fetchManifest(src, desc, what, signal)).bytes;
       const manifest = parseManifest(b, desc.mediaType, `${what} manifest ${desc.digest}`);
-      const kids = childrenOf(manifest).filter((d) => !isForeignLayer(d));
+      const left = childrenOf(manifest).filter((d) => isForeignLayer(d) && !carryForeign(d));
+      const kids = childrenOf(manifest).filter((d) => !left.includes(d));
       const children = await Promise.all(kids.map((d) => visit(d, undefined)));
-      return { descriptor: desc, bytes: b, manifest, children };
+      return { descriptor: desc, bytes: b, manifest, children, ...(left.length > 0 ? { foreign: left } : {}) };
     })();
     seen.set(key, p);
     return p;

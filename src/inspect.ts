@@ -33,7 +33,7 @@ export async function inspectBundle(path: string): Promise<InspectResult> {
     const images = [];
     for (const { ref, descriptor } of reader.images()) {
       const root = await reader.resolve(ref);
-      const graph = await loadGraph(reader, root, ref);
+      const graph = await loadGraph(reader, root, ref, undefined, (d) => reader.hasBlob(d.digest));
       const size = totalSize(flatten([graph]));
       const recorded = meta?.images.find((i) => i.ref === ref);
       images.push({

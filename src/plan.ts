@@ -1,5 +1,6 @@
 import { scanManifests, type ScanResult } from './app/scan.js';
 import { readLicense } from './app/license.js';
+import { refuseLicenseInManifests } from './app/leaks.js';
 import { resolveImages, type RegistryProbe, type ResolvedImage, type ImageSource } from './app/resolve.js';
 import { AirgapError } from './errors.js';
 import type { SourceStore, TargetStore } from './store.js';
@@ -30,6 +31,8 @@ export interface Plan {
 export async function makePlan(opts: PlanOptions): Promise<Plan> {
   const license = opts.licensePath ? await readLicense(opts.licensePath) : undefined;
   const scan = await scanManifests(opts.manifestsDir);
+  // Before any network: the license never ships, whatever else is wrong.
+  refuseLicenseInManifests(scan.files, license?.licenseId);
   if (scan.images.length === 0) {
     throw new AirgapError('E_NO_IMAGES', `no container images found in ${opts.manifestsDir}`,
       { hint: 'point --manifests at the rendered Kubernetes manifests of the application (*.yaml, *.yml)' });

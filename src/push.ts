@@ -54,7 +54,8 @@ export async function push(opts: PushOptions): Promise<PushSummary> {
     const graphs = new Map<string, GraphNode>();
     for (const img of images) {
       const root = await reader.resolve(img.ref);
-      graphs.set(img.ref, await loadGraph(reader, root, img.ref, opts.signal));
+      // A foreign layer the bundle carries (build --include-foreign-layers) is pushed like any other.
+      graphs.set(img.ref, await loadGraph(reader, root, img.ref, opts.signal, (d) => reader.hasBlob(d.digest)));
     }
     refuseIncomplete(reader, graphs);
 

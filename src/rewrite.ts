@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import { BundleReader, damaged } from './bundle/reader.js';
 import { scanManifests } from './app/scan.js';
 import { rewriteApp, writeRewrite } from './app/rewrite.js';
+import { refusePasswordInManifests, type FileContent } from './app/leaks.js';
 import { AirgapError } from './errors.js';
 import { taggedName, formatReference, type Reference } from './reference.js';
 import { parseTargetRegistry, targetName } from './target.js';
@@ -38,10 +39,13 @@ export async function rewrite(opts: RewriteOptions): Promise<RewriteSummary> {
       throw new AirgapError('E_BUNDLE', `bundle ${opts.bundle} holds no application manifests under app/`,
         { hint: 'rebuild the bundle with airgap build --manifests DIR' });
     }
-    for (const f of files) {
+    const contents: FileContent[] = [];
+    for (const f of files) contents.push({ path: `app/${f}`, content: await reader.readAppFile(f) });
+    if (opts.credentials) refusePasswordInManifests(contents, opts.credentials.password);
+    for (const [i, f] of files.entries()) {
       const dest = join(work, f);
       await mkdir(dirname(dest), { recursive: true });
-      await writeFile(dest, await reader.readAppFile(f));
+      await writeFile(dest, contents[i]!.content);
     }
     const scan = await scanManifests(work);
     // An index entry whose manifest the bundle lacks is no image at all: never point a workload at it.

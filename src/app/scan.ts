@@ -1,10 +1,11 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   parseAllDocuments, LineCounter, isMap, isSeq, isScalar, isNode, visit,
   type Document, type Node, type Scalar, type YAMLMap,
 } from 'yaml';
 import { AirgapError } from '../errors.js';
+import { listManifestFiles, type NotRead } from './files.js';
 import { parseReference, type Reference } from '../reference.js';
 
 /**
@@ -34,6 +35,8 @@ export interface ManifestFile {
 export interface ScanResult {
   images: FoundImage[];
   files: ManifestFile[];
+  /** Files under the directory that are not manifests (README, archives, hidden): listed, not read. */
+  notRead: NotRead[];
   /** Every metadata.namespace the manifests name, plus additionalNamespaces (without "*"); sorted. */
   namespaces: string[];
   application?: { name?: string; additionalNamespaces: string[] };
@@ -176,29 +179,8 @@ export function parseManifestFile(file: string, text: string): { docs: Document[
   return { docs: list, lines };
 }
 
-/** Recursively lists .yaml/.yml files, sorted by code point, skipping hidden entries. */
-async function listManifestFiles(root: string, rel = ''): Promise<string[]> {
-  const entries = await readdir(join(root, rel), { withFileTypes: true });
-  entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const out: string[] = [];
-  for (const e of entries) {
-    if (e.name.startsWith('.')) continue;
-    const path = rel === '' ? e.name : `${rel}/${e.name}`;
-    if (e.isDirectory()) out.push(...await listManifestFiles(root, path));
-    else if (e.isFile() && /\.ya?ml$/i.test(e.name)) out.push(path);
-  }
-  return out;
-}
-
 export async function scanManifests(dir: string): Promise<ScanResult> {
-  let paths: string[];
-  try {
-    paths = await listManifestFiles(dir);
-  } catch (e) {
-    const why = (e as NodeJS.ErrnoException).code ?? String(e);
-    throw new AirgapError('E_MANIFESTS', `cannot read manifests directory ${dir}: ${why}`,
-      { hint: 'pass --manifests DIR pointing at a readable directory of rendered YAML', cause: e });
-  }
+  const { manifests: paths, notRead } = await listManifestFiles(dir);
 
   const images: FoundImage[] = [];
   const files: ManifestFile[] = [];
@@ -239,7 +221,7 @@ export async function scanManifests(dir: string): Promise<ScanResult> {
     images.push(...inFile.sort((a, b) => a.line - b.line));
   }
 
-  const result: ScanResult = { images, files, namespaces: [...namespaces].sort() };
+  const result: ScanResult = { images, files, notRead, namespaces: [...namespaces].sort() };
   if (application !== undefined) result.application = application;
   return result;
 }

@@ -1,6 +1,6 @@
 import { AirgapError } from '../errors.js';
 import { type Descriptor, isDescriptor, assertDigest } from './descriptor.js';
-import { MediaType, isIndexType, isManifestType, isSchema1, bareMediaType } from './mediatypes.js';
+import { MediaType, NON_DISTRIBUTABLE, isIndexType, isManifestType, isSchema1, bareMediaType } from './mediatypes.js';
 
 export interface ImageManifest {
   kind: 'manifest';
@@ -70,7 +70,11 @@ export function childrenOf(m: ParsedManifest): Descriptor[] {
   return out;
 }
 
-/** Foreign (non-distributable) layers with URLs are not fetched from the registry. */
+/**
+ * Foreign (non-distributable) layers: Windows base layers and the like, which registries may not
+ * hold and which the descriptor's `urls` serve instead. Decided by media type, as skopeo and crane
+ * do; they are carried only when asked (build --include-foreign-layers).
+ */
 export function isForeignLayer(d: Descriptor): boolean {
-  return (d.urls?.length ?? 0) > 0 && /nondistributable|foreign/.test(d.mediaType);
+  return NON_DISTRIBUTABLE.has(d.mediaType);
 }

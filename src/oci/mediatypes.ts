@@ -9,6 +9,14 @@ export const MediaType = {
   DockerSchema1Signed: 'application/vnd.docker.distribution.manifest.v1+prettyjws',
 } as const;
 
+/** Layer media types that registries need not distribute (their descriptors carry `urls`). */
+export const NON_DISTRIBUTABLE: ReadonlySet<string> = new Set([
+  'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip',
+  'application/vnd.oci.image.layer.nondistributable.v1.tar',
+  'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip',
+  'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd',
+]);
+
 /** Sent as Accept on every manifest request, most preferred first. */
 export const MANIFEST_ACCEPT = [
   MediaType.OciIndex,

@@ -13,6 +13,7 @@ import {
   header, sleep,
 } from './transport.js';
 import { pushBlob } from './upload.js';
+import { fetchFromUrls } from './foreign.js';
 
 /** The registry API for one registry host: manifests, blobs, tags, uploads. */
 
@@ -146,6 +147,11 @@ export class RegistryClient {
     const first = await this.#openBlob(repo, desc, 0, desc.size, opts.signal);
     this.rememberBlob(desc.digest, repo);
     return Readable.from(this.#resumingBody(repo, desc, first, 0, desc.size, opts.signal), { objectMode: false });
+  }
+
+  /** A foreign layer's bytes from its descriptor's `urls` (foreign.ts), without this registry's credentials. */
+  getBlobFromUrls(desc: Descriptor, opts: CallOptions = {}): Promise<Readable> {
+    return fetchFromUrls(this.#transport, desc, this.host, opts.signal);
   }
 
   /**

@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
-import { AirgapError } from '../errors.js';
+import { AirgapError, isAirgapError } from '../errors.js';
+import { isForeignLayer, parseManifest } from '../oci/manifest.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { isIndexType, isManifestType, isSchema1 } from '../oci/mediatypes.js';
 import { verifyBytes } from '../oci/verify.js';
@@ -37,12 +38,19 @@ export class RegistryStore implements SourceStore, TargetStore {
       const { bytes } = await this.client.getManifest(this.repository, desc.digest, opts);
       return Readable.from([Buffer.from(bytes)], { objectMode: false });
     }
-    return this.client.getBlob(this.repository, desc, opts);
+    try {
+      return await this.client.getBlob(this.repository, desc, opts);
+    } catch (e) {
+      // A foreign layer usually lives only at its URLs (a Windows base layer at its vendor's).
+      if (!isAirgapError(e, 'E_NOT_FOUND') || !isForeignLayer(desc) || (desc.urls?.length ?? 0) === 0) throw e;
+      return this.client.getBlobFromUrls(desc, opts);
+    }
   }
 
   /** Blobs only: manifests are small and always fetched whole. */
   async servesRanges(desc: Descriptor, opts: FetchOptions = {}): Promise<boolean> {
-    if (isManifestMediaType(desc.mediaType)) return false;
+    // A foreign layer may come from its URLs rather than this registry: one plain stream.
+    if (isManifestMediaType(desc.mediaType) || isForeignLayer(desc)) return false;
     return this.client.servesRanges(this.repository, desc, opts);
   }
 
@@ -70,7 +78,8 @@ export class RegistryStore implements SourceStore, TargetStore {
     const bytes = await readManifest(await open(), desc, this.label);
     verifyBytes(bytes, desc, `manifest ${desc.digest} for ${this.label}`);
     // By digest: pushing must not make the content visible under a tag.
-    await this.client.putManifest(this.repository, desc.digest, bytes, desc.mediaType, opts);
+    await this.client.putManifest(this.repository, desc.digest, bytes, desc.mediaType, opts)
+      .catch((e: unknown) => { throw explainForeignUrls(e, bytes, desc.mediaType); });
     return 'uploaded';
   }
 
@@ -86,6 +95,26 @@ export class RegistryStore implements SourceStore, TargetStore {
   probe(reference: string, opts: FetchOptions = {}): Promise<ProbeResult> {
     return this.client.probe(this.repository, reference, opts);
   }
+}
+
+/**
+ * A `distribution` registry refuses (HTTP 400 or 500) a manifest whose foreign layers name URLs
+ * unless its configuration allows them: say so, since its own answer does not.
+ */
+function explainForeignUrls(e: unknown, bytes: Uint8Array, mediaType: string): unknown {
+  if (!isAirgapError(e, 'E_REGISTRY') || e.hint?.includes('foreign') || !isManifestType(mediaType)) return e;
+  let foreign = false;
+  try {
+    const m = parseManifest(bytes, mediaType);
+    foreign = m.kind === 'manifest' && m.layers.some((l) => isForeignLayer(l) && (l.urls?.length ?? 0) > 0);
+  } catch {
+    return e;
+  }
+  if (!foreign) return e;
+  return new AirgapError(e.code, `${e.message}; the manifest has foreign layers that name URLs`, {
+    hint: 'the registry may refuse manifests naming foreign layer URLs: allow them in its configuration (distribution: validation.manifests.urls.allow), or push an image built without them',
+    cause: e,
+  });
 }
 
 export function isManifestMediaType(mediaType: string): boolean {

@@ -30,6 +30,8 @@ export interface StartRegistryOptions {
   tls?: boolean;
   /** Log every request (benchmarks count them, src/testing/requests.ts); off by default. */
   accessLog?: boolean;
+  /** Accept manifests whose foreign layers name http(s) URLs, as Docker Hub does (distribution refuses them by default). */
+  foreignUrls?: boolean;
 }
 
 const run = promisify(execFile);
@@ -60,7 +62,10 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
     for (let attempt = 0; attempt < 5; attempt++) {
       const port = await freePort();
       const configPath = join(dir, 'config.yml');
-      await writeFile(configPath, JSON.stringify(registryConfig(dir, port, auth, tls, opts.accessLog === true), null, 2));
+      await writeFile(configPath, JSON.stringify({
+        ...registryConfig(dir, port, auth, tls, opts.accessLog === true),
+        ...(opts.foreignUrls ? { validation: { manifests: { urls: { allow: ['^https?://'] } } } } : {}),
+      }, null, 2));
       try {
         const accessLog = opts.accessLog ? join(dir, `access-${port}.log`) : undefined;
         const child = await launch(configPath, port, tls?.caFile, accessLog);
