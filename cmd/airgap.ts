@@ -16,7 +16,7 @@ import { commands, type GlobalFlags } from './commands.js';
  */
 const EXIT: Partial<Record<ErrorCode, number>> = {
   E_USAGE: 2, E_REFERENCE: 2, E_MANIFESTS: 2, E_LICENSE: 2, E_DIGEST_ONLY: 2, E_NO_IMAGES: 2, E_COLLISION: 2,
-  E_DIGEST_MISMATCH: 3, E_BUNDLE: 3, E_INTERRUPTED: 130,
+  E_DIGEST_MISMATCH: 3, E_BUNDLE: 3, E_SIGNATURE: 3, E_INTERRUPTED: 130,
 };
 
 let debug = process.argv.includes('--debug');

@@ -19,6 +19,7 @@ const phases = {
   inspect: () => import('../src/inspect.js'),
   reader: () => import('../src/bundle/reader.js'),
   verify: () => import('../src/bundle/verify.js'),
+  signing: () => import('../src/bundle/signing.js'),
   access: () => import('../src/registry/access.js'),
 };
 
@@ -83,6 +84,26 @@ const registryFlags: OptionSpec[] = [
   { flags: '--insecure-skip-tls-verify', description: 'do not verify the registry TLS certificate' },
   { flags: '--plain-http', description: 'talk plain HTTP to the registry' },
 ];
+
+const keyFlag: OptionSpec = {
+  flags: '--key <file>', description: 'the vendor\'s PEM public key: the bundle must be signed with it and unchanged (else exit 3)',
+};
+
+const pushSignatureFlags: OptionSpec[] = [
+  keyFlag,
+  { flags: '--no-signatures', description: 'do not push the images\' signatures, attestations and SBOMs' },
+];
+
+function signatureOptions(opts: Record<string, unknown>): { signatures: boolean; key?: string } {
+  return { signatures: opts.signatures !== false, ...(opts.key ? { key: opts.key as string } : {}) };
+}
+
+/** "2 signature(s), 1 sbom(s)" */
+function attachedText(list: { kind: string }[]): string {
+  const counts = new Map<string, number>();
+  for (const a of list) counts.set(a.kind, (counts.get(a.kind) ?? 0) + 1);
+  return [...counts].map(([k, n]) => `${n} ${k}${n === 1 ? '' : 's'}`).join(', ');
+}
 
 const concurrencyFlag: OptionSpec = {
   flags: '--concurrency <n>', description: 'blobs copied at once', default: DEFAULT_CONCURRENCY, parse: positiveInt('--concurrency'),
@@ -212,6 +233,8 @@ const buildCmd: CommandSpec = {
     { flags: '--release <label>', description: 'a release label recorded in the bundle' },
     { flags: '--since <bundle>', description: 'the previous release\'s bundle: write a delta carrying only the blobs it does not hold' },
     { flags: '--split-size <size>', description: 'write numbered parts of at most SIZE (e.g. 4GB, 700MB) beside --out', parse: (v: string) => parseSize(v) },
+    { flags: '--no-signatures', description: 'do not carry the images\' signatures, attestations and SBOMs' },
+    { flags: '--sign-key <file>', description: 'sign the bundle with this PEM private key (ECDSA P-256 or Ed25519): writes airgap.json.sig' },
     { flags: '--include-foreign-layers', description: 'carry foreign (non-distributable) layers, e.g. Windows base layers, from the registry or their URLs' },
     concurrencyFlag,
     ...resolveFlags,
@@ -232,6 +255,8 @@ const buildCmd: CommandSpec = {
         ...(opts.release ? { release: opts.release as string } : {}),
         ...(opts.since ? { since: opts.since as string } : {}),
         ...(opts.splitSize !== undefined ? { splitSize: opts.splitSize as number } : {}),
+        signatures: opts.signatures !== false,
+        ...(opts.signKey ? { signKey: opts.signKey as string } : {}),
         ...(opts.includeForeignLayers ? { includeForeignLayers: true } : {}),
         onWarning: (line: string) => ctx.renderer.info(line),
         ...progress(ctx, 'pulling'),
@@ -240,6 +265,8 @@ const buildCmd: CommandSpec = {
         json: s,
         text: [
           `wrote ${s.out}: ${s.images.length} image(s), ${s.blobs} blobs, ${humanBytes(s.bytes)}`,
+          ...(s.attached.length > 0 ? [`carried with the images: ${attachedText(s.attached)}`] : []),
+          ...(s.signed ? [`signed (${s.signed}): airgap.json.sig`] : []),
           ...(s.delta ? [`delta on top of bundle ${baseLabel(s.delta.base)}: ${s.delta.blobsFromBase} blob(s), ${humanBytes(s.delta.bytesFromBase)} left to the base`] : []),
           ...(s.parts ? [`split into ${s.parts.length} part(s) beside it: ${s.parts.map((p) => `${p.name} (${humanBytes(p.size)})`).join(', ')}`] : []),
         ].join('\n'),
@@ -259,7 +286,8 @@ const inspect: CommandSpec = {
     const { inspectBundle } = await phases.inspect();
     const info = await inspectBundle(bundleArg(args));
     const rows = [['IMAGE', 'DIGEST', 'PLATFORMS', 'SIZE'],
-      ...info.images.map((i) => [i.ref, i.digest, i.platforms.join(',') || '-', humanBytes(i.size)])];
+      ...info.images.flatMap((i) => [[i.ref, i.digest, i.platforms.join(',') || '-', humanBytes(i.size)],
+        ...i.attached.map((a) => [`  + ${a.kind} ${a.tag ?? `(referrer${a.artifactType ? ` ${a.artifactType}` : ''})`}`, a.digest, '-', humanBytes(a.size)])])];
     const head = [
       `bundle:   ${info.path} (${humanBytes(info.fileSize)})`,
       ...(info.appSlug ? [`app:      ${info.appSlug}${info.release ? ` (release ${info.release})` : ''}`] : []),
@@ -270,6 +298,7 @@ const inspect: CommandSpec = {
         `          push it only into a registry that holds the base (${info.delta.base.id}); ctr images import cannot read a delta alone`,
       ] : []),
       ...(info.parts ? [`parts:    ${info.parts.length} (${info.parts.map((p) => p.name).join(', ')})`] : []),
+      ...(info.signed ? ['signed:   airgap.json.sig (check it with airgap verify --key VENDOR.pub)'] : []),
       `manifests: ${info.appFiles.length} file(s) under app/`,
       '',
     ];
@@ -281,17 +310,23 @@ const verify: CommandSpec = {
   name: 'verify',
   description: 're-hash every blob of a bundle and check every image is complete',
   args: ['<bundle>'],
-  options: [],
-  async run(args) {
+  options: [keyFlag],
+  async run(args, opts) {
     const path = bundleArg(args);
-    const [{ BundleReader }, { verifyBundle }] = await Promise.all([phases.reader(), phases.verify()]);
+    const [{ BundleReader }, { verifyBundle }, { checkSignature }] = await Promise.all([phases.reader(), phases.verify(), phases.signing()]);
     const reader = await BundleReader.open(path);
     try {
-      const r = await verifyBundle(reader);
+      // --key: the signature and the digests it pins first; a failure there is exit 3 at once.
+      const signed = opts.key ? await checkSignature(reader, opts.key as string) : undefined;
+      const r = { ...await verifyBundle(reader), ...(signed ? { signature: { key: opts.key as string, ...signed } } : {}) };
       const extra = [
+        ...(signed ? [`signature: airgap.json.sig verifies with ${opts.key as string} (${signed.keyType}); index.json and ${signed.pinned - 1} app file(s) match their pinned digests`] : []),
         ...(r.parts ? [`${r.parts} part(s) match their sha256`] : []),
         ...(r.expectedFromBase ? [`${r.expectedFromBase.blobs} blob(s), ${humanBytes(r.expectedFromBase.bytes)} expected from base bundle ${baseLabel(r.expectedFromBase.base)}`] : []),
       ];
+      if (!signed && (await reader.readEntry('airgap.json.sig')) !== undefined) {
+        extra.push('the bundle is signed (airgap.json.sig): add --key VENDOR.pub to check that it comes from the vendor unchanged');
+      }
       const text = r.ok
         ? `ok: ${r.blobs} blobs, ${humanBytes(r.bytes)} verified, ${reader.images().length} image(s) complete${r.expectedFromBase ? ' (as a delta)' : ''}${extra.map((x) => `\n${x}`).join('')}`
         : [`${r.problems.length} problem(s) in ${path}:`, ...r.problems.map((p) => `  ${p.ref ? p.ref + ': ' : ''}${p.message}`)].join('\n');
@@ -306,12 +341,12 @@ const pushCmd: CommandSpec = {
   name: 'push',
   description: 'push every image of a bundle into the customer registry',
   args: ['<bundle>'],
-  options: [...registryFlags, concurrencyFlag],
+  options: [...registryFlags, ...pushSignatureFlags, concurrencyFlag],
   async run(args, opts, ctx) {
     const { access } = await targetAccess(opts, ctx);
     try {
       const { push } = await phases.push();
-      const s = await push({ bundle: bundleArg(args), registry: opts.registry as string, registries: access, concurrency: opts.concurrency as number, ...progress(ctx, 'pushing') });
+      const s = await push({ bundle: bundleArg(args), registry: opts.registry as string, registries: access, concurrency: opts.concurrency as number, ...signatureOptions(opts), ...progress(ctx, 'pushing') });
       return { json: s, text: pushText(s) };
     } finally {
       await access.close();
@@ -321,8 +356,10 @@ const pushCmd: CommandSpec = {
 
 function pushText(s: PushSummary): string {
   return [
+    ...(s.verified ? [`bundle signature verified (${s.verified}), every pinned digest and blob checked`] : []),
     ...(s.delta ? [`delta on top of bundle ${baseLabel(s.delta.base)}: ${s.delta.blobsFromBase} blob(s) found in the registry`] : []),
     ...s.images.map((i) => `pushed ${i.target} (${i.digest.slice(0, 19)})`),
+    ...(s.attached.length > 0 ? [`pushed ${attachedText(s.attached)} next to their images`] : []),
     `${s.images.length} image(s): ${humanBytes(s.bytesUploaded)} uploaded in ${s.blobsUploaded} blob(s), ${humanBytes(s.bytesSkipped)} skipped (${s.blobsExisting} already there, ${s.blobsMounted} mounted)`,
   ].join('\n');
 }
@@ -336,7 +373,7 @@ const rewriteCmd: CommandSpec = {
   name: 'rewrite',
   description: 'rewrite the bundle\'s manifests to pull from the customer registry, with an image pull secret',
   args: ['<bundle>'],
-  options: [...registryFlags, ...rewriteFlags],
+  options: [...registryFlags, ...rewriteFlags, keyFlag],
   async run(args, opts, ctx) {
     // Only the credentials are used (for the pull secret); the flags are checked as for push.
     const { access, credentials } = await targetAccess(opts, ctx);
@@ -344,7 +381,7 @@ const rewriteCmd: CommandSpec = {
     const { rewrite } = await phases.rewrite();
     const s = await rewrite({
       bundle: bundleArg(args), registry: required(opts, 'registry', '--registry'), out: required(opts, 'out', '--out'),
-      namespace: opts.namespace as string, ...(credentials ? { credentials } : {}),
+      namespace: opts.namespace as string, ...(credentials ? { credentials } : {}), ...(opts.key ? { key: opts.key as string } : {}),
     });
     return { json: s, text: `wrote ${s.out}/rendered (${s.files} file(s), ${s.images.length} image reference(s) rewritten) and the kustomize overlay ${s.out}/midstream\napply with: kubectl apply -f ${s.out}/rendered` };
   },
@@ -354,14 +391,14 @@ const install: CommandSpec = {
   name: 'install',
   description: 'push the bundle\'s images and rewrite its manifests (push + rewrite)',
   args: ['<bundle>'],
-  options: [...registryFlags, ...rewriteFlags, concurrencyFlag],
+  options: [...registryFlags, ...rewriteFlags, ...pushSignatureFlags, concurrencyFlag],
   async run(args, opts, ctx) {
     const { access, credentials } = await targetAccess(opts, ctx);
     const bundle = bundleArg(args);
     const out = required(opts, 'out', '--out');
     try {
       const [{ push }, { rewrite }] = await Promise.all([phases.push(), phases.rewrite()]);
-      const p = await push({ bundle, registry: opts.registry as string, registries: access, concurrency: opts.concurrency as number, ...progress(ctx, 'pushing') });
+      const p = await push({ bundle, registry: opts.registry as string, registries: access, concurrency: opts.concurrency as number, ...signatureOptions(opts), ...progress(ctx, 'pushing') });
       ctx.renderer.stop();
       const r = await rewrite({ bundle, registry: opts.registry as string, out, namespace: opts.namespace as string, ...(credentials ? { credentials } : {}) });
       return {

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests, the demo and the benchmark need (when missing):
 # the reference registry server, skopeo (independent reader/writer of images), htpasswd, openssl,
-# containerd (ctr import checks), kubectl (kustomize checks) and GNU time (the benchmark's peak RSS).
+# containerd (ctr import checks), kubectl (kustomize checks), GNU time (the benchmark's peak RSS) and
+# jq (the openssl-only bundle check of docs/signing.md is run as written).
 set -euo pipefail
 need=()
-for pkg in docker-registry skopeo apache2-utils openssl containerd time; do
+for pkg in docker-registry skopeo apache2-utils openssl containerd time jq; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)

@@ -14,6 +14,10 @@ import { formatReference, taggedName } from './reference.js';
 import type { ResolvedImage } from './app/resolve.js';
 import type { NotRead } from './app/files.js';
 import type { SourceStore } from './store.js';
+import { discoverAttached, type Attached } from './attached.js';
+import { ANNOTATION_ATTACHED_KIND, ANNOTATION_ATTACHED_TAG, ANNOTATION_SUBJECT } from './bundle/format.js';
+import { loadSigningKey } from './bundle/signing.js';
+import { sha256Digest } from './oci/verify.js';
 import { TOOL_NAME, TOOL_VERSION } from './version.js';
 
 export interface BuildOptions extends PlanOptions {
@@ -26,6 +30,10 @@ export interface BuildOptions extends PlanOptions {
   since?: string;
   /** Write the bundle as parts of at most this many bytes beside `out` (split.ts). */
   splitSize?: number;
+  /** false: do not carry the images' signatures, attestations and SBOMs (default true). */
+  signatures?: boolean;
+  /** A PEM private key: sign airgap.json into airgap.json.sig (bundle/signing.ts). */
+  signKey?: string;
   /** Carry foreign (non-distributable) layers: from the source registry, else from their URLs. */
   includeForeignLayers?: boolean;
   /** A line a person should read (files not read, foreign layers left out), said before the download starts. */
@@ -48,6 +56,10 @@ export interface BuildSummary {
   delta?: { base: { id: string; created: string; release?: string }; blobsFromBase: number; bytesFromBase: number };
   /** A split bundle: its parts, beside `out` (which holds the parts manifest). */
   parts?: PartInfo[];
+  /** Signatures, attestations and SBOMs carried with the images. */
+  attached: { image: string; subject: string; kind: string; tag?: string; digest: string }[];
+  /** The bundle is signed (airgap.json.sig) with this key type. */
+  signed?: string;
   /** Foreign layers of the bundled images, carried or not (--include-foreign-layers). */
   foreignLayers: ForeignLayer[];
   /** Files under --manifests that were not read (not manifests, hidden). */
@@ -69,12 +81,15 @@ interface PreparedImage {
   src: SourceStore;
   graph: GraphNode;
   platforms: string[];
+  attached: Attached[];
 }
 
 /** airgap build: registry → bundle. Resolve every image, plan the tar, copy, finish atomically. */
 export async function build(opts: BuildOptions): Promise<BuildSummary> {
   const spec = parsePlatformSpecs(opts.platforms);
   if (opts.splitSize !== undefined) refuseExistingSplit(opts.out);
+  // A key that cannot sign is refused before anything is downloaded.
+  const signer = opts.signKey !== undefined ? loadSigningKey(opts.signKey) : undefined;
   const base = opts.since !== undefined ? await loadBase(opts.since) : undefined;
   const plan = await makePlan(opts);
   for (const n of plan.scan.notRead) opts.onWarning?.(`not read: ${n.path} (${n.reason})`);
@@ -85,6 +100,13 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
 
   // Every manifest first (small), so that every blob's size is known before the tar is planned.
   const resolveLimit = pLimit(Math.max(1, opts.concurrency));
+  const discovered = new Map<string, Promise<Attached[]>>();
+  const discover = (src: SourceStore, graph: GraphNode, what: string): Promise<Attached[]> => {
+    const key = `${src.label} ${graph.descriptor.digest}`;
+    let p = discovered.get(key);
+    if (!p) discovered.set(key, (p = discoverAttached(src, graph, what, opts.signal)));
+    return p;
+  };
   const prepared = await Promise.all(plan.images.map((image) => resolveLimit(async (): Promise<PreparedImage> => {
     const what = formatReference(image.ref);
     const src = opts.registries.open(image.source);
@@ -94,13 +116,15 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
     });
     const chosen = await choosePlatforms(src, resolved, spec, what);
     const graph = await loadGraph(src, chosen.root, what, opts.signal, () => opts.includeForeignLayers === true);
-    return { image, src, graph, platforms: chosen.platforms };
+    // In the same slot, so it overlaps the other images' resolution; once per repository and digest.
+    const attached = opts.signatures === false ? [] : await discover(src, graph, what);
+    return { image, src, graph, platforms: chosen.platforms, attached };
   })));
 
   const unique = oneImagePerName(prepared);
   const foreignLayers = unique.flatMap((p) => foreignLayersOf(p));
   for (const line of foreignWarnings(foreignLayers)) opts.onWarning?.(line);
-  const nodes = flatten(unique.map((p) => p.graph));
+  const nodes = flatten([...unique.map((p) => p.graph), ...unique.flatMap((p) => p.attached.map((a) => a.graph))]);
   // A delta carries every manifest, and only the blobs its base does not hold (by digest).
   const fromBase = (d: string): boolean => base?.blobs.has(d) ?? false;
   const isBlob = (n: GraphNode): boolean => n.bytes === undefined;
@@ -121,8 +145,19 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
       ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),
     });
-    await Promise.all(unique.map((p) => copier.copyImage(p.src, base ? pruneGraph(p.graph, fromBase) : p.graph,
-      formatReference(p.image.ref), [taggedName(p.image.ref)])));
+    const prune = (g: GraphNode): GraphNode => (base ? pruneGraph(g, fromBase) : g);
+    await Promise.all(unique.map(async (p) => {
+      await copier.copyImage(p.src, prune(p.graph), formatReference(p.image.ref), [taggedName(p.image.ref)]);
+      for (const a of p.attached) {
+        await copier.copyImage(p.src, prune(a.graph), `${formatReference(p.image.ref)} (${a.tag ?? `${a.kind} ${a.graph.descriptor.digest}`})`, [], true);
+        writer.attach(a.graph.descriptor, a.graph.bytes!, {
+          [ANNOTATION_SUBJECT]: a.subject, [ANNOTATION_ATTACHED_KIND]: a.kind, ...(a.tag ? { [ANNOTATION_ATTACHED_TAG]: a.tag } : {}),
+        });
+      }
+    }));
+    const attached = unique.flatMap((p) => p.attached.map((a) => ({
+      image: taggedName(p.image.ref), subject: a.subject, kind: a.kind, ...(a.tag ? { tag: a.tag } : {}), digest: a.graph.descriptor.digest,
+    })));
     const images = unique.map((p) => ({
       ref: taggedName(p.image.ref),
       digest: p.graph.descriptor.digest,
@@ -131,7 +166,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
       size: totalSize(flatten([p.graph])),
       source: p.image.kind,
     }));
-    const id = bundleId(images, appFiles, base?.id);
+    const id = bundleId(images, appFiles, base?.id, attached);
     const baseRecord = base ? { id: base.id, created: base.created, ...(base.release ? { release: base.release } : {}) } : undefined;
     const metadata: BundleMetadata = {
       schemaVersion: 1,
@@ -143,19 +178,22 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
       images,
       appFiles: plan.scan.files.map((f) => f.path),
       ...(baseRecord ? { base: { ...baseRecord, blobs: leftToBase.map((n) => ({ digest: n.descriptor.digest, size: n.descriptor.size })) } } : {}),
+      pins: { index: '', app: Object.fromEntries(appFiles.map((f) => [f.path, sha256Digest(f.content)])) },
     };
     // A split bundle is cut into parts straight from the writer's complete temp tar (split.ts).
     const splitSize = opts.splitSize;
     let parts: PartInfo[] | undefined;
     await writer.finish(metadata, splitSize === undefined ? undefined : async (tar) => {
       parts = (await splitBundle(tar, opts.out, splitSize, id)).parts;
-    });
+    }, signer?.sign);
     return {
       out: opts.out, appSlug: plan.appSlug, images: images.map((i) => ({ ...i, kind: i.source })),
       blobs: carried.length, bytes: totalSize(carried), id,
       ...(baseRecord ? { delta: { base: baseRecord, blobsFromBase: leftToBase.length,
         bytesFromBase: totalSize(leftToBase) } } : {}),
       ...(parts ? { parts } : {}),
+      attached,
+      ...(signer ? { signed: signer.type } : {}),
       foreignLayers,
       notRead: plan.scan.notRead,
     };

@@ -32,7 +32,9 @@ export type CopyEvent =
   | { type: 'blob-progress'; digest: string; bytes: number }
   | { type: 'blob-done'; digest: string; size: number; outcome: PushOutcome; image: string }
   | { type: 'manifest-done'; digest: string; size: number; image: string }
-  | { type: 'image-done'; image: string; digest: string };
+  | { type: 'image-done'; image: string; digest: string }
+  /** A signature, attestation or SBOM copied next to its image (not counted as an image). */
+  | { type: 'attached-done'; image: string; digest: string };
 
 export type EventSink = (e: CopyEvent) => void;
 
@@ -143,8 +145,12 @@ export class Copier {
     return this.#dst;
   }
 
-  /** Copies a whole graph from `src`, children first, then tags the root with each of `tags`. */
-  async copyImage(src: SourceStore, root: GraphNode, image: string, tags: string[]): Promise<void> {
+  /**
+   * Copies a whole graph from `src`, children first, then tags the root with each of `tags`.
+   * `attached`: the graph is a signature, attestation or SBOM of an image, reported as such.
+   */
+  async copyImage(src: SourceStore, root: GraphNode, image: string, tags: string[], attached = false): Promise<void> {
+    const done: CopyEvent = { type: attached ? 'attached-done' : 'image-done', image, digest: root.descriptor.digest };
     if (await this.#alreadyTagged(root, tags)) {
       // Every tag already names this digest: a tag is only ever written over complete content,
       // so there is nothing under it to check (a re-push costs one request per image).
@@ -158,7 +164,7 @@ export class Copier {
           ? { type: 'manifest-done', digest: d.digest, size: d.size, image }
           : { type: 'blob-done', digest: d.digest, size: d.size, outcome: 'existed', image });
       }
-      this.#emit({ type: 'image-done', image, digest: root.descriptor.digest });
+      this.#emit(done);
       return;
     }
     await this.#copyNode(src, root, image);
@@ -166,7 +172,7 @@ export class Copier {
       this.#check();
       await this.#dst.tag(root.descriptor, root.bytes!, t, this.#opts());
     }
-    this.#emit({ type: 'image-done', image, digest: root.descriptor.digest });
+    this.#emit(done);
   }
 
   async #alreadyTagged(root: GraphNode, tags: string[]): Promise<boolean> {

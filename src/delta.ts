@@ -20,11 +20,13 @@ import type { TargetStore } from './store.js';
  * base to a delta, and a delta never shares an id with the full bundle of its release.
  */
 export function bundleId(images: { ref: string; digest: string }[], appFiles: { path: string; content: Uint8Array }[],
-  baseId?: string): string {
+  baseId?: string, attached: { subject: string; digest: string; tag?: string }[] = []): string {
   const doc = {
     images: images.map((i) => [i.ref, i.digest]).sort((a, b) => (a[0]! < b[0]! ? -1 : 1)),
     app: appFiles.map((f) => [f.path, createHash('sha256').update(f.content).digest('hex')]).sort((a, b) => (a[0]! < b[0]! ? -1 : 1)),
     base: baseId ?? null,
+    // Only when there are some: the id of a bundle without them stays what it always was.
+    ...(attached.length > 0 ? { attached: attached.map((a) => [a.subject, a.tag ?? '', a.digest].join(' ')).sort() } : {}),
   };
   return 'sha256:' + createHash('sha256').update(JSON.stringify(doc)).digest('hex');
 }

@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'E_OUTPUT'           // cannot write the output
   | 'E_COLLISION'        // two sources land on one pushed name
   | 'E_BASE_MISSING'     // a delta bundle's base blobs are not in the target registry
+  | 'E_SIGNATURE'        // a bundle's signature is missing, wrong, or does not cover what it holds
   | 'E_INTERRUPTED'      // SIGINT / SIGTERM
   | 'E_INTERNAL';        // a bug: the run could not finish
 

@@ -1,6 +1,8 @@
 import { BundleReader } from './bundle/reader.js';
 import { flatten, loadGraph, totalSize, type GraphNode } from './copy.js';
 import { platformString } from './oci/descriptor.js';
+import { referrerDescriptor } from './attached.js';
+import { SIGNATURE_FILE } from './bundle/format.js';
 
 export interface InspectResult {
   path: string;
@@ -18,8 +20,25 @@ export interface InspectResult {
   delta?: { base: { id: string; created: string; release?: string }; blobsFromBase: number; bytesFromBase: number };
   /** A split bundle: its parts (fileSize is then the size of the whole logical tar). */
   parts?: { name: string; size: number; sha256: string }[];
-  images: { ref: string; digest: string; mediaType: string; platforms: string[]; size: number; source?: string }[];
+  images: {
+    ref: string; digest: string; mediaType: string; platforms: string[]; size: number; source?: string;
+    /** Signatures, attestations and SBOMs carried for this image (not images themselves). */
+    attached: InspectAttached[];
+  }[];
   appFiles: string[];
+  /** airgap.json.sig is present (check it with airgap verify --key). */
+  signed: boolean;
+}
+
+export interface InspectAttached {
+  kind: string;
+  /** The cosign tag it goes under; absent for an OCI 1.1 referrer. */
+  tag?: string;
+  digest: string;
+  /** The image's manifest it belongs to. */
+  subject: string;
+  artifactType?: string;
+  size: number;
 }
 
 /**
@@ -30,12 +49,21 @@ export async function inspectBundle(path: string): Promise<InspectResult> {
   const reader = await BundleReader.open(path);
   try {
     const meta = reader.metadata();
+    const attached = reader.attached();
     const images = [];
     for (const { ref, descriptor } of reader.images()) {
       const root = await reader.resolve(ref);
       const graph = await loadGraph(reader, root, ref, undefined, (d) => reader.hasBlob(d.digest));
       const size = totalSize(flatten([graph]));
       const recorded = meta?.images.find((i) => i.ref === ref);
+      const manifests = new Set(flatten([graph]).filter((n) => n.bytes !== undefined).map((n) => n.descriptor.digest));
+      const mine: InspectAttached[] = [];
+      for (const a of attached.filter((x) => manifests.has(x.subject))) {
+        const g = await loadGraph(reader, await reader.resolve(a.descriptor.digest), `${ref}: ${a.tag ?? a.descriptor.digest}`);
+        const artifactType = g.manifest ? referrerDescriptor(g).artifactType : undefined;
+        mine.push({ kind: a.kind, ...(a.tag ? { tag: a.tag } : {}), digest: a.descriptor.digest, subject: a.subject,
+          ...(artifactType ? { artifactType } : {}), size: totalSize(flatten([g])) });
+      }
       images.push({
         ref,
         digest: descriptor.digest,
@@ -43,6 +71,7 @@ export async function inspectBundle(path: string): Promise<InspectResult> {
         platforms: await platformsOf(reader, graph) ?? recorded?.platforms ?? [],
         size,
         ...(recorded?.source ? { source: recorded.source } : {}),
+        attached: mine,
       });
     }
     const base = meta?.base;
@@ -61,6 +90,7 @@ export async function inspectBundle(path: string): Promise<InspectResult> {
       ...(meta ? { created: meta.created, tool: `${meta.tool.name} ${meta.tool.version}` } : {}),
       images,
       appFiles: reader.appFiles(),
+      signed: (await reader.readEntry(SIGNATURE_FILE)) !== undefined,
     };
   } finally {
     await reader.close();

@@ -6,6 +6,8 @@ import { AirgapError, isAirgapError } from './errors.js';
 import type { RegistryAccess } from './plan.js';
 import { parseReference } from './reference.js';
 import { checkCollisions, parseTargetRegistry, targetName, type TargetName } from './target.js';
+import { loadAttached, pushAttached, type AttachedGraph, type PushedAttached } from './attached.js';
+import { checkSignedBundle } from './bundle/signing.js';
 
 export interface PushOptions {
   bundle: string;
@@ -15,6 +17,10 @@ export interface PushOptions {
   onEvent?: EventSink;
   onStart?: (totalBytes: number, totalImages: number) => void;
   signal?: AbortSignal;
+  /** false: leave the bundle's signatures, attestations and SBOMs out (default true). */
+  signatures?: boolean;
+  /** A PEM public key: check the bundle's signature and every byte before anything moves. */
+  key?: string;
 }
 
 export interface PushSummary {
@@ -29,6 +35,10 @@ export interface PushSummary {
   blobsExisting: number;
   /** A delta bundle: its base, and the blobs found in the registry instead of in the bundle. */
   delta?: { base: { id: string; created: string; release?: string }; blobsFromBase: number; bytesFromBase: number };
+  /** Signatures, attestations and SBOMs written next to their images (same repository). */
+  attached: PushedAttached[];
+  /** The bundle's signature was checked with --key (its key type). */
+  verified?: string;
 }
 
 /**
@@ -40,6 +50,8 @@ export async function push(opts: PushOptions): Promise<PushSummary> {
   const target = parseTargetRegistry(opts.registry);
   const reader = await BundleReader.open(opts.bundle);
   try {
+    // --key: the signature, every pinned digest and every blob, before anything moves.
+    const verified = opts.key !== undefined ? await checkSignedBundle(reader, opts.key) : undefined;
     const entries = reader.images();
     if (entries.length === 0) {
       throw new AirgapError('E_BUNDLE', `bundle ${opts.bundle} holds no images (index.json lists none)`,
@@ -57,7 +69,10 @@ export async function push(opts: PushOptions): Promise<PushSummary> {
       // A foreign layer the bundle carries (build --include-foreign-layers) is pushed like any other.
       graphs.set(img.ref, await loadGraph(reader, root, img.ref, opts.signal, (d) => reader.hasBlob(d.digest)));
     }
-    refuseIncomplete(reader, graphs);
+    // Each image's signatures, attestations and SBOMs: those attached to one of its manifests.
+    const attached = opts.signatures === false ? new Map<string, AttachedGraph[]>() : await loadAttached(reader, images, graphs, opts.signal);
+    const withAttached = (ref: string): GraphNode[] => [graphs.get(ref)!, ...(attached.get(ref) ?? []).map((a) => a.graph)];
+    refuseIncomplete(reader, new Map(images.flatMap((i) => withAttached(i.ref).map((g, n) => [`${i.ref}#${n}`, g] as const))));
 
     // One copier per target repository (a blob must exist in each), one limiter for them all.
     const limit = pLimit(Math.max(1, opts.concurrency));
@@ -86,10 +101,11 @@ export async function push(opts: PushOptions): Promise<PushSummary> {
     const base = reader.base();
     let delta: PushSummary['delta'];
     if (base) {
-      const placed = await placeBaseBlobs(reader, target.host, [...graphsByRepository(images, graphs)].map(([repository, gs]) => ({
+      const placed = await placeBaseBlobs(reader, target.host, [...graphsByRepository(images, withAttached)].map(([repository, gs]) => ({
         repository, graphs: gs, store: opts.registries.open({ registry: target.host, repository }),
       })), { concurrency: opts.concurrency, ...(opts.signal ? { signal: opts.signal } : {}) });
       for (const [ref, g] of graphs) graphs.set(ref, pruneGraph(g, (d) => reader.isFromBase(d)));
+      for (const list of attached.values()) for (const a of list) a.graph = pruneGraph(a.graph, (d) => reader.isFromBase(d));
       stats.blobsExisting += placed.existing;
       stats.blobsMounted += placed.mounted;
       stats.bytesSkipped += placed.bytes;
@@ -98,31 +114,39 @@ export async function push(opts: PushOptions): Promise<PushSummary> {
     }
 
     // Each target repository receives each of its digests once (uploaded, mounted or found there).
-    const totalBytes = [...graphsByRepository(images, graphs).values()].reduce((n, roots) => n + totalSize(flatten(roots)), 0);
+    const totalBytes = [...graphsByRepository(images, withAttached).values()].reduce((n, roots) => n + totalSize(flatten(roots)), 0);
     opts.onStart?.(totalBytes, images.length);
     // The image with the biggest blob starts first, so that blob is not the last one running.
     // Computed once per image: a comparator would walk each graph again on every comparison.
     const biggest = new Map(images.map((img) => [img.ref, Math.max(0, ...flatten([graphs.get(img.ref)!]).map((n) => n.descriptor.size))]));
     const order = [...images].sort((x, y) => biggest.get(y.ref)! - biggest.get(x.ref)!);
-    await Promise.all(order.map((img) =>
-      copierFor(img.name).copyImage(reader, graphs.get(img.ref)!, `${img.ref} → ${img.name.full}`, [img.name.tag])))
-      .catch((e: unknown) => { throw nameDamagedPart(e, reader); });
+    const pushedAttached = new Map<string, PushedAttached>();
+    await Promise.all(order.map(async (img) => {
+      const copier = copierFor(img.name);
+      await copier.copyImage(reader, graphs.get(img.ref)!, `${img.ref} → ${img.name.full}`, [img.name.tag]);
+      // After the image: into its repository, under the tag names they had upstream.
+      const done = await pushAttached(copier, reader, attached.get(img.ref) ?? [], `${img.ref} → ${img.name.full}`,
+        `${target.host}/${img.name.repository}`, opts.signal);
+      for (const a of done) pushedAttached.set(a.target, a); // two tags of one image share them
+    })).catch((e: unknown) => { throw nameDamagedPart(e, reader); });
 
     return {
       registry: opts.registry,
       images: images.map((i) => ({ source: i.ref, target: i.name.full, digest: graphs.get(i.ref)!.descriptor.digest })),
       ...stats,
       ...(delta ? { delta } : {}),
+      attached: [...pushedAttached.values()].sort((a, b) => (a.target < b.target ? -1 : 1)),
+      ...(verified ? { verified } : {}),
     };
   } finally {
     await reader.close();
   }
 }
 
-/** The image graphs each target repository receives. */
-function graphsByRepository(images: { ref: string; name: TargetName }[], graphs: Map<string, GraphNode>): Map<string, GraphNode[]> {
+/** The graphs each target repository receives: its images' and what is attached to them. */
+function graphsByRepository(images: { ref: string; name: TargetName }[], graphsOf: (ref: string) => GraphNode[]): Map<string, GraphNode[]> {
   const out = new Map<string, GraphNode[]>();
-  for (const img of images) out.set(img.name.repository, [...(out.get(img.name.repository) ?? []), graphs.get(img.ref)!]);
+  for (const img of images) out.set(img.name.repository, [...(out.get(img.name.repository) ?? []), ...graphsOf(img.ref)]);
   return out;
 }
 

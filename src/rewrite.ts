@@ -2,6 +2,7 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { BundleReader, damaged } from './bundle/reader.js';
+import { checkSignature } from './bundle/signing.js';
 import { scanManifests } from './app/scan.js';
 import { rewriteApp, writeRewrite } from './app/rewrite.js';
 import { refusePasswordInManifests, type FileContent } from './app/leaks.js';
@@ -15,6 +16,8 @@ export interface RewriteOptions {
   out: string;
   namespace: string;
   credentials?: { username: string; password: string };
+  /** A PEM public key: the bundle's signature and the digests it pins (app files, index.json) are checked first. */
+  key?: string;
 }
 
 export interface RewriteSummary {
@@ -34,6 +37,8 @@ export async function rewrite(opts: RewriteOptions): Promise<RewriteSummary> {
   const reader = await BundleReader.open(opts.bundle);
   const work = await mkdtemp(join(tmpdir(), 'airgap-rewrite-'));
   try {
+    // The manifests and the image names are what rewrite uses: the signature and those pins cover them.
+    if (opts.key !== undefined) await checkSignature(reader, opts.key);
     const files = reader.appFiles();
     if (files.length === 0) {
       throw new AirgapError('E_BUNDLE', `bundle ${opts.bundle} holds no application manifests under app/`,

@@ -35,6 +35,13 @@ export interface SourceStore {
   servesRanges?(desc: Descriptor, opts?: FetchOptions): Promise<boolean>;
   /** Optional, with servesRanges: exactly the bytes [start, end) of the blob, unverified. */
   fetchRange?(desc: Descriptor, start: number, end: number, opts?: FetchOptions): Promise<Readable>;
+  /** Optional: the manifest a tag names now (without downloading it), undefined when none. */
+  peek?(tag: string, opts?: FetchOptions): Promise<Descriptor | undefined>;
+  /**
+   * Optional: the OCI 1.1 referrers of a digest (manifests whose `subject` it is), or undefined
+   * when this store has no referrers API (the `sha256-<hex>` tag is then the fall-back).
+   */
+  referrers?(digest: string, opts?: FetchOptions): Promise<Descriptor[] | undefined>;
 }
 
 /** A blob being received in parts, each streamed to its own place (see TargetStore.pushParts). */

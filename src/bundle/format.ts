@@ -17,6 +17,19 @@ export const APP_DIR = 'app';
 export const ANNOTATION_REF_NAME = 'org.opencontainers.image.ref.name';
 export const ANNOTATION_CONTAINERD_NAME = 'io.containerd.image.name';
 
+/**
+ * Signatures, attestations and SBOMs carried with an image have their own index.json entry, with
+ * NO reference name (so `ctr images import`, skopeo and older readers never take them for an
+ * application image) and these annotations instead: the digest they belong to, what they are,
+ * and for the cosign tag scheme the tag they go under (`sha256-<hex>.sig`). An OCI 1.1 referrer
+ * has no tag: the registry finds it through the `subject` in its own manifest.
+ */
+export const ANNOTATION_SUBJECT = 'io.airgap.subject';
+export const ANNOTATION_ATTACHED_KIND = 'io.airgap.attached';
+export const ANNOTATION_ATTACHED_TAG = 'io.airgap.tag';
+/** airgap.json.sig: a detached signature over the exact bytes of airgap.json (bundle/signing.ts). */
+export const SIGNATURE_FILE = 'airgap.json.sig';
+
 export const METADATA_SCHEMA_VERSION = 1;
 
 export interface BundleImage {
@@ -46,6 +59,17 @@ export interface BundleMetadata {
   appFiles: string[];
   /** Present on a delta bundle: the bundle it builds on and the blobs it expects from it. */
   base?: BundleBase;
+  /**
+   * The sha256 of index.json (which pins every manifest, and through them every blob) and of
+   * every file under app/: what a signature over airgap.json extends to (bundle/signing.ts).
+   */
+  pins?: BundlePins;
+}
+
+export interface BundlePins {
+  index: string;
+  /** Path relative to app/ → sha256:<hex> of its bytes. */
+  app: Record<string, string>;
 }
 
 /**

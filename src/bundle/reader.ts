@@ -6,7 +6,7 @@ import { parseManifest } from '../oci/manifest.js';
 import { verifyBytes } from '../oci/verify.js';
 import type { FetchOptions, Resolved, SourceStore } from '../store.js';
 import {
-  ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, APP_DIR, BLOBS_DIR, INDEX_FILE, METADATA_FILE,
+  ANNOTATION_ATTACHED_KIND, ANNOTATION_ATTACHED_TAG, ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, ANNOTATION_SUBJECT, APP_DIR, BLOBS_DIR, INDEX_FILE, METADATA_FILE,
   METADATA_SCHEMA_VERSION, OCI_LAYOUT_FILE, type BundleBase, type BundleMetadata,
 } from './format.js';
 import { BundleFile } from './split.js';
@@ -120,6 +120,20 @@ export class BundleReader implements SourceStore {
     });
   }
 
+  /**
+   * Signatures, attestations and SBOMs: index.json entries without a reference name that say
+   * which digest they belong to (format.ts ANNOTATION_SUBJECT).
+   */
+  attached(): { descriptor: Descriptor; subject: string; kind: string; tag?: string }[] {
+    return this.#index.flatMap((d) => {
+      const a = d.annotations ?? {};
+      const subject = a[ANNOTATION_SUBJECT];
+      if (!subject || a[ANNOTATION_REF_NAME] !== undefined || a[ANNOTATION_CONTAINERD_NAME] !== undefined) return [];
+      const tag = a[ANNOTATION_ATTACHED_TAG];
+      return [{ descriptor: d, subject, kind: a[ANNOTATION_ATTACHED_KIND] ?? 'referrer', ...(tag ? { tag } : {}) }];
+    });
+  }
+
   /** Every descriptor of index.json, with or without a reference name. */
   indexDescriptors(): Descriptor[] {
     return [...this.#index];
@@ -138,6 +152,14 @@ export class BundleReader implements SourceStore {
   async readAppFile(rel: string): Promise<Buffer> {
     const entry = this.#entries.get(`${APP_DIR}/${rel}`);
     if (!entry || entry.type !== 'file') throw new AirgapError('E_NOT_FOUND', `${this.label} has no app file "${rel}"`);
+    return this.#read(entry);
+  }
+
+  /** The exact bytes of a top-level file (airgap.json, its signature, index.json), undefined when absent. */
+  async readEntry(name: string): Promise<Buffer | undefined> {
+    const entry = this.#entries.get(name);
+    if (!entry || entry.type !== 'file') return undefined;
+    if (entry.size > MAX_JSON_FILE) throw bad(this.label, `${name} is ${entry.size} bytes, too big`);
     return this.#read(entry);
   }
 
@@ -294,6 +316,12 @@ function parseMetadata(v: unknown, label: string): BundleMetadata | undefined {
       b.blobs.some((x) => !isObject(x) || typeof x.digest !== 'string' || !DIGEST_NAME.test(x.digest.replace(/^sha256:/, '')) ||
         !x.digest.startsWith('sha256:') || !Number.isSafeInteger(x.size) || (x.size as number) < 0)) {
       fail('"base" (what this delta expects from its base bundle) is malformed');
+    }
+  }
+  if (v.pins !== undefined) {
+    const p = v.pins;
+    if (!isObject(p) || typeof p.index !== 'string' || !isObject(p.app) || Object.values(p.app).some((x) => typeof x !== 'string')) {
+      fail('"pins" (the digests a signature covers) is malformed');
     }
   }
   return v as unknown as BundleMetadata;

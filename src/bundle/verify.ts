@@ -3,7 +3,8 @@ import { isAirgapError } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { childrenOf, isForeignLayer, parseManifest } from '../oci/manifest.js';
 import { isIndexType, isManifestType } from '../oci/mediatypes.js';
-import { ANNOTATION_REF_NAME } from './format.js';
+import { ANNOTATION_ATTACHED_TAG, ANNOTATION_REF_NAME, ANNOTATION_SUBJECT, INDEX_FILE } from './format.js';
+import { sha256Digest } from '../oci/verify.js';
 import type { BundleReader } from './reader.js';
 
 export interface VerifyProblem {
@@ -88,7 +89,7 @@ export async function verifyBundle(reader: BundleReader,
 
   const fromBase = new Map<string, number>();
   await checkGraphs(reader, damaged, problems, fromBase);
-  checkMetadata(reader, problems);
+  await checkMetadata(reader, problems);
   const base = reader.base();
   return {
     ok: problems.length === 0, problems, blobs: blobsDone, bytes: bytesDone,
@@ -153,14 +154,31 @@ async function checkGraphs(reader: BundleReader, damaged: Set<string>, problems:
 
   for (const root of roots) {
     const ref = root.annotations?.[ANNOTATION_REF_NAME];
-    await walk(root, ref, ref ? `image ${ref}:` : 'index.json entry');
+    const subject = root.annotations?.[ANNOTATION_SUBJECT];
+    await walk(root, ref, ref ? `image ${ref}:` : subject ? `${root.annotations?.[ANNOTATION_ATTACHED_TAG] ?? 'referrer'} of ${subject}:` : 'index.json entry');
   }
 }
 
-/** airgap.json must describe what index.json holds: an image listed there but absent is a problem. */
-function checkMetadata(reader: BundleReader, problems: VerifyProblem[]): void {
+/**
+ * airgap.json must describe what index.json holds: an image listed there but absent is a problem.
+ * Where it pins digests (pins), index.json and every app file must match them (without --key
+ * this proves consistency, not origin: that takes the signature, bundle/signing.ts).
+ */
+async function checkMetadata(reader: BundleReader, problems: VerifyProblem[]): Promise<void> {
   const meta = reader.metadata();
   if (!meta) return;
+  if (meta.pins) {
+    const index = await reader.readEntry(INDEX_FILE);
+    if (index && sha256Digest(index) !== meta.pins.index) {
+      problems.push({ message: `index.json hashes to ${sha256Digest(index)}, but airgap.json pins ${meta.pins.index}` });
+    }
+    for (const f of reader.appFiles()) {
+      const want = meta.pins.app[f];
+      const got = sha256Digest(await reader.readAppFile(f));
+      if (want === undefined) problems.push({ message: `app/${f} is not pinned by airgap.json` });
+      else if (got !== want) problems.push({ message: `app/${f} hashes to ${got}, but airgap.json pins ${want}` });
+    }
+  }
   const byRef = new Map(reader.images().map((i) => [i.ref, i.descriptor]));
   for (const img of meta.images) {
     const d = byRef.get(img.ref);

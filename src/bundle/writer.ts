@@ -7,11 +7,11 @@ import { registerCleanup } from '../cleanup.js';
 import { AirgapError } from '../errors.js';
 import { assertDigest, type Descriptor } from '../oci/descriptor.js';
 import { MediaType } from '../oci/mediatypes.js';
-import { verifyBytes } from '../oci/verify.js';
+import { sha256Digest, verifyBytes } from '../oci/verify.js';
 import type { BlobParts, FetchOptions, PushOutcome, TargetStore } from '../store.js';
 import { BlobAssembly } from './assembly.js';
 import {
-  APP_DIR, BLOBS_DIR, END_OF_ARCHIVE_SIZE, INDEX_FILE, METADATA_FILE, OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE,
+  APP_DIR, BLOBS_DIR, END_OF_ARCHIVE_SIZE, INDEX_FILE, METADATA_FILE, OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE, SIGNATURE_FILE,
   blobPath, encodeTarHeader, paddedSize, refAnnotations, type BundleMetadata,
 } from './format.js';
 import { outputError, publish, refuseExisting } from './publish.js';
@@ -51,6 +51,8 @@ export class BundleWriter implements TargetStore {
   readonly #tailOffset: number;
   readonly #mtime: Date;
   readonly #tags = new Map<string, Descriptor>();
+  /** index.json entries of signatures, attestations and SBOMs (no reference name), after the images. */
+  readonly #attached = new Map<string, Descriptor>();
   readonly #unregister: () => void;
   #state: 'open' | 'finishing' | 'done' = 'open';
 
@@ -208,12 +210,28 @@ export class BundleWriter implements TargetStore {
   }
 
   /**
+   * Lists a manifest already pushed in index.json without a reference name, with `annotations`
+   * saying what it is attached to (format.ts ANNOTATION_SUBJECT): a signature, attestation or SBOM.
+   */
+  attach(desc: Descriptor, bytes: Uint8Array, annotations: Record<string, string>): void {
+    this.#assertOpen();
+    if (this.#blobs.get(desc.digest)?.state !== 'written') {
+      throw new AirgapError('E_OUTPUT', `${this.label}: cannot list ${desc.digest}: it has not been written`,
+        { hint: 'this is a bug in airgap: a manifest must be pushed before it is listed' });
+    }
+    verifyBytes(bytes, desc, `${this.label}: manifest ${desc.digest}`);
+    const key = Object.entries(annotations).sort().map(([k, v]) => `${k}=${v}`).join('\n') + desc.digest;
+    this.#attached.set(key, { mediaType: desc.mediaType, digest: desc.digest, size: desc.size, annotations });
+  }
+
+  /**
    * Appends index.json, airgap.json and the end-of-archive blocks, then publishes atomically at
    * the output path, or, given `publishTo`, hands it the complete temp tar instead (a split
    * bundle is cut into parts from it). publishTo may consume, move or truncate the file: the
    * writer removes whatever is left of it afterwards, and all of it if publishTo fails.
    */
-  async finish(metadata: BundleMetadata, publishTo?: (tempPath: string) => Promise<void>): Promise<void> {
+  async finish(metadata: BundleMetadata, publishTo?: (tempPath: string) => Promise<void>,
+    sign?: (bytes: Buffer) => Buffer): Promise<void> {
     this.#assertOpen();
     this.#state = 'finishing';
     try {
@@ -223,11 +241,17 @@ export class BundleWriter implements TargetStore {
           `${this.label}: ${missing.length} planned blob(s) were never written (first: ${missing[0]})`,
           { hint: 'this is a bug in airgap: every planned blob must be pushed before finish' });
       }
-      const index = { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [...this.#tags.values()] };
+      const index = { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [...this.#tags.values(), ...this.#attached.values()] };
+      const indexBytes = Buffer.from(JSON.stringify(index, null, 2) + '\n', 'utf8');
+      // airgap.json pins index.json (which pins every manifest and blob): a signature over
+      // airgap.json alone then vouches for the whole bundle.
+      const sealed: BundleMetadata = metadata.pins ? { ...metadata, pins: { ...metadata.pins, index: sha256Digest(indexBytes) } } : metadata;
+      const metadataBytes = Buffer.from(JSON.stringify(sealed, null, 2) + '\n', 'utf8');
+      const files: [string, Buffer][] = [[INDEX_FILE, indexBytes], [METADATA_FILE, metadataBytes]];
+      if (sign) files.push([SIGNATURE_FILE, sign(metadataBytes)]);
       let offset = this.#tailOffset;
-      for (const [name, text] of [[INDEX_FILE, JSON.stringify(index, null, 2) + '\n'],
-        [METADATA_FILE, JSON.stringify(metadata, null, 2) + '\n']] as const) {
-        const entry = fileEntry(name, Buffer.from(text, 'utf8'), this.#mtime);
+      for (const [name, bytes] of files) {
+        const entry = fileEntry(name, bytes, this.#mtime);
         await this.#writeAt(entry, offset);
         offset += entry.length;
       }

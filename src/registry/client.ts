@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { AirgapError } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { parseManifest } from '../oci/manifest.js';
-import { MANIFEST_ACCEPT, bareMediaType } from '../oci/mediatypes.js';
+import { MANIFEST_ACCEPT, MediaType, bareMediaType } from '../oci/mediatypes.js';
 import { sha256Digest } from '../oci/verify.js';
 import type { PushOutcome } from '../store.js';
 import { Authenticator } from './auth.js';
@@ -232,6 +232,40 @@ export class RegistryClient {
     await res.body.dump().catch(() => undefined);
     if (res.status < 200 || res.status > 299) return this.fail(res, 'PUT', what);
     return { mediaType, digest: sha256Digest(bytes), size: bytes.length };
+  }
+
+  /**
+   * OCI 1.1 referrers API: the descriptors of manifests whose `subject` is `digest`, or undefined
+   * when the registry does not implement the API (404 and the like: the caller falls back to the
+   * `sha256-<hex>` tag). Paged results (a `Link` header) are followed.
+   */
+  async getReferrers(repo: string, digest: string, opts: CallOptions = {}): Promise<Descriptor[] | undefined> {
+    const what = `referrers of ${repo}@${digest}`;
+    const out: Descriptor[] = [];
+    let url: string | URL = `/v2/${repo}/referrers/${digest}`;
+    for (let page = 0; page < 1000; page++) {
+      const res = await this.request({
+        method: 'GET', url, repo, access: 'pull', what, headers: { accept: MediaType.OciIndex }, ...sig(opts),
+      });
+      if (res.status !== 200) {
+        // Unimplemented endpoints answer 404 (distribution 2.x), 405 or 400; a proxy may refuse it.
+        if (page === 0 && [400, 401, 403, 404, 405, 501].includes(res.status)) {
+          await res.body.dump().catch(() => undefined);
+          return undefined;
+        }
+        return this.fail(res, 'GET', what);
+      }
+      const bytes = await readCapped(res, MAX_MANIFEST_BYTES, `${what} on registry ${this.host}`);
+      const parsed = parseManifest(bytes, MediaType.OciIndex, `${what} on registry ${this.host}`);
+      if (parsed.kind !== 'index') {
+        throw new AirgapError('E_UNSUPPORTED', `${what} on registry ${this.host}: the answer is not an image index`);
+      }
+      out.push(...parsed.manifests);
+      const next = /<([^>]+)>\s*;\s*rel="?next"?/.exec(header(res, 'link') ?? '');
+      if (!next) break;
+      url = new URL(next[1]!, res.url);
+    }
+    return out;
   }
 
   /** HEAD → mount (from one of `mountFrom`) → monolithic POST+PUT → chunked PATCH. */

@@ -91,6 +91,16 @@ export class RegistryStore implements SourceStore, TargetStore {
     await this.client.putManifest(this.repository, reference, bytes, desc.mediaType, opts);
   }
 
+  /** The manifest a tag names now (a HEAD: free of pull quotas), undefined when it names nothing. */
+  async peek(tag: string, opts: FetchOptions = {}): Promise<Descriptor | undefined> {
+    return this.client.headManifest(this.repository, tag, opts.signal ? { signal: opts.signal } : {});
+  }
+
+  /** OCI 1.1 referrers of a digest, or undefined when the registry has no referrers API. */
+  async referrers(digest: string, opts: FetchOptions = {}): Promise<Descriptor[] | undefined> {
+    return this.client.getReferrers(this.repository, digest, opts);
+  }
+
   /** Anonymous read check for the public/private decision. */
   probe(reference: string, opts: FetchOptions = {}): Promise<ProbeResult> {
     return this.client.probe(this.repository, reference, opts);
