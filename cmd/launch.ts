@@ -1,18 +1,11 @@
 #!/usr/bin/env node
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { setFlagsFromString } from 'node:v8';
 import { loadWrappedCommonJs, writeCacheFile, type Loaded } from '../src/codecache.js';
 
 // The `airgap` executable (dist/cmd/airgap.js): starts the CLI bundle (dist/cmd/airgap.cjs, built
 // from cmd/airgap.ts by scripts/bundle.mjs) with the V8 code cache the build wrote beside it
-// (src/codecache.ts).
-//
-// V8 flags are part of what a code cache is checked against, so the one flag the CLI sets is set
-// here, before anything is compiled, on the build's training run and on every run alike. It keeps
-// undici's WebAssembly HTTP parser (llhttp) on V8's baseline tier: otherwise a short run waits
-// ~60-80 ms at exit for a background optimising compile it never benefits from.
-setFlagsFromString('--liftoff-only');
+// (src/codecache.ts). No V8 flags are set at run time.
 
 const bundle = fileURLToPath(new URL('./airgap.cjs', import.meta.url));
 const nodeRequire = createRequire(bundle);

@@ -262,6 +262,12 @@ function explainSource(e: unknown, image: ResolvedImage, what: string): unknown 
   const via = image.kind === 'private'
     ? ` through the vendor proxy ${image.source.registry} (it is not readable anonymously at ${image.ref.registry})`
     : image.kind === 'vendor' ? ` on the vendor registry with the license credentials` : '';
+  if (e.code === 'E_NOT_FOUND' && image.kind === 'private') {
+    const at = image.occurrences.map((o) => `${o.file}:${o.line}`).join(', ');
+    return new AirgapError('E_NOT_FOUND',
+      `${what} (${at}): not found on ${image.ref.registry} anonymously nor through the vendor proxy ${image.source.registry}`, {
+        hint: 'a typo in the image name or tag is likelier than a licence matter: check the reference in the manifests', cause: e });
+  }
   if (e.code === 'E_NOT_FOUND') {
     return new AirgapError('E_NOT_FOUND', `${what}: not found${via}`, {
       hint: 'check the image name and tag in the manifests, and that the license grants access to it', cause: e });

@@ -27,6 +27,7 @@ const cleanups: (() => Promise<void>)[] = [];
 test.before(async () => {
   registry = await startRegistry();
   await seedImage(registry, { repo: 'parts/app', tag: 'v1', layers: [{ seed: 'parts', size: LAYER }] });
+  await seedImage(registry, { repo: 'parts/other', tag: 'v1', layers: [{ seed: 'parts', size: LAYER }] });
   const c = client(registry.host);
   const manifest = JSON.parse(Buffer.from((await c.getManifest('parts/app', 'v1')).bytes).toString('utf8')) as { layers: Descriptor[] };
   layer = manifest.layers[0]!;
@@ -141,6 +142,30 @@ test('the engine fetches a big blob as parallel ranges into its place in the bun
     t.true((await readAll(await reader.fetch(layer))).equals(layerBytes));
   } finally {
     await reader.close();
+  }
+});
+
+test('range support is known per repository: one that ignores Range does not stop parts for another on the same host', async (t) => {
+  // A pull-through proxy that serves ranges for one upstream and not for another.
+  const f = await front((req, _res, ctx) => (req.url ?? '').startsWith('/v2/parts/other/')
+    ? ctx.forward({ headers: { range: undefined } }) : ctx.forward());
+  const c = client(f.host);
+  t.false(await c.servesRanges('parts/other', layer));
+  t.true(await c.servesRanges('parts/app', layer));
+  const { out } = await buildWithParts(await tempDir(t), new RegistryStore(c, 'parts/app'));
+  const appRanges = f.seen.filter((r) => r.url === `/v2/parts/app/blobs/${layer.digest}` && r.headers.range !== undefined);
+  t.is(appRanges.length, 1 + splitRanges(layer.size, 128 * 1024).length);
+  // The repository without ranges is read whole, once, not its prefix again for every part.
+  const { out: out2 } = await buildWithParts(await tempDir(t), new RegistryStore(c, 'parts/other'));
+  const otherGets = f.seen.filter((r) => r.url === `/v2/parts/other/blobs/${layer.digest}` && r.method === 'GET');
+  t.is(otherGets.length, 2, 'the one-byte probe, then one whole download');
+  for (const file of [out, out2]) {
+    const reader = await BundleReader.open(file);
+    try {
+      t.true((await readAll(await reader.fetch(layer))).equals(layerBytes));
+    } finally {
+      await reader.close();
+    }
   }
 });
 

@@ -125,16 +125,29 @@ export async function resolveImages(found: FoundRef[], probe: RegistryProbe, opt
   await checkDigestRule(refs, probe, (ref) => (isVendor(ref) ? vendorSource(ref) : { registry: ref.registry, repository: ref.repository }));
 
   const limit = pLimit(opts.concurrency ?? 8);
-  return Promise.all(refs.map(({ ref, occurrences }) => limit(async (): Promise<ResolvedImage> => {
+  const missing: string[] = [];
+  const resolved = await Promise.all(refs.map(({ ref, occurrences }) => limit(async (): Promise<ResolvedImage | undefined> => {
     if (isVendor(ref)) return { ref, kind: 'vendor', source: vendorSource(ref), occurrences };
     const reference = ref.digest ?? ref.tag ?? 'latest';
     const seen = await probe.probe(ref.registry, ref.repository, reference).catch((e: unknown) => {
       throw withWhere(e, `${formatReference(ref)} (${where(occurrences)})`);
     });
     if (seen === 'readable') return { ref, kind: 'public', source: { registry: ref.registry, repository: ref.repository }, occurrences };
-    // 401/403, and registries that hide private repositories behind a 404: the proxy decides.
+    // A 404 is a missing tag or repository (a typo far likelier than a licence matter): the proxy
+    // would only turn it into an error about the proxy.
+    if (seen === 'not-found') {
+      missing.push(`${formatReference(ref)} at ${where(occurrences)}`);
+      return undefined;
+    }
+    // 401/403 (Docker Hub also answers 401 for a repository that does not exist): the proxy decides.
     return { ref, kind: 'private', source: proxySource(ref), occurrences };
   })));
+  if (missing.length > 0) {
+    throw new AirgapError('E_NOT_FOUND',
+      `${missing.length} image(s) not found: ${missing.join('; ')} (the registry answered 404 to an anonymous manifest request)`,
+      { hint: 'check the image name and tag in the manifests; a tag that was never pushed or was deleted cannot be bundled' });
+  }
+  return resolved.filter((r): r is ResolvedImage => r !== undefined);
 }
 
 function withWhere(e: unknown, what: string): unknown {

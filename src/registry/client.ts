@@ -18,6 +18,8 @@ import { fetchFromUrls } from './foreign.js';
 /** The registry API for one registry host: manifests, blobs, tags, uploads. */
 
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+/** Answers to a manifest HEAD that mean "not this method here", not "not this manifest". */
+const HEAD_REFUSED = new Set([400, 405, 501]);
 const MAX_ERROR_BODY = 16 * 1024;
 
 export interface RegistryClientOptions {
@@ -33,7 +35,10 @@ export interface RegistryClientOptions {
   credentialOptions?: Omit<CredentialOptions, 'explicit'>;
   /** Never look credentials up (public/private probing, tests). */
   anonymous?: boolean;
-  /** PATCH chunk size for the chunked upload fall-back (default 4 MiB, GHCR's limit). */
+  /**
+   * PATCH chunk size for the chunked upload fall-back (default 5 MiB: ECR, like S3 multipart,
+   * refuses smaller chunks but the last); a larger OCI-Chunk-Min-Length from the registry wins.
+   */
   chunkSize?: number;
 }
 
@@ -59,6 +64,8 @@ export interface RegistryRequest {
   signal?: AbortSignal;
   retry?: boolean;
   anonymous?: boolean;
+  /** See HttpRequest.headersTimeoutMs (the request that completes an upload). */
+  headersTimeoutMs?: number;
 }
 
 export type ProbeResult = 'readable' | 'unauthorized' | 'not-found';
@@ -76,12 +83,15 @@ export class RegistryClient {
   #anonAuth: Authenticator | undefined;
   /** digest → repositories of this registry known to hold the blob (mount sources). */
   readonly #known = new Map<string, Set<string>>();
-  /** Whether the registry answers Range with 206: asked once. */
-  #ranges: Promise<boolean> | undefined;
+  /**
+   * Whether Range is answered with 206, per repository: a proxy or pull-through cache may serve
+   * ranges for one upstream and not another.
+   */
+  readonly #ranges = new Map<string, Promise<boolean>>();
 
   constructor(opts: RegistryClientOptions) {
     this.host = opts.host;
-    this.chunkSize = opts.chunkSize ?? 4 * 1024 * 1024;
+    this.chunkSize = opts.chunkSize ?? 5 * 1024 * 1024;
     this.#ownsTransport = opts.transport === undefined;
     this.#transport = opts.transport ?? new Transport(opts.retry ? { retry: opts.retry } : {});
     if (opts.settings) this.#transport.configure({ host: opts.host, ...opts.settings });
@@ -167,15 +177,15 @@ export class RegistryClient {
   }
 
   /**
-   * Whether this registry answers `Range` with 206 (asked once per registry with a one-byte
+   * Whether this repository answers `Range` with 206 (asked once per repository with a one-byte
    * range of `desc`; the answer is remembered, a failure is not).
    */
   servesRanges(repo: string, desc: Descriptor, opts: CallOptions = {}): Promise<boolean> {
-    let known = this.#ranges;
+    let known = this.#ranges.get(repo);
     if (!known) {
       known = this.#probeRanges(repo, desc, opts.signal);
-      this.#ranges = known;
-      known.catch(() => { this.#ranges = undefined; });
+      this.#ranges.set(repo, known);
+      known.catch(() => { if (this.#ranges.get(repo) === known) this.#ranges.delete(repo); });
     }
     return known;
   }
@@ -274,24 +284,44 @@ export class RegistryClient {
     return pushBlob(this, repo, desc, open, opts);
   }
 
-  /** Anonymous read check for the public/private decision. */
+  /**
+   * Anonymous read check for the public/private decision: a HEAD, which hosted registries do not
+   * count against pull quotas (Docker Hub counts manifest GETs); a GET only where HEAD is refused.
+   */
   async probe(repo: string, ref: string, opts: CallOptions = {}): Promise<ProbeResult> {
     const what = `manifest ${refName(repo, ref)}`;
-    let res: HttpResponse;
-    try {
-      res = await this.request({
-        method: 'GET', url: `/v2/${repo}/manifests/${ref}`, repo, access: 'pull', what, anonymous: true,
-        headers: { accept: MANIFEST_ACCEPT }, ...sig(opts),
-      });
-    } catch (e) {
-      if (e instanceof AirgapError && e.code === 'E_AUTH') return 'unauthorized';
-      throw e;
+    const ask = async (method: 'HEAD' | 'GET'): Promise<HttpResponse | 'unauthorized'> => {
+      try {
+        return await this.request({
+          method, url: `/v2/${repo}/manifests/${ref}`, repo, access: 'pull', what, anonymous: true,
+          headers: { accept: MANIFEST_ACCEPT }, ...sig(opts),
+        });
+      } catch (e) {
+        if (e instanceof AirgapError && e.code === 'E_AUTH') return 'unauthorized';
+        throw e;
+      }
+    };
+    let method: 'HEAD' | 'GET' = 'HEAD';
+    let res = await ask(method);
+    if (res !== 'unauthorized' && HEAD_REFUSED.has(res.status)) {
+      await res.body.dump().catch(() => undefined);
+      method = 'GET';
+      res = await ask(method);
     }
-    await res.body.dump().catch(() => undefined);
-    if (res.status === 200) return 'readable';
-    if (res.status === 401 || res.status === 403) return 'unauthorized';
-    if (res.status === 404) return 'not-found';
-    return this.fail(res, 'GET', what);
+    if (res === 'unauthorized') return 'unauthorized';
+    if (res.status === 200) {
+      await res.body.dump().catch(() => undefined);
+      return 'readable';
+    }
+    if (res.status === 401 || res.status === 403) {
+      await res.body.dump().catch(() => undefined);
+      return 'unauthorized';
+    }
+    if (res.status === 404) {
+      await res.body.dump().catch(() => undefined);
+      return 'not-found';
+    }
+    return this.fail(res, method, what);
   }
 
   rememberBlob(digest: string, repo: string): void {
@@ -318,6 +348,7 @@ export class RegistryClient {
       ...(r.body !== undefined ? { body: r.body } : {}),
       ...(r.signal ? { signal: r.signal } : {}),
       ...(r.retry === false ? { retry: false } : {}),
+      ...(r.headersTimeoutMs !== undefined ? { headersTimeoutMs: r.headersTimeoutMs } : {}),
     });
     // The first request to a registry goes alone; the others wait until it has learned the challenge.
     const firstContactDone = ownHost ? await auth.firstContact() : undefined;

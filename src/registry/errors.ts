@@ -69,9 +69,45 @@ export function networkError(s: RequestSubject, cause: unknown): RegistryError {
     { cause, temporary: true, hint: HINTS.network });
 }
 
-export function tlsError(s: RequestSubject, cause: unknown): RegistryError {
-  return new RegistryError('E_TLS', `${describe(s)}: TLS certificate not trusted (${causeText(cause)})`,
-    { cause, hint: HINTS.tls });
+/**
+ * A certificate that failed verification. `origin` names another origin than the registry's own
+ * (its token realm, its blob storage); `caFile` is the CA the user already gave, so the hint does
+ * not tell them to pass the flag they passed.
+ */
+export function tlsError(s: RequestSubject, cause: unknown, at: { origin?: string; caFile?: string } = {}): RegistryError {
+  const where = at.origin ? ` at ${at.origin}` : '';
+  const hint = at.caFile
+    ? `the certificate${where || ` of ${s.host}`} is signed neither by the CA in ${at.caFile} nor by a CA this system trusts; give the CA that signed it (a PEM file may hold several)`
+    : HINTS.tls;
+  return new RegistryError('E_TLS', `${describe(s)}: TLS certificate${where} not trusted (${causeText(cause)})`, { cause, hint });
+}
+
+/** The TLS handshake itself failed (the server wants a client certificate, no common protocol…). */
+export function tlsHandshakeError(s: RequestSubject, cause: unknown, origin?: string): RegistryError {
+  const where = origin ? ` with ${origin}` : '';
+  return new RegistryError('E_TLS', `${describe(s)}: TLS handshake${where} failed (${causeText(cause)})`, {
+    cause,
+    hint: 'the server may require a client certificate (mutual TLS), which airgap does not send; ask for a registry endpoint without client certificates',
+  });
+}
+
+/** A name that does not resolve: not worth retrying for seconds like a dropped connection. */
+export function dnsError(s: RequestSubject, cause: unknown, origin?: string): RegistryError {
+  const name = dnsName(cause) ?? origin ?? s.host;
+  return new RegistryError('E_NETWORK', `${describe(s)}: cannot resolve ${name} (${errorCodes(cause).find((c) => c === 'ENOTFOUND') ?? 'DNS'})`, {
+    cause,
+    hint: `check the name ${name}; behind a proxy, set HTTPS_PROXY (and NO_PROXY for hosts reached directly)`,
+  });
+}
+
+function dnsName(e: unknown): string | undefined {
+  let cur: unknown = e;
+  for (let i = 0; i < 5 && typeof cur === 'object' && cur !== null; i++) {
+    const h = (cur as { hostname?: unknown }).hostname;
+    if (typeof h === 'string' && h) return h;
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  return undefined;
 }
 
 export function authError(s: RequestSubject, detail: string, cause?: unknown): RegistryError {
@@ -146,20 +182,48 @@ export function isTlsVerifyError(e: unknown): boolean {
   return errorCodes(e).some((c) => TLS_VERIFY_CODES.has(c));
 }
 
-/** The peer does not speak TLS at all (a plain-HTTP server answered our ClientHello). */
+const NOT_TLS_CODES = new Set(['ERR_SSL_WRONG_VERSION_NUMBER', 'ERR_SSL_PACKET_LENGTH_TOO_LONG', 'ERR_SSL_HTTP_REQUEST']);
+const NOT_TLS_REASONS = /wrong version number|packet length too long|http request/i;
+
+/**
+ * The peer does not speak TLS at all (a plain-HTTP server answered our ClientHello). Only that
+ * may lead to plain HTTP; any other TLS failure (an alert, a client certificate the server wants:
+ * EPROTO) is a TLS server refusing us, never a reason to downgrade.
+ */
 export function isNotTlsError(e: unknown): boolean {
-  return errorCodes(e).some((c) => c === 'ERR_SSL_WRONG_VERSION_NUMBER' || c === 'ERR_SSL_PACKET_LENGTH_TOO_LONG'
-    || c === 'ERR_SSL_HTTP_REQUEST' || c === 'EPROTO');
+  if (errorCodes(e).some((c) => NOT_TLS_CODES.has(c))) return true;
+  return errorCodes(e).includes('EPROTO') && causeMessages(e).some((m) => NOT_TLS_REASONS.test(m));
+}
+
+/** A TLS failure other than a certificate we do not trust and other than "not TLS at all". */
+export function isTlsHandshakeError(e: unknown): boolean {
+  if (isNotTlsError(e) || isTlsVerifyError(e)) return false;
+  return errorCodes(e).some((c) => c.startsWith('ERR_SSL_') || c === 'EPROTO');
+}
+
+export function isDnsFailure(e: unknown): boolean {
+  return errorCodes(e).includes('ENOTFOUND');
+}
+
+function causeMessages(e: unknown): string[] {
+  const out: string[] = [];
+  let cur: unknown = e;
+  for (let i = 0; i < 5 && cur instanceof Error; i++) {
+    out.push(cur.message);
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  return out;
 }
 
 const NETWORK_CODES = new Set([
-  'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH',
+  'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH',
   'ECONNABORTED', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT',
   'UND_ERR_CLOSED', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'ERR_STREAM_PREMATURE_CLOSE',
 ]);
 
 export function isConnectionError(e: unknown): boolean {
   if (e instanceof AirgapError) return false;
+  if (isDnsFailure(e) || isTlsHandshakeError(e)) return false;
   return errorCodes(e).some((c) => NETWORK_CODES.has(c)) || isNotTlsError(e);
 }
 

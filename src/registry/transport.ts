@@ -1,12 +1,11 @@
 import { readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { createRequire } from 'node:module';
-import type { Dispatcher } from 'undici';
-import { Agent, request } from './undici-parts.js';
+import { Agent, type Dispatcher, EnvHttpProxyAgent, request } from 'undici';
 import { AirgapError } from '../errors.js';
 import {
-  type RequestSubject, RegistryError, describe, errorCodes, isConnectionError, isNotTlsError, isTemporary,
-  isTlsVerifyError, networkError, tlsError,
+  type RequestSubject, RegistryError, causeText, describe, dnsError, errorCodes, isConnectionError, isDnsFailure, isNotTlsError,
+  isTemporary, isTlsHandshakeError, isTlsVerifyError, networkError, tlsError, tlsHandshakeError,
 } from './errors.js';
 
 /**
@@ -62,6 +61,12 @@ export interface HttpRequest {
   subject: RequestSubject;
   /** False for requests that must not be sent twice (PATCH of an upload chunk). */
   retry?: boolean;
+  /**
+   * How long to wait for the answer's headers once the request is sent (default: the transport's).
+   * The request that completes an upload waits longer: an S3-backed registry may take minutes to
+   * commit a big blob after its last byte.
+   */
+  headersTimeoutMs?: number;
 }
 
 export interface HttpResponse {
@@ -111,11 +116,12 @@ export function headerAll(res: { headers: HttpResponse['headers'] }, name: strin
 
 export class Transport {
   readonly #settings = new Map<string, HostSettings>();
-  readonly #agents = new Map<string, Agent>();
+  /** One dispatcher per registry host and role: its own endpoint, or the origins it sends us to. */
+  readonly #agents = new Map<string, Dispatcher>();
   readonly #schemes = new Map<string, Promise<'https' | 'http'>>();
+  readonly #contexts = new Map<string, import('node:tls').SecureContext>();
   readonly #retry: RetryPolicy;
   readonly #opts: TransportOptions;
-  #foreign: Agent | undefined;
 
   constructor(opts: TransportOptions = {}) {
     this.#opts = opts;
@@ -168,9 +174,8 @@ export class Transport {
   }
 
   async close(): Promise<void> {
-    const agents = [...this.#agents.values(), ...(this.#foreign ? [this.#foreign] : [])];
+    const agents = [...this.#agents.values()];
     this.#agents.clear();
-    this.#foreign = undefined;
     await Promise.all(agents.map((a) => a.close()));
   }
 
@@ -184,10 +189,17 @@ export class Transport {
     for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
       const headers = { ...req.headers };
       if (url.host !== authHost) delete headers.authorization;
-      const r = await request(url, {
-        method, headers, body: body ?? null, dispatcher: this.#agentFor(req.host, url),
-        ...(req.signal ? { signal: req.signal } : {}),
-      });
+      let r: Dispatcher.ResponseData;
+      try {
+        r = await request(url, {
+          method, headers, body: body ?? null, dispatcher: this.#agentFor(req.host, url),
+          ...(req.headersTimeoutMs !== undefined ? { headersTimeout: req.headersTimeoutMs } : {}),
+          ...(req.signal ? { signal: req.signal } : {}),
+        });
+      } catch (e) {
+        const why = await this.#explainClose(req.host, url, e);
+        throw url.host === endpointHost(req.host) ? why : new ForeignOriginError(url, why);
+      }
       const location = header({ headers: r.headers }, 'location');
       const streaming = body !== undefined && !(body instanceof Uint8Array);
       if (!REDIRECTS.has(r.statusCode) || location === undefined || streaming || method === 'POST' || method === 'PATCH') {
@@ -247,38 +259,71 @@ export class Transport {
       await ping('https');
       return 'https';
     } catch (e) {
-      // Only a peer that does not speak TLS at all gets plain HTTP; a bad certificate is an error.
-      if (!isNotTlsError(e)) throw e;
+      // Only a peer that does not speak TLS at all gets plain HTTP; a bad certificate, a server
+      // that wants a client certificate, any other TLS failure is an error.
+      if (!isNotTlsError(e)) throw await this.#explainClose(host, new URL(`https://${endpointHost(host)}/v2/`), e);
     }
     return 'http';
   }
 
-  #agentFor(host: string, url: URL): Agent {
-    if (url.host !== endpointHost(host)) {
-      this.#foreign ??= this.#newAgent({});
-      return this.#foreign;
-    }
-    let agent = this.#agents.get(host);
+  /**
+   * The dispatcher for a request of registry `host` to `url`. The CA given for a registry is
+   * trusted for every origin it sends us to (token realm, storage redirects), on top of the
+   * system's and NODE_EXTRA_CA_CERTS; skipping verification stays with the registry's own
+   * endpoint. HTTPS_PROXY/HTTP_PROXY/NO_PROXY are honoured, loopback never goes through a proxy.
+   */
+  #agentFor(host: string, url: URL): Dispatcher {
+    const own = url.host === endpointHost(host);
+    const direct = !hasProxyEnv() || isLoopback(url.host);
+    const key = `${host}\n${own ? 'own' : 'foreign'}\n${direct ? 'direct' : 'proxy'}`;
+    let agent = this.#agents.get(key);
     if (!agent) {
-      const s = this.settings(host);
-      const connect: { ca?: string[]; rejectUnauthorized?: boolean } = {};
-      // node:tls only when needed: a plain-HTTP run never loads it.
-      if (s.caFile !== undefined) connect.ca = [...tlsRootCertificates(), readCa(s.caFile, host)];
-      if (s.insecureSkipTlsVerify) connect.rejectUnauthorized = false;
-      agent = this.#newAgent(connect);
-      this.#agents.set(host, agent);
+      agent = this.#newAgent(this.#tlsOptions(host, own), !direct);
+      this.#agents.set(key, agent);
     }
     return agent;
   }
 
-  #newAgent(connect: { ca?: string[]; rejectUnauthorized?: boolean }): Agent {
-    return new Agent({
+  #tlsOptions(host: string, own: boolean): TlsOptions {
+    const s = this.settings(host);
+    const connect: TlsOptions = {};
+    if (s.caFile !== undefined) {
+      // One context per registry: parsing the system's roots again for every connection costs
+      // a noticeable time per TLS handshake. node:tls only when needed (a plain-HTTP run never loads it).
+      let context = this.#contexts.get(host);
+      if (!context) {
+        context = nodeTls().createSecureContext({ ca: [...tlsRootCertificates(), ...extraCaCertificates(), readCa(s.caFile, host)] });
+        this.#contexts.set(host, context);
+      }
+      connect.secureContext = context;
+    }
+    if (s.insecureSkipTlsVerify && own) connect.rejectUnauthorized = false;
+    return connect;
+  }
+
+  /**
+   * A TLS 1.3 server that wants a client certificate completes the handshake, then sends an alert
+   * and closes, which undici reports only as "other side closed". When an https connection is
+   * closed that way, one direct TLS connection reads the server's alert, so the error says what
+   * the server wanted (and is not retried as a dropped connection). Anything else: `e` as it was.
+   */
+  async #explainClose(host: string, url: URL, e: unknown): Promise<unknown> {
+    if (url.protocol !== 'https:' || !errorCodes(e).includes('UND_ERR_SOCKET') || (hasProxyEnv() && !isLoopback(url.host))) return e;
+    const alert = await readTlsAlert(url, this.#tlsOptions(host, url.host === endpointHost(host)));
+    return alert ?? e;
+  }
+
+  #newAgent(connect: TlsOptions, proxied: boolean): Dispatcher {
+    const opts = {
       connect,
       keepAliveTimeout: 30_000,
       headersTimeout: this.#opts.headersTimeoutMs ?? 120_000,
       bodyTimeout: this.#opts.bodyTimeoutMs ?? 120_000,
       ...(this.#opts.connectionsPerHost !== undefined ? { connections: this.#opts.connectionsPerHost } : {}),
-    });
+    };
+    // Through a proxy: CONNECT for https (the TLS settings apply to the registry inside the
+    // tunnel), absolute-URI requests for plain http, as curl and Go do.
+    return proxied ? new EnvHttpProxyAgent({ ...opts, requestTls: connect, proxyTunnel: false }) : new Agent(opts);
   }
 
   #delay(attempt: number, retryAfter: string | undefined): number {
@@ -290,7 +335,18 @@ export class Transport {
   #mapFailure(subject: RequestSubject, e: unknown, signal?: AbortSignal): unknown {
     if (signal?.aborted) return signal.reason ?? e;
     if (e instanceof AirgapError) return e;
-    if (isTlsVerifyError(e)) return tlsError(subject, e);
+    const origin = e instanceof ForeignOriginError ? e.url.host : undefined;
+    const settings = this.settings(subject.host);
+    if (isTlsVerifyError(e)) return tlsError(subject, e, { ...(origin ? { origin } : {}), ...(settings.caFile ? { caFile: settings.caFile } : {}) });
+    if (isTlsHandshakeError(e)) return tlsHandshakeError(subject, e, origin);
+    if (isDnsFailure(e)) return dnsError(subject, e, origin);
+    const proxied = /Proxy response \((\d+)\)/.exec(causeText(e));
+    if (proxied) {
+      return new RegistryError('E_NETWORK', `${describe(subject)}: the proxy answered HTTP ${proxied[1]} to CONNECT ${origin ?? endpointHost(subject.host)}`, {
+        cause: e, status: Number(proxied[1]),
+        hint: 'the proxy (HTTPS_PROXY) could not resolve or reach that host, or refuses it: check the name, the proxy, and NO_PROXY for hosts reached directly',
+      });
+    }
     // undici and socket errors carry codes (UND_ERR_*, ECONNRESET…); anything else is not ours to relabel.
     if (isConnectionError(e) || errorCodes(e).some((c) => c.startsWith('UND_ERR_') || /^E[A-Z]+$/.test(c))) {
       return networkError(subject, e);
@@ -318,8 +374,68 @@ export function parseRetryAfter(v: string | undefined, now = Date.now()): number
   return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
 
+/** A request to another origin than the registry's own endpoint failed: which one, for messages. */
+class ForeignOriginError extends Error {
+  readonly url: URL;
+  constructor(url: URL, cause: unknown) {
+    super(`${url.host}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.url = url;
+  }
+}
+
+function hasProxyEnv(): boolean {
+  const env = process.env;
+  return Boolean(env.https_proxy || env.HTTPS_PROXY || env.http_proxy || env.HTTP_PROXY);
+}
+
+/**
+ * NODE_EXTRA_CA_CERTS (a corporate inspection CA): Node adds it to its default trust, but an
+ * explicit CA list replaces that default, so it is read again here.
+ */
+function extraCaCertificates(): string[] {
+  const file = process.env.NODE_EXTRA_CA_CERTS;
+  if (!file) return [];
+  try {
+    return [readFileSync(file, 'utf8')];
+  } catch {
+    // Node itself only warns about an unreadable NODE_EXTRA_CA_CERTS; so do we, by not adding it.
+    return [];
+  }
+}
+
+interface TlsOptions {
+  secureContext?: import('node:tls').SecureContext;
+  rejectUnauthorized?: boolean;
+}
+
+function nodeTls(): typeof import('node:tls') {
+  return createRequire(import.meta.url)('node:tls') as typeof import('node:tls');
+}
+
 function tlsRootCertificates(): readonly string[] {
-  return (createRequire(import.meta.url)('node:tls') as typeof import('node:tls')).rootCertificates;
+  return nodeTls().rootCertificates;
+}
+
+/** Connects once with TLS, sends a request, and returns the server's TLS alert if it answers with one. */
+function readTlsAlert(url: URL, connect: TlsOptions): Promise<Error | undefined> {
+  const tls = nodeTls();
+  const hostname = url.hostname.replace(/^\[|\]$/g, '');
+  return new Promise((resolve) => {
+    const socket = tls.connect({
+      host: hostname, port: Number(url.port || 443), ALPNProtocols: ['http/1.1'], ...connect,
+      ...(/^[\d.]+$|:/.test(hostname) ? {} : { servername: hostname }),
+    });
+    const timer = setTimeout(() => done(undefined), 5_000);
+    function done(e: Error | undefined): void {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(e);
+    }
+    socket.once('secureConnect', () => socket.write(`HEAD /v2/ HTTP/1.1\r\nhost: ${url.host}\r\nconnection: close\r\n\r\n`));
+    socket.once('data', () => done(undefined));
+    socket.once('error', (e) => done(isTlsHandshakeError(e) ? e : undefined));
+    socket.once('close', () => done(undefined));
+  });
 }
 
 /** The peer closed or reset the connection instead of answering (what a TLS server may do with plain HTTP). */

@@ -3,7 +3,7 @@ import { AirgapError } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import type { PushOutcome } from '../store.js';
 import type { CallOptions, RegistryClient } from './client.js';
-import { RegistryError, errorCodes, isConnectionError } from './errors.js';
+import { RegistryError, errorCodes, isConnectionError, isTemporary } from './errors.js';
 import { type HttpResponse, backoffDelay, header, sleep } from './transport.js';
 
 /**
@@ -11,10 +11,17 @@ import { type HttpResponse, backoffDelay, header, sleep } from './transport.js';
  *   1. HEAD             the registry may already hold it (Nexus re-uploads otherwise)
  *   2. mount            POST ?mount=&from= : 201 = done; 202 or any error = cancel, upload normally
  *   3. monolithic       POST, then one PUT ?digest= with the whole stream
- *   4. chunked          when that PUT is refused: PATCH chunks (Content-Range inclusive), PUT ?digest=
- * The body comes from `open()`, streamed, never buffered whole (chunked mode holds one chunk);
- * a cut upload starts again from step 3 with a fresh `open()`.
+ *   4. chunked          when that PUT is refused: PATCH chunks (Content-Range inclusive), PUT ?digest=;
+ *                       a cut chunk asks the upload's status and continues from the offset the
+ *                       registry reports (it holds the chunk in memory), not from byte 0
+ * The body comes from `open()`, streamed, never buffered whole (chunked mode holds one chunk).
+ * Before a failed upload is sent again, a HEAD asks whether the registry has the blob after all
+ * (the commit may have succeeded while its answer was lost). The request that completes an upload
+ * waits long for its answer: an S3-backed registry may take minutes to commit a big blob.
  */
+
+/** How long the completing PUT may wait for its answer after the last byte. */
+export const COMMIT_HEADERS_TIMEOUT_MS = 30 * 60_000;
 
 interface Session {
   url: URL;
@@ -58,6 +65,11 @@ export async function pushBlob(client: RegistryClient, repo: string, desc: Descr
       const temporary = e instanceof RegistryError && e.temporary;
       if (!(temporary || auth401) || attempt >= policy.attempts) throw e;
       await sleep(backoffDelay(policy, attempt), signal);
+      // The registry may hold the blob already (its answer to the completing PUT was lost).
+      if (await client.headBlob(repo, desc.digest, { access: 'push', ...(signal ? { signal } : {}) }).catch(() => undefined)) {
+        client.rememberBlob(desc.digest, repo);
+        return 'uploaded';
+      }
     }
   }
 }
@@ -89,6 +101,13 @@ async function startSession(client: RegistryClient, repo: string, desc: Descript
     headers: { 'content-length': '0' }, ...(signal ? { signal } : {}),
   });
   const location = header(res, 'location');
+  if (res.status === 404) {
+    const err = await client.fail(res, 'POST', what).catch((e: unknown) => e as RegistryError);
+    throw new RegistryError(err.code, err.message, {
+      ...(err.status !== undefined ? { status: err.status } : {}), ...(err.registryCode ? { registryCode: err.registryCode } : {}),
+      hint: `the repository ${repo} may have to be created first on this registry (ECR repositories, Harbor projects), or the namespace is wrong`,
+    });
+  }
   if (res.status < 200 || res.status > 299 || !location) {
     if (res.status >= 200 && res.status <= 299) {
       await res.body.dump().catch(() => undefined);
@@ -115,7 +134,7 @@ async function uploadMonolithic(client: RegistryClient, repo: string, desc: Desc
     res = await client.request({
       method: 'PUT', url: withDigest(session.url, desc.digest), repo, access: 'push', what,
       headers: { 'content-type': 'application/octet-stream', 'content-length': String(desc.size) },
-      body: source, retry: false, ...(signal ? { signal } : {}),
+      body: source, retry: false, headersTimeoutMs: COMMIT_HEADERS_TIMEOUT_MS, ...(signal ? { signal } : {}),
     });
   } catch (e) {
     source.destroy();
@@ -144,27 +163,56 @@ async function uploadChunked(client: RegistryClient, repo: string, desc: Descrip
   const session = await startSession(client, repo, desc, signal);
   let url = session.url;
   const size = Math.max(client.chunkSize, session.minChunk);
+  const policy = client.retryPolicy;
   let offset = 0;
   const source = await open();
   try {
     for await (const chunk of rechunk(source, size)) {
-      const res = await client.request({
-        method: 'PATCH', url, repo, access: 'push', what, body: chunk, retry: false,
-        headers: {
-          'content-type': 'application/octet-stream',
-          'content-length': String(chunk.length),
-          'content-range': `${offset}-${offset + chunk.length - 1}`,
-        },
-        ...(signal ? { signal } : {}),
-      });
-      if (res.status < 200 || res.status > 299) {
-        const err = await client.fail(res, 'PATCH', what).catch((e: unknown) => e);
-        await cancel(client, repo, url, signal);
-        throw err;
+      // Bytes of this chunk the registry holds; a cut PATCH continues from the registry's own count.
+      let held = 0;
+      for (let attempt = 1; held < chunk.length; attempt++) {
+        const part = chunk.subarray(held);
+        const start = offset + held;
+        let failure: unknown;
+        let res: HttpResponse | undefined;
+        try {
+          res = await client.request({
+            method: 'PATCH', url, repo, access: 'push', what, body: part, retry: false,
+            headers: {
+              'content-type': 'application/octet-stream',
+              'content-length': String(part.length),
+              'content-range': `${start}-${start + part.length - 1}`,
+            },
+            ...(signal ? { signal } : {}),
+          });
+        } catch (e) {
+          if (signal?.aborted || !isTemporary(e)) throw e;
+          failure = e;
+        }
+        if (res && res.status >= 200 && res.status <= 299) {
+          const location = header(res, 'location');
+          await res.body.dump().catch(() => undefined);
+          if (location) url = new URL(location, res.url);
+          held = chunk.length;
+          break;
+        }
+        if (res) {
+          // 416: the registry holds another count than we thought; 5xx/408/429: it may hold part of it.
+          const err = await client.fail(res, 'PATCH', what).catch((e: unknown) => e);
+          if (!(res.status === 416 || (err instanceof RegistryError && err.temporary))) {
+            await cancel(client, repo, url, signal);
+            throw err;
+          }
+          failure = err;
+        }
+        if (attempt >= policy.attempts) throw failure;
+        await sleep(backoffDelay(policy, attempt), signal);
+        const status = await uploadStatus(client, repo, url, what, signal);
+        // A registry that lost what it had acknowledged cannot be continued: start again.
+        if (status === undefined || status.next < offset || status.next > offset + chunk.length) throw failure;
+        url = status.url;
+        held = status.next - offset;
       }
-      const location = header(res, 'location');
-      await res.body.dump().catch(() => undefined);
-      if (location) url = new URL(location, res.url);
       offset += chunk.length;
     }
   } finally {
@@ -176,10 +224,35 @@ async function uploadChunked(client: RegistryClient, repo: string, desc: Descrip
   }
   const res = await client.request({
     method: 'PUT', url: withDigest(url, desc.digest), repo, access: 'push', what,
-    headers: { 'content-type': 'application/octet-stream', 'content-length': '0' }, ...(signal ? { signal } : {}),
+    headers: { 'content-type': 'application/octet-stream', 'content-length': '0' },
+    // Not sent twice blindly: a commit whose answer was lost is HEAD-checked by pushBlob first.
+    retry: false, headersTimeoutMs: COMMIT_HEADERS_TIMEOUT_MS, ...(signal ? { signal } : {}),
   });
   if (res.status < 200 || res.status > 299) return client.fail(res, 'PUT', what);
   await res.body.dump().catch(() => undefined);
+}
+
+/**
+ * An upload's status (`GET` on its Location): how many bytes the registry holds (`Range: 0-N`)
+ * and where to continue. Undefined when the registry cannot tell (the session is gone).
+ */
+async function uploadStatus(client: RegistryClient, repo: string, url: URL, what: string,
+  signal?: AbortSignal): Promise<{ url: URL; next: number } | undefined> {
+  try {
+    const res = await client.request({ method: 'GET', url, repo, access: 'push', what, ...(signal ? { signal } : {}) });
+    await res.body.dump().catch(() => undefined);
+    if (res.status !== 204 && res.status !== 200) return undefined;
+    const range = /^(?:bytes=)?0-(\d+)$/.exec((header(res, 'range') ?? '').trim());
+    if (!range) return undefined;
+    const last = Number(range[1]);
+    // "0-0" is what distribution says for an empty upload as well as for one byte: take the safe side.
+    const next = last === 0 ? 0 : last + 1;
+    const location = header(res, 'location');
+    return { url: location ? new URL(location, res.url) : url, next };
+  } catch (e) {
+    if (signal?.aborted) throw e;
+    return undefined;
+  }
 }
 
 /** Appends `digest=` to a Location that may already carry a query (distribution's `_state=`). */

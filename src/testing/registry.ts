@@ -22,6 +22,8 @@ export interface TestRegistry {
   caFile?: string;
   /** With `accessLog`: the file the registry writes one line per request to (Apache combined format). */
   accessLog?: string;
+  /** A client certificate the registry accepts (mutualTls only). */
+  client?: { certFile: string; keyFile: string };
   stop(): Promise<void>;
 }
 
@@ -30,6 +32,8 @@ export interface StartRegistryOptions {
   tls?: boolean;
   /** Log every request (benchmarks count them, src/testing/requests.ts); off by default. */
   accessLog?: boolean;
+  /** TLS that requires a client certificate signed by the same CA (distribution's http.tls.clientcas). */
+  mutualTls?: boolean;
   /** Accept manifests whose foreign layers name http(s) URLs, as Docker Hub does (distribution refuses them by default). */
   foreignUrls?: boolean;
 }
@@ -56,7 +60,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
   const dir = await mkdtemp(join(tmpdir(), 'airgap-registry-'));
   try {
     const auth = users.length > 0 ? await writeHtpasswd(dir, users) : undefined;
-    const tls = opts.tls ? await writeCertificates(dir) : undefined;
+    const tls = opts.tls || opts.mutualTls ? await writeCertificates(dir, opts.mutualTls === true) : undefined;
     // A port may be taken between freePort() and the bind: try a few.
     let lastError: unknown;
     for (let attempt = 0; attempt < 5; attempt++) {
@@ -68,7 +72,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
       }, null, 2));
       try {
         const accessLog = opts.accessLog ? join(dir, `access-${port}.log`) : undefined;
-        const child = await launch(configPath, port, tls?.caFile, accessLog);
+        const child = await launch(configPath, port, tls, accessLog);
         let stopped = false;
         return {
           host: `127.0.0.1:${port}`,
@@ -76,6 +80,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
           users,
           ...(tls ? { caFile: tls.caFile } : {}),
           ...(accessLog ? { accessLog } : {}),
+          ...(tls?.client ? { client: tls.client } : {}),
           async stop() {
             if (stopped) return;
             stopped = true;
@@ -96,7 +101,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
 
 // The config is JSON, which is valid YAML.
 function registryConfig(dir: string, port: number, htpasswdPath: string | undefined,
-  tls: { certFile: string; keyFile: string } | undefined, accessLog: boolean): object {
+  tls: { certFile: string; keyFile: string; caFile: string; client?: object } | undefined, accessLog: boolean): object {
   return {
     version: 0.1,
     log: { level: 'error', accesslog: { disabled: !accessLog } },
@@ -108,7 +113,7 @@ function registryConfig(dir: string, port: number, htpasswdPath: string | undefi
     http: {
       addr: `127.0.0.1:${port}`,
       secret: 'airgap-test-secret',
-      ...(tls ? { tls: { certificate: tls.certFile, key: tls.keyFile } } : {}),
+      ...(tls ? { tls: { certificate: tls.certFile, key: tls.keyFile, ...(tls.client ? { clientcas: [tls.caFile] } : {}) } } : {}),
     },
     ...(htpasswdPath ? { auth: { htpasswd: { realm: 'airgap-test', path: htpasswdPath } } } : {}),
     health: { storagedriver: { enabled: false } },
@@ -126,7 +131,14 @@ async function writeHtpasswd(dir: string, users: { username: string; password: s
   return path;
 }
 
-async function writeCertificates(dir: string): Promise<{ caFile: string; certFile: string; keyFile: string }> {
+interface Certificates {
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+  client?: { certFile: string; keyFile: string };
+}
+
+async function writeCertificates(dir: string, withClient = false): Promise<Certificates> {
   const caKey = join(dir, 'ca.key');
   const caFile = join(dir, 'ca.crt');
   const keyFile = join(dir, 'server.key');
@@ -145,7 +157,15 @@ async function writeCertificates(dir: string): Promise<{ caFile: string; certFil
   ].join('\n') + '\n');
   await run('openssl', ['x509', '-req', '-in', csr, '-CA', caFile, '-CAkey', caKey, '-CAcreateserial',
     '-out', certFile, '-days', '2', '-extfile', ext]);
-  return { caFile, certFile, keyFile };
+  if (!withClient) return { caFile, certFile, keyFile };
+  const client = { keyFile: join(dir, 'client.key'), certFile: join(dir, 'client.crt') };
+  const clientExt = join(dir, 'client.ext');
+  await run('openssl', ['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', client.keyFile, '-out', join(dir, 'client.csr'),
+    '-subj', '/CN=airgap test client']);
+  await writeFile(clientExt, 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n');
+  await run('openssl', ['x509', '-req', '-in', join(dir, 'client.csr'), '-CA', caFile, '-CAkey', caKey, '-CAcreateserial',
+    '-out', client.certFile, '-days', '2', '-extfile', clientExt]);
+  return { caFile, certFile, keyFile, client };
 }
 
 /**
@@ -153,7 +173,7 @@ async function writeCertificates(dir: string): Promise<{ caFile: string; certFil
  * caller blocked in a synchronous child process call) fills after 64 KiB of error lines (one per
  * 404) and then stalls the registry mid-request. So does its access log (written to stdout).
  */
-async function launch(configPath: string, port: number, caFile: string | undefined, accessLog: string | undefined): Promise<ChildProcess> {
+async function launch(configPath: string, port: number, tls: Certificates | undefined, accessLog: string | undefined): Promise<ChildProcess> {
   const logPath = join(dirname(configPath), `registry-${port}.log`);
   const log = openSync(logPath, 'a');
   const access = accessLog !== undefined ? openSync(accessLog, 'a') : undefined;
@@ -176,7 +196,7 @@ async function launch(configPath: string, port: number, caFile: string | undefin
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline) {
     if (exited) throw new Error(`docker-registry exited on start: ${logTail()}`);
-    if (await answers(port, caFile)) return child;
+    if (await answers(port, tls)) return child;
     await new Promise((r) => setTimeout(r, 50));
   }
   await kill(child);
@@ -184,14 +204,15 @@ async function launch(configPath: string, port: number, caFile: string | undefin
 }
 
 /** Any HTTP answer from /v2/ (200, or 401 when auth is on) means the registry is serving. */
-function answers(port: number, caFile: string | undefined): Promise<boolean> {
+function answers(port: number, tls: Certificates | undefined): Promise<boolean> {
   return new Promise((resolve) => {
     const onResponse = (res: http.IncomingMessage): void => {
       res.resume();
       resolve(true);
     };
-    const req = caFile
-      ? https.get({ host: '127.0.0.1', port, path: '/v2/', ca: readFileSync(caFile), timeout: 1000, agent: false }, onResponse)
+    const client = tls?.client ? { cert: readFileSync(tls.client.certFile), key: readFileSync(tls.client.keyFile) } : {};
+    const req = tls
+      ? https.get({ host: '127.0.0.1', port, path: '/v2/', ca: readFileSync(tls.caFile), ...client, timeout: 1000, agent: false }, onResponse)
       : http.get({ host: '127.0.0.1', port, path: '/v2/', timeout: 1000, agent: false }, onResponse);
     req.on('timeout', () => req.destroy());
     req.on('error', () => resolve(false));
