@@ -4,6 +4,7 @@ import { baseLabel, parseSize } from '../src/bundle/format.js';
 import type { RegistryAccessOptions } from '../src/registry/access.js';
 import { parseTargetRegistry } from '../src/target.js';
 import { formatReference } from '../src/reference.js';
+import { formatFinding } from '../src/app/findings.js';
 import type { CopyEvent } from '../src/copy.js';
 import { humanBytes, type Renderer } from './render.js';
 
@@ -205,6 +206,7 @@ const plan: CommandSpec = {
         proxyHost: opts.proxyHost as string,
         replicatedRegistry: opts.replicatedRegistry as string,
         registries: access,
+        refuse: false,
       });
       const images = p.images.map((i) => ({
         ref: formatReference(i.ref),
@@ -214,8 +216,14 @@ const plan: CommandSpec = {
       }));
       const rows = [['IMAGE', 'KIND', 'PULLED FROM', 'WHERE'],
         ...images.map((i) => [i.ref, i.kind, i.pullFrom, i.occurrences.map((o) => `${o.file}:${o.line}`).join(', ')])];
+      const { findings } = p.scan;
+      const refused = findings.some((f) => f.severity === 'error');
       const notRead = p.scan.notRead.map((n) => `not read: ${n.path} (${n.reason})`);
-      return { json: { appSlug: p.appSlug, images, notRead: p.scan.notRead }, text: [table(rows), ...notRead].join('\n') };
+      const text = [...(refused ? [] : [table(rows)]), ...notRead, ...findings.map(formatFinding),
+        ...(refused ? ['refused: build would write nothing until these are fixed'] : [])];
+      return {
+        json: { appSlug: p.appSlug, images, notRead: p.scan.notRead, findings }, text: text.join('\n'), ...(refused ? { exitCode: 2 } : {}),
+      };
     } finally {
       await access.close();
     }
@@ -269,6 +277,7 @@ const buildCmd: CommandSpec = {
           ...(s.signed ? [`signed (${s.signed}): airgap.json.sig`] : []),
           ...(s.delta ? [`delta on top of bundle ${baseLabel(s.delta.base)}: ${s.delta.blobsFromBase} blob(s), ${humanBytes(s.delta.bytesFromBase)} left to the base`] : []),
           ...(s.parts ? [`split into ${s.parts.length} part(s) beside it: ${s.parts.map((p) => `${p.name} (${humanBytes(p.size)})`).join(', ')}`] : []),
+          ...s.findings.map(formatFinding),
         ].join('\n'),
       };
     } finally {

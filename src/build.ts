@@ -12,6 +12,7 @@ import { parsePlatformSpecs } from './oci/platform.js';
 import { makePlan, type PlanOptions } from './plan.js';
 import { formatReference, taggedName } from './reference.js';
 import type { ResolvedImage } from './app/resolve.js';
+import type { Finding } from './app/findings.js';
 import type { NotRead } from './app/files.js';
 import type { SourceStore } from './store.js';
 import { discoverAttached, type Attached } from './attached.js';
@@ -56,6 +57,8 @@ export interface BuildSummary {
   delta?: { base: { id: string; created: string; release?: string }; blobsFromBase: number; bytesFromBase: number };
   /** A split bundle: its parts, beside `out` (which holds the parts manifest). */
   parts?: PartInfo[];
+  /** Warnings about the manifests (a build with errors is refused). */
+  findings: Finding[];
   /** Signatures, attestations and SBOMs carried with the images. */
   attached: { image: string; subject: string; kind: string; tag?: string; digest: string }[];
   /** The bundle is signed (airgap.json.sig) with this key type. */
@@ -192,6 +195,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
       ...(baseRecord ? { delta: { base: baseRecord, blobsFromBase: leftToBase.length,
         bytesFromBase: totalSize(leftToBase) } } : {}),
       ...(parts ? { parts } : {}),
+      findings: plan.scan.findings,
       attached,
       ...(signer ? { signed: signer.type } : {}),
       foreignLayers,

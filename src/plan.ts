@@ -2,6 +2,8 @@ import { scanManifests, type ScanResult } from './app/scan.js';
 import { readLicense } from './app/license.js';
 import { refuseLicenseInManifests } from './app/leaks.js';
 import { resolveImages, type RegistryProbe, type ResolvedImage, type ImageSource } from './app/resolve.js';
+import { refuseErrors } from './app/findings.js';
+import { rehearseRewrite } from './app/rewrite.js';
 import { AirgapError } from './errors.js';
 import type { SourceStore, TargetStore } from './store.js';
 
@@ -18,6 +20,11 @@ export interface PlanOptions {
   proxyHost: string;
   replicatedRegistry: string;
   registries: RegistryAccess;
+  /**
+   * false: a manifests error (a refusal in scan.findings) returns the plan without resolving
+   * anything, so that `plan` can list every finding; build keeps the default and is refused.
+   */
+  refuse?: boolean;
 }
 
 export interface Plan {
@@ -33,11 +40,20 @@ export async function makePlan(opts: PlanOptions): Promise<Plan> {
   const scan = await scanManifests(opts.manifestsDir);
   // Before any network: the license never ships, whatever else is wrong.
   refuseLicenseInManifests(scan.files, license?.licenseId);
-  if (scan.images.length === 0) {
-    throw new AirgapError('E_NO_IMAGES', `no container images found in ${opts.manifestsDir}`,
-      { hint: 'point --manifests at the rendered Kubernetes manifests of the application (*.yaml, *.yml)' });
-  }
   const appSlug = license?.appSlug ?? scan.application?.name ?? 'app';
+  const licensed = license ? { license: { licenseId: license.licenseId, appSlug: license.appSlug } } : {};
+  if (scan.findings.some((f) => f.severity === 'error')) {
+    if (opts.refuse !== false) refuseErrors(scan.findings);
+    return { scan, appSlug, ...licensed, images: [] };
+  }
+  if (scan.images.length === 0) {
+    const seen = scan.findings.find((f) => f.code === 'undeclared-image');
+    throw new AirgapError('E_NO_IMAGES', `no container images found in ${opts.manifestsDir}`, {
+      hint: seen === undefined
+        ? 'point --manifests at the rendered Kubernetes manifests of the application (*.yaml, *.yml, *.json)'
+        : `${seen.file}:${seen.line}: ${seen.message}; ${seen.hint}`,
+    });
+  }
   const images = await resolveImages(
     scan.images.map((i) => ({ ref: i.ref, file: i.file, line: i.line })),
     opts.registries.probe,
@@ -48,5 +64,6 @@ export async function makePlan(opts: PlanOptions): Promise<Plan> {
       ...(license ? { license: { licenseId: license.licenseId, appSlug: license.appSlug } } : {}),
     },
   );
-  return { scan, appSlug, ...(license ? { license: { licenseId: license.licenseId, appSlug: license.appSlug } } : {}), images };
+  rehearseRewrite(scan);
+  return { scan, appSlug, ...licensed, images };
 }

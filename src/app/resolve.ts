@@ -7,7 +7,8 @@ import { type Reference, formatReference, isDigestOnly, nameOf } from '../refere
  * - on the vendor registry → pulled as is, with the license credentials;
  * - readable anonymously → public, pulled directly;
  * - refused anonymously (401/403) → private, pulled through the proxy with the license credentials,
- *   at <proxy>/proxy/<app-slug>/<original-host>/<original-repo>.
+ *   at <proxy>/proxy/<app-slug>/<original-host>/<original-repo>;
+ * - already written as <proxy>/proxy/… → private, pulled as written with the license credentials.
  * And the limited-digest rule: a reference pinned by digest only is refused before any download.
  */
 
@@ -120,14 +121,17 @@ export async function resolveImages(found: FoundRef[], probe: RegistryProbe, opt
     registry: opts.proxyHost, repository: proxyRepository(slug, ref), ...(licenseCreds ? { credentials: licenseCreds } : {}),
   });
   const isVendor = (ref: Reference) => ref.registry === opts.replicatedRegistry;
+  // Already written through the proxy (<proxy>/proxy/<slug>/…): pulled as written, never proxied again.
+  const isProxied = (ref: Reference) => ref.registry.toLowerCase() === opts.proxyHost.toLowerCase() && ref.repository.startsWith('proxy/');
 
   // The digest rule first: nothing is probed or downloaded for an app that will be refused.
-  await checkDigestRule(refs, probe, (ref) => (isVendor(ref) ? vendorSource(ref) : { registry: ref.registry, repository: ref.repository }));
+  await checkDigestRule(refs, probe, (ref) => (isVendor(ref) || isProxied(ref) ? vendorSource(ref) : { registry: ref.registry, repository: ref.repository }));
 
   const limit = pLimit(opts.concurrency ?? 8);
   const missing: string[] = [];
   const resolved = await Promise.all(refs.map(({ ref, occurrences }) => limit(async (): Promise<ResolvedImage | undefined> => {
     if (isVendor(ref)) return { ref, kind: 'vendor', source: vendorSource(ref), occurrences };
+    if (isProxied(ref)) return { ref, kind: 'private', source: vendorSource(ref), occurrences };
     const reference = ref.digest ?? ref.tag ?? 'latest';
     const seen = await probe.probe(ref.registry, ref.repository, reference).catch((e: unknown) => {
       throw withWhere(e, `${formatReference(ref)} (${where(occurrences)})`);

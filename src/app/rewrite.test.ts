@@ -283,3 +283,89 @@ test('writeRewrite refuses a non-empty output directory', async (t) => {
   t.true(isAirgapError(e, 'E_OUTPUT'));
   t.deepEqual(await readdir(out), ['keep.txt']);
 });
+
+const OPERATOR: Record<string, string> = {
+  'kots-app.yaml': 'apiVersion: kots.io/v1beta1\nkind: Application\nmetadata: {name: my-app}\nspec:\n  additionalImages:\n    - quay.io/org/prometheus:v2\n    - "quay.io/org/reloader:v1"\n',
+  'op.yaml': `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: op}
+spec:
+  template:
+    spec:
+      containers:
+        - name: op
+          image: quay.io/org/operator:v1
+          args:
+            - --reloader=quay.io/org/reloader:v1
+            - "--not-this=quay.io/org/reloader:v1-suffix"
+            - quay.io/org/reloader:v1 and text
+          env:
+            - name: RELATED_IMAGE_PROM
+              value: 'quay.io/org/prometheus:v2'
+---
+apiVersion: monitoring.coreos.com/v1
+kind: Prometheus
+metadata: {name: p}
+spec:
+  image: quay.io/org/prometheus:v2
+  note: |
+    quay.io/org/prometheus:v2
+  summary: "{{ $labels.instance }} runs quay.io/org/prometheus:v2"
+`,
+  'web.json': '{\n  "apiVersion": "v1",\n  "kind": "Pod",\n  "metadata": {"name": "w"},\n  "spec": {\n    "containers": [{"name": "w", "image": "quay.io/org/operator:v1"}]\n  }\n}\n',
+  'pre.json': '{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}, "spec": {"imagePullSecrets": [{"name": "other"}], "containers": [{"name": "x", "image": "quay.io/org/operator:v1"}]}}\n',
+};
+
+test('operator references are rewritten where their exact text stands: whole values and --flag=REF; nothing else', async (t) => {
+  const scan = await scanManifests(await tree(t, OPERATOR));
+  const result = rewriteApp(scan, OPTS);
+  const op = result.rendered.find((f) => f.path === 'op.yaml')!.content.toString();
+  t.deepEqual(lineDiff(OPERATOR['op.yaml']!, op), {
+    removed: [
+      '          image: quay.io/org/operator:v1',
+      '            - --reloader=quay.io/org/reloader:v1',
+      "              value: 'quay.io/org/prometheus:v2'",
+      '  image: quay.io/org/prometheus:v2',
+    ],
+    added: [
+      '      imagePullSecrets:', `        - name: ${SECRET}`,
+      '          image: reg.local:5000/airgap/operator:v1',
+      '            - --reloader=reg.local:5000/airgap/reloader:v1',
+      "              value: 'reg.local:5000/airgap/prometheus:v2'",
+      '  image: reg.local:5000/airgap/prometheus:v2',
+    ],
+  });
+  t.deepEqual(result.images.map((i) => i.from), ['quay.io/org/operator:v1', 'quay.io/org/prometheus:v2', 'quay.io/org/reloader:v1']);
+});
+
+test('JSON manifests stay JSON: image and pull secret written in JSON syntax', async (t) => {
+  const scan = await scanManifests(await tree(t, OPERATOR));
+  const result = rewriteApp(scan, OPTS);
+  for (const name of ['web.json', 'pre.json']) {
+    const text = result.rendered.find((f) => f.path === name)!.content.toString();
+    const obj = JSON.parse(text) as { spec: { containers: { image: string }[]; imagePullSecrets: { name: string }[] } };
+    t.is(obj.spec.containers[0]!.image, 'reg.local:5000/airgap/operator:v1', name);
+    t.deepEqual(obj.spec.imagePullSecrets.map((s) => s.name), name === 'pre.json' ? ['other', SECRET] : [SECRET], name);
+  }
+});
+
+test('operator references and JSON files: kubectl kustomize OUT/midstream renders every object as rendered/', async (t) => {
+  const scan = await scanManifests(await tree(t, OPERATOR));
+  const out = join(await mkdtemp(join(tmpdir(), 'airgap-out-')), 'out');
+  t.teardown(() => rm(dirname(out), { recursive: true, force: true }));
+  await writeRewrite(rewriteApp(scan, OPTS), out);
+  const { stdout } = await run('kubectl', ['kustomize', join(out, 'midstream')], { maxBuffer: 64 << 20 });
+  const rendered = (await Promise.all([...scan.files.map((f) => f.path), 'airgap-pull-secret.yaml']
+    .map((p) => readFile(join(out, 'rendered', p), 'utf8')))).flatMap(objects);
+  const byId = (objs: Obj[]): [string, Obj][] => objs
+    .map((o): [string, Obj] => [`${o.kind}/${o.metadata?.namespace ?? ''}/${o.metadata?.name}`, o])
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  t.deepEqual(byId(objects(stdout)), byId(rendered));
+});
+
+test('the rewrite refuses manifests with refusals (a bundle from before they were caught at build)', async (t) => {
+  const scan = await scanManifests(await tree(t, { 'p.yaml': 'kind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{image: "redis:7"}]\n  x: repl{{ ConfigOption "x" }}\n' }));
+  const e = t.throws(() => rewriteApp(scan, OPTS));
+  t.true(isAirgapError(e, 'E_MANIFESTS'));
+  t.regex(e?.message ?? '', /p\.yaml:5: unrendered KOTS template syntax/);
+});

@@ -4,9 +4,10 @@ import { isScalar, isSeq, type Scalar, type LineCounter, type Node, type YAMLMap
 import { AirgapError } from '../errors.js';
 import { isDigestOnly, parseReference, taggedName, type Reference } from '../reference.js';
 import {
-  child, forEachImageNode, forEachPodSpec, imageString, parseManifestFile, str,
+  child, forEachImageNode, forEachPodSpec, forEachStringValue, imageCandidate, imageString, parseManifestFile, str,
   type ManifestFile, type NodePath, type ScanResult,
 } from './scan.js';
+import { refuseErrors } from './findings.js';
 import {
   PULL_SECRET_FILE, pullSecretManifests, pullSecretName, type RegistryCredentials,
 } from './pullsecret.js';
@@ -91,7 +92,7 @@ function seqIndent(text: string, col: (offset: number) => number, podSpec: YAMLM
 
 /** Adds `- name: <secret>` to a pod spec's imagePullSecrets in the text; returns the JSON-patch op. */
 function addPullSecret(text: string, lines: LineCounter, podSpec: YAMLMap, specPath: NodePath,
-  secret: string, where: string): { splice: Splice; op: JsonPatchOp } | undefined {
+  secret: string, where: string, json: boolean): { splice: Splice; op: JsonPatchOp } | undefined {
   const col = (offset: number): number => lines.linePos(offset).col - 1;
   const nl = text.includes('\r\n') ? '\r\n' : '\n';
   const existing = podSpec.get('imagePullSecrets', true);
@@ -101,7 +102,9 @@ function addPullSecret(text: string, lines: LineCounter, podSpec: YAMLMap, specP
     const at = first?.range?.[0];
     if (at === undefined) throw new AirgapError('E_MANIFESTS', `${where}: cannot place imagePullSecrets in this pod spec`);
     const indent = ' '.repeat(col(at));
-    const insert = podSpec.flow
+    const insert = json
+      ? `"imagePullSecrets": [{"name": ${JSON.stringify(secret)}}], `
+      : podSpec.flow
       ? `imagePullSecrets: [{name: ${secret}}], `
       : `imagePullSecrets:${nl}${indent}${seqIndent(text, col, podSpec)}- name: ${secret}${nl}${indent}`;
     return { splice: { start: at, end: at, text: insert }, op: { op: 'add', path: jsonPointer(path), value: [{ name: secret }] } };
@@ -113,7 +116,8 @@ function addPullSecret(text: string, lines: LineCounter, podSpec: YAMLMap, specP
   const op: JsonPatchOp = { op: 'add', path: jsonPointer([...path, '-']), value: { name: secret } };
   if (existing.flow) {
     const close = text.lastIndexOf(']', existing.range[1] - 1);
-    const insert = existing.items.length > 0 ? `, {name: ${secret}}` : `{name: ${secret}}`;
+    const item = json ? `{"name": ${JSON.stringify(secret)}}` : `{name: ${secret}}`;
+    const insert = existing.items.length > 0 ? `, ${item}` : item;
     return { splice: { start: close, end: close, text: insert }, op };
   }
   const firstItem = existing.items[0] as Node;
@@ -132,6 +136,13 @@ export function rewriteApp(scan: ScanResult, opts: RewriteOptions): RewriteResul
   const rewrites: ImageRewrite[] = [];
   const patches: ObjectPatch[] = [];
   const images = new Map<string, string>();
+  refuseErrors(scan.findings);
+  // Operator images: every bundled reference is rewritten wherever its exact text stands as a
+  // whole string value or a --flag=REF value (DESIGN.md "Operator images"); nothing else is.
+  const declared = new Map<string, { ref: Reference; target: string }>();
+  for (const img of scan.images) {
+    if (!declared.has(img.raw) && !isDigestOnly(img.ref)) declared.set(img.raw, { ref: img.ref, target: opts.mapping(img.ref) });
+  }
 
   for (const file of scan.files) {
     if (file.path === PULL_SECRET_FILE || /^kustomization\.ya?ml$|^Kustomization$/.test(file.path)) {
@@ -139,6 +150,8 @@ export function rewriteApp(scan: ScanResult, opts: RewriteOptions): RewriteResul
         { hint: 'rename the file in the manifests directory' });
     }
     const text = file.content.toString('utf8');
+    // JSON stays JSON: inserted text is written in JSON syntax, which YAML reads too.
+    const json = /\.json$/i.test(file.path);
     const { docs, lines } = parseManifestFile(file.path, text);
     const at = (node: Node | YAMLMap): string => `${file.path}:${lines.linePos(node.range?.[0] ?? 0).line}`;
     const splices: Splice[] = [];
@@ -154,9 +167,11 @@ export function rewriteApp(scan: ScanResult, opts: RewriteOptions): RewriteResul
     };
 
     for (const doc of docs) {
+      const imageNodes = new Set<unknown>();
       forEachImageNode(doc, (node, origin, obj, path) => {
+        imageNodes.add(node);
         const where = at(node);
-        const raw = imageString(node, where);
+        const raw = imageString(node, file.path, lines.linePos(node.range?.[0] ?? 0).line);
         const ref = parseReference(raw, where);
         if (isDigestOnly(ref)) {
           throw new AirgapError('E_DIGEST_ONLY', `${where}: image ${raw} is pinned by digest only; an airgap install rewrites by tag`,
@@ -173,9 +188,19 @@ export function rewriteApp(scan: ScanResult, opts: RewriteOptions): RewriteResul
           patchFor(obj).ops.push({ op: 'replace', path: jsonPointer(path), value: target });
         }
       });
+      forEachStringValue(doc, imageNodes, (node, obj, path) => {
+        const { prefix, text: written } = imageCandidate(node.value);
+        const hit = declared.get(written);
+        const range = node.range;
+        if (hit === undefined || range === undefined || range === null) return;
+        const value = prefix + hit.target;
+        splices.push({ start: range[0], end: range[1], text: scalarText(node, value) });
+        images.set(taggedName(hit.ref), hit.target);
+        patchFor(obj).ops.push({ op: 'replace', path: jsonPointer(path), value });
+      });
       if (opts.secret === undefined) continue;
       forEachPodSpec(doc, (podSpec, obj, path) => {
-        const added = addPullSecret(text, lines, podSpec, path, secretName, at(podSpec));
+        const added = addPullSecret(text, lines, podSpec, path, secretName, at(podSpec), json);
         if (added === undefined) return;
         splices.push(added.splice);
         patchFor(obj).ops.push(added.op);
@@ -200,6 +225,19 @@ export function rewriteApp(scan: ScanResult, opts: RewriteOptions): RewriteResul
     midstreamFiles: overlay.files,
     images: [...images].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([from, to]) => ({ from, to })),
   };
+}
+
+/**
+ * Runs the customer's rewrite at build time against a stand-in registry, so that what would make
+ * it fail (a reserved file name, an object it cannot patch, a malformed imagePullSecrets) is
+ * refused before the bundle ships rather than found inside the air gap.
+ */
+export function rehearseRewrite(scan: ScanResult): void {
+  rewriteApp(scan, {
+    host: 'registry.airgap.invalid', appSlug: 'app', namespace: 'default',
+    mapping: (ref) => `registry.airgap.invalid/app/${ref.repository.slice(ref.repository.lastIndexOf('/') + 1)}:${ref.tag ?? 'latest'}`,
+    secret: { username: 'rehearsal', password: 'rehearsal' },
+  });
 }
 
 function applySplices(text: string, splices: Splice[]): string {

@@ -161,11 +161,18 @@ test('a malformed image reference names file:line', async (t) => {
   t.regex(e?.message ?? '', /^d\.yaml:6: invalid image reference "Bad\/UPPER:1"/);
 });
 
-test('an image that is not a string names file:line', async (t) => {
-  const dir = await tree(t, { 'p.yaml': 'kind: Pod\nspec:\n  containers:\n    - image: 42\n' });
+test('an image that is not a string, in a pod spec, names file:line', async (t) => {
+  const dir = await tree(t, { 'p.yaml': 'kind: Pod\nspec:\n  containers:\n    - image: redis:7\n    - image: 42\n' });
   const e = await t.throwsAsync(scanManifests(dir));
   t.true(isAirgapError(e, 'E_MANIFESTS'));
-  t.regex(e?.message ?? '', /^p\.yaml:4: image must be a string/);
+  t.regex(e?.message ?? '', /^p\.yaml:5: image must be a string/);
+});
+
+test('a containers list without a string image is not a pod spec', async (t) => {
+  const dir = await tree(t, { 'c.yaml': 'kind: Widget\nmetadata: {name: w}\nspec:\n  containers:\n    - image: {repository: redis, tag: "7"}\n' });
+  const scan = await scanManifests(dir);
+  t.deepEqual(scan.images, []);
+  t.deepEqual(scan.findings, []);
 });
 
 test('Helm templates must be rendered first', async (t) => {
@@ -175,9 +182,10 @@ test('Helm templates must be rendered first', async (t) => {
     'kind: Pod\nspec:\n  containers:\n    - image: "{{ .Values.image }}"\n',
   ]) {
     const dir = await tree(t, { 'templates/pod.yaml': text });
-    const e = await t.throwsAsync(scanManifests(dir));
-    t.true(isAirgapError(e, 'E_MANIFESTS'), text);
-    t.regex(e?.message ?? '', /^templates\/pod\.yaml:\d+: .*rendered first/);
+    const { findings } = await scanManifests(dir);
+    t.is(findings.length, 1, text);
+    t.like(findings[0], { severity: 'error', code: 'unrendered-template', file: 'templates/pod.yaml' }, text);
+    t.regex(findings[0]!.message, /rendered first/);
   }
 });
 
@@ -185,4 +193,150 @@ test('a missing directory is E_MANIFESTS', async (t) => {
   const e = await t.throwsAsync(scanManifests(join(tmpdir(), 'airgap-does-not-exist-' + process.pid)));
   t.true(isAirgapError(e, 'E_MANIFESTS'));
   t.regex(e?.message ?? '', /ENOENT/);
+});
+
+test('pod specs by shape at any depth, in any kind, and .json manifests', async (t) => {
+  const dir = await tree(t, {
+    'analysis.yaml': `apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata: {name: a}
+spec:
+  metrics:
+    - name: m
+      provider:
+        job:
+          spec:
+            template:
+              spec:
+                containers:
+                  - {name: j, image: "quay.io/org/job:1"}
+`,
+    'preflight.yaml': `apiVersion: troubleshoot.sh/v1beta2
+kind: Preflight
+metadata: {name: p}
+spec:
+  collectors:
+    - runPod:
+        podSpec:
+          initContainers: [{name: i, image: busybox:1.36}]
+          containers:
+            - name: c
+              image: ghcr.io/org/check:2
+`,
+    'web.json': '{\n  "apiVersion": "v1",\n  "kind": "Pod",\n  "metadata": {"name": "w"},\n  "spec": {"containers": [\n    {"name": "w", "image": "nginx:1.27"}\n  ]}\n}\n',
+  });
+  const scan = await scanManifests(dir);
+  t.deepEqual(scan.images.map((i) => `${i.file}:${i.line} ${i.origin} ${i.raw}`), [
+    'analysis.yaml:13 container quay.io/org/job:1',
+    'preflight.yaml:8 initContainer busybox:1.36',
+    'preflight.yaml:11 container ghcr.io/org/check:2',
+    'web.json:6 container nginx:1.27',
+  ]);
+  t.deepEqual(scan.findings, []);
+});
+
+test('refusals: unrendered KOTS syntax, duplicate objects, Helm charts, nested kustomize trees', async (t) => {
+  const dep = (name: string, ns = '') => `apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: ${name}\n${ns ? `  namespace: ${ns}\n` : ''}spec:\n  template:\n    spec:\n      containers: [{name: c, image: "redis:7"}]\n`;
+  const dir = await tree(t, {
+    'kots.yaml': 'kind: ConfigMap\nmetadata: {name: k}\ndata:\n  a: "{{replicas}} {{ .replicas }}"\n  b: repl{{ ConfigOption "b" }}\n  # {{repl LicenseFieldValue "x" }}\n',
+    'd.yaml': `${dep('ns-default', 'default')}---\n${dep('ns-default')}`,
+    'a.yaml': dep('web'),
+    'b.yaml': `# comment\n${dep('web')}---\n${dep('web', 'other')}---\n${dep('api')}`,
+    'c.yaml': dep('web').replace('apps/v1', 'apps/v2').replace('Deployment', 'StatefulSet'),
+    'helm.yaml': 'apiVersion: kots.io/v1beta1\nkind: HelmChart\nmetadata: {name: pg}\nspec:\n  chart: {name: postgresql, chartVersion: 12.1.0}\n',
+    'charts/mychart/Chart.yaml': 'apiVersion: v2\nname: mychart\nversion: 0.1.0\n',
+    'charts/mychart/templates/d.yaml': 'kind: Pod\nmetadata:\n  name: {{ .Release.Name }}\n',
+    'sub/kustomization.yaml': 'resources: []\n',
+  });
+  const scan = await scanManifests(dir);
+  t.deepEqual(scan.findings.map((f) => `${f.severity} ${f.code} ${f.file}:${f.line}`), [
+    'error helm-chart-directory charts/mychart/Chart.yaml:1',
+    'error nested-kustomization sub/kustomization.yaml:1',
+    'error helm-chart helm.yaml:1',
+    'error unrendered-kots kots.yaml:5',
+    'error unrendered-kots kots.yaml:6',
+    'error duplicate-object b.yaml:2',
+    'error duplicate-object d.yaml:11',
+  ]);
+  t.regex(scan.findings.find((f) => f.code === 'duplicate-object')!.message, /^Deployment.apps\/web is defined again; first at a\.yaml:1$/);
+  t.regex(scan.findings.find((f) => f.code === 'helm-chart')!.message, /HelmChart postgresql 12\.1\.0 is not rendered/);
+  t.regex(scan.findings.find((f) => f.code === 'helm-chart')!.hint, /helm template postgresql/);
+  for (const f of scan.findings) t.true(f.hint.length > 10, f.code);
+});
+
+test('a chart archive is refused by name; a .tgz that is not a chart is not', async (t) => {
+  const { pack } = await import('tar-stream');
+  const { gzipSync } = await import('node:zlib');
+  const tgz = async (files: Record<string, string>): Promise<Buffer> => {
+    const p = pack();
+    for (const [name, text] of Object.entries(files)) p.entry({ name }, text);
+    p.finalize();
+    const chunks: Buffer[] = [];
+    for await (const c of p) chunks.push(c as Buffer);
+    return gzipSync(Buffer.concat(chunks));
+  };
+  const dir = await tree(t, { 'pod.yaml': 'kind: Pod\nmetadata: {name: p}\nspec: {containers: [{image: "redis:7"}]}\n' });
+  await writeFile(join(dir, 'nginx-15.0.0.tgz'), await tgz({ 'nginx/Chart.yaml': 'apiVersion: v2\nname: nginx\nversion: 15.0.0\n', 'nginx/templates/x.yaml': '{{ x }}' }));
+  await writeFile(join(dir, 'docs.tar.gz'), await tgz({ 'README.md': 'hello' }));
+  await writeFile(join(dir, 'junk.tgz'), 'not gzip at all');
+  const scan = await scanManifests(dir);
+  t.deepEqual(scan.findings.map((f) => `${f.code} ${f.file}:${f.line}`), ['helm-chart-archive nginx-15.0.0.tgz:1']);
+  t.regex(scan.findings[0]!.message, /Helm chart archive nginx 15\.0\.0 is not rendered/);
+  t.deepEqual(scan.files.map((f) => f.path), ['pod.yaml'], 'archives are not carried as manifests');
+});
+
+test('undeclared image-like strings outside pod specs are warnings; free text and Go templates are not', async (t) => {
+  const dir = await tree(t, {
+    'kots-app.yaml': 'apiVersion: kots.io/v1beta1\nkind: Application\nmetadata: {name: a}\nspec:\n  additionalImages: [quay.io/org/declared:1]\n',
+    'op.yaml': `apiVersion: example.com/v1
+kind: Operator
+metadata: {name: o}
+spec:
+  image: quay.io/org/declared:1
+  sidecarImage: quay.io/org/sidecar:2
+  args: ["--reloader-image=ghcr.io/org/reloader:3", "--other=quay.io/org/declared:1", "--level=info"]
+  env:
+    - {name: RELATED_IMAGE_DB, value: "postgres:16"}
+    - {name: GREETING, value: "hello:1"}
+  apiGroup: rbac.authorization.k8s.io/v1
+  url: https://quay.io/org/x:1
+  note: "see quay.io/org/inline:1 for details"
+  summary: "{{ $labels.instance }} is down"
+  spelled: docker.io/library/redis:7
+  script: |
+    quay.io/org/in-a-block:1
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  containers: [{name: c, image: "redis:7"}]
+`,
+  });
+  const scan = await scanManifests(dir);
+  const warnings = scan.findings.map((f) => `${f.severity} ${f.code} ${f.file}:${f.line} ${f.message.split(' ')[0]}`);
+  t.deepEqual(warnings, [
+    'warning undeclared-image op.yaml:6 quay.io/org/sidecar:2',
+    'warning undeclared-image op.yaml:7 ghcr.io/org/reloader:3',
+    'warning undeclared-image op.yaml:9 postgres:16',
+    'warning undeclared-image op.yaml:15 docker.io/library/redis:7',
+  ]);
+  t.regex(scan.findings[0]!.hint, /additionalImages/);
+  t.regex(scan.findings[3]!.message, /is the bundled image redis:7 \(op\.yaml:23\) written another way/);
+});
+
+test('a kustomize tree is rendered with kubectl kustomize and scanned as rendered', async (t) => {
+  const dir = await tree(t, {
+    'kustomization.yaml': 'resources: [d.yaml]\nnamespace: shop\nimages:\n  - {name: redis, newName: quay.io/org/redis, newTag: "7.2"}\n',
+    'd.yaml': 'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  template:\n    spec:\n      containers: [{name: c, image: redis}]\n',
+    'not-listed.yaml': 'apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: "nginx:1"}]}\n',
+  });
+  const scan = await scanManifests(dir);
+  t.deepEqual(scan.files.map((f) => f.path), ['kustomized.yaml']);
+  t.deepEqual(scan.images.map((i) => i.raw), ['quay.io/org/redis:7.2']);
+  t.deepEqual(scan.namespaces, ['shop']);
+  const broken = await tree(t, { 'kustomization.yaml': 'resources: [missing.yaml]\n' });
+  const e = await t.throwsAsync(scanManifests(broken));
+  t.true(isAirgapError(e, 'E_MANIFESTS'));
+  t.regex(e?.message ?? '', /^kustomization\.yaml: kubectl kustomize .* failed: .*missing\.yaml/);
 });

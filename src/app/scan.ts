@@ -7,6 +7,16 @@ import {
 import { AirgapError } from '../errors.js';
 import { listManifestFiles, type NotRead } from './files.js';
 import { parseReference, type Reference } from '../reference.js';
+import type { Finding } from './findings.js';
+import {
+  child, forEachObject, forEachStringValue, imageCandidate, str, walkNodes, type NodePath, type ValueContext,
+} from './nodes.js';
+import { duplicateFindings, kotsFindings, undeclaredFindings, type ObjectSeen } from './checks.js';
+import { chartFindings, helmChartFinding, isArchiveName, isHelmChart } from './charts.js';
+import { isKustomizationName, KUSTOMIZE_RENDERED, renderKustomization } from './kustomize-render.js';
+
+// The node helpers live in nodes.ts; the rewrite reads them from here, with the walks they serve.
+export { child, forEachObject, forEachStringValue, imageCandidate, str, walkNodes, type NodePath, type ValueContext };
 
 /**
  * Finds every image an application runs, by the SHAPE of its manifests (never by kind, never in
@@ -40,6 +50,8 @@ export interface ScanResult {
   /** Every metadata.namespace the manifests name, plus additionalNamespaces (without "*"); sorted. */
   namespaces: string[];
   application?: { name?: string; additionalNamespaces: string[] };
+  /** Refusals (severity error) and warnings, with file:line and what to do. */
+  findings: Finding[];
 }
 
 const CONTAINER_LISTS: [string, ImageOrigin][] = [
@@ -48,52 +60,29 @@ const CONTAINER_LISTS: [string, ImageOrigin][] = [
   ['ephemeralContainers', 'ephemeralContainer'],
 ];
 
-/** The value node under `key` of a mapping node, or undefined. */
-export function child(node: unknown, key: string): unknown {
-  return isMap(node) ? node.get(key, true) : undefined;
-}
-
-/** The string value of a scalar node, or undefined. */
-export function str(node: unknown): string | undefined {
-  return isScalar(node) && typeof node.value === 'string' ? node.value : undefined;
-}
-
+/**
+ * A pod spec is a mapping with a `containers` sequence of mappings, one at least carrying a string
+ * `image` (DESIGN.md "Where images are found"). Requiring that keeps a CR that merely has a
+ * `containers` field of another shape (names, counts) out of the scan and the rewrite.
+ */
 function isPodSpec(node: unknown): node is YAMLMap {
-  // A pod spec without a containers list is not valid Kubernetes; requiring one keeps CRDs that
-  // happen to have spec.template.spec (and are not pods) out of the rewrite.
-  return isMap(node) && isSeq(node.get('containers', true));
+  if (!isMap(node)) return false;
+  const list = node.get('containers', true);
+  return isSeq(list) && list.items.length > 0 && list.items.every((c) => isMap(c))
+    && list.items.some((c) => str(child(c, 'image')) !== undefined);
 }
-
-/** Calls cb for each top-level object of a document: the document itself, or the items of a List. */
-export function forEachObject(node: unknown, cb: (obj: YAMLMap) => void): void {
-  if (!isMap(node)) return;
-  const items = child(node, 'items');
-  if (str(child(node, 'kind'))?.endsWith('List') && isSeq(items)) {
-    for (const item of items.items) forEachObject(item, cb);
-    return;
-  }
-  cb(node);
-}
-
-/** A path inside one object (a List item counts as its own object), as JSON-pointer segments. */
-export type NodePath = (string | number)[];
-
-const POD_SPEC_PATHS: NodePath[] = [
-  ['spec'],
-  ['spec', 'template', 'spec'],
-  ['spec', 'jobTemplate', 'spec', 'template', 'spec'],
-];
 
 /**
- * Calls cb for every pod spec: spec (Pod shape), spec.template.spec,
- * spec.jobTemplate.spec.template.spec; `path` is relative to `object`.
+ * Calls cb for every pod spec, found by shape at any depth of any kind (Deployment's
+ * spec.template.spec as much as an AnalysisTemplate's spec.metrics[].provider.job.spec.template.spec
+ * or a Preflight's collectors[].runPod.podSpec); `path` is relative to `object`.
  */
 export function forEachPodSpec(doc: Document, cb: (podSpec: YAMLMap, object: YAMLMap, path: NodePath) => void): void {
   forEachObject(doc.contents, (obj) => {
-    for (const path of POD_SPEC_PATHS) {
-      const node = path.reduce<unknown>((n, k) => child(n, String(k)), obj);
+    if (isPodSpec(obj)) cb(obj, obj, []);
+    walkNodes(obj, (node, path) => {
       if (isPodSpec(node)) cb(node, obj, path);
-    }
+    });
   });
 }
 
@@ -133,13 +122,13 @@ export function forEachImageNode(
 }
 
 /** The string value of an image node, or an E_MANIFESTS error naming file:line. */
-export function imageString(node: Node, where: string): string {
+export function imageString(node: Node, file: string, line: number): string {
   if (isScalar(node) && typeof node.value === 'string') {
-    if (node.value.includes('{{')) throw templated(where);
+    if (node.value.includes('{{')) throw new TemplateError(file, line);
     return node.value;
   }
   const shown = isScalar(node) ? String(node.value) : isMap(node) ? 'a mapping' : isSeq(node) ? 'a list' : 'an alias (write the image out)';
-  throw new AirgapError('E_MANIFESTS', `${where}: image must be a string, found ${shown}`,
+  throw new AirgapError('E_MANIFESTS', `${file}:${line}: image must be a string, found ${shown}`,
     { hint: 'write the image as a plain string, e.g. image: quay.io/org/app:1.0' });
 }
 
@@ -147,10 +136,18 @@ export function isImageScalar(node: Node): node is Scalar<string> {
   return isScalar(node) && typeof node.value === 'string';
 }
 
-function templated(where: string): AirgapError {
-  return new AirgapError('E_MANIFESTS', `${where}: contains template expressions ({{ … }}); the manifests must be rendered first`,
-    { hint: 'render the chart or KOTS templates (e.g. helm template … --output-dir DIR) and pass the rendered DIR' });
+/** Template text where YAML or an image must stand: the scan turns it into a finding. */
+export class TemplateError extends AirgapError {
+  readonly file: string;
+  readonly line: number;
+  constructor(file: string, line: number) {
+    super('E_MANIFESTS', `${file}:${line}: ${TEMPLATE_MESSAGE}`, { hint: TEMPLATE_HINT });
+    this.file = file;
+    this.line = line;
+  }
 }
+const TEMPLATE_MESSAGE = 'contains template expressions ({{ … }}); the manifests must be rendered first';
+const TEMPLATE_HINT = 'render the chart or KOTS templates (e.g. helm template … --output-dir DIR) and pass the rendered DIR';
 
 /** Parses one manifest file's documents; errors name file:line and the parser's reason. */
 export function parseManifestFile(file: string, text: string): { docs: Document[]; lines: LineCounter } {
@@ -160,10 +157,10 @@ export function parseManifestFile(file: string, text: string): { docs: Document[
   for (const doc of list) {
     const err = doc.errors[0];
     if (err === undefined) continue;
-    const where = `${file}:${lines.linePos(err.pos[0]).line}`;
-    if (text.includes('{{')) throw templated(where);
+    const line = lines.linePos(err.pos[0]).line;
+    if (text.includes('{{')) throw new TemplateError(file, line);
     const reason = err.message.split('\n')[0] ?? err.code;
-    throw new AirgapError('E_MANIFESTS', `${where}: malformed YAML: ${reason}`,
+    throw new AirgapError('E_MANIFESTS', `${file}:${line}: malformed YAML: ${reason}`,
       { hint: 'fix the YAML syntax at that line' });
   }
   for (const doc of list) {
@@ -171,7 +168,7 @@ export function parseManifestFile(file: string, text: string): { docs: Document[
     visit(doc, {
       Map(_k, node) {
         if (node.flow && node.range && text.startsWith('{{', node.range[0])) {
-          throw templated(`${file}:${lines.linePos(node.range[0]).line}`);
+          throw new TemplateError(file, lines.linePos(node.range[0]).line);
         }
       },
     });
@@ -181,34 +178,98 @@ export function parseManifestFile(file: string, text: string): { docs: Document[
 
 export async function scanManifests(dir: string): Promise<ScanResult> {
   const { manifests: paths, notRead } = await listManifestFiles(dir);
+  const read = async (path: string): Promise<Buffer> => readFile(join(dir, path)).catch((e: unknown) => {
+    throw new AirgapError('E_MANIFESTS', `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`,
+      { hint: 'check the file permissions', cause: e });
+  });
+  const name = (path: string): string => path.slice(path.lastIndexOf('/') + 1);
+  // The walker reads .yaml/.yml/.json; chart archives and `Kustomization` are among what it does not.
+  const others = notRead.filter((n) => n.reason !== 'hidden' && !n.path.endsWith('/')).map((n) => n.path);
 
+  const findings: Finding[] = [];
+  let sources: ManifestFile[];
+  const top = [...paths, ...others].find((p) => isKustomizationName(p));
+  if (top !== undefined) {
+    // A kustomize tree: what ships (and is scanned and rewritten) is what it renders.
+    sources = [{ path: KUSTOMIZE_RENDERED, content: await renderKustomization(dir, top) }];
+  } else {
+    const charts = await chartFindings(dir, [...paths, ...others.filter((p) => isArchiveName(name(p)))], read);
+    findings.push(...charts.findings);
+    for (const p of others) if (isKustomizationName(name(p)) && !charts.skip(p)) findings.push(nestedKustomization(p));
+    sources = [];
+    for (const path of paths) {
+      if (charts.skip(path)) continue;
+      if (isKustomizationName(name(path))) {
+        findings.push(nestedKustomization(path));
+        continue;
+      }
+      sources.push({ path, content: await read(path) });
+    }
+  }
+  return { ...scanFiles(sources, findings), notRead };
+}
+
+function nestedKustomization(path: string): Finding {
+  const sub = path.slice(0, path.lastIndexOf('/'));
+  return {
+    severity: 'error', code: 'nested-kustomization', file: path, line: 1,
+    message: 'a kustomize tree inside the manifests would be shipped unrendered',
+    hint: `pass --manifests DIR/${sub} if that is the tree to ship (airgap renders it with kubectl kustomize), or ship its rendered output (kubectl kustomize DIR/${sub}) in a directory of its own`,
+  };
+}
+
+/** Scans files already read: images, namespaces, the KOTS Application and the findings. */
+export function scanFiles(sources: ManifestFile[], earlier: Finding[] = []): ScanResult {
   const images: FoundImage[] = [];
   const files: ManifestFile[] = [];
+  const findings = [...earlier];
   const namespaces = new Set<string>();
+  const objects: ObjectSeen[] = [];
+  const parsed: { path: string; docs: Document[]; lines: LineCounter; imageNodes: Set<unknown> }[] = [];
   let application: ScanResult['application'];
 
-  for (const path of paths) {
-    let content: Buffer;
-    try {
-      content = await readFile(join(dir, path));
-    } catch (e) {
-      throw new AirgapError('E_MANIFESTS', `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`,
-        { hint: 'check the file permissions', cause: e });
-    }
+  for (const { path, content } of sources) {
     files.push({ path, content });
-    const { docs, lines } = parseManifestFile(path, content.toString('utf8'));
-    const at = (node: Node): string => `${path}:${node.range ? lines.linePos(node.range[0]).line : 1}`;
+    const text = content.toString('utf8');
+    const kots = kotsFindings(path, text);
+    if (kots.length > 0) {
+      // Not parsed further: until rendered, its YAML means nothing reliable.
+      findings.push(...kots);
+      continue;
+    }
+    let docs: Document[];
+    let lines: LineCounter;
+    try {
+      ({ docs, lines } = parseManifestFile(path, text));
+    } catch (e) {
+      if (!(e instanceof TemplateError)) throw e;
+      findings.push(templateFinding(e));
+      continue;
+    }
+    const lineOf = (node: unknown): number => lines.linePos((isNode(node) ? node.range?.[0] : undefined) ?? 0).line;
 
     const inFile: FoundImage[] = [];
+    const imageNodes = new Set<unknown>();
+    try {
+      for (const doc of docs) {
+        forEachImageNode(doc, (node, origin) => {
+          const line = lineOf(node);
+          const raw = imageString(node, path, line);
+          imageNodes.add(node);
+          inFile.push({ raw, ref: parseReference(raw, `${path}:${line}`), file: path, line, origin });
+        });
+      }
+    } catch (e) {
+      if (!(e instanceof TemplateError)) throw e;
+      findings.push(templateFinding(e));
+      continue;
+    }
     for (const doc of docs) {
-      forEachImageNode(doc, (node, origin) => {
-        const where = at(node);
-        const raw = imageString(node, where);
-        inFile.push({ raw, ref: parseReference(raw, where), file: path, line: lines.linePos(node.range?.[0] ?? 0).line, origin });
-      });
       forEachObject(doc.contents, (obj) => {
+        objects.push({ obj, file: path, line: lineOf(obj) });
         const ns = str(child(child(obj, 'metadata'), 'namespace'));
         if (ns) namespaces.add(ns);
+        if (isHelmChart(obj)) findings.push(helmChartFinding(obj, path, lineOf(obj)));
         if (!isKotsApplication(obj)) return;
         const spec = child(obj, 'spec');
         const extra = child(spec, 'additionalNamespaces');
@@ -219,9 +280,20 @@ export async function scanManifests(dir: string): Promise<ScanResult> {
       });
     }
     images.push(...inFile.sort((a, b) => a.line - b.line));
+    parsed.push({ path, docs, lines, imageNodes });
   }
 
-  const result: ScanResult = { images, files, notRead, namespaces: [...namespaces].sort() };
+  findings.push(...duplicateFindings(objects));
+  // Undeclared image-like strings: everything bundled counts as declared (see rewrite.ts).
+  for (const p of parsed) findings.push(...undeclaredFindings(p.path, p.docs, p.lines, p.imageNodes, images));
+
+  const result: ScanResult = { images, files, notRead: [], namespaces: [...namespaces].sort(), findings };
   if (application !== undefined) result.application = application;
   return result;
 }
+
+function templateFinding(e: TemplateError): Finding {
+  return { severity: 'error', code: 'unrendered-template', file: e.file, line: e.line, message: TEMPLATE_MESSAGE, hint: TEMPLATE_HINT };
+}
+
+

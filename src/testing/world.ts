@@ -32,8 +32,12 @@ export interface WorldImage {
   /** `host:port/repo`, no tag. */
   name: string;
   tag: string;
+  /** The repository path on its registry (`library/nginx`, `acme/api`). */
+  repo: string;
   /** Written as `name:tag@digest`. */
   pinned: boolean;
+  /** Written through the vendor proxy (`<proxy>/proxy/<slug>/private.registry.test/<repo>:tag`). */
+  proxied: boolean;
   /** Listed in the KOTS Application's spec.additionalImages. */
   additional: boolean;
   /** An index's children (platform, digest); empty for a single manifest. */
@@ -86,6 +90,11 @@ export interface World {
 export interface WorldOptions {
   /** Multiplies every layer size (default 1 ≈ 0.7 MB of blobs in all; 100 ≈ 70 MB). */
   sizeFactor?: number;
+  /**
+   * Which tree of testdata/ to render into appDir, with the catalog images it names: `app` (the
+   * sample application, default) or `cases` (the corpus of real-world shapes, one directory each).
+   */
+  app?: 'app' | 'cases';
 }
 
 const PLACEHOLDER: Record<ImageKind, string> = {
@@ -98,9 +107,11 @@ interface CatalogEntry extends ImageSpec {
   kind: ImageKind;
   repo: string;
   tag: string;
-  /** How testdata/app writes it: by tag, by tag+digest, or both. */
-  forms: ('tag' | 'pinned')[];
+  /** How the app writes it: by tag, by tag+digest, through the proxy (private only). */
+  forms: ('tag' | 'pinned' | 'proxied')[];
   additional?: boolean;
+  /** The testdata tree that names it (default `app`). */
+  app?: 'app' | 'cases';
 }
 
 const KiB = 1024;
@@ -134,6 +145,18 @@ function catalog(slug: string): CatalogEntry[] {
       layers: [{ seed: 'frontend', size: 56 * KiB }] },
     { kind: 'vendor', repo: `${slug}/debug`, tag: '1.0', forms: ['tag'], additional: true,
       layers: [{ seed: 'debug', size: 8 * KiB }] },
+    // testdata/cases (see its README): the shapes real releases keep images in.
+    ...([
+      ['library/nginx', '1.25.3'], ['library/busybox', '1.36'], ['bitnami/kubectl', '1.29'], ['library/redis', '7.2.4'],
+      ['library/alpine', '3.19'], ['prometheus-operator/prometheus-operator', 'v0.70.0'],
+      ['prometheus-operator/prometheus-config-reloader', 'v0.70.0'], ['prometheus/prometheus', 'v2.48.0'],
+    ] as const).map(([repo, tag]): CatalogEntry => ({
+      kind: 'public', repo, tag, forms: ['tag'], app: 'cases', layers: [{ seed: `cases-${repo}`, size: 8 * KiB }],
+    })),
+    { kind: 'private', repo: 'acme/db-operand', tag: '3.1', forms: ['tag'], app: 'cases', additional: true,
+      layers: [{ seed: 'cases-db-operand', size: 8 * KiB }] },
+    { kind: 'private', repo: 'acme/collector', tag: '1.0', forms: ['proxied'], app: 'cases',
+      layers: [{ seed: 'cases-collector', size: 8 * KiB }] },
   ];
 }
 
@@ -145,6 +168,7 @@ const TRAPS = ['not/an-image:1', 'public.registry.test/library/not-an-image:1'];
 
 export async function startWorld(opts: WorldOptions = {}): Promise<World> {
   const factor = opts.sizeFactor ?? 1;
+  const app = opts.app ?? 'app';
   const testdata = findTestdata();
   const licenseText = await readFile(join(testdata, 'license.yaml'), 'utf8');
   const spec = (parse(licenseText) as { spec?: { licenseID?: string; appSlug?: string } }).spec ?? {};
@@ -180,7 +204,7 @@ export async function startWorld(opts: WorldOptions = {}): Promise<World> {
     }));
     const registries: Record<ImageKind, TestRegistry> = { public: pub, private: priv, vendor };
 
-    const entries = catalog(appSlug);
+    const entries = catalog(appSlug).filter((e) => (e.app ?? 'app') === app);
     const limit = pLimit(6);
     const built = await settleAll(entries.map((e, i) => limit(async () => {
       const name = `img${i}`;
@@ -196,17 +220,17 @@ export async function startWorld(opts: WorldOptions = {}): Promise<World> {
     entries.forEach((e, i) => digests.set(`${PLACEHOLDER[e.kind]}/${e.repo}:${e.tag}`, built[i]!.digest));
     const hosts: Record<ImageKind, string> = { public: pub.host, private: priv.host, vendor: vendor.host };
     const appDir = join(dir, 'app');
-    await renderApp(join(testdata, 'app'), appDir, digests, hosts);
+    await renderApp(join(testdata, app), appDir, digests, { ...hosts, proxy: proxy.host });
     const licensePath = join(dir, 'license.yaml');
     await copyFile(join(testdata, 'license.yaml'), licensePath);
 
     const images: WorldImage[] = entries.flatMap((e, i) => e.forms.map((form) => {
       const b = built[i]!;
-      const name = `${hosts[e.kind]}/${e.repo}`;
+      const name = form === 'proxied' ? `${proxy.host}/proxy/${appSlug}/${PRIVATE_ALIAS}/${e.repo}` : `${hosts[e.kind]}/${e.repo}`;
       return {
         ref: form === 'pinned' ? `${name}:${e.tag}@${b.digest}` : `${name}:${e.tag}`,
-        kind: e.kind, digest: b.digest, mediaType: b.mediaType, name, tag: e.tag,
-        pinned: form === 'pinned', additional: e.additional ?? false,
+        kind: e.kind, digest: b.digest, mediaType: b.mediaType, name, tag: e.tag, repo: e.repo,
+        pinned: form === 'pinned', proxied: form === 'proxied', additional: e.additional ?? false,
         children: b.children, layers: b.layers,
         ...(e.kind === 'private' ? { proxyRepository: `proxy/${appSlug}/${priv.host}/${e.repo}` } : {}),
       };
@@ -218,7 +242,7 @@ export async function startWorld(opts: WorldOptions = {}): Promise<World> {
       dir, appDir, licensePath, licenseId, appSlug, upstreamCredentials,
       namespaces: ['acme-edge'],
       images,
-      traps: TRAPS.map((t) => replaceHosts(t, hosts)),
+      traps: TRAPS.map((t) => replaceHosts(t, { ...hosts, proxy: proxy.host })),
       stop: stopAll,
     };
   } catch (e) {
@@ -248,11 +272,16 @@ function findTestdata(): string {
   throw new Error('testdata/app not found above ' + dirname(fileURLToPath(import.meta.url)));
 }
 
-async function renderApp(src: string, out: string, digests: Map<string, string>, hosts: Record<ImageKind, string>): Promise<void> {
+async function renderApp(src: string, out: string, digests: Map<string, string>, hosts: Hosts): Promise<void> {
   for (const entry of await readdir(src, { recursive: true, withFileTypes: true })) {
     if (!entry.isFile()) continue;
     const from = join(entry.parentPath, entry.name);
     const rel = relative(src, from);
+    if (/\.(tgz|tar\.gz)$/.test(entry.name)) {
+      await mkdir(dirname(join(out, rel)), { recursive: true });
+      await copyFile(from, join(out, rel)); // bytes, not text
+      continue;
+    }
     const text = await readFile(from, 'utf8');
     const filled = text.replace(/\{\{digest:([^}]+)\}\}/g, (_m, key: string, offset: number) => {
       const d = digests.get(key);
@@ -267,9 +296,15 @@ async function renderApp(src: string, out: string, digests: Map<string, string>,
   }
 }
 
-function replaceHosts(text: string, hosts: Record<ImageKind, string>): string {
+type Hosts = Record<ImageKind | 'proxy', string>;
+
+/** The vendor proxy as testdata writes it (already-proxied references). */
+const PROXY_PLACEHOLDER = 'proxy.replicated.com';
+
+function replaceHosts(text: string, hosts: Hosts): string {
   // The private placeholder first: it is the only one with a port.
   return text
+    .split(PROXY_PLACEHOLDER).join(hosts.proxy)
     .split(PLACEHOLDER.private).join(hosts.private)
     .split(PLACEHOLDER.public).join(hosts.public)
     .split(PLACEHOLDER.vendor).join(hosts.vendor);
