@@ -40,7 +40,7 @@ test.after.always(async () => {
 });
 
 function client(host: string): RegistryClient {
-  const c = new RegistryClient({ host, retry: FAST, credentialOptions: { configDir: '/nonexistent-airgap' } });
+  const c = new RegistryClient({ host, retry: FAST, credentialOptions: { configDir: '/nonexistent-airgap', env: {} } });
   cleanups.push(() => c.close());
   return c;
 }

@@ -2,7 +2,7 @@ import test from 'ava';
 import { isAirgapError } from '../errors.js';
 import { seedImage } from '../testing/fixtures.js';
 import { type TestRegistry, startRegistry } from '../testing/registry.js';
-import { basic, parseChallenges } from './auth.js';
+import { basic, parseChallenges, repositoryOfPath, scopeSet } from './auth.js';
 import { RegistryClient } from './client.js';
 import { type Front, startFront } from './testfront.js';
 
@@ -20,6 +20,17 @@ test('parseChallenges: Bearer with quoted params, Basic, several challenges in o
     { scheme: 'bearer', params: { realm: 'r' } },
   ]);
   t.deepEqual(parseChallenges(''), []);
+});
+
+test('scopeSet: one canonical list per request, actions merged per resource, names with a port kept whole', (t) => {
+  t.deepEqual(scopeSet(['repository:b:pull', 'repository:a:pull,push', 'repository:a:pull']),
+    ['repository:a:pull,push', 'repository:b:pull']);
+  t.deepEqual(scopeSet(['repository:proxy/app/127.0.0.1:5000/acme/api:pull', 'repository:proxy/app/127.0.0.1:5000/acme/api:push']),
+    ['repository:proxy/app/127.0.0.1:5000/acme/api:pull,push']);
+  t.deepEqual(scopeSet(['registry:catalog:*', '']), ['registry:catalog:*']);
+  t.is(repositoryOfPath('/v2/mirror/app/manifests/1'), 'mirror/app');
+  t.is(repositoryOfPath('/v2/a/b/c/blobs/sha256:00'), 'a/b/c');
+  t.is(repositoryOfPath('/v2/'), undefined);
 });
 
 const USER = { username: 'carol', password: 'token-pw' };
@@ -76,7 +87,7 @@ test.after.always(async () => {
 });
 
 function client(extra: Partial<ConstructorParameters<typeof RegistryClient>[0]> = {}): RegistryClient {
-  return new RegistryClient({ host: front.host, retry: FAST, credentialOptions: { configDir: '/nonexistent-airgap' }, ...extra });
+  return new RegistryClient({ host: front.host, retry: FAST, credentialOptions: { configDir: '/nonexistent-airgap', env: {} }, ...extra });
 }
 
 test.serial('Bearer: token fetched with Basic credentials, scoped, cached across requests', async (t) => {

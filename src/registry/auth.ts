@@ -1,92 +1,112 @@
-import type { Credentials } from './credentials.js';
-import { type RequestSubject, authError, httpError } from './errors.js';
+import type { Credential } from './credentials.js';
+import { type RequestSubject, authError } from './errors.js';
+import { type Challenge, type Token, basic, fetchToken, parseChallenges } from './token.js';
 import { type HttpResponse, type Transport, headerAll } from './transport.js';
 
 /**
- * Registry authentication for one host: learns the challenge from a 401, then sends Basic
- * credentials on every request (Basic challenge) or a bearer token per scope set fetched from the
- * realm (Bearer challenge), anonymously when no credentials are known.
+ * Registry auth as four small things:
+ *
+ *   Origin      scheme://host:port a request reaches: the registry, or another registry it redirects to
+ *   ScopeSet    what ONE request needs: repository:<repo>:pull | pull,push (+ <from>:pull for a mount)
+ *   Credential  for one host only, from one source (credentials.ts): user+password | identity token
+ *   Token       per (origin, scope set), with its expiry
+ *
+ *   request(url, scope set)
+ *      │
+ *      ▼
+ *   OriginAuth of the origin the URL names (one per origin)
+ *      │  challenge not known yet ──► no Authorization (the first request goes alone, to learn it)
+ *      │  Basic  ──► the user+password for this host
+ *      │  Bearer ──► token for (origin, scope set) still fresh? reuse it; else ask the realm:
+ *      │               identity token → POST grant_type=refresh_token (OAuth2) → access_token
+ *      │               user+password  → GET ?service&scope, Basic            → token
+ *      │               nothing        → GET ?service&scope, anonymous        → token
+ *      ▼
+ *   send ──► a redirect to another origin drops Authorization (transport.ts)
+ *      │
+ *      └─ 401 from origin O (the registry, or one it redirected to) ──► OriginAuth(O) learns O's
+ *         challenge; send once more, straight to O, with O's own credential (looked up for O's
+ *         host: the first host's never goes there). Each origin's challenge is answered once.
+ *
+ * Scopes are never pooled: a token is asked for exactly the scope set of the request that needs
+ * it (plus what the registry's own challenge to that request named), so a token service that
+ * refuses a denied scope fails only the request that wanted it.
  */
 
-export interface Challenge {
-  /** Lower-cased: `bearer`, `basic`, … */
-  scheme: string;
-  params: Record<string, string>;
+export type { Challenge } from './token.js';
+export { basic, parseChallenges } from './token.js';
+
+export type Access = 'pull' | 'push';
+
+/** `repository:<name>:<actions>`, as the token service reads it. */
+export type Scope = string;
+/** The scopes of one request, canonical (scopeSet): the key its token is cached under. */
+export type ScopeSet = readonly Scope[];
+
+/** The scope a request on `repo` needs. */
+export function repositoryScope(repo: string, access: Access): Scope {
+  return `repository:${repo}:${access === 'push' ? 'pull,push' : 'pull'}`;
 }
 
-/** Parses one or more WWW-Authenticate values (a header may hold several challenges). */
-export function parseChallenges(values: string | string[]): Challenge[] {
-  const out: Challenge[] = [];
-  for (const value of Array.isArray(values) ? values : [values]) {
-    let i = 0;
-    const s = value;
-    let current: Challenge | undefined;
-    const skip = (re: RegExp): void => {
-      while (i < s.length && re.test(s[i]!)) i++;
-    };
-    while (i < s.length) {
-      skip(/[\s,]/);
-      const tokenMatch = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+/.exec(s.slice(i));
-      if (!tokenMatch) break;
-      const token = tokenMatch[0];
-      i += token.length;
-      skip(/\s/);
-      if (s[i] === '=' && current) {
-        // auth-param: key=value or key="quoted value"
-        i++;
-        skip(/\s/);
-        let v = '';
-        if (s[i] === '"') {
-          i++;
-          while (i < s.length && s[i] !== '"') {
-            if (s[i] === '\\' && i + 1 < s.length) i++;
-            v += s[i];
-            i++;
-          }
-          i++;
-        } else {
-          const m = /^[^,\s]*/.exec(s.slice(i));
-          v = m ? m[0] : '';
-          i += v.length;
-        }
-        current.params[token.toLowerCase()] = v;
-      } else if (s[i] === '=' && !current) {
-        break; // params before any scheme: malformed, stop
-      } else {
-        current = { scheme: token.toLowerCase(), params: {} };
-        out.push(current);
-      }
+/**
+ * A request's scopes as one canonical list (the key of its token): the actions asked for one
+ * resource merged (`repository:a:pull` + `repository:a:pull,push` = `repository:a:pull,push`),
+ * sorted. The name sits between the first and the last colon (a proxied path may hold a port).
+ */
+export function scopeSet(scopes: Iterable<Scope>): Scope[] {
+  const actions = new Map<string, Set<string>>();
+  for (const scope of scopes) {
+    const last = scope.lastIndexOf(':');
+    if (scope.indexOf(':') === last) {
+      if (scope !== '') actions.set(scope, actions.get(scope) ?? new Set());
+      continue;
     }
+    const resource = scope.slice(0, last);
+    const set = actions.get(resource) ?? new Set<string>();
+    for (const a of scope.slice(last + 1).split(',')) if (a) set.add(a);
+    actions.set(resource, set);
   }
-  return out;
+  return [...actions].map(([resource, set]) => (set.size > 0 ? `${resource}:${[...set].sort().join(',')}` : resource)).sort();
 }
 
-interface CachedToken {
-  value: string;
-  expiresAt: number;
+/** The repository a `/v2/<name>/(manifests|blobs|tags)/…` URL is about (for a redirect target's scope). */
+export function repositoryOfPath(pathname: string): string | undefined {
+  const m = /^\/v2\/(.+?)\/(?:manifests|blobs|tags)\//.exec(pathname);
+  return m?.[1];
 }
 
-const DEFAULT_TOKEN_TTL_S = 60;
-
-export class Authenticator {
+/**
+ * Auth state for one origin: its challenge (learnt from a 401), the credential for its host
+ * (looked up lazily, once), and its tokens per scope set.
+ */
+export class OriginAuth {
   readonly #transport: Transport;
   readonly #host: string;
-  readonly #credentials: () => Promise<Credentials | undefined>;
+  /** Per repository: an auth.json key may hold credentials for one namespace of a host. */
+  readonly #credential: (repository: string | undefined) => Promise<Credential | undefined>;
+  /** Scheme, realm and service. A challenge's `scope` belongs to one request: kept in #wanted. */
   #challenge: Challenge | undefined;
   #contacted = false;
   #gate: Promise<void> | undefined;
-  readonly #tokens = new Map<string, Promise<CachedToken>>();
+  readonly #tokens = new Map<string, Promise<Token>>();
+  /** Scope set key → the wider set the registry's challenge to such a request asked for. */
+  readonly #wanted = new Map<string, ScopeSet>();
 
-  /** `credentials` is called lazily (docker config, helpers) and at most once. */
-  constructor(transport: Transport, host: string, credentials: () => Promise<Credentials | undefined>) {
+  /** `host` names the registry (transport settings, messages); `credential` is called once per repository. */
+  constructor(transport: Transport, host: string, credential: (repository: string | undefined) => Promise<Credential | undefined>) {
     this.#transport = transport;
     this.#host = host;
-    let memo: Promise<Credentials | undefined> | undefined;
-    this.#credentials = () => (memo ??= credentials());
+    const memo = new Map<string, Promise<Credential | undefined>>();
+    this.#credential = (repository) => {
+      const key = repository ?? '';
+      let found = memo.get(key);
+      if (!found) memo.set(key, (found = credential(repository)));
+      return found;
+    };
   }
 
   /**
-   * Until the registry has answered once, requests wait for that first answer: one of them learns
+   * Until the origin has answered once, requests wait for that first answer: one of them learns
    * the challenge instead of every concurrent request meeting a 401. The caller that gets a
    * function back is the first; it calls it once its request has an answer (or failed).
    */
@@ -104,16 +124,22 @@ export class Authenticator {
     };
   }
 
-  /** The Authorization header for a request needing `scopes`, or undefined when none is known. */
-  async authorization(scopes: string[], subject: RequestSubject, signal?: AbortSignal): Promise<string | undefined> {
+  /** The Authorization header for a request on `repository` needing `scopes`, or undefined when none is known. */
+  async authorization(scopes: ScopeSet, repository: string | undefined, subject: RequestSubject,
+    signal?: AbortSignal): Promise<string | undefined> {
     const ch = this.#challenge;
     if (!ch) return undefined;
     if (ch.scheme === 'basic') {
-      const creds = await this.#credentials();
-      return creds ? basic(creds) : undefined;
+      const c = await this.#credential(repository);
+      if (c?.kind === 'identity-token') {
+        throw authError(subject, `the registry asks for a user and password, and ${c.source} can only be exchanged at a Bearer token service`,
+          undefined, `log in to ${this.#host} with a user and password, or pass --username/--password`);
+      }
+      return c ? basic(c) : undefined;
     }
     if (ch.scheme !== 'bearer') return undefined;
-    const key = [...new Set(scopes)].sort().join(' ');
+    const set = scopeSet(scopes);
+    const key = set.join(' ');
     let pending = this.#tokens.get(key);
     if (pending) {
       const cached = await pending.catch(() => undefined);
@@ -122,7 +148,11 @@ export class Authenticator {
     }
     pending = this.#tokens.get(key);
     if (!pending) {
-      pending = this.#fetchToken(ch, scopes, subject, signal);
+      const want = this.#wanted.get(key) ?? set;
+      pending = this.#credential(repository).then((credential) => fetchToken({
+        transport: this.#transport, host: this.#host, realm: ch.params.realm, service: ch.params.service,
+        scopes: want, credential, subject, ...(signal ? { signal } : {}),
+      }));
       this.#tokens.set(key, pending);
       pending.catch(() => {
         if (this.#tokens.get(key) === pending) this.#tokens.delete(key);
@@ -132,76 +162,26 @@ export class Authenticator {
   }
 
   /**
-   * Learns from a 401. Returns true when sending again with fresh authorization can help (a new
-   * challenge, or a cached token the registry no longer accepts); false when what was sent is
-   * what we have (wrong password, no credentials for a Basic challenge).
+   * Learns from a 401 this origin gave to a request needing `scopes`. Returns true when sending
+   * again with fresh authorization can help (a new challenge, or a token the registry no longer
+   * accepts); false when what was sent is all we have (wrong password, no credential for Basic).
    */
-  async unauthorized(res: HttpResponse, scopes: string[], sent: string | undefined): Promise<boolean> {
+  async unauthorized(res: HttpResponse, scopes: ScopeSet, repository: string | undefined, sent: string | undefined): Promise<boolean> {
     const challenges = parseChallenges(headerAll(res, 'www-authenticate'));
     const ch = challenges.find((c) => c.scheme === 'bearer') ?? challenges.find((c) => c.scheme === 'basic');
     if (!ch) return false;
-    this.#challenge = ch;
+    const { scope, ...params } = ch.params;
+    this.#challenge = { scheme: ch.scheme, params };
     if (ch.scheme === 'basic') {
-      const creds = await this.#credentials();
-      return creds !== undefined && sent !== basic(creds);
+      const c = await this.#credential(repository);
+      return c !== undefined && (c.kind === 'identity-token' || sent !== basic(c));
     }
-    // Bearer: the token (cached or fresh) was refused or missing; re-challenge once with a new one.
-    this.#tokens.delete([...new Set(scopes)].sort().join(' '));
+    const set = scopeSet(scopes);
+    const key = set.join(' ');
+    // The registry may name what this request needs (a wider action set): ask for it next time too.
+    const widened = scopeSet([...set, ...(scope ?? '').split(' ')]);
+    if (widened.join(' ') !== key) this.#wanted.set(key, widened);
+    this.#tokens.delete(key);
     return true;
   }
-
-  /** True when no credentials are configured (used to word errors). */
-  async anonymous(): Promise<boolean> {
-    return (await this.#credentials()) === undefined;
-  }
-
-  async #fetchToken(ch: Challenge, scopes: string[], subject: RequestSubject, signal?: AbortSignal): Promise<CachedToken> {
-    const realm = ch.params.realm;
-    let url: URL;
-    try {
-      url = new URL(realm ?? '');
-    } catch {
-      throw authError(subject, `the registry's Bearer challenge has no usable realm ("${realm ?? ''}")`);
-    }
-    if (ch.params.service) url.searchParams.set('service', ch.params.service);
-    const all = new Set(scopes);
-    // The registry may name the scope it wants in the challenge (e.g. a wider action set).
-    for (const s of (ch.params.scope ?? '').split(' ')) if (s) all.add(s);
-    for (const s of all) url.searchParams.append('scope', s);
-    const creds = await this.#credentials();
-    const tokenSubject: RequestSubject = { method: 'GET', host: this.#host, what: `token from ${url.host}` };
-    const started = Date.now();
-    const res = await this.#transport.send({
-      method: 'GET', host: this.#host, url, subject: tokenSubject,
-      headers: creds ? { authorization: basic(creds) } : {},
-      ...(signal ? { signal } : {}),
-    });
-    const text = await res.body.text();
-    if (res.status !== 200) {
-      const e = httpError(tokenSubject, res.status, text.slice(0, 8192), headerAll(res, 'content-type')[0]);
-      if (res.status === 401 || res.status === 403) {
-        throw authError(subject, creds
-          ? `the token service at ${url.host} refused the credentials (HTTP ${res.status})`
-          : `anonymous access refused by the token service at ${url.host} (HTTP ${res.status})`, e);
-      }
-      throw e;
-    }
-    let body: { token?: unknown; access_token?: unknown; expires_in?: unknown };
-    try {
-      body = JSON.parse(text) as typeof body;
-    } catch {
-      throw authError(tokenSubject, 'the token service answered something that is not JSON');
-    }
-    const value = typeof body.token === 'string' && body.token ? body.token
-      : typeof body.access_token === 'string' && body.access_token ? body.access_token : undefined;
-    if (!value) throw authError(tokenSubject, 'the token service answered without a token');
-    const ttl = typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : DEFAULT_TOKEN_TTL_S;
-    // Renew a little early so a token does not expire between our check and the registry's.
-    const margin = Math.min(10, ttl / 4);
-    return { value, expiresAt: started + (ttl - margin) * 1000 };
-  }
-}
-
-export function basic(c: Credentials): string {
-  return 'Basic ' + Buffer.from(`${c.username}:${c.password}`, 'utf8').toString('base64');
 }

@@ -1,6 +1,9 @@
 import test from 'ava';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
@@ -23,7 +26,7 @@ const clients: RegistryClient[] = [];
 
 function client(host: string, extra: Partial<ConstructorParameters<typeof RegistryClient>[0]> = {}): RegistryClient {
   // An empty DOCKER_CONFIG dir: the developer's own docker login must not leak into tests.
-  const c = new RegistryClient({ host, retry: FAST, credentialOptions: { configDir: '/nonexistent-airgap' }, ...extra });
+  const c = new RegistryClient({ host, retry: FAST, credentialOptions: { configDir: '/nonexistent-airgap', env: {} }, ...extra });
   clients.push(c);
   return c;
 }
@@ -108,6 +111,19 @@ test('htpasswd registry: Basic challenge answered with credentials; anonymous pr
   const c = client(priv.host, { credentials: USER });
   t.is((await c.getManifest('secret/app', 'v1')).descriptor.digest, img.digest);
   t.is(await client(priv.host).probe('secret/app', 'v1'), 'unauthorized');
+});
+
+test('an identity token meets a Basic challenge: E_AUTH saying where it came from, never sent as a password', async (t) => {
+  await seedImage(priv, { repo: 'secret/idt', tag: 'v1', layers: [{ seed: 'idt', size: 100 }] });
+  const dir = await mkdtemp(join(tmpdir(), 'airgap-idt-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(join(dir, 'config.json'), JSON.stringify({ auths: { [priv.host]: {
+    auth: Buffer.from('00000000-0000-0000-0000-000000000000:').toString('base64'), identitytoken: 'refresh-xyz' } } }));
+  const c = client(priv.host, { credentialOptions: { configDir: dir, env: {} } });
+  const e = await t.throwsAsync(c.getManifest('secret/idt', 'v1'));
+  t.true(isAirgapError(e, 'E_AUTH'));
+  t.regex(e!.message, /asks for a user and password, and the identity token in .*config\.json can only be exchanged at a Bearer token service/);
+  t.false(e!.message.includes('refresh-xyz'));
 });
 
 test('wrong password: E_AUTH with a clean one-line message that never shows the password', async (t) => {

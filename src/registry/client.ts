@@ -5,8 +5,8 @@ import { parseManifest } from '../oci/manifest.js';
 import { MANIFEST_ACCEPT, MediaType, bareMediaType } from '../oci/mediatypes.js';
 import { sha256Digest } from '../oci/verify.js';
 import type { PushOutcome } from '../store.js';
-import { Authenticator } from './auth.js';
-import { type CredentialOptions, type Credentials, resolveCredentials } from './credentials.js';
+import { type Access, OriginAuth, type ScopeSet, repositoryOfPath, repositoryScope } from './auth.js';
+import { type Credential, type CredentialOptions, type Credentials, resolveCredentials } from './credentials.js';
 import { type RequestSubject, RegistryError, httpError, isTemporary, networkError } from './errors.js';
 import {
   type HostSettings, type HttpResponse, type Method, type RetryPolicy, Transport, backoffDelay, endpointHost,
@@ -48,7 +48,7 @@ export interface ManifestResult {
   contentType: string;
 }
 
-export type Access = 'pull' | 'push';
+export type { Access } from './auth.js';
 
 export interface RegistryRequest {
   method: Method;
@@ -68,6 +68,14 @@ export interface RegistryRequest {
   headersTimeoutMs?: number;
 }
 
+/** Where a request goes, with whose auth, for which repository there and which scopes. */
+interface Attempt {
+  auth: OriginAuth;
+  url: string | URL;
+  repo: string | undefined;
+  scopes: ScopeSet;
+}
+
 export type ProbeResult = 'readable' | 'unauthorized' | 'not-found';
 
 export interface CallOptions {
@@ -79,8 +87,11 @@ export class RegistryClient {
   readonly chunkSize: number;
   readonly #transport: Transport;
   readonly #ownsTransport: boolean;
-  readonly #auth: Authenticator;
-  #anonAuth: Authenticator | undefined;
+  readonly #credentialOptions: Omit<CredentialOptions, 'explicit'>;
+  readonly #anonymous: boolean;
+  /** Auth per origin reached (see auth.ts); `anon\n<origin>` for the anonymous probe's. */
+  readonly #auths = new Map<string, OriginAuth>();
+  readonly #credential: (repository: string | undefined) => Promise<Credential | undefined>;
   /** digest → repositories of this registry known to hold the blob (mount sources). */
   readonly #known = new Map<string, Set<string>>();
   /**
@@ -97,9 +108,31 @@ export class RegistryClient {
     if (opts.settings) this.#transport.configure({ host: opts.host, ...opts.settings });
     else this.#transport.settings(opts.host); // validates the host
     const explicit = opts.credentials;
-    this.#auth = new Authenticator(this.#transport, opts.host, opts.anonymous
-      ? () => Promise.resolve(undefined)
-      : () => resolveCredentials(opts.host, { ...opts.credentialOptions, ...(explicit ? { explicit } : {}) }));
+    this.#credentialOptions = opts.credentialOptions ?? {};
+    this.#anonymous = opts.anonymous ?? false;
+    this.#credential = (repository) => resolveCredentials(opts.host, {
+      ...this.#credentialOptions, ...(explicit ? { explicit } : {}), ...(repository !== undefined ? { repository } : {}),
+    });
+  }
+
+  /**
+   * The auth state of the origin a URL reaches. This registry's own endpoint uses this client's
+   * credential; any other origin (a registry this one redirects to) gets the credential stored
+   * for ITS host, if any, never this registry's.
+   */
+  #authFor(url: URL, anonymous: boolean): OriginAuth {
+    const own = url.host === endpointHost(this.host);
+    const key = `${anonymous || this.#anonymous ? 'anon' : 'cred'}\n${own ? 'own' : url.origin}`;
+    let auth = this.#auths.get(key);
+    if (!auth) {
+      const none = (): Promise<undefined> => Promise.resolve(undefined);
+      const credential = anonymous || this.#anonymous ? none
+        : own ? this.#credential
+          : (repository: string | undefined) => resolveCredentials(url.host, { ...this.#credentialOptions, ...(repository !== undefined ? { repository } : {}) });
+      auth = new OriginAuth(this.#transport, this.host, credential);
+      this.#auths.set(key, auth);
+    }
+    return auth;
   }
 
   get retryPolicy(): RetryPolicy {
@@ -334,42 +367,68 @@ export class RegistryClient {
     return [...(this.#known.get(digest) ?? [])];
   }
 
-  /** One authenticated request: adds Authorization, and on a 401 learns the challenge and tries once more. */
+  /**
+   * One authenticated request (the flow drawn in auth.ts): Authorization for the origin it goes
+   * to and the scopes it needs; on a 401, the origin that answered (this registry, or one it
+   * redirected to) learns its challenge and the request goes once more, straight to that origin.
+   */
   async request(r: RegistryRequest): Promise<HttpResponse> {
     const subject: RequestSubject = { method: r.method, host: this.host, what: r.what };
-    const auth = r.anonymous ? (this.#anonAuth ??= new Authenticator(this.#transport, this.host, () => Promise.resolve(undefined))) : this.#auth;
-    const scopes = [`repository:${r.repo}:${r.access === 'push' ? 'pull,push' : 'pull'}`,
-      ...(r.alsoPull ?? []).map((p) => `repository:${p}:pull`)];
-    // Authorization goes only to this registry's own endpoint, never to another host's Location.
-    const ownHost = (typeof r.url === 'string' && r.url.startsWith('/')) || new URL(r.url).host === endpointHost(this.host);
-    const send = (authorization: string | undefined): Promise<HttpResponse> => this.#transport.send({
-      method: r.method, host: this.host, url: r.url, subject,
-      headers: { ...r.headers, ...(authorization && ownHost ? { authorization } : {}) },
+    const anonymous = r.anonymous ?? false;
+    const scopes = [repositoryScope(r.repo, r.access), ...(r.alsoPull ?? []).map((p) => repositoryScope(p, 'pull'))];
+    const target = typeof r.url === 'string' && r.url.startsWith('/') ? undefined : new URL(r.url);
+    const auth = this.#authFor(target ?? this.#ownUrl, anonymous);
+    const send = (url: string | URL, authorization: string | undefined): Promise<HttpResponse> => this.#transport.send({
+      method: r.method, host: this.host, url, subject,
+      headers: { ...r.headers, ...(authorization ? { authorization } : {}) },
       ...(r.body !== undefined ? { body: r.body } : {}),
       ...(r.signal ? { signal: r.signal } : {}),
       ...(r.retry === false ? { retry: false } : {}),
       ...(r.headersTimeoutMs !== undefined ? { headersTimeoutMs: r.headersTimeoutMs } : {}),
     });
-    // The first request to a registry goes alone; the others wait until it has learned the challenge.
-    const firstContactDone = ownHost ? await auth.firstContact() : undefined;
-    let authorization: string | undefined;
+    // The first request to an origin goes alone; the others wait until it has learned the challenge.
+    const firstContactDone = await auth.firstContact();
     let res: HttpResponse;
-    let retry: boolean;
+    let again: Attempt | undefined;
     try {
-      authorization = ownHost ? await auth.authorization(scopes, subject, r.signal) : undefined;
-      res = await send(authorization);
-      retry = res.status === 401 && ownHost && await auth.unauthorized(res, scopes, authorization);
+      const authorization = await auth.authorization(scopes, r.repo, subject, r.signal);
+      res = await send(r.url, authorization);
+      again = await this.#challenged(res, { auth, url: r.url, repo: r.repo, scopes }, r, authorization);
     } finally {
       firstContactDone?.();
     }
-    if (retry) {
+    // Each origin's challenge is answered at most once per request: this registry's, then maybe
+    // that of a registry it redirects to once it has let us in.
+    const answered = new Set<OriginAuth>();
+    while (again && !answered.has(again.auth)) {
       // A stream body is spent: the caller (uploads) restarts with a fresh one.
       if (r.body !== undefined && !(r.body instanceof Uint8Array)) return res;
+      answered.add(again.auth);
       await res.body.dump().catch(() => undefined);
-      authorization = await auth.authorization(scopes, subject, r.signal);
-      res = await send(authorization);
+      const authorization = await again.auth.authorization(again.scopes, again.repo, subject, r.signal);
+      res = await send(again.url, authorization);
+      again = await this.#challenged(res, again, r, authorization);
     }
     return res;
+  }
+
+  /**
+   * After a 401: whose challenge it is (this registry's, or a redirect target's), and whether
+   * sending again, to that origin, with fresh authorization can help.
+   */
+  async #challenged(res: HttpResponse, sent: Attempt, r: RegistryRequest, authorization: string | undefined): Promise<Attempt | undefined> {
+    if (res.status !== 401) return undefined;
+    const challenger = this.#authFor(res.url, r.anonymous ?? false);
+    if (challenger === sent.auth) return await sent.auth.unauthorized(res, sent.scopes, sent.repo, authorization) ? sent : undefined;
+    // A redirect target that challenges: its own scopes (from its URL), its own credential.
+    const repo = repositoryOfPath(res.url.pathname);
+    const theirs = repo !== undefined ? [repositoryScope(repo, r.access)] : [];
+    return await challenger.unauthorized(res, theirs, repo, undefined) ? { auth: challenger, url: res.url, repo, scopes: theirs } : undefined;
+  }
+
+  /** A URL on this registry's own endpoint (the scheme does not matter to auth). */
+  get #ownUrl(): URL {
+    return new URL(`https://${endpointHost(this.host)}/`);
   }
 
   /** Reads the error body and throws the typed error for it. */

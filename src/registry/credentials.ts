@@ -5,95 +5,161 @@ import { join } from 'node:path';
 import { AirgapError } from '../errors.js';
 
 /**
- * Where credentials for a registry host come from: explicit flags first, then the Docker client
- * configuration (`credHelpers`, `auths`, `credsStore`), the same places `docker login` writes.
+ * Where the credential for a registry host comes from, first match wins:
+ *   1. explicit                           --username/--password, or the license for the vendor's hosts
+ *   2. $REGISTRY_AUTH_FILE                 podman/skopeo/buildah `login --authfile`
+ *   3. $XDG_RUNTIME_DIR/containers/auth.json   podman/skopeo `login`
+ *   4. $DOCKER_CONFIG/config.json, else ~/.docker/config.json   `docker login`
+ * In each file: `credHelpers[host]`, then `auths` (the most specific key: `host/ns/repo`, `host/ns`,
+ * `host`), then `credsStore` (docker-credential-<name> get).
+ * A credential is a user and password, or an identity token (ACR, any OAuth2 `docker login`): a
+ * refresh token that only the registry's token service takes, never a Basic password.
  */
 
+/** A user and password as given (flags, license). */
 export interface Credentials {
   username: string;
   password: string;
 }
 
+/**
+ * What we hold for one host. `source` says where it came from, as a phrase for messages ("the
+ * identity token in /root/.docker/config.json"): never the secret itself.
+ */
+export type Credential =
+  | { kind: 'basic'; username: string; password: string; source: string }
+  | { kind: 'identity-token'; token: string; source: string };
+
 export interface CredentialOptions {
   explicit?: Credentials;
-  /** Directory holding config.json; default $DOCKER_CONFIG, then ~/.docker. */
+  /** The repository the credential is for: an auth.json key may name a namespace (`quay.io/team`). */
+  repository?: string;
+  /** Directory holding the Docker config.json; default $DOCKER_CONFIG, then ~/.docker. */
   configDir?: string;
   env?: NodeJS.ProcessEnv;
   helperTimeoutMs?: number;
 }
 
-interface DockerConfig {
-  auths?: Record<string, { auth?: string; username?: string; password?: string }>;
+interface AuthEntry {
+  auth?: unknown;
+  username?: unknown;
+  password?: unknown;
+  identitytoken?: unknown;
+}
+
+/** The shape shared by Docker's config.json and the containers auth.json. */
+interface AuthFile {
+  auths?: Record<string, AuthEntry>;
   credHelpers?: Record<string, string>;
   credsStore?: string;
 }
 
 const HUB_SERVER = 'https://index.docker.io/v1/';
+/** The user name `docker login` stores with an identity token, and helpers answer for one. */
+const TOKEN_USER = '<token>';
 
-/** Docker Hub is known under several names; config keys may be URLs. */
+/** Docker Hub is known under several names; config keys may be URLs or carry a path. */
 export function normaliseServer(key: string): string {
   const host = key.replace(/^[a-z]+:\/\//i, '').split('/')[0]!.toLowerCase();
   return host === 'index.docker.io' || host === 'registry-1.docker.io' ? 'docker.io' : host;
 }
 
-export async function resolveCredentials(host: string, opts: CredentialOptions = {}): Promise<Credentials | undefined> {
-  if (opts.explicit) return opts.explicit;
+/** The files consulted, in order, for this environment. */
+export function credentialFiles(opts: Pick<CredentialOptions, 'configDir' | 'env'> = {}): string[] {
   const env = opts.env ?? process.env;
-  const dir = opts.configDir ?? env.DOCKER_CONFIG ?? join(homedir(), '.docker');
-  const file = join(dir, 'config.json');
-  const config = await readConfig(file);
-  if (!config) return undefined;
-  const want = normaliseServer(host);
-  const serverUrl = want === 'docker.io' ? HUB_SERVER : host;
+  const files: string[] = [];
+  if (env.REGISTRY_AUTH_FILE) files.push(env.REGISTRY_AUTH_FILE);
+  if (env.XDG_RUNTIME_DIR) files.push(join(env.XDG_RUNTIME_DIR, 'containers', 'auth.json'));
+  files.push(join(opts.configDir ?? env.DOCKER_CONFIG ?? join(homedir(), '.docker'), 'config.json'));
+  return files;
+}
 
-  for (const [key, helper] of Object.entries(config.credHelpers ?? {})) {
-    if (normaliseServer(key) === want && helper) return runHelper(helper, serverUrl, host, opts.helperTimeoutMs);
+export async function resolveCredentials(host: string, opts: CredentialOptions = {}): Promise<Credential | undefined> {
+  if (opts.explicit) return { kind: 'basic', ...opts.explicit, source: 'the given credentials' };
+  for (const file of credentialFiles(opts)) {
+    const config = await readAuthFile(file);
+    const found = config && await fromFile(config, file, host, opts.repository, opts.helperTimeoutMs);
+    if (found) return found;
   }
-  for (const [key, entry] of Object.entries(config.auths ?? {})) {
-    if (normaliseServer(key) !== want) continue;
-    const creds = fromAuthEntry(entry, file, key);
-    if (creds) return creds;
-  }
-  if (config.credsStore) return runHelper(config.credsStore, serverUrl, host, opts.helperTimeoutMs);
   return undefined;
 }
 
-async function readConfig(file: string): Promise<DockerConfig | undefined> {
+async function fromFile(config: AuthFile, file: string, host: string, repository: string | undefined,
+  timeoutMs: number | undefined): Promise<Credential | undefined> {
+  const want = normaliseServer(host);
+  const serverUrl = want === 'docker.io' ? HUB_SERVER : host;
+  for (const [key, helper] of Object.entries(config.credHelpers ?? {})) {
+    if (normaliseServer(key) === want && helper) return runHelper(helper, serverUrl, host, timeoutMs);
+  }
+  // The most specific key that covers the repository: `quay.io/team/app`, `quay.io/team`, `quay.io`.
+  const keys = Object.keys(config.auths ?? {})
+    .filter((k) => normaliseServer(k) === want && covers(keyPath(k), repository))
+    .sort((a, b) => keyPath(b).length - keyPath(a).length);
+  for (const key of keys) {
+    const found = fromAuthEntry(config.auths![key]!, file, key);
+    if (found) return found;
+  }
+  if (config.credsStore) return runHelper(config.credsStore, serverUrl, host, timeoutMs);
+  return undefined;
+}
+
+/** The namespace a key names (`quay.io/team` → `team`); '' for a bare host (`https://index.docker.io/v1/` too). */
+function keyPath(key: string): string {
+  const rest = key.replace(/^[a-z]+:\/\//i, '').replace(/\/(v[12]\/?)?$/, '');
+  const slash = rest.indexOf('/');
+  return slash < 0 ? '' : rest.slice(slash + 1).replace(/\/+$/, '');
+}
+
+/** A bare host covers every repository; a namespace covers itself and what is below it. */
+function covers(path: string, repository: string | undefined): boolean {
+  if (path === '') return true;
+  return repository !== undefined && (repository === path || repository.startsWith(`${path}/`));
+}
+
+async function readAuthFile(file: string): Promise<AuthFile | undefined> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new AirgapError('E_USAGE', `cannot read Docker config ${file}: ${(e as Error).message}`, { cause: e });
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw new AirgapError('E_USAGE', `cannot read registry credentials file ${file}: ${(e as Error).message}`, { cause: e });
   }
   try {
     const parsed: unknown = JSON.parse(text);
-    if (typeof parsed !== 'object' || parsed === null) throw new Error('not a JSON object');
-    return parsed as DockerConfig;
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not a JSON object');
+    return parsed as AuthFile;
   } catch (e) {
-    throw new AirgapError('E_USAGE', `Docker config ${file} is not valid JSON: ${(e as Error).message}`,
+    throw new AirgapError('E_USAGE', `registry credentials file ${file} is not valid JSON: ${(e as Error).message}`,
       { hint: 'fix or remove the file, or pass --username/--password', cause: e });
   }
 }
 
-function fromAuthEntry(entry: { auth?: string; username?: string; password?: string }, file: string, key: string): Credentials | undefined {
+function fromAuthEntry(entry: AuthEntry, file: string, key: string): Credential | undefined {
+  // `docker login` to an OAuth2 registry stores the refresh token beside an `auth` of "<uuid>:".
+  if (typeof entry.identitytoken === 'string' && entry.identitytoken) {
+    return { kind: 'identity-token', token: entry.identitytoken, source: `the identity token in ${file}` };
+  }
   if (typeof entry.auth === 'string' && entry.auth) {
     const decoded = Buffer.from(entry.auth, 'base64').toString('utf8');
     const colon = decoded.indexOf(':');
     if (colon < 0) {
-      throw new AirgapError('E_USAGE', `Docker config ${file}: the "auth" entry for ${key} is not base64 of user:password`,
-        { hint: 'run docker login again, or pass --username/--password' });
+      throw new AirgapError('E_USAGE', `${file}: the "auth" entry for ${key} is not base64 of user:password`,
+        { hint: 'log in to the registry again, or pass --username/--password' });
     }
-    return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+    return { kind: 'basic', username: decoded.slice(0, colon), password: decoded.slice(colon + 1), source: `the credentials in ${file}` };
   }
   if (typeof entry.username === 'string' && typeof entry.password === 'string') {
-    return { username: entry.username, password: entry.password };
+    return { kind: 'basic', username: entry.username, password: entry.password, source: `the credentials in ${file}` };
   }
   return undefined;
 }
 
-/** `docker-credential-<name> get`, server URL on stdin, JSON {Username, Secret} on stdout. */
-function runHelper(name: string, serverUrl: string, host: string, timeoutMs = 30_000): Promise<Credentials | undefined> {
+/**
+ * `docker-credential-<name> get`, server URL on stdin, JSON {Username, Secret} on stdout. A
+ * Username of `<token>` means the Secret is an identity token.
+ */
+function runHelper(name: string, serverUrl: string, host: string, timeoutMs = 30_000): Promise<Credential | undefined> {
   const bin = `docker-credential-${name}`;
   return new Promise((resolve, reject) => {
     const child = spawn(bin, ['get'], { stdio: ['pipe', 'pipe', 'pipe'], timeout: timeoutMs });
@@ -103,7 +169,7 @@ function runHelper(name: string, serverUrl: string, host: string, timeoutMs = 30
     child.stderr.setEncoding('utf8').on('data', (s: string) => { err += s; });
     child.on('error', (e) => {
       reject(new AirgapError('E_AUTH', `cannot run credential helper ${bin} for registry ${host}: ${(e as Error).message}`,
-        { hint: `install ${bin}, or remove it from your Docker config, or pass --username/--password`, cause: e }));
+        { hint: `install ${bin}, or remove it from your registry credentials file, or pass --username/--password`, cause: e }));
     });
     child.on('close', (code) => {
       const said = (out + err).trim();
@@ -120,7 +186,9 @@ function runHelper(name: string, serverUrl: string, host: string, timeoutMs = 30
       try {
         const parsed = JSON.parse(out) as { Username?: unknown; Secret?: unknown };
         if (typeof parsed.Username === 'string' && typeof parsed.Secret === 'string' && parsed.Secret) {
-          resolve({ username: parsed.Username, password: parsed.Secret });
+          resolve(parsed.Username === TOKEN_USER
+            ? { kind: 'identity-token', token: parsed.Secret, source: `the identity token from ${bin}` }
+            : { kind: 'basic', username: parsed.Username, password: parsed.Secret, source: `the credentials from ${bin}` });
         } else {
           resolve(undefined);
         }

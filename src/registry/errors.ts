@@ -110,9 +110,9 @@ function dnsName(e: unknown): string | undefined {
   return undefined;
 }
 
-export function authError(s: RequestSubject, detail: string, cause?: unknown): RegistryError {
+export function authError(s: RequestSubject, detail: string, cause?: unknown, hint: string = HINTS.auth): RegistryError {
   return new RegistryError('E_AUTH', `${describe(s)}: ${detail}`,
-    { hint: HINTS.auth, ...(cause !== undefined ? { cause } : {}) });
+    { hint, ...(cause !== undefined ? { cause } : {}) });
 }
 
 /** The registry's own diagnostics: `{"errors":[{"code","message"}]}`, or a note that it was not JSON. */

@@ -28,7 +28,7 @@ test.after.always(async () => {
 });
 
 function client(host: string, extra: Partial<ConstructorParameters<typeof RegistryClient>[0]> = {}): RegistryClient {
-  const c = new RegistryClient({ host, retry: FAST, credentialOptions: { configDir: '/nonexistent-airgap' }, ...extra });
+  const c = new RegistryClient({ host, retry: FAST, credentialOptions: { configDir: '/nonexistent-airgap', env: {} }, ...extra });
   cleanups.push(() => c.close());
   return c;
 }

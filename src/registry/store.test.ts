@@ -48,7 +48,7 @@ test('access: open + resolve/fetch/exists/push/tag across registries, probe, tag
   const access = createRegistryAccess({
     credentials: { [priv.host]: USER },
     retry: { attempts: 2, baseDelayMs: 10, maxDelayMs: 20 },
-    credentialOptions: { configDir: '/nonexistent-airgap' },
+    credentialOptions: { configDir: '/nonexistent-airgap', env: {} },
   });
   t.teardown(() => access.close());
 

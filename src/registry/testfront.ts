@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 
 /**
@@ -44,20 +46,29 @@ export interface Front {
   stop(): Promise<void>;
 }
 
-export async function startFront(backend: string | undefined, handle: FrontHandler): Promise<Front> {
+export interface FrontOptions {
+  /** Serve HTTPS with this certificate (the backend is still reached over plain HTTP). */
+  tls?: { certFile: string; keyFile: string };
+}
+
+export async function startFront(backend: string | undefined, handle: FrontHandler, opts: FrontOptions = {}): Promise<Front> {
   const seen: SeenRequest[] = [];
-  const server = http.createServer((req, res) => {
+  const listener = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     seen.push({ method: req.method ?? '', url: req.url ?? '', headers: { ...req.headers }, at: Date.now() });
     const ctx: FrontContext = {
       seen,
-      forward: (opts = {}) => forward(backend, req, res, opts),
+      // The registry writes Location URLs with the scheme it was reached by: the front's.
+      forward: (fo = {}) => forward(backend, req, res, opts.tls ? { ...fo, headers: { 'x-forwarded-proto': 'https', ...fo.headers } } : fo),
       body: () => readAll(req),
     };
     Promise.resolve(handle(req, res, ctx)).catch((e: unknown) => {
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
       res.end(String(e));
     });
-  });
+  };
+  const server = opts.tls
+    ? https.createServer({ cert: readFileSync(opts.tls.certFile), key: readFileSync(opts.tls.keyFile) }, listener)
+    : http.createServer(listener);
   server.keepAliveTimeout = 1000;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;

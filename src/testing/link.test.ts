@@ -36,7 +36,7 @@ test('the pacer spaces slices at the configured rate on an exact virtual clock',
 
 test('bytes, ranges, uploads and pushes go through the link unchanged', async (t) => {
   const seeded = await seedImage({ host: link.host, users: [] }, { repo: 'link/app', tag: 'v1', layers: [{ seed: 'link', size: 1_500_000 }] });
-  const client = new RegistryClient({ host: link.host, credentialOptions: { configDir: '/nonexistent-airgap' } });
+  const client = new RegistryClient({ host: link.host, credentialOptions: { configDir: '/nonexistent-airgap', env: {} } });
   t.teardown(() => client.close());
   const layer: Descriptor = { mediaType: 'application/octet-stream', digest: seeded.layers[0]!, size: -1 };
   const head = await client.headBlob('link/app', layer.digest);
