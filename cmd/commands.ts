@@ -17,6 +17,7 @@ const phases = {
   plan: () => import('../src/plan.js'),
   push: () => import('../src/push.js'),
   rewrite: () => import('../src/rewrite.js'),
+  online: () => import('../src/online.js'),
   inspect: () => import('../src/inspect.js'),
   reader: () => import('../src/bundle/reader.js'),
   verify: () => import('../src/bundle/verify.js'),
@@ -526,4 +527,52 @@ const install: CommandSpec = {
   },
 };
 
-export const commands: CommandSpec[] = [plan, buildCmd, inspect, verify, pushCmd, rewriteCmd, install];
+const onlineCmd: CommandSpec = {
+  name: 'online',
+  description: 'for an online cluster: an overlay that pulls private images through the vendor proxy, with the license pull secret',
+  options: [
+    manifestsFlag,
+    { flags: '--license <file>', description: 'the customer license (kots.io/v1beta1 License)', required: true },
+    { flags: '--out <dir>', description: 'where to write base/, midstream/ and rendered/ (must not exist or be empty)', required: true },
+    { flags: '--namespace <ns>', description: 'the namespace the application is installed in', default: 'default' },
+    ...resolveFlags,
+  ],
+  example: 'airgap online --manifests ./release --license ./license.yaml --namespace shop --out ./online',
+  async run(_args, opts, ctx) {
+    const access = await sourceAccess(opts);
+    try {
+      const { online } = await phases.online();
+      const s = await online({
+        manifestsDir: required(opts, 'manifests', '--manifests'),
+        licensePath: required(opts, 'license', '--license'),
+        out: required(opts, 'out', '--out'),
+        namespace: opts.namespace as string,
+        proxyHost: opts.proxyHost as string,
+        replicatedRegistry: opts.replicatedRegistry as string,
+        registries: access,
+      });
+      for (const n of s.notRead) ctx.renderer.info(`not read: ${n.path} (${n.reason})`);
+      for (const w of s.warnings) ctx.renderer.info(`airgap: warning: ${w}`);
+      const rows = [['IMAGE', 'KIND', 'PULLED AS', 'SECRET'],
+        ...s.images.map((i) => [i.ref, i.kind, i.pullAs === i.ref ? '(as written)' : i.pullAs, i.withSecret ? 'yes' : '-'])];
+      const secret = s.pullSecret
+        ? `pull secret ${s.pullSecret.name} (for ${s.pullSecret.registries.join(' and ')}) in namespace(s) ${s.pullSecret.namespaces.join(', ')}: ` +
+          `it holds the license ID; ${s.pullSecret.files.map((f) => `${s.out}/${f}`).join(' and ')} are readable by you only`
+        : 'no image is pulled through the vendor proxy or registry: no pull secret written';
+      return {
+        json: s,
+        text: [
+          table(rows),
+          ...s.findings.map(formatFinding),
+          secret,
+          `wrote ${s.out}/base, ${s.out}/midstream and ${s.out}/rendered`,
+          `apply with: kubectl apply -k ${s.out}/midstream (or kubectl apply -f ${s.out}/rendered)`,
+        ].join('\n'),
+      };
+    } finally {
+      await access.close();
+    }
+  },
+};
+
+export const commands: CommandSpec[] = [plan, buildCmd, inspect, verify, pushCmd, rewriteCmd, install, onlineCmd];

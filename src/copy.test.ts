@@ -1,4 +1,5 @@
 import test from 'ava';
+import { Readable } from 'node:stream';
 import { Copier, loadGraph, type CopyEvent, type GraphNode } from './copy.js';
 import { imageOf, layerOf } from './bundle/testimages.js';
 import type { Descriptor } from './oci/descriptor.js';
@@ -51,6 +52,69 @@ for (const order of ['tagged first', 'untagged first', 'concurrently'] as const)
     t.is(events.filter((e) => e.type === 'image-done').length, 2);
   });
 }
+
+/** A target that records what the engine asks of it; `held` digests it already holds. */
+function recordingTarget(flags: { pushFindsExisting?: boolean }, held: Set<string> = new Set()) {
+  const calls: string[] = [];
+  const stored = new Set<string>();
+  const target: TargetStore = {
+    label: 'recording target',
+    verifiesContent: true,
+    ...flags,
+    exists: async (d) => { calls.push(`exists ${d.digest}`); return held.has(d.digest); },
+    push: async (d, open) => {
+      calls.push(`push ${d.digest}`);
+      if (held.has(d.digest)) return 'existed';
+      for await (const _ of await open()) { /* drain */ }
+      stored.add(d.digest);
+      return 'uploaded';
+    },
+    tag: async (d, _bytes, reference) => {
+      calls.push(`tag ${reference} ${d.digest}`);
+    },
+  };
+  return { target, calls, stored };
+}
+
+const zeros: SourceStore = {
+  label: 'zeros',
+  resolve: () => Promise.reject(new Error('not used')),
+  fetch: async (d) => Readable.from([Buffer.alloc(d.size)]),
+};
+
+const index = (c: string, children: GraphNode[]): GraphNode => ({
+  descriptor: { mediaType: 'application/vnd.oci.image.index.v1+json', digest: digest(c), size: 10 },
+  bytes: new Uint8Array(10), children,
+});
+
+test('a target whose push looks first is not asked exists() as well; tags come after everything under them', async (t) => {
+  const child1 = image('1', [blob('a', 10), blob('b', 20)]);
+  const child2 = image('2', [blob('a', 10), blob('c', 30)]);
+  const root = index('9', [child1, child2]);
+  const { target, calls, stored } = recordingTarget({ pushFindsExisting: true }, new Set([digest('c')]));
+  const events: CopyEvent[] = [];
+  await new Copier(target, { concurrency: 2, onEvent: (e) => events.push(e) }).copyImage(zeros, root, 'app', ['1.0', 'latest']);
+
+  t.false(calls.some((c) => c.startsWith('exists')), calls.join(', '));
+  for (const d of ['a', 'b', '1', '2', '9']) t.true(stored.has(digest(d)), d);
+  t.is(calls.filter((c) => c === `push ${digest('a')}`).length, 1);
+  const firstTag = calls.indexOf(`tag 1.0 ${digest('9')}`);
+  t.true(firstTag > Math.max(...['a', 'b', '1', '2', '9'].map((d) => calls.indexOf(`push ${digest(d)}`))));
+  t.true(calls.indexOf(`tag latest ${digest('9')}`) > firstTag);
+  // Only blobs whose bytes moved started; the one the target held is done as 'existed'.
+  t.deepEqual(events.filter((e) => e.type === 'blob-start').map((e) => e.digest).sort(), [digest('a'), digest('b')]);
+  t.deepEqual(events.filter((e) => e.type === 'blob-done' && e.outcome === 'existed').map((e) => e.digest), [digest('c')]);
+});
+
+test('a target whose push does not look first (a bundle) is asked exists() before push()', async (t) => {
+  const root = image('1', [blob('a', 10), blob('b', 20)]);
+  const { target, calls } = recordingTarget({}, new Set([digest('b')]));
+  await new Copier(target, { concurrency: 2 }).copyImage(zeros, root, 'app', ['1.0']);
+  t.true(calls.includes(`exists ${digest('a')}`));
+  t.false(calls.includes(`push ${digest('b')}`), 'held: found by exists(), not pushed');
+  t.true(calls.indexOf(`push ${digest('1')}`) >= 0);
+  t.true(calls.indexOf(`tag 1.0 ${digest('1')}`) > calls.indexOf(`push ${digest('1')}`));
+});
 
 test('loadGraph leaves foreign layers out (listed on their manifest) unless asked to carry them', async (t) => {
   const foreign = await layerOf({ 'base.dll': 'x' }, 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip');

@@ -218,7 +218,7 @@ export class Copier {
     this.#check();
     const desc = node.descriptor;
     const bytes = node.bytes!;
-    const outcome = (await this.#dst.exists(desc, this.#opts()))
+    const outcome = !this.#dst.pushFindsExisting && (await this.#dst.exists(desc, this.#opts()))
       ? 'existed'
       : await this.#dst.push(desc, async () => Readable.from([Buffer.from(bytes)]), this.#opts());
     this.#emit({ type: 'manifest-done', digest: desc.digest, size: desc.size, image, outcome });
@@ -252,13 +252,17 @@ export class Copier {
 
   async #pushBlob(src: SourceStore, desc: Descriptor, image: string): Promise<PushOutcome> {
     this.#check();
-    if (await this.#dst.exists(desc, this.#opts())) {
+    // A target whose push() looks first is not asked twice (one HEAD per blob, not two).
+    if (!this.#dst.pushFindsExisting && await this.#dst.exists(desc, this.#opts())) {
       this.#emit({ type: 'blob-done', digest: desc.digest, size: desc.size, outcome: 'existed', image });
       return 'existed';
     }
-    this.#emit({ type: 'blob-start', digest: desc.digest, size: desc.size, image });
+    let started = false;
     let sent = 0;
     const open = async (): Promise<Readable> => {
+      // Only a blob whose bytes move starts (push() may find it there, or mount it, without opening it).
+      if (!started) this.#emit({ type: 'blob-start', digest: desc.digest, size: desc.size, image });
+      started = true;
       // A restarted upload re-reads from byte 0: take back what the last attempt reported.
       if (sent > 0) this.#emit({ type: 'blob-progress', digest: desc.digest, bytes: -sent });
       sent = 0;

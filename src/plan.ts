@@ -25,6 +25,8 @@ export interface PlanOptions {
   proxyHost: string;
   replicatedRegistry: string;
   registries: RegistryAccess;
+  /** `airgap online`: references pinned by digest only are fine (no push by tag follows). */
+  allowDigestOnly?: boolean;
   /**
    * false: a manifests error (a refusal in scan.findings) returns the plan without resolving
    * anything, so that `plan` can list every finding; build keeps the default and is refused.
@@ -66,10 +68,12 @@ export async function makePlan(opts: PlanOptions): Promise<Plan> {
       proxyHost: opts.proxyHost,
       replicatedRegistry: opts.replicatedRegistry,
       appSlug,
+      ...(opts.allowDigestOnly ? { allowDigestOnly: true } : {}),
       ...(license ? { license: { licenseId: license.licenseId, appSlug: license.appSlug } } : {}),
     },
   );
-  rehearseRewrite(scan);
+  // Online (digest references allowed) rewrites by renaming, not by tag: rehearse that form.
+  rehearseRewrite(scan, opts.allowDigestOnly ? 'rename' : 'by-tag');
   return { scan, appSlug, ...licensed, images };
 }
 

@@ -63,6 +63,11 @@ export interface TargetStore {
    * themselves: the engine then does not hash the same bytes a second time.
    */
   readonly verifiesContent?: boolean;
+  /**
+   * True when push() itself finds content the store already holds and answers 'existed' without
+   * moving it (a registry's upload starts with a HEAD): the engine then does not ask exists() first.
+   */
+  readonly pushFindsExisting?: boolean;
   /** True when the store already holds this content (blob or manifest, by digest). */
   exists(desc: Descriptor, opts?: FetchOptions): Promise<boolean>;
   /**

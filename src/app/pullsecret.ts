@@ -18,10 +18,14 @@ export function pullSecretName(appSlug: string): string {
   return `${appSlug}-registry`;
 }
 
-/** The `.dockerconfigjson` document: `{"auths":{"host":{"username","password","auth"}}}`. */
-export function dockerConfigJson(host: string, creds: RegistryCredentials): string {
+/**
+ * The `.dockerconfigjson` document: `{"auths":{"host":{"username","password","auth"}}}`, one entry
+ * per host (online: the vendor proxy and the vendor registry share the license credentials).
+ */
+export function dockerConfigJson(host: string | string[], creds: RegistryCredentials): string {
   const auth = Buffer.from(`${creds.username}:${creds.password}`).toString('base64');
-  return JSON.stringify({ auths: { [host]: { username: creds.username, password: creds.password, auth } } });
+  const hosts = [...new Set(typeof host === 'string' ? [host] : host)];
+  return JSON.stringify({ auths: Object.fromEntries(hosts.map((h) => [h, { username: creds.username, password: creds.password, auth }])) });
 }
 
 /** Valid DNS-1123 label: the only names Kubernetes accepts for a namespace. */
@@ -33,7 +37,7 @@ const NAMESPACE_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
  */
 export function pullSecretManifests(opts: {
   appSlug: string;
-  host: string;
+  host: string | string[];
   credentials: RegistryCredentials;
   namespaces: string[];
 }): string {

@@ -57,6 +57,8 @@ export interface ResolveOptions {
   /** App slug when no license is given (plan): from the KOTS Application, else "app". */
   appSlug: string;
   concurrency?: number;
+  /** Online installs pull by digest too: the limited-digest rule is an airgap rule (`airgap online`). */
+  allowDigestOnly?: boolean;
 }
 
 export interface FoundRef {
@@ -125,7 +127,7 @@ export async function resolveImages(found: FoundRef[], probe: RegistryProbe, opt
   const isProxied = (ref: Reference) => ref.registry.toLowerCase() === opts.proxyHost.toLowerCase() && ref.repository.startsWith('proxy/');
 
   // The digest rule first: nothing is probed or downloaded for an app that will be refused.
-  await checkDigestRule(refs, probe, (ref) => (isVendor(ref) || isProxied(ref) ? vendorSource(ref) : { registry: ref.registry, repository: ref.repository }));
+  if (!opts.allowDigestOnly) await checkDigestRule(refs, probe, (ref) => (isVendor(ref) || isProxied(ref) ? vendorSource(ref) : { registry: ref.registry, repository: ref.repository }));
 
   const limit = pLimit(opts.concurrency ?? 8);
   const missing: string[] = [];

@@ -1,10 +1,10 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { registerCleanup } from '../cleanup.js';
 import { isScalar, isSeq, type Scalar, type LineCounter, type Node, type YAMLMap } from 'yaml';
 import { AirgapError } from '../errors.js';
-import { registerCleanup } from '../cleanup.js';
-import { isDigestOnly, parseReference, taggedName, type Reference } from '../reference.js';
+import { formatReference, isDigestOnly, parseReference, taggedName, type Reference } from '../reference.js';
 import {
   child, forEachImageNode, forEachPodSpec, forEachStringValue, imageCandidate, imageString, parseManifestFile, str,
   type ManifestFile, type NodePath, type ScanResult,
@@ -14,7 +14,7 @@ import {
   PULL_SECRET_FILE, pullSecretManifests, pullSecretName, type RegistryCredentials,
 } from './pullsecret.js';
 import {
-  baseKustomization, jsonPointer, midstreamOverlay, type ImageRewrite, type JsonPatchOp, type ObjectPatch,
+  baseKustomization, jsonPointer, midstreamOverlay, writtenName, type ImageRewrite, type JsonPatchOp, type ObjectPatch,
 } from './kustomize.js';
 
 /**
@@ -24,11 +24,26 @@ import {
  */
 
 export interface RewriteOptions {
-  /** The customer registry's `host[:port]`, as the pull secret names it. */
-  host: string;
+  /**
+   * The registry the pull secret is for, `host[:port]` (the customer registry); several when the
+   * same credentials serve them all (online: the vendor proxy and the vendor registry).
+   */
+  host: string | string[];
   appSlug: string;
-  /** Source reference → target `host/ns/name:tag`. */
-  mapping: (ref: Reference) => string;
+  /**
+   * Source reference → target `host/ns/name:tag` (by tag), or → the new name (`rename`);
+   * undefined leaves the image as written.
+   */
+  mapping: (ref: Reference) => string | undefined;
+  /**
+   * 'by-tag' (default, the airgap rewrite): digests are dropped and a digest-only reference is
+   * refused. 'rename' (`airgap online`): only the name changes; tag and digest stay as written.
+   */
+  form?: 'by-tag' | 'rename';
+  /** Which pod specs get the pull secret, from the images they pull (default: every pod spec). */
+  needsSecret?: (images: Reference[]) => boolean;
+  /** Comment lines at the top of midstream/kustomization.yaml (default: the rewrite's own). */
+  overlayHeader?: string;
   /**
    * Customer registry credentials. Without them no Secret is written and no imagePullSecrets
    * added: a dockerconfigjson entry without credentials would authenticate nobody, and a
@@ -48,7 +63,7 @@ export interface RewriteResult {
   kustomization: string;
   /** The overlay's other files: patches and the pull-secret manifest. */
   midstreamFiles: ManifestFile[];
-  /** Distinct source (fully qualified, no digest) → target, sorted by source. */
+  /** Distinct source (fully qualified; by tag without digest) → target, sorted by source. */
   images: { from: string; to: string }[];
 }
 
@@ -132,6 +147,20 @@ function addPullSecret(text: string, lines: LineCounter, podSpec: YAMLMap, specP
   return { splice: { start: eol, end: eol, text: `${nl}${' '.repeat(col(dash))}- name: ${secret}` }, op };
 }
 
+/** The images a pod spec's containers, initContainers and ephemeralContainers pull. */
+function podSpecImages(podSpec: YAMLMap): Reference[] {
+  const refs: Reference[] = [];
+  for (const key of ['containers', 'initContainers', 'ephemeralContainers']) {
+    const list = podSpec.get(key, true);
+    if (!isSeq(list)) continue;
+    for (const c of list.items) {
+      const image = str(child(c, 'image'));
+      if (image !== undefined) refs.push(parseReference(image));
+    }
+  }
+  return refs;
+}
+
 export function rewriteApp(scan: ScanResult, opts: RewriteOptions): RewriteResult {
   const secretName = pullSecretName(opts.appSlug);
   const rendered: ManifestFile[] = [];
@@ -141,9 +170,14 @@ export function rewriteApp(scan: ScanResult, opts: RewriteOptions): RewriteResul
   refuseErrors(scan.findings);
   // Operator images: every bundled reference is rewritten wherever its exact text stands as a
   // whole string value or a --flag=REF value (DESIGN.md "Operator images"); nothing else is.
+  // A rename (online) keeps the tag and digest exactly as written, as kustomize's newName does.
+  const rename = opts.form === 'rename';
+  const renamed = (raw: string, newName: string): string => newName + raw.slice(writtenName(raw).name.length);
   const declared = new Map<string, { ref: Reference; target: string }>();
   for (const img of scan.images) {
-    if (!declared.has(img.raw) && !isDigestOnly(img.ref)) declared.set(img.raw, { ref: img.ref, target: opts.mapping(img.ref) });
+    if (declared.has(img.raw) || (!rename && isDigestOnly(img.ref))) continue;
+    const mapped = opts.mapping(img.ref);
+    if (mapped !== undefined) declared.set(img.raw, { ref: img.ref, target: rename ? renamed(img.raw, mapped) : mapped });
   }
 
   for (const file of scan.files) {
@@ -175,16 +209,17 @@ export function rewriteApp(scan: ScanResult, opts: RewriteOptions): RewriteResul
         const where = at(node);
         const raw = imageString(node, file.path, lines.linePos(node.range?.[0] ?? 0).line);
         const ref = parseReference(raw, where);
-        if (isDigestOnly(ref)) {
+        if (!rename && isDigestOnly(ref)) {
           throw new AirgapError('E_DIGEST_ONLY', `${where}: image ${raw} is pinned by digest only; an airgap install rewrites by tag`,
             { hint: 'write it as NAME:TAG@DIGEST' });
         }
-        const target = opts.mapping(ref);
+        const mapped = opts.mapping(ref);
         const range = node.range;
-        if (!isScalar(node) || range === undefined || range === null) return;
+        if (mapped === undefined || !isScalar(node) || range === undefined || range === null) return;
+        const target = rename ? renamed(raw, mapped) : mapped;
         splices.push({ start: range[0], end: range[1], text: scalarText(node, target) });
-        rewrites.push({ written: raw, ref, target });
-        images.set(taggedName(ref), target);
+        rewrites.push({ written: raw, ref, target: mapped, ...(rename ? { rename: true } : {}) });
+        images.set(rename ? formatReference(ref) : taggedName(ref), target);
         // kustomize's images: transformer only knows containers/initContainers; patch the rest.
         if (origin === 'ephemeralContainer' || origin === 'additionalImages') {
           patchFor(obj).ops.push({ op: 'replace', path: jsonPointer(path), value: target });
@@ -197,11 +232,12 @@ export function rewriteApp(scan: ScanResult, opts: RewriteOptions): RewriteResul
         if (hit === undefined || range === undefined || range === null) return;
         const value = prefix + hit.target;
         splices.push({ start: range[0], end: range[1], text: scalarText(node, value) });
-        images.set(taggedName(hit.ref), hit.target);
+        images.set(rename ? formatReference(hit.ref) : taggedName(hit.ref), hit.target);
         patchFor(obj).ops.push({ op: 'replace', path: jsonPointer(path), value });
       });
       if (opts.secret === undefined) continue;
       forEachPodSpec(doc, (podSpec, obj, path) => {
+        if (opts.needsSecret !== undefined && !opts.needsSecret(podSpecImages(podSpec))) return;
         const added = addPullSecret(text, lines, podSpec, path, secretName, at(podSpec), json);
         if (added === undefined) return;
         splices.push(added.splice);
@@ -218,7 +254,9 @@ export function rewriteApp(scan: ScanResult, opts: RewriteOptions): RewriteResul
     rendered.push({ path: PULL_SECRET_FILE, content: secret });
     midstreamResources.push({ path: PULL_SECRET_FILE, content: secret });
   }
-  const overlay = midstreamOverlay({ images: rewrites, patches, resources: midstreamResources });
+  const overlay = midstreamOverlay({
+    images: rewrites, patches, resources: midstreamResources, ...(opts.overlayHeader !== undefined ? { header: opts.overlayHeader } : {}),
+  });
   const base = [...scan.files, { path: 'kustomization.yaml', content: Buffer.from(baseKustomization(scan.files.map((f) => f.path))) }];
   return {
     rendered,
@@ -234,10 +272,11 @@ export function rewriteApp(scan: ScanResult, opts: RewriteOptions): RewriteResul
  * it fail (a reserved file name, an object it cannot patch, a malformed imagePullSecrets) is
  * refused before the bundle ships rather than found inside the air gap.
  */
-export function rehearseRewrite(scan: ScanResult): void {
+export function rehearseRewrite(scan: ScanResult, form: RewriteOptions['form'] = 'by-tag'): void {
+  const name = (ref: Reference): string => `registry.airgap.invalid/app/${ref.repository.slice(ref.repository.lastIndexOf('/') + 1)}`;
   rewriteApp(scan, {
-    host: 'registry.airgap.invalid', appSlug: 'app', namespace: 'default',
-    mapping: (ref) => `registry.airgap.invalid/app/${ref.repository.slice(ref.repository.lastIndexOf('/') + 1)}:${ref.tag ?? 'latest'}`,
+    host: 'registry.airgap.invalid', appSlug: 'app', namespace: 'default', form,
+    mapping: (ref) => (form === 'rename' ? name(ref) : `${name(ref)}:${ref.tag ?? 'latest'}`),
     secret: { username: 'rehearsal', password: 'rehearsal' },
   });
 }
@@ -302,5 +341,7 @@ export async function writeRewrite(result: RewriteResult, outDir: string): Promi
     await rm(tmp, { recursive: true, force: true });
     if (e instanceof AirgapError) throw e;
     throw new AirgapError('E_OUTPUT', `cannot write ${outDir}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { cause: e });
+  } finally {
+    unregister();
   }
 }

@@ -16,6 +16,8 @@ export class RegistryStore implements SourceStore, TargetStore {
   readonly label: string;
   readonly client: RegistryClient;
   readonly repository: string;
+  /** push() of a blob starts with a HEAD (upload.ts), and of a manifest with exists(). */
+  readonly pushFindsExisting = true;
 
   constructor(client: RegistryClient, repository: string) {
     if (repository === '' || /[\s?#]/.test(repository) || repository.startsWith('/') || repository.endsWith('/')) {

@@ -20,6 +20,8 @@ export interface TestRegistry {
   users: { username: string; password: string }[];
   /** The CA that signed the server certificate (tls only). */
   caFile?: string;
+  /** With `accessLog`: the file the registry writes one line per request to (Apache combined format). */
+  accessLog?: string;
   /** A client certificate the registry accepts (mutualTls only). */
   client?: { certFile: string; keyFile: string };
   stop(): Promise<void>;
@@ -28,6 +30,8 @@ export interface TestRegistry {
 export interface StartRegistryOptions {
   users?: { username: string; password: string }[];
   tls?: boolean;
+  /** Log every request (benchmarks count them, src/testing/requests.ts); off by default. */
+  accessLog?: boolean;
   /** TLS that requires a client certificate signed by the same CA (distribution's http.tls.clientcas). */
   mutualTls?: boolean;
   /** Accept manifests whose foreign layers name http(s) URLs, as Docker Hub does (distribution refuses them by default). */
@@ -63,17 +67,19 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
       const port = await freePort();
       const configPath = join(dir, 'config.yml');
       await writeFile(configPath, JSON.stringify({
-        ...registryConfig(dir, port, auth, tls),
+        ...registryConfig(dir, port, auth, tls, opts.accessLog === true),
         ...(opts.foreignUrls ? { validation: { manifests: { urls: { allow: ['^https?://'] } } } } : {}),
       }, null, 2));
       try {
-        const child = await launch(configPath, port, tls);
+        const accessLog = opts.accessLog ? join(dir, `access-${port}.log`) : undefined;
+        const child = await launch(configPath, port, tls, accessLog);
         let stopped = false;
         return {
           host: `127.0.0.1:${port}`,
           dir,
           users,
           ...(tls ? { caFile: tls.caFile } : {}),
+          ...(accessLog ? { accessLog } : {}),
           ...(tls?.client ? { client: tls.client } : {}),
           async stop() {
             if (stopped) return;
@@ -95,10 +101,10 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
 
 // The config is JSON, which is valid YAML.
 function registryConfig(dir: string, port: number, htpasswdPath: string | undefined,
-  tls: { certFile: string; keyFile: string; caFile: string; client?: object } | undefined): object {
+  tls: { certFile: string; keyFile: string; caFile: string; client?: object } | undefined, accessLog: boolean): object {
   return {
     version: 0.1,
-    log: { level: 'error', accesslog: { disabled: true } },
+    log: { level: 'error', accesslog: { disabled: !accessLog } },
     storage: {
       filesystem: { rootdirectory: join(dir, 'data') },
       delete: { enabled: true },
@@ -165,16 +171,18 @@ async function writeCertificates(dir: string, withClient = false): Promise<Certi
 /**
  * The registry's log goes to a file in its directory, not to a pipe: a pipe nobody drains (a
  * caller blocked in a synchronous child process call) fills after 64 KiB of error lines (one per
- * 404) and then stalls the registry mid-request.
+ * 404) and then stalls the registry mid-request. So does its access log (written to stdout).
  */
-async function launch(configPath: string, port: number, tls: Certificates | undefined): Promise<ChildProcess> {
+async function launch(configPath: string, port: number, tls: Certificates | undefined, accessLog: string | undefined): Promise<ChildProcess> {
   const logPath = join(dirname(configPath), `registry-${port}.log`);
   const log = openSync(logPath, 'a');
+  const access = accessLog !== undefined ? openSync(accessLog, 'a') : undefined;
   let child: ChildProcess;
   try {
-    child = spawn(REGISTRY_BIN, ['serve', configPath], { stdio: ['ignore', 'ignore', log] });
+    child = spawn(REGISTRY_BIN, ['serve', configPath], { stdio: ['ignore', access ?? 'ignore', log] });
   } finally {
     closeSync(log);
+    if (access !== undefined) closeSync(access);
   }
   const logTail = (): string => {
     try {
