@@ -176,6 +176,22 @@ test.serial('build carries every bundled digest\'s signatures, attestations, SBO
   t.is(v.code, 0, v.stdout);
 });
 
+test.serial('push --keep-path writes them next to each image under its whole source path; each verifies with openssl', async (t) => {
+  const { bundle, customer, user, signed, pubFile, dir } = t.context;
+  const registry = `${customer.host}/kept`;
+  const r = await runCli(['push', bundle, '--registry', registry, '--keep-path', '--username', user.username, '--password', user.password, '--json']);
+  t.is(r.code, 0, r.stderr);
+  const s = json<{ attached: { target: string }[] }>(r);
+  for (const x of signed) {
+    const repo = `${registry}/${repoOf(x.image)}`;
+    t.is(await verifyCosign(t, repo, x.image.tag, pubFile, user, dir), x.subject);
+    for (const tag of x.tags) {
+      t.true(s.attached.some((a) => a.target === `${repo}:${tag}`), `${repo}:${tag} reported`);
+      t.is((await inspectRaw(`${repo}:${tag}`, { creds: user })).digest, x.upstream[tag], `${repo}:${tag}`);
+    }
+  }
+});
+
 test.serial('push writes them next to each image under the same tags; each upstream signature verifies with openssl against the customer registry', async (t) => {
   const { world, bundle, customer, user, signed, referrer, pubFile, dir } = t.context;
   const registry = `${customer.host}/acme`;
