@@ -7,12 +7,21 @@ import { makeRenderer, type Renderer } from './render.js';
 import { commands, type GlobalFlags } from './commands.js';
 import { exitStatus } from './exit.js';
 
-// Started by cmd/launch.ts (the `airgap` executable), which also sets the V8 flags.
+// Bundled by scripts/bundle.mjs into the `airgap` executable, dist/cmd/airgap.js.
 
 /**
  * Flags → command → render. The only place that writes the final result, maps error codes to exit
  * statuses (cmd/exit.ts) and exits.
  */
+
+// A reader that stops early (`airgap inspect B | head`) closes the pipe: stop quietly, as the
+// Unix tools do, instead of a stack trace from the failed write.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+    throw e;
+  });
+}
 
 let debug = process.argv.includes('--debug');
 let jsonMode = process.argv.includes('--json');
