@@ -1,6 +1,7 @@
 import pLimit from 'p-limit';
 import { AirgapError } from '../errors.js';
 import { type Reference, formatReference, isDigestOnly, nameOf } from '../reference.js';
+import type { Credentials } from '../registry/credentials.js';
 
 /**
  * The vendor's rules for where each image is pulled from (DESIGN.md "The rules we implement"):
@@ -17,11 +18,6 @@ export type ImageKind = 'public' | 'private' | 'vendor';
 export interface Occurrence {
   file: string;
   line: number;
-}
-
-export interface Credentials {
-  username: string;
-  password: string;
 }
 
 export interface ImageSource {

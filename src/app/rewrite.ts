@@ -11,8 +11,9 @@ import {
 } from './scan.js';
 import { refuseErrors } from './findings.js';
 import {
-  PULL_SECRET_FILE, pullSecretManifests, pullSecretName, type RegistryCredentials,
+  PULL_SECRET_FILE, pullSecretManifests, pullSecretName,
 } from './pullsecret.js';
+import type { Credentials } from '../registry/credentials.js';
 import {
   baseKustomization, jsonPointer, midstreamOverlay, writtenName, type ImageRewrite, type JsonPatchOp, type ObjectPatch,
 } from './kustomize.js';
@@ -49,7 +50,7 @@ export interface RewriteOptions {
    * added: a dockerconfigjson entry without credentials would authenticate nobody, and a
    * reference to a Secret that cannot pull only hides that the registry is anonymous.
    */
-  secret: RegistryCredentials | undefined;
+  secret: Credentials | undefined;
   /** The application's namespace (where objects without metadata.namespace land). */
   namespace: string;
 }
