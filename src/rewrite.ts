@@ -11,6 +11,7 @@ import { refusePasswordInManifests, type FileContent } from './app/leaks.js';
 import { registerCleanup } from './cleanup.js';
 import { AirgapError } from './errors.js';
 import type { RegistryAccess } from './plan.js';
+import type { Credentials } from './registry/credentials.js';
 import { taggedName, formatReference, parseReference, type Reference } from './reference.js';
 import { parseTargetRegistry, targetName, type TargetRegistry } from './target.js';
 
@@ -19,7 +20,7 @@ export interface RewriteOptions {
   registry: string;
   out: string;
   namespace: string;
-  credentials?: { username: string; password: string };
+  credentials?: Credentials;
   /** Name images as push --keep-path does (target.ts); must match the push. */
   keepPath?: boolean;
   /** A PEM public key: the bundle's signature and the digests it pins (app files, index.json) are checked first. */
