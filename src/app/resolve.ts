@@ -2,6 +2,7 @@ import pLimit from 'p-limit';
 import { AirgapError } from '../errors.js';
 import { type Reference, formatReference, isDigestOnly, nameOf } from '../reference.js';
 import type { Credentials } from '../registry/credentials.js';
+import type { ProbeResult } from '../registry/client.js';
 
 /**
  * The vendor's rules for where each image is pulled from (DESIGN.md "The rules we implement"):
@@ -35,8 +36,6 @@ export interface ResolvedImage {
   source: ImageSource;
   occurrences: Occurrence[];
 }
-
-export type ProbeResult = 'readable' | 'unauthorized' | 'not-found';
 
 /** What resolution needs from the network: an anonymous read check, and tag lookup for digests. */
 export interface RegistryProbe {

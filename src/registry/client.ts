@@ -76,6 +76,7 @@ interface Attempt {
   scopes: ScopeSet;
 }
 
+/** What an anonymous or authenticated read check of a manifest found. */
 export type ProbeResult = 'readable' | 'unauthorized' | 'not-found';
 
 export interface CallOptions {
