@@ -4,7 +4,7 @@ import pLimit, { type LimitFunction } from 'p-limit';
 import { ByteCounter } from './bytecounter.js';
 import { AirgapError } from './errors.js';
 import type { Descriptor } from './oci/descriptor.js';
-import { parseManifest, childrenOf, isForeignLayer, type ParsedManifest } from './oci/manifest.js';
+import { MAX_MANIFEST_BYTES, parseManifest, childrenOf, isForeignLayer, type ParsedManifest } from './oci/manifest.js';
 import { isIndexType, isManifestType } from './oci/mediatypes.js';
 import { VerifyingStream, verifyBytes } from './oci/verify.js';
 import { DEFAULT_PART_SIZE, PARTS_FROM, copyParts } from './parts.js';
@@ -39,12 +39,10 @@ export type CopyEvent =
 
 export type EventSink = (e: CopyEvent) => void;
 
-const MAX_MANIFEST = 4 * 1024 * 1024;
-
 /** Reads a manifest (or index) by descriptor, verified, and parses it. */
 export async function fetchManifest(src: SourceStore, desc: Descriptor, what: string, signal?: AbortSignal): Promise<Resolved> {
-  if (desc.size > MAX_MANIFEST) {
-    throw new AirgapError('E_UNSUPPORTED', `${what}: manifest ${desc.digest} is ${desc.size} bytes, over the ${MAX_MANIFEST}-byte limit`);
+  if (desc.size > MAX_MANIFEST_BYTES) {
+    throw new AirgapError('E_UNSUPPORTED', `${what}: manifest ${desc.digest} is ${desc.size} bytes, over the ${MAX_MANIFEST_BYTES}-byte limit`);
   }
   const stream = await src.fetch(desc, signal ? { signal } : {});
   const chunks: Buffer[] = [];

@@ -2,7 +2,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { AirgapError, isAirgapError } from '../errors.js';
 import { assertDigest, isDescriptor, type Descriptor } from '../oci/descriptor.js';
-import { parseManifest } from '../oci/manifest.js';
+import { MAX_MANIFEST_BYTES, parseManifest } from '../oci/manifest.js';
 import { verifyBytes } from '../oci/verify.js';
 import type { FetchOptions, Resolved, SourceStore } from '../store.js';
 import {
@@ -12,9 +12,8 @@ import {
 import { BundleFile } from './split.js';
 import { indexTar, readExactly, type ReadAt, type TarEntry } from './tarindex.js';
 
-/** index.json, airgap.json and manifests are read whole; a real one is far below these. */
+/** index.json and airgap.json are read whole; a real one is far below this. */
 const MAX_JSON_FILE = 64 << 20;
-const MAX_MANIFEST = 16 << 20;
 const DIGEST_NAME = /^[a-f0-9]{64}$/;
 
 export interface BundleBlob {
@@ -230,7 +229,7 @@ export class BundleReader implements SourceStore {
   }
 
   async #readManifest(entry: TarEntry, digest: string): Promise<Buffer> {
-    if (entry.size > MAX_MANIFEST) throw bad(this.label, `manifest ${digest} is ${entry.size} bytes, too big to be a manifest`);
+    if (entry.size > MAX_MANIFEST_BYTES) throw bad(this.label, `manifest ${digest} is ${entry.size} bytes, too big to be a manifest`);
     return this.#read(entry);
   }
 

@@ -23,7 +23,7 @@ const MAX_PARTS = 100_000;
 /** Blob reads for push: 1 MiB chunks cut the per-chunk stream overhead of 64 KiB reads 16-fold. */
 const READ_CHUNK = 1024 * 1024;
 /** The parts manifest is a few hundred bytes per part. */
-const MAX_MANIFEST = 16 << 20;
+const MAX_PARTS_MANIFEST = 16 << 20;
 const EXISTING_HINT = 'choose another --out path or remove the existing bundle and its parts first';
 
 export interface PartInfo {
@@ -304,7 +304,7 @@ export class BundleFile {
 async function readManifest(p: string, fh: FileHandle, fileSize: number): Promise<SplitManifest> {
   const bad = (why: string) => new AirgapError('E_BUNDLE', `bundle ${p}: ${why}`,
     { hint: 'this is neither a bundle tar nor the parts manifest airgap build --split-size writes; copy it again' });
-  if (fileSize > MAX_MANIFEST) throw bad('starts like JSON but is too big to be a parts manifest');
+  if (fileSize > MAX_PARTS_MANIFEST) throw bad('starts like JSON but is too big to be a parts manifest');
   const buf = Buffer.alloc(fileSize);
   await fh.read(buf, 0, fileSize, 0);
   let v: unknown;
