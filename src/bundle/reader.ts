@@ -1,7 +1,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { AirgapError, isAirgapError } from '../errors.js';
-import { assertDigest, isDescriptor, type Descriptor } from '../oci/descriptor.js';
+import { assertDigest, isDescriptor, isSha256Hex, type Descriptor } from '../oci/descriptor.js';
 import { MAX_MANIFEST_BYTES, parseManifest } from '../oci/manifest.js';
 import { verifyBytes } from '../oci/verify.js';
 import type { FetchOptions, Resolved, SourceStore } from '../store.js';
@@ -14,7 +14,6 @@ import { indexTar, readExactly, type ReadAt, type TarEntry } from './tarindex.js
 
 /** index.json and airgap.json are read whole; a real one is far below this. */
 const MAX_JSON_FILE = 64 << 20;
-const DIGEST_NAME = /^[a-f0-9]{64}$/;
 
 export interface BundleBlob {
   digest: string;
@@ -51,7 +50,7 @@ export class BundleReader implements SourceStore {
     for (const [name, entry] of entries) {
       if (entry.type !== 'file' || !name.startsWith('blobs/')) continue;
       const hex = name.startsWith(BLOBS_DIR + '/') ? name.slice(BLOBS_DIR.length + 1) : '';
-      if (DIGEST_NAME.test(hex)) this.#blobs.set(`sha256:${hex}`, entry);
+      if (isSha256Hex(hex)) this.#blobs.set(`sha256:${hex}`, entry);
       else this.#strayBlobNames.push(name);
     }
     for (const b of metadata?.base?.blobs ?? []) if (!this.#blobs.has(b.digest)) this.#fromBase.set(b.digest, b.size);
@@ -312,7 +311,7 @@ function parseMetadata(v: unknown, label: string): BundleMetadata | undefined {
     const b = v.base;
     if (!isObject(b) || typeof b.id !== 'string' || typeof b.created !== 'string' ||
       (b.release !== undefined && typeof b.release !== 'string') || !Array.isArray(b.blobs) ||
-      b.blobs.some((x) => !isObject(x) || typeof x.digest !== 'string' || !DIGEST_NAME.test(x.digest.replace(/^sha256:/, '')) ||
+      b.blobs.some((x) => !isObject(x) || typeof x.digest !== 'string' || !isSha256Hex(x.digest.replace(/^sha256:/, '')) ||
         !x.digest.startsWith('sha256:') || !Number.isSafeInteger(x.size) || (x.size as number) < 0)) {
       fail('"base" (what this delta expects from its base bundle) is malformed');
     }

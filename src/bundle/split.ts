@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { registerCleanup } from '../cleanup.js';
 import { AirgapError } from '../errors.js';
+import { isSha256Hex } from '../oci/descriptor.js';
 import { linkNoClobber, outputError, refuseExisting, syncDir } from './publish.js';
 
 /**
@@ -321,7 +322,7 @@ async function readManifest(p: string, fh: FileHandle, fileSize: number): Promis
   for (const [i, part] of m.parts.entries()) {
     if (!part || typeof part.name !== 'string' || !/^[^/\\]+$/.test(part.name) || part.name === '.' || part.name === '..' ||
       seen.has(part.name) || !Number.isSafeInteger(part.size) || part.size < 0 ||
-      typeof part.sha256 !== 'string' || !/^[a-f0-9]{64}$/.test(part.sha256)) {
+      typeof part.sha256 !== 'string' || !isSha256Hex(part.sha256)) {
       throw bad(`parts manifest entry ${i + 1} is malformed`);
     }
     seen.add(part.name);
