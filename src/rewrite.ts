@@ -6,7 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { BundleReader, damaged } from './bundle/reader.js';
 import { checkSignature } from './bundle/signing.js';
 import { scanManifests } from './app/scan.js';
-import { rewriteApp, writeRewrite, type RewriteResult } from './app/rewrite.js';
+import { retargetApp, writeRetargeted, type RetargetResult } from './app/retarget.js';
 import { refusePasswordInManifests, type FileContent } from './app/leaks.js';
 import { registerCleanup } from './cleanup.js';
 import { AirgapError } from './errors.js';
@@ -42,12 +42,12 @@ export interface RewriteSummary {
 export class RewriteJob {
   readonly #opts: RewriteOptions;
   readonly #target: TargetRegistry;
-  readonly #result: RewriteResult;
+  readonly #result: RetargetResult;
   readonly #namespaces: string[];
   /** Each rewritten image: the pushed name and the digest the bundle holds for it. */
   readonly #pushed: { source: Reference; digest: string }[];
 
-  private constructor(opts: RewriteOptions, target: TargetRegistry, result: RewriteResult, namespaces: string[], pushed: { source: Reference; digest: string }[]) {
+  private constructor(opts: RewriteOptions, target: TargetRegistry, result: RetargetResult, namespaces: string[], pushed: { source: Reference; digest: string }[]) {
     this.#opts = opts;
     this.#target = target;
     this.#result = result;
@@ -98,7 +98,7 @@ export class RewriteJob {
           { hint: 'rebuild the bundle from these manifests' });
       }
       const appSlug = reader.metadata()?.appSlug ?? scan.application?.name ?? 'app';
-      const result = rewriteApp(scan, {
+      const result = retargetApp(scan, {
         host: target.host,
         appSlug,
         mapping: (ref: Reference) => targetName(target, ref, opts.keepPath).full,
@@ -160,7 +160,7 @@ export class RewriteJob {
   }
 
   async write(): Promise<RewriteSummary> {
-    await writeRewrite(this.#result, this.#opts.out);
+    await writeRetargeted(this.#result, this.#opts.out);
     return this.summary();
   }
 }
