@@ -121,6 +121,20 @@ export interface CopierOptions {
 /**
  * Copies graphs into one target. One Copier per target store: its single-flight map is what makes
  * "each digest once" hold across every image sent to that target.
+ *
+ *   push to reg.example/acme          siblings (one per registry, blobs only, shared)
+ *                                       sha256:L1 -> upload started by copier web
+ *   Copier web  -> acme/web           #inflight  sha256:L1 -> p1   sha256:M1 -> p2   (own)
+ *   Copier api  -> acme/api           #inflight  sha256:L1 -> q1   sha256:M2 -> q2   (own)
+ *                                                    |
+ *                                        q1 waits for p1, then pushes: the target mounts L1
+ *                                        from acme/web instead of uploading it again
+ *
+ * #inflight: digest -> this target's copy of it. A second image needing the digest gets the same
+ *   promise; an image found already tagged registers its digests as 'existed' so no one counts
+ *   them twice; a failure removes the entry so a later call may retry.
+ * siblings: digest -> the first upload of that blob to any repository of the registry. Read
+ *   before a copier registers its own promise, so a copier never waits on itself.
  */
 export class Copier {
   readonly #dst: TargetStore;
