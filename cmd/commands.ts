@@ -3,6 +3,7 @@ import type { PushCounts, PushDryRun, PushSummary } from '../src/push.js';
 import type { PlanReport } from '../src/plan.js';
 import { baseLabel, parseSize } from '../src/bundle/format.js';
 import type { RegistryAccessOptions } from '../src/registry/access.js';
+import type { Credentials } from '../src/registry/credentials.js';
 import { parseTargetRegistry } from '../src/target.js';
 import { formatFinding, type Finding } from '../src/app/findings.js';
 import type { CopyEvent } from '../src/copy.js';
@@ -458,7 +459,7 @@ const rewriteFlags: OptionSpec[] = [
   { flags: '--namespace <ns>', description: 'the namespace the application is installed in', default: 'default' },
 ];
 
-function rewriteOptions(args: string[], opts: Record<string, unknown>, credentials: { username: string; password: string } | undefined) {
+function rewriteOptions(args: string[], opts: Record<string, unknown>, credentials: Credentials | undefined) {
   return {
     bundle: bundleArg(args), registry: required(opts, 'registry', '--registry'), out: required(opts, 'out', '--out'),
     namespace: opts.namespace as string, keepPath: Boolean(opts.keepPath), ...(credentials ? { credentials } : {}),

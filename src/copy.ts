@@ -4,7 +4,7 @@ import pLimit, { type LimitFunction } from 'p-limit';
 import { ByteCounter } from './bytecounter.js';
 import { AirgapError } from './errors.js';
 import type { Descriptor } from './oci/descriptor.js';
-import { parseManifest, childrenOf, isForeignLayer, type ParsedManifest } from './oci/manifest.js';
+import { MAX_MANIFEST_BYTES, parseManifest, childrenOf, isForeignLayer, type ParsedManifest } from './oci/manifest.js';
 import { isIndexType, isManifestType } from './oci/mediatypes.js';
 import { VerifyingStream, verifyBytes } from './oci/verify.js';
 import { DEFAULT_PART_SIZE, PARTS_FROM, copyParts } from './parts.js';
@@ -39,12 +39,10 @@ export type CopyEvent =
 
 export type EventSink = (e: CopyEvent) => void;
 
-const MAX_MANIFEST = 4 * 1024 * 1024;
-
 /** Reads a manifest (or index) by descriptor, verified, and parses it. */
 export async function fetchManifest(src: SourceStore, desc: Descriptor, what: string, signal?: AbortSignal): Promise<Resolved> {
-  if (desc.size > MAX_MANIFEST) {
-    throw new AirgapError('E_UNSUPPORTED', `${what}: manifest ${desc.digest} is ${desc.size} bytes, over the ${MAX_MANIFEST}-byte limit`);
+  if (desc.size > MAX_MANIFEST_BYTES) {
+    throw new AirgapError('E_UNSUPPORTED', `${what}: manifest ${desc.digest} is ${desc.size} bytes, over the ${MAX_MANIFEST_BYTES}-byte limit`);
   }
   const stream = await src.fetch(desc, signal ? { signal } : {});
   const chunks: Buffer[] = [];
@@ -123,6 +121,20 @@ export interface CopierOptions {
 /**
  * Copies graphs into one target. One Copier per target store: its single-flight map is what makes
  * "each digest once" hold across every image sent to that target.
+ *
+ *   push to reg.example/acme          siblings (one per registry, blobs only, shared)
+ *                                       sha256:L1 -> upload started by copier web
+ *   Copier web  -> acme/web           #inflight  sha256:L1 -> p1   sha256:M1 -> p2   (own)
+ *   Copier api  -> acme/api           #inflight  sha256:L1 -> q1   sha256:M2 -> q2   (own)
+ *                                                    |
+ *                                        q1 waits for p1, then pushes: the target mounts L1
+ *                                        from acme/web instead of uploading it again
+ *
+ * #inflight: digest -> this target's copy of it. A second image needing the digest gets the same
+ *   promise; an image found already tagged registers its digests as 'existed' so no one counts
+ *   them twice; a failure removes the entry so a later call may retry.
+ * siblings: digest -> the first upload of that blob to any repository of the registry. Read
+ *   before a copier registers its own promise, so a copier never waits on itself.
  */
 export class Copier {
   readonly #dst: TargetStore;

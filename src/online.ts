@@ -3,7 +3,7 @@ import pLimit from 'p-limit';
 import { AirgapError, isAirgapError } from './errors.js';
 import { makePlan, type PlanOptions, type RegistryAccess } from './plan.js';
 import type { ImageKind, Occurrence, ResolvedImage } from './app/resolve.js';
-import { rewriteApp, writeRewrite } from './app/rewrite.js';
+import { retargetApp, writeRetargeted } from './app/retarget.js';
 import { writtenName } from './app/kustomize.js';
 import { PULL_SECRET_FILE, pullSecretName } from './app/pullsecret.js';
 import type { NotRead } from './app/files.js';
@@ -73,7 +73,7 @@ export async function online(opts: OnlineOptions): Promise<OnlineSummary> {
   const licensed = (ref: Reference): boolean => byRef.get(formatReference(ref))?.source.credentials !== undefined;
   const secretNeeded = plan.images.some((i) => i.source.credentials !== undefined);
   const registries = [opts.proxyHost, opts.replicatedRegistry];
-  const result = rewriteApp(plan.scan, {
+  const result = retargetApp(plan.scan, {
     host: registries,
     appSlug: plan.appSlug,
     form: 'rename',
@@ -89,7 +89,7 @@ export async function online(opts: OnlineOptions): Promise<OnlineSummary> {
       '# kustomize keeps the tag and digest as written); public and vendor-registry images stay as they are.\n' +
       '# Pods that pull from the proxy or the vendor registry get the license pull secret (patches).\n',
   });
-  await writeRewrite(result, opts.out);
+  await writeRetargeted(result, opts.out);
 
   const images = plan.images.map((i) => summarise(i));
   const warnings = [

@@ -9,7 +9,7 @@ import { AirgapError, type ErrorCode } from './errors.js';
 import { formatReference, isDigestOnly, type Reference } from './reference.js';
 import { refuseErrors, type Finding } from './app/findings.js';
 export type { Finding } from './app/findings.js';
-import { rehearseRewrite } from './app/rewrite.js';
+import { rehearseRetarget } from './app/retarget.js';
 import type { SourceStore, TargetStore } from './store.js';
 
 /** How the phases reach registries (src/registry/access.ts builds the real one). */
@@ -73,7 +73,7 @@ export async function makePlan(opts: PlanOptions): Promise<Plan> {
     },
   );
   // Online (digest references allowed) rewrites by renaming, not by tag: rehearse that form.
-  rehearseRewrite(scan, opts.allowDigestOnly ? 'rename' : 'by-tag');
+  rehearseRetarget(scan, opts.allowDigestOnly ? 'rename' : 'by-tag');
   return { scan, appSlug, ...licensed, images };
 }
 
@@ -150,7 +150,7 @@ export async function planReport(opts: PlanReportOptions): Promise<PlanReport> {
   })));
   // What would make the customer's rewrite fail is refused here too, as build does.
   // (Only when every image passed: a refused reference would just fail the rehearsal again.)
-  if (opts.registries && !findings.some(isRefusal) && images.every((i) => !i.error)) rehearseRewrite(scan);
+  if (opts.registries && !findings.some(isRefusal) && images.every((i) => !i.error)) rehearseRetarget(scan);
   return { appSlug, offline: !opts.registries, images, findings, notRead: scan.notRead };
 }
 

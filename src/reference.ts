@@ -1,4 +1,5 @@
 import { AirgapError } from './errors.js';
+import { isSha256Digest } from './oci/descriptor.js';
 
 /**
  * Image references, following the distribution reference grammar. Parsing does no I/O.
@@ -29,7 +30,6 @@ const DOMAIN_RE = new RegExp(`^${domain}$`);
 const PATH_COMPONENT_RE = new RegExp(`^${pathComponent}$`);
 const TAG_RE = /^[\w][\w.-]{0,127}$/;
 const DIGEST_RE = /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$/;
-const SHA256_RE = /^sha256:[a-f0-9]{64}$/;
 
 function invalid(input: string, why: string, where?: string): AirgapError {
   return new AirgapError('E_REFERENCE', `${where ? where + ': ' : ''}invalid image reference "${input}": ${why}`,
@@ -49,7 +49,7 @@ export function parseReference(input: string, where?: string): Reference {
     digest = rest.slice(at + 1);
     rest = rest.slice(0, at);
     if (!DIGEST_RE.test(digest)) throw invalid(input, `"${digest}" is not a digest (algorithm:hex)`, where);
-    if (digest.startsWith('sha256:') && !SHA256_RE.test(digest)) {
+    if (digest.startsWith('sha256:') && !isSha256Digest(digest)) {
       throw invalid(input, 'a sha256 digest is 64 lower-case hex characters', where);
     }
   }

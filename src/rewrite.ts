@@ -6,11 +6,12 @@ import { dirname, join, resolve } from 'node:path';
 import { BundleReader, damaged } from './bundle/reader.js';
 import { checkSignature } from './bundle/signing.js';
 import { scanManifests } from './app/scan.js';
-import { rewriteApp, writeRewrite, type RewriteResult } from './app/rewrite.js';
+import { retargetApp, writeRetargeted, type RetargetResult } from './app/retarget.js';
 import { refusePasswordInManifests, type FileContent } from './app/leaks.js';
 import { registerCleanup } from './cleanup.js';
 import { AirgapError } from './errors.js';
 import type { RegistryAccess } from './plan.js';
+import type { Credentials } from './registry/credentials.js';
 import { taggedName, formatReference, parseReference, type Reference } from './reference.js';
 import { parseTargetRegistry, targetName, type TargetRegistry } from './target.js';
 
@@ -19,7 +20,7 @@ export interface RewriteOptions {
   registry: string;
   out: string;
   namespace: string;
-  credentials?: { username: string; password: string };
+  credentials?: Credentials;
   /** Name images as push --keep-path does (target.ts); must match the push. */
   keepPath?: boolean;
   /** A PEM public key: the bundle's signature and the digests it pins (app files, index.json) are checked first. */
@@ -41,12 +42,12 @@ export interface RewriteSummary {
 export class RewriteJob {
   readonly #opts: RewriteOptions;
   readonly #target: TargetRegistry;
-  readonly #result: RewriteResult;
+  readonly #result: RetargetResult;
   readonly #namespaces: string[];
   /** Each rewritten image: the pushed name and the digest the bundle holds for it. */
   readonly #pushed: { source: Reference; digest: string }[];
 
-  private constructor(opts: RewriteOptions, target: TargetRegistry, result: RewriteResult, namespaces: string[], pushed: { source: Reference; digest: string }[]) {
+  private constructor(opts: RewriteOptions, target: TargetRegistry, result: RetargetResult, namespaces: string[], pushed: { source: Reference; digest: string }[]) {
     this.#opts = opts;
     this.#target = target;
     this.#result = result;
@@ -97,7 +98,7 @@ export class RewriteJob {
           { hint: 'rebuild the bundle from these manifests' });
       }
       const appSlug = reader.metadata()?.appSlug ?? scan.application?.name ?? 'app';
-      const result = rewriteApp(scan, {
+      const result = retargetApp(scan, {
         host: target.host,
         appSlug,
         mapping: (ref: Reference) => targetName(target, ref, opts.keepPath).full,
@@ -159,7 +160,7 @@ export class RewriteJob {
   }
 
   async write(): Promise<RewriteSummary> {
-    await writeRewrite(this.#result, this.#opts.out);
+    await writeRetargeted(this.#result, this.#opts.out);
     return this.summary();
   }
 }

@@ -1,15 +1,11 @@
 import { AirgapError } from '../errors.js';
+import type { Credentials } from '../registry/credentials.js';
 
 /**
  * The image pull secret the rewrite creates: a `kubernetes.io/dockerconfigjson` Secret named
  * `<app-slug>-registry`, one per namespace the application runs in, holding the customer
  * registry's credentials.
  */
-
-export interface RegistryCredentials {
-  username: string;
-  password: string;
-}
 
 /** File name of the secret manifest in `rendered/` and `midstream/`. */
 export const PULL_SECRET_FILE = 'airgap-pull-secret.yaml';
@@ -22,7 +18,7 @@ export function pullSecretName(appSlug: string): string {
  * The `.dockerconfigjson` document: `{"auths":{"host":{"username","password","auth"}}}`, one entry
  * per host (online: the vendor proxy and the vendor registry share the license credentials).
  */
-export function dockerConfigJson(host: string | string[], creds: RegistryCredentials): string {
+export function dockerConfigJson(host: string | string[], creds: Credentials): string {
   const auth = Buffer.from(`${creds.username}:${creds.password}`).toString('base64');
   const hosts = [...new Set(typeof host === 'string' ? [host] : host)];
   return JSON.stringify({ auths: Object.fromEntries(hosts.map((h) => [h, { username: creds.username, password: creds.password, auth }])) });
@@ -38,7 +34,7 @@ const NAMESPACE_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 export function pullSecretManifests(opts: {
   appSlug: string;
   host: string | string[];
-  credentials: RegistryCredentials;
+  credentials: Credentials;
   namespaces: string[];
 }): string {
   const name = pullSecretName(opts.appSlug);

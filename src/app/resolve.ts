@@ -1,6 +1,8 @@
 import pLimit from 'p-limit';
 import { AirgapError } from '../errors.js';
 import { type Reference, formatReference, isDigestOnly, nameOf } from '../reference.js';
+import type { Credentials } from '../registry/credentials.js';
+import type { ProbeResult } from '../registry/client.js';
 
 /**
  * The vendor's rules for where each image is pulled from (DESIGN.md "The rules we implement"):
@@ -19,11 +21,6 @@ export interface Occurrence {
   line: number;
 }
 
-export interface Credentials {
-  username: string;
-  password: string;
-}
-
 export interface ImageSource {
   registry: string;
   /** Raw repository path on `registry`; for the proxy it holds the upstream host (maybe with a port). */
@@ -39,8 +36,6 @@ export interface ResolvedImage {
   source: ImageSource;
   occurrences: Occurrence[];
 }
-
-export type ProbeResult = 'readable' | 'unauthorized' | 'not-found';
 
 /** What resolution needs from the network: an anonymous read check, and tag lookup for digests. */
 export interface RegistryProbe {

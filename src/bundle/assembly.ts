@@ -12,6 +12,15 @@ import type { Descriptor } from '../oci/descriptor.js';
  *    them, read back from the file (the page cache) through one small buffer.
  * So memory stays bounded whatever the blob size, and a sequential push (one part) never reads
  * anything back.
+ *
+ *          0                           a                              b
+ *   part A [=========== hashed ======>)                                      A = [0, a)
+ *   part B                             [---- written ---->           )       B = [a, b), ahead
+ *                                    ^ #hashed, the frontier
+ *   A's next chunk starts at the frontier: hashed from memory, and the frontier moves with it.
+ *   B's chunks are only written. Once the frontier reaches a, the next chunk of B (or verify())
+ *   starts #readBack(): [a, B.written) is read from the file through the 1 MiB buffer and hashed;
+ *   after that B's chunks land at the frontier and are hashed from memory too.
  */
 
 export interface AssemblyIo {

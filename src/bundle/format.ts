@@ -87,6 +87,12 @@ export function blobPath(digest: string): string {
   return `${BLOBS_DIR}/${digestHex(digest)}`;
 }
 
+/** A bundle whose structure (tar, layout, metadata) is not what airgap build writes. */
+export function malformedBundle(label: string, detail: string): AirgapError {
+  return new AirgapError('E_BUNDLE', `${label}: ${detail}`,
+    { hint: 'the bundle is damaged or was not written by airgap build; rebuild it or copy it again' });
+}
+
 export function refAnnotations(ref: string): Record<string, string> {
   return { [ANNOTATION_REF_NAME]: ref, [ANNOTATION_CONTAINERD_NAME]: ref };
 }

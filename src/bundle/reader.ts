@@ -1,21 +1,19 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { AirgapError, isAirgapError } from '../errors.js';
-import { assertDigest, isDescriptor, type Descriptor } from '../oci/descriptor.js';
-import { parseManifest } from '../oci/manifest.js';
+import { assertDigest, isDescriptor, isSha256Hex, type Descriptor } from '../oci/descriptor.js';
+import { MAX_MANIFEST_BYTES, parseManifest } from '../oci/manifest.js';
 import { verifyBytes } from '../oci/verify.js';
 import type { FetchOptions, Resolved, SourceStore } from '../store.js';
 import {
   ANNOTATION_ATTACHED_KIND, ANNOTATION_ATTACHED_TAG, ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, ANNOTATION_SUBJECT, APP_DIR, BLOBS_DIR, INDEX_FILE, METADATA_FILE,
-  METADATA_SCHEMA_VERSION, OCI_LAYOUT_FILE, type BundleBase, type BundleMetadata,
+  METADATA_SCHEMA_VERSION, OCI_LAYOUT_FILE, malformedBundle, type BundleBase, type BundleMetadata,
 } from './format.js';
 import { BundleFile } from './split.js';
 import { indexTar, readExactly, type ReadAt, type TarEntry } from './tarindex.js';
 
-/** index.json, airgap.json and manifests are read whole; a real one is far below these. */
+/** index.json and airgap.json are read whole; a real one is far below this. */
 const MAX_JSON_FILE = 64 << 20;
-const MAX_MANIFEST = 16 << 20;
-const DIGEST_NAME = /^[a-f0-9]{64}$/;
 
 export interface BundleBlob {
   digest: string;
@@ -52,7 +50,7 @@ export class BundleReader implements SourceStore {
     for (const [name, entry] of entries) {
       if (entry.type !== 'file' || !name.startsWith('blobs/')) continue;
       const hex = name.startsWith(BLOBS_DIR + '/') ? name.slice(BLOBS_DIR.length + 1) : '';
-      if (DIGEST_NAME.test(hex)) this.#blobs.set(`sha256:${hex}`, entry);
+      if (isSha256Hex(hex)) this.#blobs.set(`sha256:${hex}`, entry);
       else this.#strayBlobNames.push(name);
     }
     for (const b of metadata?.base?.blobs ?? []) if (!this.#blobs.has(b.digest)) this.#fromBase.set(b.digest, b.size);
@@ -76,7 +74,7 @@ export class BundleReader implements SourceStore {
       const entries = await indexTar(file, file.size, label).catch((e: unknown) => nameDamagedParts(e, file!));
       const layout = await readJson(file, entries, OCI_LAYOUT_FILE, label, true);
       if (!isObject(layout) || typeof layout.imageLayoutVersion !== 'string') {
-        throw bad(label, `${OCI_LAYOUT_FILE} has no "imageLayoutVersion": this is not an OCI image layout`);
+        throw malformedBundle(label, `${OCI_LAYOUT_FILE} has no "imageLayoutVersion": this is not an OCI image layout`);
       }
       const index = parseIndex(await readJson(file, entries, INDEX_FILE, label, true), label);
       const metadata = parseMetadata(await readJson(file, entries, METADATA_FILE, label, false), label);
@@ -159,7 +157,7 @@ export class BundleReader implements SourceStore {
   async readEntry(name: string): Promise<Buffer | undefined> {
     const entry = this.#entries.get(name);
     if (!entry || entry.type !== 'file') return undefined;
-    if (entry.size > MAX_JSON_FILE) throw bad(this.label, `${name} is ${entry.size} bytes, too big`);
+    if (entry.size > MAX_JSON_FILE) throw malformedBundle(this.label, `${name} is ${entry.size} bytes, too big`);
     return this.#read(entry);
   }
 
@@ -230,7 +228,7 @@ export class BundleReader implements SourceStore {
   }
 
   async #readManifest(entry: TarEntry, digest: string): Promise<Buffer> {
-    if (entry.size > MAX_MANIFEST) throw bad(this.label, `manifest ${digest} is ${entry.size} bytes, too big to be a manifest`);
+    if (entry.size > MAX_MANIFEST_BYTES) throw malformedBundle(this.label, `manifest ${digest} is ${entry.size} bytes, too big to be a manifest`);
     return this.#read(entry);
   }
 
@@ -262,29 +260,29 @@ async function readJson(fh: ReadAt, entries: Map<string, TarEntry>, name: string
   const entry = entries.get(name);
   if (!entry || entry.type !== 'file') {
     if (!required) return undefined;
-    throw bad(label, `no ${name}: this is not an airgap bundle (an OCI image layout tar)`);
+    throw malformedBundle(label, `no ${name}: this is not an airgap bundle (an OCI image layout tar)`);
   }
-  if (entry.size > MAX_JSON_FILE) throw bad(label, `${name} is ${entry.size} bytes, too big`);
+  if (entry.size > MAX_JSON_FILE) throw malformedBundle(label, `${name} is ${entry.size} bytes, too big`);
   const text = (await readRange(fh, entry)).toString('utf8');
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw bad(label, `${name} is not valid JSON (${(e as Error).message})`);
+    throw malformedBundle(label, `${name} is not valid JSON (${(e as Error).message})`);
   }
 }
 
 function parseIndex(v: unknown, label: string): Descriptor[] {
-  if (!isObject(v) || !Array.isArray(v.manifests)) throw bad(label, `${INDEX_FILE} has no "manifests" array`);
+  if (!isObject(v) || !Array.isArray(v.manifests)) throw malformedBundle(label, `${INDEX_FILE} has no "manifests" array`);
   return v.manifests.map((d, i) => {
-    if (!isDescriptor(d)) throw bad(label, `${INDEX_FILE} manifests[${i}] is not a valid descriptor`);
+    if (!isDescriptor(d)) throw malformedBundle(label, `${INDEX_FILE} manifests[${i}] is not a valid descriptor`);
     try {
       assertDigest(d.digest);
     } catch {
-      throw bad(label, `${INDEX_FILE} manifests[${i}] has an invalid or unsupported digest "${d.digest}"`);
+      throw malformedBundle(label, `${INDEX_FILE} manifests[${i}] has an invalid or unsupported digest "${d.digest}"`);
     }
     const ann = (d as { annotations?: unknown }).annotations;
     if (ann !== undefined && (!isObject(ann) || Object.values(ann).some((x) => typeof x !== 'string'))) {
-      throw bad(label, `${INDEX_FILE} manifests[${i}] has malformed annotations`);
+      throw malformedBundle(label, `${INDEX_FILE} manifests[${i}] has malformed annotations`);
     }
     return d;
   });
@@ -292,7 +290,7 @@ function parseIndex(v: unknown, label: string): Descriptor[] {
 
 function parseMetadata(v: unknown, label: string): BundleMetadata | undefined {
   if (v === undefined) return undefined;
-  const fail = (what: string): never => { throw bad(label, `${METADATA_FILE} ${what}`); };
+  const fail = (what: string): never => { throw malformedBundle(label, `${METADATA_FILE} ${what}`); };
   if (!isObject(v)) return fail('is not a JSON object');
   if (v.schemaVersion !== METADATA_SCHEMA_VERSION) {
     return fail(`has schemaVersion ${JSON.stringify(v.schemaVersion)}; this airgap reads version ${METADATA_SCHEMA_VERSION}`);
@@ -313,7 +311,7 @@ function parseMetadata(v: unknown, label: string): BundleMetadata | undefined {
     const b = v.base;
     if (!isObject(b) || typeof b.id !== 'string' || typeof b.created !== 'string' ||
       (b.release !== undefined && typeof b.release !== 'string') || !Array.isArray(b.blobs) ||
-      b.blobs.some((x) => !isObject(x) || typeof x.digest !== 'string' || !DIGEST_NAME.test(x.digest.replace(/^sha256:/, '')) ||
+      b.blobs.some((x) => !isObject(x) || typeof x.digest !== 'string' || !isSha256Hex(x.digest.replace(/^sha256:/, '')) ||
         !x.digest.startsWith('sha256:') || !Number.isSafeInteger(x.size) || (x.size as number) < 0)) {
       fail('"base" (what this delta expects from its base bundle) is malformed');
     }
@@ -340,9 +338,4 @@ export function damaged(label: string, what: string): AirgapError {
 function notFound(label: string, what: string): AirgapError {
   return new AirgapError('E_NOT_FOUND', `${label} does not contain ${what}`,
     { hint: 'run airgap inspect on the bundle to list what it holds' });
-}
-
-function bad(label: string, detail: string): AirgapError {
-  return new AirgapError('E_BUNDLE', `${label}: ${detail}`,
-    { hint: 'the bundle is damaged or was not written by airgap build; rebuild it or copy it again' });
 }

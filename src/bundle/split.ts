@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { registerCleanup } from '../cleanup.js';
 import { AirgapError } from '../errors.js';
+import { isSha256Hex } from '../oci/descriptor.js';
 import { linkNoClobber, outputError, refuseExisting, syncDir } from './publish.js';
 
 /**
@@ -23,7 +24,7 @@ const MAX_PARTS = 100_000;
 /** Blob reads for push: 1 MiB chunks cut the per-chunk stream overhead of 64 KiB reads 16-fold. */
 const READ_CHUNK = 1024 * 1024;
 /** The parts manifest is a few hundred bytes per part. */
-const MAX_MANIFEST = 16 << 20;
+const MAX_PARTS_MANIFEST = 16 << 20;
 const EXISTING_HINT = 'choose another --out path or remove the existing bundle and its parts first';
 
 export interface PartInfo {
@@ -304,7 +305,7 @@ export class BundleFile {
 async function readManifest(p: string, fh: FileHandle, fileSize: number): Promise<SplitManifest> {
   const bad = (why: string) => new AirgapError('E_BUNDLE', `bundle ${p}: ${why}`,
     { hint: 'this is neither a bundle tar nor the parts manifest airgap build --split-size writes; copy it again' });
-  if (fileSize > MAX_MANIFEST) throw bad('starts like JSON but is too big to be a parts manifest');
+  if (fileSize > MAX_PARTS_MANIFEST) throw bad('starts like JSON but is too big to be a parts manifest');
   const buf = Buffer.alloc(fileSize);
   await fh.read(buf, 0, fileSize, 0);
   let v: unknown;
@@ -321,7 +322,7 @@ async function readManifest(p: string, fh: FileHandle, fileSize: number): Promis
   for (const [i, part] of m.parts.entries()) {
     if (!part || typeof part.name !== 'string' || !/^[^/\\]+$/.test(part.name) || part.name === '.' || part.name === '..' ||
       seen.has(part.name) || !Number.isSafeInteger(part.size) || part.size < 0 ||
-      typeof part.sha256 !== 'string' || !/^[a-f0-9]{64}$/.test(part.sha256)) {
+      typeof part.sha256 !== 'string' || !isSha256Hex(part.sha256)) {
       throw bad(`parts manifest entry ${i + 1} is malformed`);
     }
     seen.add(part.name);

@@ -1,5 +1,5 @@
 import { AirgapError } from '../errors.js';
-import { BLOCK, checksum, paddedSize } from './format.js';
+import { BLOCK, checksum, malformedBundle, paddedSize } from './format.js';
 
 /**
  * Walks a tar's headers once, without extracting or reading bodies (except the small PAX / GNU
@@ -45,30 +45,30 @@ export async function indexTar(fh: ReadAt, fileSize: number, label: string, maxE
   }
   for (;;) {
     // A bundle cut at an entry boundary would otherwise look complete.
-    if (pos >= fileSize) throw bad(label, `truncated: the archive ends at byte ${pos} without its end-of-archive marker`);
-    if (pos + BLOCK > fileSize) throw bad(label, `truncated: a partial tar header at byte ${pos}`);
+    if (pos >= fileSize) throw malformedBundle(label, `truncated: the archive ends at byte ${pos} without its end-of-archive marker`);
+    if (pos + BLOCK > fileSize) throw malformedBundle(label, `truncated: a partial tar header at byte ${pos}`);
     await readExactly(fh, header, pos);
     if (header.every((b) => b === 0)) break; // end-of-archive marker; anything after it is padding
-    if (++count > maxEntries) throw bad(label, `more than ${maxEntries} entries; a bundle never holds that many`);
+    if (++count > maxEntries) throw malformedBundle(label, `more than ${maxEntries} entries; a bundle never holds that many`);
 
     const rawName = parseHeaderName(header);
     const stored = parseNumber(header, 148, 8);
     if (stored === undefined || (stored !== checksum(header) && stored !== signedChecksum(header))) {
-      throw bad(label, `bad tar header checksum at byte ${pos} (entry "${printable(rawName)}")`);
+      throw malformedBundle(label, `bad tar header checksum at byte ${pos} (entry "${printable(rawName)}")`);
     }
     const typeflag = String.fromCharCode(header[156]!);
     let size = parseNumber(header, 124, 12);
-    if (size === undefined) throw bad(label, `entry "${printable(rawName)}" has an unreadable size field`);
+    if (size === undefined) throw malformedBundle(label, `entry "${printable(rawName)}" has an unreadable size field`);
     if (pending.size !== undefined) size = pending.size;
     const name = pending.path ?? rawName;
     const bodyOffset = pos + BLOCK;
     if (!Number.isSafeInteger(size) || size < 0 || bodyOffset + size > fileSize) {
-      throw bad(label, `truncated: entry "${printable(name)}" needs ${size} bytes at byte ${bodyOffset} but the file has ${fileSize}`);
+      throw malformedBundle(label, `truncated: entry "${printable(name)}" needs ${size} bytes at byte ${bodyOffset} but the file has ${fileSize}`);
     }
     const next = bodyOffset + paddedSize(size);
 
     if (typeflag === 'x' || typeflag === 'L' || typeflag === 'K' || typeflag === 'g') {
-      if (size > MAX_META_BODY) throw bad(label, `tar extension header at byte ${pos} is ${size} bytes`);
+      if (size > MAX_META_BODY) throw malformedBundle(label, `tar extension header at byte ${pos} is ${size} bytes`);
       const body = Buffer.alloc(size);
       await readExactly(fh, body, bodyOffset);
       if (typeflag === 'x') pending = { ...pending, ...parsePax(body, label, pos) };
@@ -80,13 +80,13 @@ export async function indexTar(fh: ReadAt, fileSize: number, label: string, maxE
     pending = {};
 
     const type = entryType(typeflag);
-    if (type === undefined) throw bad(label, `entry "${printable(name)}" is ${describeType(typeflag)}, not a regular file`);
+    if (type === undefined) throw malformedBundle(label, `entry "${printable(name)}" is ${describeType(typeflag)}, not a regular file`);
     const path = safePath(name, label);
     if (path === '') {
       if (type === 'dir') { pos = next; continue; } // "./" itself
-      throw bad(label, `an entry has an empty name at byte ${pos}`);
+      throw malformedBundle(label, `an entry has an empty name at byte ${pos}`);
     }
-    if (entries.has(path)) throw bad(label, `duplicate entry "${printable(path)}"`);
+    if (entries.has(path)) throw malformedBundle(label, `duplicate entry "${printable(path)}"`);
     entries.set(path, { type, offset: bodyOffset, size: type === 'dir' ? 0 : size });
     pos = next;
   }
@@ -163,16 +163,16 @@ function parsePax(body: Buffer, label: string, pos: number): { path?: string; si
     const space = body.indexOf(0x20, i);
     const len = space === -1 ? NaN : Number(body.toString('latin1', i, space));
     if (!Number.isSafeInteger(len) || len <= 0 || i + len > body.length) {
-      throw bad(label, `malformed PAX header at byte ${pos}`);
+      throw malformedBundle(label, `malformed PAX header at byte ${pos}`);
     }
     const record = body.toString('utf8', space + 1, i + len - 1);
     const eq = record.indexOf('=');
-    if (eq === -1) throw bad(label, `malformed PAX header at byte ${pos}`);
+    if (eq === -1) throw malformedBundle(label, `malformed PAX header at byte ${pos}`);
     const key = record.slice(0, eq);
     const value = record.slice(eq + 1);
     if (key === 'path') out.path = value;
     else if (key === 'size') {
-      if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(Number(value))) throw bad(label, `PAX header at byte ${pos} has an invalid size "${value}"`);
+      if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(Number(value))) throw malformedBundle(label, `PAX header at byte ${pos} has an invalid size "${value}"`);
       out.size = Number(value);
     }
     i += len;
@@ -199,11 +199,11 @@ function describeType(flag: string): string {
 
 /** Normalises a relative path ("./a//b/" → "a/b"); refuses absolute paths and `..`. */
 function safePath(name: string, label: string): string {
-  if (name.startsWith('/') || /^[a-zA-Z]:[\\/]/.test(name)) throw bad(label, `entry "${printable(name)}" has an absolute path`);
-  if (name.includes('\u0000')) throw bad(label, `entry "${printable(name)}" has a NUL in its name`);
+  if (name.startsWith('/') || /^[a-zA-Z]:[\\/]/.test(name)) throw malformedBundle(label, `entry "${printable(name)}" has an absolute path`);
+  if (name.includes('\u0000')) throw malformedBundle(label, `entry "${printable(name)}" has a NUL in its name`);
   const parts = name.split('/').filter((p) => p !== '' && p !== '.');
   if (parts.includes('..') || parts.some((p) => p.split('\\').includes('..'))) {
-    throw bad(label, `entry "${printable(name)}" has a ".." path component`);
+    throw malformedBundle(label, `entry "${printable(name)}" has a ".." path component`);
   }
   return parts.join('/');
 }
@@ -212,9 +212,4 @@ function printable(s: string): string {
   // eslint-disable-next-line no-control-regex
   const clean = s.replace(/[\u0000-\u001f\u007f]/g, '?');
   return clean.length > 200 ? clean.slice(0, 200) + '…' : clean;
-}
-
-function bad(label: string, detail: string): AirgapError {
-  return new AirgapError('E_BUNDLE', `${label}: ${detail}`,
-    { hint: 'the bundle is damaged or was not written by airgap build; rebuild it or copy it again' });
 }

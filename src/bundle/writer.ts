@@ -127,7 +127,8 @@ export class BundleWriter implements TargetStore {
 
   /**
    * Receives a blob as parts, each streamed straight to its offset in the planned tar (a big
-   * layer fetched as parallel ranges); commit() verifies the whole blob, hashed once, in order.
+   * layer fetched as parallel ranges); commit() verifies the whole blob, hashed once, in order
+   * (how parts ahead of the hashed frontier are hashed: the diagram in assembly.ts).
    */
   async pushParts(desc: Descriptor, opts: FetchOptions = {}): Promise<BlobParts | undefined> {
     this.#assertOpen();

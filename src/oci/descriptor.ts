@@ -18,12 +18,23 @@ export interface Descriptor {
   artifactType?: string;
 }
 
-const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
+const SHA256_HEX = /^[a-f0-9]{64}$/;
+
+/** `sha256:` and 64 lower-case hex characters: the only digest we make or accept. */
+export function isSha256Digest(digest: string): boolean {
+  return digest.startsWith('sha256:') && isSha256Hex(digest.slice('sha256:'.length));
+}
+
+/** The hex half of a sha256 digest, as a blob's file name in a bundle or a part's checksum. */
+export function isSha256Hex(hex: string): boolean {
+  return SHA256_HEX.test(hex);
+}
+
 const ANY_DIGEST_RE = /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
 
 /** We hash with sha256 only; other algorithms are valid syntax but refused with a clear error. */
 export function assertDigest(digest: string, what = 'digest'): void {
-  if (DIGEST_RE.test(digest)) return;
+  if (isSha256Digest(digest)) return;
   if (ANY_DIGEST_RE.test(digest)) {
     throw new AirgapError('E_UNSUPPORTED', `${what} ${digest} uses an unsupported algorithm (only sha256 is supported)`);
   }

@@ -20,6 +20,12 @@ export interface ImageIndex {
 export type ParsedManifest = ImageManifest | ImageIndex;
 
 /**
+ * The largest manifest or index we read, from a registry or a bundle: 4 MiB, what the distribution
+ * spec asks registries to accept at least and what the common registries enforce.
+ */
+export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+
+/**
  * Parses manifest bytes. The media type comes from the body's `mediaType` when present (registries
  * send wrong or parameterised Content-Types), else from the Content-Type, else from the shape.
  */

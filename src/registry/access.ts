@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import pLimit from 'p-limit';
-import type { ImageSource, ProbeResult, RegistryProbe } from '../app/resolve.js';
+import type { ImageSource, RegistryProbe } from '../app/resolve.js';
 import type { RegistryAccess } from '../plan.js';
-import { RegistryClient } from './client.js';
+import { type ProbeResult, RegistryClient } from './client.js';
 import type { CredentialOptions, Credentials } from './credentials.js';
 import { type HostSettings, type RetryPolicy, Transport } from './transport.js';
 import { RegistryStore } from './store.js';

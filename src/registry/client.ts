@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { AirgapError } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
-import { parseManifest } from '../oci/manifest.js';
+import { MAX_MANIFEST_BYTES, parseManifest } from '../oci/manifest.js';
 import { MANIFEST_ACCEPT, MediaType, bareMediaType } from '../oci/mediatypes.js';
 import { sha256Digest } from '../oci/verify.js';
 import type { PushOutcome } from '../store.js';
@@ -17,7 +17,6 @@ import { fetchFromUrls } from './foreign.js';
 
 /** The registry API for one registry host: manifests, blobs, tags, uploads. */
 
-export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 /** Answers to a manifest HEAD that mean "not this method here", not "not this manifest". */
 const HEAD_REFUSED = new Set([400, 405, 501]);
 const MAX_ERROR_BODY = 16 * 1024;
@@ -76,6 +75,7 @@ interface Attempt {
   scopes: ScopeSet;
 }
 
+/** What an anonymous or authenticated read check of a manifest found. */
 export type ProbeResult = 'readable' | 'unauthorized' | 'not-found';
 
 export interface CallOptions {

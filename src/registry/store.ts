@@ -1,11 +1,11 @@
 import { Readable } from 'node:stream';
 import { AirgapError, isAirgapError } from '../errors.js';
-import { isForeignLayer, parseManifest } from '../oci/manifest.js';
+import { MAX_MANIFEST_BYTES, isForeignLayer, parseManifest } from '../oci/manifest.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { isIndexType, isManifestType, isSchema1 } from '../oci/mediatypes.js';
 import { verifyBytes } from '../oci/verify.js';
 import type { FetchOptions, PushOutcome, Resolved, SourceStore, TargetStore } from '../store.js';
-import { MAX_MANIFEST_BYTES, type ProbeResult, type RegistryClient } from './client.js';
+import type { ProbeResult, RegistryClient } from './client.js';
 
 /**
  * One repository of one registry as a content store, both source and target. The repository

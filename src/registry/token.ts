@@ -1,4 +1,4 @@
-import type { Credential } from './credentials.js';
+import type { Credential, Credentials } from './credentials.js';
 import { type RequestSubject, authError, httpError } from './errors.js';
 import { type Transport, headerAll } from './transport.js';
 
@@ -151,6 +151,6 @@ function refused(r: TokenRequest, url: URL, status: number, cause: unknown): Err
   return authError(r.subject, `the token service at ${url.host} refused ${c.source}${what} (HTTP ${status})`, cause);
 }
 
-export function basic(c: { username: string; password: string }): string {
+export function basic(c: Credentials): string {
   return 'Basic ' + Buffer.from(`${c.username}:${c.password}`, 'utf8').toString('base64');
 }

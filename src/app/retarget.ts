@@ -11,19 +11,21 @@ import {
 } from './scan.js';
 import { refuseErrors } from './findings.js';
 import {
-  PULL_SECRET_FILE, pullSecretManifests, pullSecretName, type RegistryCredentials,
+  PULL_SECRET_FILE, pullSecretManifests, pullSecretName,
 } from './pullsecret.js';
+import type { Credentials } from '../registry/credentials.js';
 import {
   baseKustomization, jsonPointer, midstreamOverlay, writtenName, type ImageRewrite, type JsonPatchOp, type ObjectPatch,
 } from './kustomize.js';
 
 /**
- * Rewrites the application to the customer registry, by tag: every image field, the pull secret
- * in every pod spec, and the Secret itself. Edits are spliced into the original text at the
+ * The retarget rule: points the application's images at another registry — the customer registry,
+ * by tag, for the `airgap rewrite` phase (src/rewrite.ts), or the vendor proxy, by name, for
+ * `airgap online` — with every image field, the pull secret in every pod spec, and the Secret itself. Edits are spliced into the original text at the
  * parser's offsets, so comments and formatting of every other line stay byte for byte.
  */
 
-export interface RewriteOptions {
+export interface RetargetOptions {
   /**
    * The registry the pull secret is for, `host[:port]` (the customer registry); several when the
    * same credentials serve them all (online: the vendor proxy and the vendor registry).
@@ -49,12 +51,12 @@ export interface RewriteOptions {
    * added: a dockerconfigjson entry without credentials would authenticate nobody, and a
    * reference to a Secret that cannot pull only hides that the registry is anonymous.
    */
-  secret: RegistryCredentials | undefined;
+  secret: Credentials | undefined;
   /** The application's namespace (where objects without metadata.namespace land). */
   namespace: string;
 }
 
-export interface RewriteResult {
+export interface RetargetResult {
   /** Same relative paths as the scan, plus the pull-secret manifest when credentials were given. */
   rendered: ManifestFile[];
   /** The manifests exactly as given, plus base/kustomization.yaml. */
@@ -161,7 +163,7 @@ function podSpecImages(podSpec: YAMLMap): Reference[] {
   return refs;
 }
 
-export function rewriteApp(scan: ScanResult, opts: RewriteOptions): RewriteResult {
+export function retargetApp(scan: ScanResult, opts: RetargetOptions): RetargetResult {
   const secretName = pullSecretName(opts.appSlug);
   const rendered: ManifestFile[] = [];
   const rewrites: ImageRewrite[] = [];
@@ -272,9 +274,9 @@ export function rewriteApp(scan: ScanResult, opts: RewriteOptions): RewriteResul
  * it fail (a reserved file name, an object it cannot patch, a malformed imagePullSecrets) is
  * refused before the bundle ships rather than found inside the air gap.
  */
-export function rehearseRewrite(scan: ScanResult, form: RewriteOptions['form'] = 'by-tag'): void {
+export function rehearseRetarget(scan: ScanResult, form: RetargetOptions['form'] = 'by-tag'): void {
   const name = (ref: Reference): string => `registry.airgap.invalid/app/${ref.repository.slice(ref.repository.lastIndexOf('/') + 1)}`;
-  rewriteApp(scan, {
+  retargetApp(scan, {
     host: 'registry.airgap.invalid', appSlug: 'app', namespace: 'default', form,
     mapping: (ref) => (form === 'rename' ? name(ref) : `${name(ref)}:${ref.tag ?? 'latest'}`),
     secret: { username: 'rehearsal', password: 'rehearsal' },
@@ -293,7 +295,7 @@ function applySplices(text: string, splices: Splice[]): string {
  * Writes rendered/, base/ and midstream/ into outDir. Everything goes to a temporary directory
  * beside it first and is renamed into place, so a failure never leaves a half-written outDir.
  */
-export async function writeRewrite(result: RewriteResult, outDir: string): Promise<void> {
+export async function writeRetargeted(result: RetargetResult, outDir: string): Promise<void> {
   let entries: string[] | undefined;
   try {
     entries = await readdir(outDir);

@@ -6,7 +6,7 @@ import { join, dirname } from 'node:path';
 import { promisify } from 'node:util';
 import { parseAllDocuments } from 'yaml';
 import { scanManifests } from './scan.js';
-import { rewriteApp, writeRewrite, type RewriteOptions } from './rewrite.js';
+import { retargetApp, writeRetargeted, type RetargetOptions } from './retarget.js';
 import { lastComponent, type Reference } from '../reference.js';
 import { isAirgapError } from '../errors.js';
 
@@ -17,7 +17,7 @@ const SECRET = `${SLUG}-registry`;
 const HOST = 'reg.local:5000';
 const mapping = (ref: Reference): string => `reg.local:5000/airgap/${lastComponent(ref.repository)}:${ref.tag ?? 'latest'}`;
 const creds = { username: 'cust', password: 'p@ss:word' };
-const OPTS: RewriteOptions = { host: HOST, appSlug: SLUG, mapping, secret: creds, namespace: 'default' };
+const OPTS: RetargetOptions = { host: HOST, appSlug: SLUG, mapping, secret: creds, namespace: 'default' };
 
 const FIXTURE: Record<string, string> = {
   'pod.yaml': `# a bare pod
@@ -143,7 +143,7 @@ function summary(objs: Obj[]): Record<string, unknown> {
 
 test('rewrites every image by tag and adds the pull secret everywhere, document by document', async (t) => {
   const scan = await scanManifests(await tree(t, FIXTURE));
-  const result = rewriteApp(scan, OPTS);
+  const result = retargetApp(scan, OPTS);
   const rendered = Object.fromEntries(result.rendered.map((f) => [f.path, f.content.toString()]));
   t.deepEqual(Object.keys(rendered).sort(),
     ['airgap-pull-secret.yaml', 'kots-app.yaml', 'list.yaml', 'pod.yaml', 'trap.yaml', 'workloads/deploy.yml']);
@@ -192,7 +192,7 @@ function lineDiff(before: string, after: string): { removed: string[]; added: st
 
 test('only image lines change and pull-secret lines are added; comments and formatting stay', async (t) => {
   const scan = await scanManifests(await tree(t, FIXTURE));
-  const rendered = Object.fromEntries(rewriteApp(scan, OPTS).rendered.map((f) => [f.path, f.content.toString()]));
+  const rendered = Object.fromEntries(retargetApp(scan, OPTS).rendered.map((f) => [f.path, f.content.toString()]));
   t.deepEqual(lineDiff(FIXTURE['pod.yaml'] ?? '', rendered['pod.yaml'] ?? ''), {
     removed: ['      image: redis:7   # comment after the image', '      image: "busybox"'],
     added: [
@@ -230,7 +230,7 @@ test('only image lines change and pull-secret lines are added; comments and form
 
 test('without credentials: no Secret and no imagePullSecrets', async (t) => {
   const scan = await scanManifests(await tree(t, FIXTURE));
-  const result = rewriteApp(scan, { ...OPTS, secret: undefined });
+  const result = retargetApp(scan, { ...OPTS, secret: undefined });
   t.false(result.rendered.some((f) => f.path === 'airgap-pull-secret.yaml'));
   t.false(result.rendered.some((f) => f.content.toString().includes(SECRET) && f.path !== 'list.yaml'));
   t.true(result.rendered.find((f) => f.path === 'pod.yaml')?.content.toString().includes('image: reg.local:5000/airgap/redis:7'));
@@ -239,15 +239,15 @@ test('without credentials: no Secret and no imagePullSecrets', async (t) => {
 test('CRLF files keep CRLF line endings', async (t) => {
   const crlf = (FIXTURE['workloads/deploy.yml'] ?? '').replace(/\n/g, '\r\n');
   const scan = await scanManifests(await tree(t, { 'd.yaml': crlf }));
-  const out = rewriteApp(scan, OPTS).rendered.find((f) => f.path === 'd.yaml')?.content.toString() ?? '';
+  const out = retargetApp(scan, OPTS).rendered.find((f) => f.path === 'd.yaml')?.content.toString() ?? '';
   t.false(/[^\r]\n/.test(out));
-  const lf = rewriteApp(await scanManifests(await tree(t, { 'd.yaml': FIXTURE['workloads/deploy.yml'] ?? '' })), OPTS);
+  const lf = retargetApp(await scanManifests(await tree(t, { 'd.yaml': FIXTURE['workloads/deploy.yml'] ?? '' })), OPTS);
   t.is(out.replace(/\r\n/g, '\n'), lf.rendered.find((f) => f.path === 'd.yaml')?.content.toString() ?? '');
 });
 
 test('a digest-only image is refused with file:line', async (t) => {
   const scan = await scanManifests(await tree(t, { 'p.yaml': `kind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n    - image: redis@${D}\n` }));
-  const e = t.throws(() => rewriteApp(scan, OPTS));
+  const e = t.throws(() => retargetApp(scan, OPTS));
   t.true(isAirgapError(e, 'E_DIGEST_ONLY'));
   t.regex(e?.message ?? '', /^p\.yaml:5: /);
 });
@@ -256,7 +256,7 @@ test('kubectl kustomize OUT/midstream renders the same images and pull secrets a
   const scan = await scanManifests(await tree(t, FIXTURE));
   const out = join(await mkdtemp(join(tmpdir(), 'airgap-out-')), 'out');
   t.teardown(() => rm(dirname(out), { recursive: true, force: true }));
-  await writeRewrite(rewriteApp(scan, OPTS), out);
+  await writeRetargeted(retargetApp(scan, OPTS), out);
   t.deepEqual((await readdir(out)).sort(), ['base', 'midstream', 'rendered']);
 
   const { stdout } = await run('kubectl', ['kustomize', join(out, 'midstream')], { maxBuffer: 64 << 20 });
@@ -276,10 +276,10 @@ test('kubectl kustomize OUT/midstream renders the same images and pull secrets a
   t.deepEqual(summary(objects(base.stdout)), summary(Object.values(FIXTURE).flatMap(objects)));
 });
 
-test('writeRewrite refuses a non-empty output directory', async (t) => {
+test('writeRetargeted refuses a non-empty output directory', async (t) => {
   const scan = await scanManifests(await tree(t, FIXTURE));
   const out = await tree(t, { 'keep.txt': 'x' });
-  const e = await t.throwsAsync(writeRewrite(rewriteApp(scan, OPTS), out));
+  const e = await t.throwsAsync(writeRetargeted(retargetApp(scan, OPTS), out));
   t.true(isAirgapError(e, 'E_OUTPUT'));
   t.deepEqual(await readdir(out), ['keep.txt']);
 });
@@ -318,7 +318,7 @@ spec:
 
 test('operator references are rewritten where their exact text stands: whole values and --flag=REF; nothing else', async (t) => {
   const scan = await scanManifests(await tree(t, OPERATOR));
-  const result = rewriteApp(scan, OPTS);
+  const result = retargetApp(scan, OPTS);
   const op = result.rendered.find((f) => f.path === 'op.yaml')!.content.toString();
   t.deepEqual(lineDiff(OPERATOR['op.yaml']!, op), {
     removed: [
@@ -340,7 +340,7 @@ test('operator references are rewritten where their exact text stands: whole val
 
 test('JSON manifests stay JSON: image and pull secret written in JSON syntax', async (t) => {
   const scan = await scanManifests(await tree(t, OPERATOR));
-  const result = rewriteApp(scan, OPTS);
+  const result = retargetApp(scan, OPTS);
   for (const name of ['web.json', 'pre.json']) {
     const text = result.rendered.find((f) => f.path === name)!.content.toString();
     const obj = JSON.parse(text) as { spec: { containers: { image: string }[]; imagePullSecrets: { name: string }[] } };
@@ -353,7 +353,7 @@ test('operator references and JSON files: kubectl kustomize OUT/midstream render
   const scan = await scanManifests(await tree(t, OPERATOR));
   const out = join(await mkdtemp(join(tmpdir(), 'airgap-out-')), 'out');
   t.teardown(() => rm(dirname(out), { recursive: true, force: true }));
-  await writeRewrite(rewriteApp(scan, OPTS), out);
+  await writeRetargeted(retargetApp(scan, OPTS), out);
   const { stdout } = await run('kubectl', ['kustomize', join(out, 'midstream')], { maxBuffer: 64 << 20 });
   const rendered = (await Promise.all([...scan.files.map((f) => f.path), 'airgap-pull-secret.yaml']
     .map((p) => readFile(join(out, 'rendered', p), 'utf8')))).flatMap(objects);
@@ -365,7 +365,7 @@ test('operator references and JSON files: kubectl kustomize OUT/midstream render
 
 test('the rewrite refuses manifests with refusals (a bundle from before they were caught at build)', async (t) => {
   const scan = await scanManifests(await tree(t, { 'p.yaml': 'kind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{image: "redis:7"}]\n  x: repl{{ ConfigOption "x" }}\n' }));
-  const e = t.throws(() => rewriteApp(scan, OPTS));
+  const e = t.throws(() => retargetApp(scan, OPTS));
   t.true(isAirgapError(e, 'E_MANIFESTS'));
   t.regex(e?.message ?? '', /p\.yaml:5: unrendered KOTS template syntax/);
 });

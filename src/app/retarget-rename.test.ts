@@ -6,7 +6,7 @@ import { join, dirname } from 'node:path';
 import { promisify } from 'node:util';
 import { parse, parseAllDocuments } from 'yaml';
 import { scanManifests } from './scan.js';
-import { rewriteApp, writeRewrite, type RewriteOptions } from './rewrite.js';
+import { retargetApp, writeRetargeted, type RetargetOptions } from './retarget.js';
 import { imageEntries } from './kustomize.js';
 import { nameOf, parseReference, type Reference } from '../reference.js';
 
@@ -19,7 +19,7 @@ const VENDOR = 'registry.replicated.com';
 const PRIVATE = new Set(['quay.io/my-org/api', 'quay.io/my-org/worker', 'docker.io/myorg/secret', 'quay.io/my-org/debug']);
 const isPrivate = (ref: Reference): boolean => PRIVATE.has(nameOf(ref));
 const licensed = (ref: Reference): boolean => isPrivate(ref) || ref.registry === VENDOR;
-const OPTS: RewriteOptions = {
+const OPTS: RetargetOptions = {
   host: [PROXY, VENDOR],
   appSlug: 'my-kots-app',
   form: 'rename',
@@ -115,7 +115,7 @@ const EXPECTED = {
 
 test('rename: private images get the proxy name with tag and digest as written; the secret only where licensed images are pulled', async (t) => {
   const scan = await scanManifests(await tree(t, FILES));
-  const result = rewriteApp(scan, OPTS);
+  const result = retargetApp(scan, OPTS);
   const text = Object.fromEntries(result.rendered.map((f) => [f.path, f.content.toString()]));
   t.deepEqual(pods(Object.values(text).flatMap(objects)), EXPECTED);
   t.is(text['public.yaml'], FILES['public.yaml'], 'a file with public images only is untouched');
@@ -130,7 +130,7 @@ test('rename: private images get the proxy name with tag and digest as written; 
 
 test('rename: the images: entries are the document\'s form, name as written and newName only', async (t) => {
   const scan = await scanManifests(await tree(t, FILES));
-  const k = parse(rewriteApp(scan, OPTS).kustomization) as { images: Record<string, string>[] };
+  const k = parse(retargetApp(scan, OPTS).kustomization) as { images: Record<string, string>[] };
   t.deepEqual(k.images, [
     { name: 'myorg/secret:1', newName: `${PROXY}/proxy/my-kots-app/docker.io/myorg/secret` },
     { name: 'quay.io/my-org/api:v1.0.1', newName: `${PROXY}/proxy/my-kots-app/quay.io/my-org/api` },
@@ -150,7 +150,7 @@ test('rename: kubectl kustomize OUT/midstream renders what rendered/ holds; the 
   const scan = await scanManifests(await tree(t, FILES));
   const out = join(await mkdtemp(join(tmpdir(), 'airgap-rename-out-')), 'out');
   t.teardown(() => rm(dirname(out), { recursive: true, force: true }));
-  await writeRewrite(rewriteApp(scan, OPTS), out);
+  await writeRetargeted(retargetApp(scan, OPTS), out);
   const { stdout } = await run('kubectl', ['kustomize', join(out, 'midstream')], { maxBuffer: 64 << 20 });
   t.deepEqual(pods(objects(stdout)), EXPECTED);
   const rendered = await Promise.all([...Object.keys(FILES), 'airgap-pull-secret.yaml'].map((f) => readFile(join(out, 'rendered', f), 'utf8')));
