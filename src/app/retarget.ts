@@ -337,9 +337,7 @@ export async function writeRetargeted(result: RetargetResult, outDir: string): P
     }
     if (entries !== undefined) await rmdir(outDir);
     await rename(tmp, outDir);
-    unregister();
   } catch (e) {
-    unregister();
     await rm(tmp, { recursive: true, force: true });
     if (e instanceof AirgapError) throw e;
     throw new AirgapError('E_OUTPUT', `cannot write ${outDir}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { cause: e });
