@@ -1,13 +1,13 @@
 import anyTest, { type TestFn } from 'ava';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { parseAllDocuments } from 'yaml';
-import { startWorld, type World, type WorldImage } from '../src/testing/world.js';
-import { startRegistry, type TestRegistry } from '../src/testing/registry.js';
+import { type World, type WorldImage } from '../src/testing/world.js';
+import type { TestRegistry } from '../src/testing/registry.js';
+import { startStage, stopStage } from '../src/testing/stage.js';
 import { resolveFlags, runCli, json, type CliResult } from '../src/testing/cli.js';
 import { lastComponent, parseReference, taggedName } from '../src/reference.js';
 
@@ -20,19 +20,10 @@ interface Ctx { world: World; dir: string; customer: TestRegistry; user: { usern
 const test = anyTest as TestFn<Ctx>;
 
 test.before(async (t) => {
-  const world = await startWorld({ app: 'cases' });
-  t.context.world = world;
-  t.context.dir = await mkdtemp(join(tmpdir(), 'airgap-cases-e2e-'));
-  const user = { username: 'deployer', password: 'pw-' + Math.random().toString(36).slice(2) };
-  t.context.user = user;
-  t.context.customer = await startRegistry({ users: [user] });
+  await startStage(t.context, 'cases', { world: { app: 'cases' } });
 });
 
-test.after.always(async (t) => {
-  await t.context.world?.stop();
-  await t.context.customer?.stop();
-  if (t.context.dir) await rm(t.context.dir, { recursive: true, force: true });
-});
+test.after.always((t) => stopStage(t.context));
 
 /** The world images a case names, by repository. */
 function expected(world: World, repos: string[]): WorldImage[] {

@@ -6,8 +6,9 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { parseAllDocuments } from 'yaml';
-import { bundledDigest, startWorld, type World } from '../src/testing/world.js';
+import { bundledDigest, type World } from '../src/testing/world.js';
 import { startRegistry, type TestRegistry } from '../src/testing/registry.js';
+import { startStage, stopStage } from '../src/testing/stage.js';
 import { buildBundle, resolveFlags, runCli, json } from '../src/testing/cli.js';
 import { parseReference, taggedName, lastComponent } from '../src/reference.js';
 
@@ -16,25 +17,13 @@ interface Ctx { world: World; dir: string; bundle: string; customer: TestRegistr
 const test = anyTest as TestFn<Ctx>;
 
 test.before(async (t) => {
-  // Each resource goes into the context as soon as it exists, so that after.always stops it
-  // even when a later step of this hook throws.
-  const world = await startWorld();
-  t.context.world = world;
-  const dir = await mkdtemp(join(tmpdir(), 'airgap-install-e2e-'));
-  t.context.dir = dir;
-  const bundle = join(dir, 'app.tar');
-  await buildBundle(world, bundle);
+  await startStage(t.context, 'install', { passwordPrefix: 'S3cret-pw-' });
+  const bundle = join(t.context.dir, 'app.tar');
+  await buildBundle(t.context.world, bundle);
   t.context.bundle = bundle;
-  const user = { username: 'deployer', password: 'S3cret-pw-' + Math.random().toString(36).slice(2) };
-  t.context.user = user;
-  t.context.customer = await startRegistry({ users: [user] });
 });
 
-test.after.always(async (t) => {
-  await t.context.world?.stop();
-  await t.context.customer?.stop();
-  if (t.context.dir) await rm(t.context.dir, { recursive: true, force: true });
-});
+test.after.always((t) => stopStage(t.context));
 
 async function rawDigest(ref: string, creds: { username: string; password: string }, extra: string[] = ['--tls-verify=false']): Promise<string> {
   const { stdout } = await run('skopeo', ['inspect', '--raw', ...extra, '--creds', `${creds.username}:${creds.password}`, `docker://${ref}`],

@@ -3,12 +3,12 @@ import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createServer } from 'node:net';
 import { existsSync, readdirSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { startWorld, type World } from '../src/testing/world.js';
-import { startRegistry, type TestRegistry } from '../src/testing/registry.js';
+import { type World } from '../src/testing/world.js';
+import type { TestRegistry } from '../src/testing/registry.js';
+import { startStage, stopStage } from '../src/testing/stage.js';
 import { buildBundle, json, resolveFlags, runCli, type CliResult } from '../src/testing/cli.js';
 import { lastComponent, parseReference } from '../src/reference.js';
 
@@ -23,24 +23,14 @@ interface Ctx { world: World; dir: string; bundle: string; buildBytes: number; c
 const test = anyTest as TestFn<Ctx>;
 
 test.before(async (t) => {
-  const world = await startWorld();
-  t.context.world = world;
-  const dir = await mkdtemp(join(tmpdir(), 'airgap-journey-e2e-'));
-  t.context.dir = dir;
-  const bundle = join(dir, 'app.tar');
-  const b = await buildBundle(world, bundle, ['--json']);
+  await startStage(t.context, 'journey');
+  const bundle = join(t.context.dir, 'app.tar');
+  const b = await buildBundle(t.context.world, bundle, ['--json']);
   t.context.bundle = bundle;
   t.context.buildBytes = (JSON.parse(b.stdout) as { bytes: number }).bytes;
-  const user = { username: 'deployer', password: 'pw-' + Math.random().toString(36).slice(2) };
-  t.context.user = user;
-  t.context.customer = await startRegistry({ users: [user] });
 });
 
-test.after.always(async (t) => {
-  await t.context.world?.stop();
-  await t.context.customer?.stop();
-  if (t.context.dir) await rm(t.context.dir, { recursive: true, force: true });
-});
+test.after.always((t) => stopStage(t.context));
 
 function auth(u: { username: string; password: string }): Record<string, string> {
   return { authorization: 'Basic ' + Buffer.from(`${u.username}:${u.password}`).toString('base64') };

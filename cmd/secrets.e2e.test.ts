@@ -1,9 +1,9 @@
 import anyTest, { type TestFn } from 'ava';
-import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startWorld, type World } from '../src/testing/world.js';
-import { startRegistry, type TestRegistry } from '../src/testing/registry.js';
+import { type World } from '../src/testing/world.js';
+import type { TestRegistry } from '../src/testing/registry.js';
+import { startStage, stopStage } from '../src/testing/stage.js';
 import { startFaultFront } from '../src/testing/faults.js';
 import { resolveFlags, runCli, type CliResult } from '../src/testing/cli.js';
 
@@ -18,20 +18,10 @@ const test = anyTest as TestFn<Ctx>;
 const ENV = { AIRGAP_RETRY_BASE_MS: '5' };
 
 test.before(async (t) => {
-  // Each resource goes into the context as soon as it exists, so that after.always stops it
-  // even when a later step of this hook throws.
-  t.context.world = await startWorld();
-  t.context.dir = await mkdtemp(join(tmpdir(), 'airgap-secrets-e2e-'));
-  const user = { username: 'deployer', password: 'Cust0mer-Secret-' + Math.random().toString(36).slice(2) };
-  t.context.user = user;
-  t.context.customer = await startRegistry({ users: [user] });
+  await startStage(t.context, 'secrets', { passwordPrefix: 'Cust0mer-Secret-' });
 });
 
-test.after.always(async (t) => {
-  await t.context.world?.stop();
-  await t.context.customer?.stop();
-  if (t.context.dir) await rm(t.context.dir, { recursive: true, force: true });
-});
+test.after.always((t) => stopStage(t.context));
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 
