@@ -2,8 +2,8 @@ import { AirgapError, type ErrorCode } from '../src/errors.js';
 import type { PushCounts, PushDryRun, PushSummary } from '../src/push.js';
 import type { PlanReport } from '../src/plan.js';
 import { baseLabel, parseSize } from '../src/bundle/format.js';
-import type { RegistryAccessOptions } from '../src/registry/access.js';
 import type { Credentials } from '../src/registry/credentials.js';
+import type { HostPolicy } from '../src/registry/policy.js';
 import { parseTargetRegistry } from '../src/target.js';
 import { formatFinding, type Finding } from '../src/app/findings.js';
 import type { CopyEvent } from '../src/copy.js';
@@ -24,6 +24,7 @@ const phases = {
   verify: () => import('../src/bundle/verify.js'),
   signing: () => import('../src/bundle/signing.js'),
   access: () => import('../src/registry/access.js'),
+  policy: () => import('../src/registry/policy.js'),
 };
 
 export interface GlobalFlags {
@@ -137,36 +138,17 @@ function bundleArg(args: string[]): string {
 }
 
 /**
- * Network tuning from the environment, read here and nowhere else (docs/failures.md: "Network, integrity,
- * interruption"). AIRGAP_RETRY_BASE_MS scales the backoff between retries (default 250 ms,
- * doubling up to 32×); AIRGAP_HTTP_TIMEOUT_MS bounds the wait for a response's headers and for
- * each chunk of its body (default 120000). Tests set both small; users rarely need them.
+ * Registry access for the source side (build, plan, online): --ca-file is trusted for every source
+ * registry. Both sides make their policy with policyFromFlags (src/registry/policy.ts: how each
+ * host is reached and why; the environment's proxy, CA and AIRGAP_* tuning variables are read there).
  */
-function networkTuning(): Pick<RegistryAccessOptions, 'retry' | 'timeoutMs'> {
-  const num = (name: string, min: number, max: number): number | undefined => {
-    const v = process.env[name];
-    if (v === undefined || v === '') return undefined;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) {
-      throw new AirgapError('E_USAGE', `${name}="${v}" must be a whole number of milliseconds from ${min} to ${max}`);
-    }
-    return n;
-  };
-  const base = num('AIRGAP_RETRY_BASE_MS', 1, 60_000);
-  const timeoutMs = num('AIRGAP_HTTP_TIMEOUT_MS', 100, 3_600_000);
-  return {
-    ...(base !== undefined ? { retry: { baseDelayMs: base, maxDelayMs: base * 32 } } : {}),
-    ...(timeoutMs !== undefined ? { timeoutMs } : {}),
-  };
-}
-
-async function sourceAccess(opts: Record<string, unknown>) {
+async function sourceAccess(opts: Record<string, unknown>, ctx: Context) {
   const caFile = opts.caFile as string | undefined;
-  const { createRegistryAccess } = await phases.access();
-  return createRegistryAccess({ ...networkTuning(), ...(caFile ? { defaultCaFile: caFile } : {}) });
+  const [{ createRegistryAccess }, { policyFromFlags, describeHostPolicy }] = await Promise.all([phases.access(), phases.policy()]);
+  return createRegistryAccess(policyFromFlags({ ...(caFile ? { caFile } : {}), ...debugPolicy(ctx, describeHostPolicy) }));
 }
 
-/** Registry access for the customer registry, from the registry flags. */
+/** Registry access for the customer registry (push, install, verify), from the registry flags. */
 async function targetAccess(opts: Record<string, unknown>, ctx: Context) {
   const registry = parseTargetRegistry(required(opts, 'registry', '--registry'));
   if (opts.password !== undefined && opts.passwordStdin) throw new AirgapError('E_USAGE', 'give --password or --password-stdin, not both');
@@ -176,18 +158,23 @@ async function targetAccess(opts: Record<string, unknown>, ctx: Context) {
     throw new AirgapError('E_USAGE', '--username and --password (or --password-stdin) go together');
   }
   const credentials = username !== undefined && password !== undefined ? { username, password } : undefined;
-  const { createRegistryAccess } = await phases.access();
-  const access = createRegistryAccess({
-    ...networkTuning(),
-    hosts: [{
+  const [{ createRegistryAccess }, { policyFromFlags, describeHostPolicy }] = await Promise.all([phases.access(), phases.policy()]);
+  const access = createRegistryAccess(policyFromFlags({
+    target: {
       host: registry.host,
       ...(opts.plainHttp ? { plainHttp: true } : {}),
       ...(opts.insecureSkipTlsVerify ? { insecureSkipTlsVerify: true } : {}),
       ...(opts.caFile ? { caFile: opts.caFile as string } : {}),
-    }],
-    ...(credentials ? { credentials: { [registry.host]: credentials } } : {}),
-  });
+      ...(credentials ? { credentials } : {}),
+    },
+    ...debugPolicy(ctx, describeHostPolicy),
+  }));
   return { registry, access, credentials };
+}
+
+/** With --debug, one line on stderr per registry host saying how it is reached and why. */
+function debugPolicy(ctx: Context, describe: (p: HostPolicy) => string): { onResolve?: (p: HostPolicy) => void } {
+  return ctx.flags.debug ? { onResolve: (p) => process.stderr.write(`airgap: debug: ${describe(p)}\n`) } : {};
 }
 
 function progress(ctx: Context, verb: string) {
@@ -212,9 +199,9 @@ const plan: CommandSpec = {
     ...resolveFlags,
   ],
   example: 'airgap plan --manifests ./app --license ./license.yaml',
-  async run(_args, opts) {
+  async run(_args, opts, ctx) {
     const offline = Boolean(opts.offline);
-    const access = offline ? undefined : await sourceAccess(opts);
+    const access = offline ? undefined : await sourceAccess(opts, ctx);
     try {
       const { planReport } = await phases.plan();
       const p = await planReport({
@@ -283,7 +270,7 @@ const buildCmd: CommandSpec = {
   ],
   example: 'airgap build --manifests ./app --license ./license.yaml --out app-1.4.2.tar --release 1.4.2',
   async run(_args, opts, ctx) {
-    const access = await sourceAccess(opts);
+    const access = await sourceAccess(opts, ctx);
     try {
       const { build } = await phases.build();
       const s = await build({
@@ -540,7 +527,7 @@ const onlineCmd: CommandSpec = {
   ],
   example: 'airgap online --manifests ./release --license ./license.yaml --namespace shop --out ./online',
   async run(_args, opts, ctx) {
-    const access = await sourceAccess(opts);
+    const access = await sourceAccess(opts, ctx);
     try {
       const { online } = await phases.online();
       const s = await online({

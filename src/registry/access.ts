@@ -3,27 +3,16 @@ import pLimit from 'p-limit';
 import type { ImageSource, RegistryProbe } from '../app/resolve.js';
 import type { RegistryAccess } from '../plan.js';
 import { type ProbeResult, RegistryClient } from './client.js';
-import type { CredentialOptions, Credentials } from './credentials.js';
-import { type HostSettings, type RetryPolicy, Transport } from './transport.js';
+import type { Credentials } from './credentials.js';
+import { type PolicyInput, RegistryPolicy } from './policy.js';
+import { Transport } from './transport.js';
 import { RegistryStore } from './store.js';
 
 /**
- * How the phases reach registries: one shared transport (connection pools, scheme answers), one
- * client per (registry, credentials), a RegistryStore per repository, and the anonymous probe.
+ * How the phases reach registries: one shared transport (connection pools, scheme answers) that
+ * carries out the run's RegistryPolicy (policy.ts: how each host is reached, and why), one client
+ * per (registry, credentials), a RegistryStore per repository, and the anonymous probe.
  */
-
-export interface RegistryAccessOptions {
-  /** Per-host TLS / plain-HTTP settings (the customer registry's flags). */
-  hosts?: HostSettings[];
-  /** Explicit credentials per registry host (flags); others come from the Docker config. */
-  credentials?: Record<string, Credentials>;
-  /** A CA trusted, besides the system roots, for hosts without their own settings. */
-  defaultCaFile?: string;
-  retry?: Partial<RetryPolicy>;
-  /** How long to wait for a response's headers, and between two chunks of its body (default 120 s each). */
-  timeoutMs?: number;
-  credentialOptions?: Omit<CredentialOptions, 'explicit'>;
-}
 
 export interface ClosableRegistryAccess extends RegistryAccess {
   open(source: ImageSource): RegistryStore;
@@ -32,21 +21,16 @@ export interface ClosableRegistryAccess extends RegistryAccess {
 
 const TAG_LOOKUP_LIMIT = 200;
 
-export function createRegistryAccess(opts: RegistryAccessOptions = {}): ClosableRegistryAccess {
-  const transport = new Transport({
-    ...(opts.hosts ? { hosts: opts.hosts } : {}),
-    ...(opts.retry ? { retry: opts.retry } : {}),
-    ...(opts.timeoutMs !== undefined ? { headersTimeoutMs: opts.timeoutMs, bodyTimeoutMs: opts.timeoutMs } : {}),
-  });
-  const configured = new Set((opts.hosts ?? []).map((h) => h.host));
+/** Commands pass policyFromFlags(…); tests may give the policy's input directly. */
+export function createRegistryAccess(policy: RegistryPolicy | PolicyInput = {}): ClosableRegistryAccess {
+  const resolved = policy instanceof RegistryPolicy ? policy : new RegistryPolicy(policy);
+  const transport = new Transport({ policy: resolved });
   const clients = new Map<string, RegistryClient>();
 
   const clientFor = (registry: string, credentials: Credentials | undefined, anonymous = false): RegistryClient => {
-    if (!configured.has(registry) && opts.defaultCaFile !== undefined) {
-      transport.configure({ host: registry, caFile: opts.defaultCaFile });
-      configured.add(registry);
-    }
-    const creds = credentials ?? opts.credentials?.[registry];
+    // An image's own credentials (the license, for the vendor's hosts) win over the host's.
+    const hostCredentials = resolved.host(registry).credentials;
+    const creds = credentials ?? hostCredentials.explicit;
     // Keyed by a hash: the map must not hold a readable copy of anyone's password.
     const key = `${registry}\n${anonymous ? 'anonymous' : creds ? fingerprint(creds) : 'default'}`;
     let client = clients.get(key);
@@ -54,7 +38,7 @@ export function createRegistryAccess(opts: RegistryAccessOptions = {}): Closable
       client = new RegistryClient({
         host: registry, transport,
         ...(anonymous ? { anonymous: true } : creds ? { credentials: creds } : {}),
-        ...(opts.credentialOptions ? { credentialOptions: opts.credentialOptions } : {}),
+        credentialOptions: hostCredentials.lookup,
       });
       clients.set(key, client);
     }

@@ -8,10 +8,8 @@ import type { PushOutcome } from '../store.js';
 import { type Access, OriginAuth, type ScopeSet, repositoryOfPath, repositoryScope } from './auth.js';
 import { type Credential, type CredentialOptions, type Credentials, resolveCredentials } from './credentials.js';
 import { type RequestSubject, RegistryError, httpError, isTemporary, networkError } from './errors.js';
-import {
-  type HostSettings, type HttpResponse, type Method, type RetryPolicy, Transport, backoffDelay, endpointHost,
-  header, sleep,
-} from './transport.js';
+import { type HostSettings, type RetryPolicy, endpointHost } from './policy.js';
+import { type HttpResponse, type Method, Transport, backoffDelay, header, sleep } from './transport.js';
 import { pushBlob } from './upload.js';
 import { fetchFromUrls } from './foreign.js';
 

@@ -1,56 +1,35 @@
 import { readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { createRequire } from 'node:module';
-import { Agent, type Dispatcher, EnvHttpProxyAgent, request } from 'undici';
+import { Agent, type Dispatcher, ProxyAgent, request } from 'undici';
 import { AirgapError } from '../errors.js';
 import {
   type RequestSubject, RegistryError, causeText, describe, dnsError, errorCodes, isConnectionError, isDnsFailure, isNotTlsError,
   isTemporary, isTlsHandshakeError, isTlsVerifyError, networkError, tlsError, tlsHandshakeError,
 } from './errors.js';
+import {
+  type HostPolicy, type HostSettings, type PolicyInput, type RetryPolicy, RegistryPolicy, type Route, endpointHost, isRetriableStatus,
+} from './policy.js';
 
 /**
- * HTTP for one process: per-host settings as plain data, the scheme rule (HTTPS; plain HTTP for a
- * loopback registry that does not speak TLS, or when told), keep-alive agents, manual redirects
- * that never carry Authorization to another host, and retries with backoff. Auth sits above this.
+ * HTTP for one process, carrying out a RegistryPolicy (policy.ts: scheme, TLS, proxy, retries and
+ * timeouts per host, and why): keep-alive agents per host and route, the scheme probe of a
+ * loopback registry, manual redirects that never carry Authorization to another host, and the
+ * retries themselves. Auth sits above this.
  */
 
-export interface HostSettings {
-  /** Registry host as the user wrote it: `quay.io`, `127.0.0.1:5000`, `docker.io`. */
-  host: string;
-  plainHttp?: boolean;
-  insecureSkipTlsVerify?: boolean;
-  caFile?: string;
-}
-
-export interface RetryPolicy {
-  /** Total attempts per request, the first included. */
-  attempts: number;
-  baseDelayMs: number;
-  maxDelayMs: number;
-  /** No new attempt starts after this much time since the first. */
-  maxElapsedMs: number;
-  /** A Retry-After longer than this is cut down to it. */
-  retryAfterCapMs: number;
-}
-
-export const DEFAULT_RETRY: RetryPolicy = {
-  attempts: 5, baseDelayMs: 250, maxDelayMs: 8_000, maxElapsedMs: 120_000, retryAfterCapMs: 30_000,
-};
-
-export interface TransportOptions {
-  hosts?: HostSettings[];
-  retry?: Partial<RetryPolicy>;
+export interface TransportOptions extends PolicyInput {
+  /** The run's policy; without it, one is made from the other options. */
+  policy?: RegistryPolicy;
   /** Parallel connections per registry host (default: unlimited). */
   connectionsPerHost?: number;
-  headersTimeoutMs?: number;
-  bodyTimeoutMs?: number;
 }
 
 export type Method = 'GET' | 'HEAD' | 'PUT' | 'POST' | 'PATCH' | 'DELETE';
 
 export interface HttpRequest {
   method: Method;
-  /** Registry host (settings and Authorization scope). */
+  /** Registry host (whose policy applies, and Authorization scope). */
   host: string;
   /** A path (`/v2/...`) resolved against the registry, or an absolute URL (upload Location, token realm). */
   url: string | URL;
@@ -77,32 +56,8 @@ export interface HttpResponse {
   url: URL;
 }
 
-const HOST_RE = /^(?:\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?)(?::[0-9]{1,5})?$/;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 const MAX_REDIRECTS = 10;
-
-export function validateHostSettings(s: HostSettings): HostSettings {
-  if (!HOST_RE.test(s.host)) throw new AirgapError('E_USAGE', `registry host "${s.host}" is not HOST or HOST:PORT`);
-  if (s.plainHttp && (s.caFile !== undefined || s.insecureSkipTlsVerify)) {
-    throw new AirgapError('E_USAGE', `registry ${s.host}: --plain-http cannot be combined with --ca-file or --insecure-skip-tls-verify`);
-  }
-  return { ...s };
-}
-
-/** Docker Hub's names map to its API endpoint. */
-export function endpointHost(host: string): string {
-  return host === 'docker.io' || host === 'index.docker.io' ? 'registry-1.docker.io' : host;
-}
-
-export function isLoopback(host: string): boolean {
-  let hostname: string;
-  try {
-    hostname = new URL(`http://${host}`).hostname;
-  } catch {
-    return false;
-  }
-  return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
-}
 
 export function header(res: { headers: HttpResponse['headers'] }, name: string): string | undefined {
   const v = res.headers[name.toLowerCase()];
@@ -115,32 +70,30 @@ export function headerAll(res: { headers: HttpResponse['headers'] }, name: strin
 }
 
 export class Transport {
-  readonly #settings = new Map<string, HostSettings>();
-  /** One dispatcher per registry host and role: its own endpoint, or the origins it sends us to. */
+  readonly policy: RegistryPolicy;
+  /** One dispatcher per registry host, role (its own endpoint, or the origins it sends us to) and route. */
   readonly #agents = new Map<string, Dispatcher>();
   readonly #schemes = new Map<string, Promise<'https' | 'http'>>();
   readonly #contexts = new Map<string, import('node:tls').SecureContext>();
-  readonly #retry: RetryPolicy;
-  readonly #opts: TransportOptions;
+  readonly #connectionsPerHost: number | undefined;
 
   constructor(opts: TransportOptions = {}) {
-    this.#opts = opts;
-    this.#retry = { ...DEFAULT_RETRY, ...opts.retry };
-    for (const s of opts.hosts ?? []) this.configure(s);
+    this.policy = opts.policy ?? new RegistryPolicy(opts);
+    this.#connectionsPerHost = opts.connectionsPerHost;
   }
 
   get retryPolicy(): RetryPolicy {
-    return this.#retry;
+    return this.policy.retry;
   }
 
-  /** Adds or replaces the settings for one host (before its first request). */
+  /** Adds or replaces the settings for one host (before its first request); see RegistryPolicy.configure. */
   configure(s: HostSettings): void {
-    const v = validateHostSettings(s);
-    this.#settings.set(v.host, v);
+    this.policy.configure(s);
   }
 
-  settings(host: string): HostSettings {
-    return this.#settings.get(host) ?? validateHostSettings({ host });
+  /** The resolved policy for a host (E_USAGE if the host is not HOST or HOST:PORT). */
+  settings(host: string): HostPolicy {
+    return this.policy.host(host);
   }
 
   /** `https://quay.io` or `http://127.0.0.1:5000`, after the scheme rule. */
@@ -152,6 +105,7 @@ export class Transport {
   /** Sends one request with retries (connection errors, 408, 429, 5xx) and redirects. */
   async send(req: HttpRequest): Promise<HttpResponse> {
     const started = Date.now();
+    const retry = this.settings(req.host).retry;
     const replayable = req.retry !== false && (req.body === undefined || req.body instanceof Uint8Array);
     for (let attempt = 1; ; attempt++) {
       let res: HttpResponse | undefined;
@@ -163,8 +117,8 @@ export class Transport {
       }
       // The first contact's scheme probe reports a dropped connection already as our (temporary) E_NETWORK error.
       const retriable = replayable && !req.signal?.aborted && (res ? isRetriableStatus(res.status) : isTemporary(failure));
-      const delay = retriable ? this.#delay(attempt, res ? header(res, 'retry-after') : undefined) : 0;
-      if (!retriable || attempt >= this.#retry.attempts || Date.now() - started + delay > this.#retry.maxElapsedMs) {
+      const delay = retriable ? retryDelay(retry, attempt, res ? header(res, 'retry-after') : undefined) : 0;
+      if (!retriable || attempt >= retry.attempts || Date.now() - started + delay > retry.maxElapsedMs) {
         if (res) return res;
         throw this.#mapFailure(req.subject, failure, req.signal);
       }
@@ -216,11 +170,10 @@ export class Transport {
       { hint: 'the registry or its storage redirects in a loop; report it to the registry operator' });
   }
 
-  /** The scheme for a host; loopback hosts are probed once and the answer remembered. */
+  /** The scheme the policy gives a host; a loopback host is probed once and the answer remembered. */
   #scheme(host: string, subject: RequestSubject, signal?: AbortSignal): Promise<'https' | 'http'> {
-    const s = this.settings(host);
-    if (s.plainHttp) return Promise.resolve('http');
-    if (!isLoopback(host)) return Promise.resolve('https');
+    const { scheme } = this.settings(host);
+    if (scheme !== 'probe') return Promise.resolve(scheme);
     let known = this.#schemes.get(host);
     if (!known) {
       known = this.#probeScheme(host, signal);
@@ -267,37 +220,36 @@ export class Transport {
   }
 
   /**
-   * The dispatcher for a request of registry `host` to `url`. The CA given for a registry is
-   * trusted for every origin it sends us to (token realm, storage redirects), on top of the
-   * system's and NODE_EXTRA_CA_CERTS; skipping verification stays with the registry's own
-   * endpoint. HTTPS_PROXY/HTTP_PROXY/NO_PROXY are honoured, loopback never goes through a proxy.
+   * The dispatcher for a request of registry `host` to `url`: TLS as the host's policy says (its
+   * CA for every origin, skipped verification for its own endpoint only), by the route the
+   * policy gives that origin (direct, or through a proxy).
    */
   #agentFor(host: string, url: URL): Dispatcher {
     const own = url.host === endpointHost(host);
-    const direct = !hasProxyEnv() || isLoopback(url.host);
-    const key = `${host}\n${own ? 'own' : 'foreign'}\n${direct ? 'direct' : 'proxy'}`;
+    const route = this.policy.route(url.protocol, url.host);
+    const key = `${host}\n${own ? 'own' : 'foreign'}\n${route.proxy ?? 'direct'}`;
     let agent = this.#agents.get(key);
     if (!agent) {
-      agent = this.#newAgent(this.#tlsOptions(host, own), !direct);
+      agent = this.#newAgent(this.settings(host), this.#tlsOptions(host, own), route);
       this.#agents.set(key, agent);
     }
     return agent;
   }
 
   #tlsOptions(host: string, own: boolean): TlsOptions {
-    const s = this.settings(host);
+    const { tls } = this.settings(host);
     const connect: TlsOptions = {};
-    if (s.caFile !== undefined) {
+    if (tls.caFile !== undefined) {
       // One context per registry: parsing the system's roots again for every connection costs
       // a noticeable time per TLS handshake. node:tls only when needed (a plain-HTTP run never loads it).
       let context = this.#contexts.get(host);
       if (!context) {
-        context = nodeTls().createSecureContext({ ca: [...tlsRootCertificates(), ...extraCaCertificates(), readCa(s.caFile, host)] });
+        context = nodeTls().createSecureContext({ ca: [...tlsRootCertificates(), ...extraCaCertificates(tls.extraCaFile), readCa(tls.caFile, host)] });
         this.#contexts.set(host, context);
       }
       connect.secureContext = context;
     }
-    if (s.insecureSkipTlsVerify && own) connect.rejectUnauthorized = false;
+    if (!tls.verify && own) connect.rejectUnauthorized = false;
     return connect;
   }
 
@@ -308,36 +260,30 @@ export class Transport {
    * the server wanted (and is not retried as a dropped connection). Anything else: `e` as it was.
    */
   async #explainClose(host: string, url: URL, e: unknown): Promise<unknown> {
-    if (url.protocol !== 'https:' || !errorCodes(e).includes('UND_ERR_SOCKET') || (hasProxyEnv() && !isLoopback(url.host))) return e;
+    if (url.protocol !== 'https:' || !errorCodes(e).includes('UND_ERR_SOCKET') || this.policy.route(url.protocol, url.host).proxy) return e;
     const alert = await readTlsAlert(url, this.#tlsOptions(host, url.host === endpointHost(host)));
     return alert ?? e;
   }
 
-  #newAgent(connect: TlsOptions, proxied: boolean): Dispatcher {
+  #newAgent(p: HostPolicy, connect: TlsOptions, route: Route): Dispatcher {
     const opts = {
       connect,
       keepAliveTimeout: 30_000,
-      headersTimeout: this.#opts.headersTimeoutMs ?? 120_000,
-      bodyTimeout: this.#opts.bodyTimeoutMs ?? 120_000,
-      ...(this.#opts.connectionsPerHost !== undefined ? { connections: this.#opts.connectionsPerHost } : {}),
+      headersTimeout: p.timeouts.headersMs,
+      bodyTimeout: p.timeouts.bodyMs,
+      ...(this.#connectionsPerHost !== undefined ? { connections: this.#connectionsPerHost } : {}),
     };
     // Through a proxy: CONNECT for https (the TLS settings apply to the registry inside the
     // tunnel), absolute-URI requests for plain http, as curl and Go do.
-    return proxied ? new EnvHttpProxyAgent({ ...opts, requestTls: connect, proxyTunnel: false }) : new Agent(opts);
-  }
-
-  #delay(attempt: number, retryAfter: string | undefined): number {
-    const fromHeader = parseRetryAfter(retryAfter);
-    if (fromHeader !== undefined) return Math.min(fromHeader, this.#retry.retryAfterCapMs);
-    return backoffDelay(this.#retry, attempt);
+    return route.proxy !== undefined ? new ProxyAgent({ ...opts, uri: route.proxy, requestTls: connect, proxyTunnel: false }) : new Agent(opts);
   }
 
   #mapFailure(subject: RequestSubject, e: unknown, signal?: AbortSignal): unknown {
     if (signal?.aborted) return signal.reason ?? e;
     if (e instanceof AirgapError) return e;
     const origin = e instanceof ForeignOriginError ? e.url.host : undefined;
-    const settings = this.settings(subject.host);
-    if (isTlsVerifyError(e)) return tlsError(subject, e, { ...(origin ? { origin } : {}), ...(settings.caFile ? { caFile: settings.caFile } : {}) });
+    const { caFile } = this.settings(subject.host).tls;
+    if (isTlsVerifyError(e)) return tlsError(subject, e, { ...(origin ? { origin } : {}), ...(caFile ? { caFile } : {}) });
     if (isTlsHandshakeError(e)) return tlsHandshakeError(subject, e, origin);
     if (isDnsFailure(e)) return dnsError(subject, e, origin);
     const proxied = /Proxy response \((\d+)\)/.exec(causeText(e));
@@ -361,8 +307,11 @@ export function backoffDelay(policy: RetryPolicy, attempt: number): number {
   return Math.round(exp / 2 + Math.random() * (exp / 2));
 }
 
-export function isRetriableStatus(status: number): boolean {
-  return status === 408 || status === 429 || status >= 500;
+/** The wait before attempt `attempt + 1`: the server's Retry-After (capped), else the backoff. */
+function retryDelay(policy: RetryPolicy, attempt: number, retryAfter: string | undefined): number {
+  const fromHeader = parseRetryAfter(retryAfter);
+  if (fromHeader !== undefined) return Math.min(fromHeader, policy.retryAfterCapMs);
+  return backoffDelay(policy, attempt);
 }
 
 /** Retry-After is seconds or an HTTP date; returns milliseconds from now. */
@@ -383,17 +332,11 @@ class ForeignOriginError extends Error {
   }
 }
 
-function hasProxyEnv(): boolean {
-  const env = process.env;
-  return Boolean(env.https_proxy || env.HTTPS_PROXY || env.http_proxy || env.HTTP_PROXY);
-}
-
 /**
  * NODE_EXTRA_CA_CERTS (a corporate inspection CA): Node adds it to its default trust, but an
  * explicit CA list replaces that default, so it is read again here.
  */
-function extraCaCertificates(): string[] {
-  const file = process.env.NODE_EXTRA_CA_CERTS;
+function extraCaCertificates(file: string | undefined): string[] {
   if (!file) return [];
   try {
     return [readFileSync(file, 'utf8')];
