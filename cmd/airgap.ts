@@ -75,7 +75,7 @@ const program = new Command('airgap')
   .exitOverride()
   // --json and --debug are accepted before the command too (airgap --json push …).
   .option('--json', 'print a machine-readable result on stdout')
-  .option('--debug', 'print stack traces and causes on error')
+  .option('--debug', 'print how each registry host is reached, and stack traces and causes on error')
   .configureOutput({ writeErr: (s) => process.stderr.write(s), outputError: (s, write) => write(`airgap: ${s.replace(/^error: /, '')}`) })
   .addHelpText('after', '\nRun airgap <command> --help for its flags and an example. Exit status: 0 ok, 1 registry/network/output, 2 bad input, 3 integrity, 130 interrupted.');
 
@@ -90,7 +90,7 @@ for (const c of commands) {
     cmd.addOption(opt);
   }
   cmd.addOption(new Option('--json', 'print a machine-readable result on stdout'));
-  cmd.addOption(new Option('--debug', 'print stack traces and causes on error'));
+  cmd.addOption(new Option('--debug', 'print how each registry host is reached, and stack traces and causes on error'));
   cmd.addHelpText('after', `\nExample:\n  $ ${c.example}\n`);
   // Commander's own complaints (unknown flag, missing BUNDLE) point at this command's help.
   cmd.configureOutput({

@@ -144,8 +144,11 @@ function bundleArg(args: string[]): string {
  */
 async function sourceAccess(opts: Record<string, unknown>, ctx: Context) {
   const caFile = opts.caFile as string | undefined;
+  const licensedHosts = opts.license ? [opts.proxyHost as string, opts.replicatedRegistry as string] : undefined;
   const [{ createRegistryAccess }, { policyFromFlags, describeHostPolicy }] = await Promise.all([phases.access(), phases.policy()]);
-  return createRegistryAccess(policyFromFlags({ ...(caFile ? { caFile } : {}), ...debugPolicy(ctx, describeHostPolicy) }));
+  return createRegistryAccess(policyFromFlags({
+    ...(caFile ? { caFile } : {}), ...(licensedHosts ? { licensedHosts } : {}), ...debugPolicy(ctx, describeHostPolicy),
+  }));
 }
 
 /** Registry access for the customer registry (push, install, verify), from the registry flags. */

@@ -66,6 +66,12 @@ test('no license ID or password in the bundle, any log line or any error message
     t.is(r.code !== 0, shouldFail, `${n}: exit ${r.code}: ${r.stderr}`);
   }
   t.true(runs.some(([n, r]) => n.includes('debug') && /\n\s+at /.test(r.stderr)), `--debug printed stacks: ${JSON.stringify(status)}`);
+  // --debug says how each registry host is reached (src/registry/policy.ts); the secrets below are not in it.
+  const install = runs.find(([n]) => n === 'install debug')![1].stderr;
+  t.true(install.includes(`airgap: debug: ${customer.host}: plain HTTP if it answers as a registry, else HTTPS (loopback); `), install);
+  t.regex(install, /; credentials given on the command line; /);
+  t.regex(runs.find(([n]) => n === 'build debug')![1].stderr, /airgap: debug: \S+: .*credentials looked up in /);
+  t.false(runs.find(([n]) => n === 'install plain')![1].stderr.includes('airgap: debug:'), 'only with --debug');
 
   const secrets = spellings(
     [world.licenseId, wrongLicenseId, world.upstreamCredentials.password, user.password, wrongPassword],

@@ -119,6 +119,10 @@ test('credentials: given for a host are used for it alone; the others are looked
   const p = new RegistryPolicy({ env: {}, credentials: { 'registry.corp': USER }, credentialOptions: lookup });
   t.deepEqual(p.host('registry.corp').credentials, { explicit: USER, lookup });
   t.deepEqual(p.host('quay.io').credentials, { lookup });
+  const build = policyFromFlags({ licensedHosts: ['proxy.vendor.com', 'registry.vendor.com'] }, {});
+  t.true(build.host('proxy.vendor.com').credentials.license);
+  t.regex(describeHostPolicy(build.host('registry.vendor.com')), /; the license as credentials; /);
+  t.is(build.host('quay.io').credentials.license, undefined);
 });
 
 test('describeHostPolicy: one line saying how and why, without any secret', (t) => {

@@ -27,8 +27,9 @@ import { type CredentialOptions, type Credentials, credentialFiles } from './cre
  *                loopback origin is always direct; else NO_PROXY (host, .suffix, *.suffix,
  *                host:port, *) sends it direct; else https goes by https_proxy/HTTPS_PROXY (then
  *                the HTTP one), http by http_proxy/HTTP_PROXY; none set: direct. Lower case wins.
- *   credentials  --username/--password for the target registry (or, per image, the license for
- *                the vendor's hosts: access.ts); else looked up in the files credentials.ts lists.
+ *   credentials  --username/--password for the target registry; the license for images on the
+ *                vendor's hosts (each image carries it: app/resolve.ts, access.ts); else looked up
+ *                in the files credentials.ts lists.
  *   retries      connection errors, 408, 429 and 5xx, up to `retry.attempts` tries with
  *                exponential backoff (Retry-After honoured up to a cap), within `maxElapsedMs`.
  *   timeouts     for a response's headers and between two chunks of its body.
@@ -95,6 +96,8 @@ export interface HostPolicy {
   readonly credentials: {
     /** Given on the command line; never printed. */
     readonly explicit?: Credentials;
+    /** The vendor's hosts at build time: each image carries the license (app/resolve.ts), used instead. */
+    readonly license?: true;
     /** Where to look when nothing is given (config dir, environment). */
     readonly lookup: Omit<CredentialOptions, 'explicit'>;
   };
@@ -110,6 +113,8 @@ export interface PolicyInput {
   defaultCaFile?: string;
   /** Explicit credentials per registry host; others are looked up (credentials.ts). */
   credentials?: Record<string, Credentials>;
+  /** Hosts whose images carry the license as their credentials (the vendor proxy and registry). */
+  licensedHosts?: string[];
   credentialOptions?: Omit<CredentialOptions, 'explicit'>;
   retry?: Partial<RetryPolicy>;
   /** How long to wait for a response's headers (default 120 s). */
@@ -184,7 +189,11 @@ export class RegistryPolicy {
       },
       // A probed loopback host is direct under either scheme; else the scheme decides the variable.
       route: this.route(scheme === 'http' ? 'http:' : 'https:', endpoint),
-      credentials: { ...(explicit ? { explicit } : {}), lookup: this.#input.credentialOptions ?? {} },
+      credentials: {
+        ...(explicit ? { explicit } : {}),
+        ...(this.#input.licensedHosts?.includes(host) ? { license: true as const } : {}),
+        lookup: this.#input.credentialOptions ?? {},
+      },
       retry: this.retry,
       timeouts: {
         headersMs: this.#input.headersTimeoutMs ?? DEFAULT_TIMEOUT_MS,
@@ -198,6 +207,8 @@ export class RegistryPolicy {
 export interface NetworkFlags {
   /** Source side (build, plan, online): --ca-file, trusted for every source registry. */
   caFile?: string;
+  /** Source side with --license: the vendor proxy and registry, whose images carry the license. */
+  licensedHosts?: string[];
   /** Target side (push, install, verify): the customer registry and its flags. */
   target?: HostSettings & { credentials?: Credentials };
   onResolve?: (p: HostPolicy) => void;
@@ -210,6 +221,7 @@ export function policyFromFlags(flags: NetworkFlags, env: NodeJS.ProcessEnv = pr
   return new RegistryPolicy({
     ...tuning, env,
     ...(flags.caFile !== undefined ? { defaultCaFile: flags.caFile } : {}),
+    ...(flags.licensedHosts ? { licensedHosts: flags.licensedHosts } : {}),
     ...(target ? {
       hosts: [{
         host: target.host,
@@ -257,7 +269,8 @@ export function describeHostPolicy(p: HostPolicy): string {
     : p.tls.verify ? `certificates checked against ${trust}` : `certificate not verified (--insecure-skip-tls-verify)${p.tls.caFile ? `; other origins: ${trust}` : ''}`;
   const route = p.route.proxy ? `through ${redact(p.route.proxy)} (${p.route.why})` : `direct (${p.route.why})`;
   const files = credentialFiles(p.credentials.lookup);
-  const creds = p.credentials.explicit ? 'credentials given on the command line' : `credentials looked up in ${files.join(', ')}`;
+  const creds = p.credentials.explicit ? 'credentials given on the command line'
+    : p.credentials.license ? 'the license as credentials' : `credentials looked up in ${files.join(', ')}`;
   const secs = (ms: number): string => `${ms / 1000} s`;
   return `${p.host}${p.endpoint !== p.host ? ` (endpoint ${p.endpoint})` : ''}: ${scheme}; ${tls}; ${route}; ${creds}; ` +
     `${p.retry.attempts} attempts within ${secs(p.retry.maxElapsedMs)}; timeouts ${secs(p.timeouts.headersMs)} headers, ${secs(p.timeouts.bodyMs)} body`;
