@@ -32,7 +32,9 @@ import { type CredentialOptions, type Credentials, credentialFiles } from './cre
  *                in the files credentials.ts lists.
  *   retries      connection errors, 408, 429 and 5xx, up to `retry.attempts` tries with
  *                exponential backoff (Retry-After honoured up to a cap), within `maxElapsedMs`.
- *   timeouts     for a response's headers and between two chunks of its body.
+ *   timeouts     for a response's headers and between two chunks of its body; the request that
+ *                completes an upload waits longer for its answer (upload.ts: a registry on S3
+ *                may take minutes to commit a big blob).
  */
 
 /** A host's own flags, as plain data (the customer registry's --plain-http, --ca-file, …). */
