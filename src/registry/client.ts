@@ -30,8 +30,10 @@ const MAX_TAG_LIST_BYTES = 4 * 1024 * 1024;
 interface HostFacts {
   /** Whether the host implements the referrers API; undefined until an answer decides it. */
   referrersApi?: boolean;
-  /** The lookup deciding it, which the others wait for. */
+  /** The first lookup, which the others wait for (a failed one leaves the next to ask). */
   referrersDeciding?: Promise<void> | undefined;
+  /** Some lookup has been answered, decisively or not. */
+  referrersAnswered?: boolean;
 }
 const hostFactsByTransport = new WeakMap<Transport, Map<string, HostFacts>>();
 
@@ -376,9 +378,16 @@ export class RegistryClient {
    */
   async getReferrers(repo: string, digest: string, opts: CallOptions = {}): Promise<Descriptor[] | undefined> {
     const known = hostFacts(this.#transport, this.host);
+    const ask = async (): Promise<Descriptor[] | undefined> => {
+      const answer = await this.#askReferrers(repo, digest, opts);
+      known.referrersAnswered = true;
+      if (answer.api !== undefined && known.referrersApi === undefined) known.referrersApi = answer.api;
+      return answer.list;
+    };
     for (;;) {
       if (known.referrersApi === false) return undefined;
-      if (known.referrersApi === true) return (await this.#askReferrers(repo, digest, opts)).list;
+      // Decided, or the first answer was not decisive (then lookups go on at once, not in a queue).
+      if (known.referrersApi === true || known.referrersAnswered) return ask();
       if (known.referrersDeciding) {
         await known.referrersDeciding;
         continue;
@@ -386,9 +395,7 @@ export class RegistryClient {
       let decided!: () => void;
       known.referrersDeciding = new Promise<void>((resolve) => { decided = resolve; });
       try {
-        const answer = await this.#askReferrers(repo, digest, opts);
-        if (answer.api !== undefined) known.referrersApi = answer.api;
-        return answer.list;
+        return await ask();
       } finally {
         known.referrersDeciding = undefined;
         decided();
