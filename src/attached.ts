@@ -68,9 +68,13 @@ export async function discoverAttached(src: SourceStore, graph: GraphNode, what:
   try {
     // The repository's tags in one request (once per repository): a tag that is not listed is not
     // asked about. Where the registry will not list them, a HEAD per tag, mostly answered 404.
-    const listed = src.tags ? await src.tags(opts) : undefined;
-    const peek = async (tag: string): Promise<Descriptor | undefined> =>
-      (listed && !listed.has(tag)) || !src.peek ? undefined : src.peek(tag, opts);
+    // Asked alongside the referrers API (each lookup below waits for it, so a failure is seen there).
+    const tags = src.tags ? src.tags(opts) : Promise.resolve(undefined);
+    tags.catch(() => undefined);
+    const peek = async (tag: string): Promise<Descriptor | undefined> => {
+      const listed = await tags;
+      return (listed && !listed.has(tag)) || !src.peek ? undefined : src.peek(tag, opts);
+    };
     // Every lookup of every subject at once.
     await Promise.all(subjects.flatMap((subject) => [
       ...COSIGN_SUFFIXES.map(async ([suffix, kind]) => {
