@@ -6,6 +6,7 @@ import { partCount, refuseExistingSplit, splitBundle, type PartInfo } from './bu
 import { bundleId, loadBase, pruneGraph } from './delta.js';
 import { Copier, flatten, loadGraph, totalSize, type EventSink, type GraphNode } from './copy.js';
 import { choosePlatforms } from './platforms.js';
+import { KeptBlobs } from './kept.js';
 import type { Descriptor } from './oci/descriptor.js';
 import { isForeignLayer } from './oci/manifest.js';
 import { parsePlatformSpecs } from './oci/platform.js';
@@ -110,14 +111,17 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
     if (!p) discovered.set(key, (p = discoverAttached(src, graph, what, opts.signal)));
     return p;
   };
+  // Configs read for their platform are copied from memory, not downloaded twice.
+  const kept = new KeptBlobs();
   const prepared = await Promise.all(plan.images.map((image) => resolveLimit(async (): Promise<PreparedImage> => {
     const what = formatReference(image.ref);
-    const src = opts.registries.open(image.source);
+    const src = kept.over(opts.registries.open(image.source));
     const reference = image.ref.digest ?? image.ref.tag ?? 'latest';
     const resolved = await src.resolve(reference, opts.signal ? { signal: opts.signal } : {}).catch((e: unknown) => {
       throw explainSource(e, image, what);
     });
     const chosen = await choosePlatforms(src, resolved, spec, what);
+    if (chosen.config) kept.keep(chosen.config.digest, chosen.config.bytes);
     const graph = await loadGraph(src, chosen.root, what, opts.signal, () => opts.includeForeignLayers === true);
     // In the same slot, so it overlaps the other images' resolution; once per repository and digest.
     const attached = opts.signatures === false ? [] : await discover(src, graph, what);
