@@ -1,4 +1,4 @@
-import pLimit from 'p-limit';
+import { Limits, type ConcurrencyReport } from './concurrency.js';
 import { AirgapError, isAirgapError } from './errors.js';
 import { BundleWriter } from './bundle/writer.js';
 import type { BundleImage, BundleMetadata } from './bundle/format.js';
@@ -26,7 +26,8 @@ export interface BuildOptions extends PlanOptions {
   licensePath: string;
   out: string;
   platforms?: string[];
-  concurrency: number;
+  /** --concurrency; undefined: the default, which adapts (src/concurrency.ts). */
+  concurrency?: number;
   release?: string;
   /** A previous bundle: write a delta carrying only the blobs it does not hold. */
   since?: string;
@@ -48,6 +49,8 @@ export interface BuildOptions extends PlanOptions {
 
 export interface BuildSummary {
   out: string;
+  /** How many requests ran at once (src/concurrency.ts). */
+  concurrency: ConcurrencyReport;
   appSlug: string;
   images: (BundleImage & { kind: string })[];
   /** Blobs and bytes carried by the bundle. */
@@ -103,7 +106,9 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
   }
 
   // Every manifest first (small), so that every blob's size is known before the tar is planned.
-  const resolveLimit = pLimit(Math.max(1, opts.concurrency));
+  const limits = new Limits(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {});
+  // Resolving is small requests only (manifests, a config, signature lookups): many at once.
+  const resolveLimit = limits.small;
   const discovered = new Map<string, Promise<Attached[]>>();
   const discover = (src: SourceStore, graph: GraphNode, what: string): Promise<Attached[]> => {
     const key = `${src.label} ${graph.descriptor.digest}`;
@@ -148,7 +153,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
     // Progress counts what moves: a delta's blobs left to the base never do.
     opts.onStart?.(totalSize(carried), unique.length);
     const copier = new Copier(writer, {
-      concurrency: opts.concurrency,
+      limits,
       ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),
     });
@@ -193,8 +198,9 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
     await writer.finish(metadata, splitSize === undefined ? undefined : async (tar) => {
       parts = (await splitBundle(tar, opts.out, splitSize, id)).parts;
     }, signer?.sign);
+    limits.stop();
     return {
-      out: opts.out, appSlug: plan.appSlug, images: images.map((i) => ({ ...i, kind: i.source })),
+      out: opts.out, appSlug: plan.appSlug, concurrency: limits.report(), images: images.map((i) => ({ ...i, kind: i.source })),
       blobs: carried.length, bytes: totalSize(carried), id,
       ...(baseRecord ? { delta: { base: baseRecord, blobsFromBase: leftToBase.length,
         bytesFromBase: totalSize(leftToBase) } } : {}),
@@ -206,6 +212,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
       notRead: plan.scan.notRead,
     };
   } catch (e) {
+    limits.stop();
     await writer.abort();
     throw e;
   }

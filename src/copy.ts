@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import pLimit, { type LimitFunction } from 'p-limit';
+import { Limits } from './concurrency.js';
 import { ByteCounter } from './bytecounter.js';
 import { AirgapError } from './errors.js';
 import type { Descriptor } from './oci/descriptor.js';
@@ -101,9 +101,10 @@ export function flatten(roots: GraphNode[]): GraphNode[] {
 }
 
 export interface CopierOptions {
-  concurrency: number;
-  /** Share one limiter between copiers (one per target repository) so --concurrency is global. */
-  limit?: LimitFunction;
+  /** --concurrency as the user gave it; undefined: the default, which adapts (src/concurrency.ts). */
+  concurrency?: number;
+  /** Share one set of limits between copiers (one per target repository) so they hold for the whole run. */
+  limits?: Limits;
   /**
    * Blobs in flight to sibling targets of the same registry: a copier waits for a sibling's upload
    * of the same digest and then lets its target mount it, instead of uploading the bytes twice.
@@ -138,7 +139,7 @@ export interface CopierOptions {
  */
 export class Copier {
   readonly #dst: TargetStore;
-  readonly #limit: LimitFunction;
+  readonly #limits: Limits;
   readonly #emit: EventSink;
   readonly #signal: AbortSignal | undefined;
   readonly #inflight = new Map<string, Promise<PushOutcome>>();
@@ -147,7 +148,7 @@ export class Copier {
 
   constructor(dst: TargetStore, opts: CopierOptions) {
     this.#dst = dst;
-    this.#limit = opts.limit ?? pLimit(Math.max(1, opts.concurrency));
+    this.#limits = opts.limits ?? new Limits(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {});
     this.#siblings = opts.siblings;
     this.#partSize = opts.partSize ?? DEFAULT_PART_SIZE;
     this.#emit = opts.onEvent ?? (() => undefined);
@@ -237,11 +238,14 @@ export class Copier {
     return outcome;
   }
 
-  /** A big blob from a source that serves ranges goes as parallel parts; any other as one stream in one slot. */
+  /**
+   * A big blob from a source that serves ranges goes as parallel parts (bulk slots); any other as
+   * one stream in one slot, small or bulk after its size (src/concurrency.ts).
+   */
   async #transferBlob(src: SourceStore, desc: Descriptor, image: string): Promise<PushOutcome> {
     const inParts = desc.size >= this.#partSize * PARTS_FROM && this.#dst.pushParts !== undefined &&
       src.fetchRange !== undefined && (await src.servesRanges?.(desc, this.#opts()).catch(() => false)) === true;
-    return inParts ? this.#pushBlobInParts(src, desc, image) : this.#limit(() => this.#pushBlob(src, desc, image));
+    return inParts ? this.#pushBlobInParts(src, desc, image) : this.#limits.forBlob(desc.size)(() => this.#pushBlob(src, desc, image));
   }
 
   async #pushBlobInParts(src: SourceStore, desc: Descriptor, image: string): Promise<PushOutcome> {
@@ -251,8 +255,11 @@ export class Copier {
       if (!parts) return 'existed';
       this.#emit({ type: 'blob-start', digest: desc.digest, size: desc.size, image });
       await copyParts(src, parts, desc, {
-        limit: this.#limit, partSize: this.#partSize, ...this.#opts(),
-        onBytes: (n) => this.#emit({ type: 'blob-progress', digest: desc.digest, bytes: n }),
+        limit: this.#limits.bulk, partSize: this.#partSize, ...this.#opts(),
+        onBytes: (n) => {
+          this.#limits.moved(n);
+          this.#emit({ type: 'blob-progress', digest: desc.digest, bytes: n });
+        },
       });
       return parts.commit();
     })().catch((e: unknown) => {
@@ -281,6 +288,7 @@ export class Copier {
       const raw = await src.fetch(desc, this.#opts());
       const progress = new ByteCounter((n) => {
         sent += n;
+        this.#limits.moved(n);
         this.#emit({ type: 'blob-progress', digest: desc.digest, bytes: n });
       });
       // pipeline wires error propagation both ways; the consumer reads from `progress`. A target
