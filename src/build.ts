@@ -120,7 +120,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
   const kept = new KeptBlobs();
   const prepared = await Promise.all(plan.images.map((image) => resolveLimit(async (): Promise<PreparedImage> => {
     const what = formatReference(image.ref);
-    const src = kept.over(opts.registries.open(image.source));
+    const src = opts.registries.open(image.source);
     const reference = image.ref.digest ?? image.ref.tag ?? 'latest';
     // A public image's manifest was read by the anonymous check (one GET, not two).
     const resolved = image.manifest ?? await src.resolve(reference, opts.signal ? { signal: opts.signal } : {}).catch((e: unknown) => {
@@ -155,6 +155,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
     opts.onStart?.(totalSize(carried), unique.length);
     const copier = new Copier(writer, {
       limits,
+      kept,
       ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),
     });

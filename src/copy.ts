@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Limits } from './concurrency.js';
+import type { KeptBlobs } from './kept.js';
 import { ByteCounter } from './bytecounter.js';
 import { AirgapError } from './errors.js';
 import type { Descriptor } from './oci/descriptor.js';
@@ -103,6 +104,8 @@ export function flatten(roots: GraphNode[]): GraphNode[] {
 export interface CopierOptions {
   /** --concurrency as the user gave it; undefined: the default, which adapts (src/concurrency.ts). */
   concurrency?: number;
+  /** Blobs already downloaded whole (an image's config): taken from memory, once each. */
+  kept?: KeptBlobs;
   /** Share one set of limits between copiers (one per target repository) so they hold for the whole run. */
   limits?: Limits;
   /**
@@ -140,6 +143,7 @@ export interface CopierOptions {
 export class Copier {
   readonly #dst: TargetStore;
   readonly #limits: Limits;
+  readonly #kept: KeptBlobs | undefined;
   readonly #emit: EventSink;
   readonly #signal: AbortSignal | undefined;
   readonly #inflight = new Map<string, Promise<PushOutcome>>();
@@ -148,6 +152,7 @@ export class Copier {
 
   constructor(dst: TargetStore, opts: CopierOptions) {
     this.#dst = dst;
+    this.#kept = opts.kept;
     this.#limits = opts.limits ?? new Limits(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {});
     this.#siblings = opts.siblings;
     this.#partSize = opts.partSize ?? DEFAULT_PART_SIZE;
@@ -285,7 +290,8 @@ export class Copier {
       // A restarted upload re-reads from byte 0: take back what the last attempt reported.
       if (sent > 0) this.#emit({ type: 'blob-progress', digest: desc.digest, bytes: -sent });
       sent = 0;
-      const raw = await src.fetch(desc, this.#opts());
+      const kept = this.#kept?.take(desc.digest);
+      const raw = kept !== undefined ? Readable.from([kept], { objectMode: false }) : await src.fetch(desc, this.#opts());
       const progress = new ByteCounter((n) => {
         sent += n;
         this.#limits.moved(n);
