@@ -3,7 +3,7 @@ import pLimit from 'p-limit';
 import type { ImageSource, RegistryProbe } from '../app/resolve.js';
 import type { RegistryAccess } from '../plan.js';
 import { type ProbeResult, RegistryClient } from './client.js';
-import type { CredentialOptions, Credentials } from './credentials.js';
+import { type CredentialOptions, type Credentials, CredentialCache } from './credentials.js';
 import { type HostSettings, type RetryPolicy, Transport } from './transport.js';
 import { RegistryStore } from './store.js';
 
@@ -40,6 +40,8 @@ export function createRegistryAccess(opts: RegistryAccessOptions = {}): Closable
   });
   const configured = new Set((opts.hosts ?? []).map((h) => h.host));
   const clients = new Map<string, RegistryClient>();
+  // Every client of this run shares one read of the credential files and helpers.
+  const credentialOptions = { ...opts.credentialOptions, cache: new CredentialCache() };
 
   const clientFor = (registry: string, credentials: Credentials | undefined, anonymous = false): RegistryClient => {
     if (!configured.has(registry) && opts.defaultCaFile !== undefined) {
@@ -54,7 +56,7 @@ export function createRegistryAccess(opts: RegistryAccessOptions = {}): Closable
       client = new RegistryClient({
         host: registry, transport,
         ...(anonymous ? { anonymous: true } : creds ? { credentials: creds } : {}),
-        ...(opts.credentialOptions ? { credentialOptions: opts.credentialOptions } : {}),
+        credentialOptions,
       });
       clients.set(key, client);
     }
