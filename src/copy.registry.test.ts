@@ -246,3 +246,33 @@ test('a registry whose answer to the tag PUT names another digest: E_DIGEST_MISM
   for (const part of ['liar', front.host, img.digest, other]) t.true(e!.message.includes(part), `${part} in: ${e!.message}`);
   t.truthy((e as AirgapError).hint);
 });
+
+test.serial('an untagged root (a referrer): children first, the root by digest with no HEAD before it; again, one HEAD by digest stands for the whole graph', async (t) => {
+  const layout = await FixtureLayout.create({ gzipLevel: 0 });
+  t.teardown(() => layout.remove());
+  const ref = await layout.build('untagged', { layers: [{ seed: 'untagged', size: 2000 }] });
+  const src = new LayoutSource(layout.dir);
+  const graph = await loadGraph(src, await src.resolve('untagged'), 'untagged');
+  const log = new AccessLog(registry.accessLog!);
+  const copyOnce = async (): Promise<CopyEvent[]> => {
+    const access = createRegistryAccess({ credentialOptions: { configDir: '/nonexistent-airgap' } });
+    const events: CopyEvent[] = [];
+    try {
+      const copier = new Copier(access.open({ registry: registry.host, repository: 'untagged/app' }), { concurrency: 4, onEvent: (e) => events.push(e) });
+      await copier.copyImage(src, graph, 'untagged', [], true);
+    } finally {
+      await access.close();
+    }
+    return events;
+  };
+  await log.mark();
+  const cold = await copyOnce();
+  t.deepEqual(withoutPing(await log.counts()), {
+    'HEAD blob 404': 2, 'HEAD manifest by digest 404': 1, 'POST upload 202': 2, 'PUT manifest by digest 201': 1, 'PUT upload 201': 2,
+  });
+  t.true(cold.some((e) => e.type === 'manifest-done' && e.digest === ref.digest && e.outcome === 'uploaded'));
+  await log.mark();
+  const again = await copyOnce();
+  t.deepEqual(withoutPing(await log.counts()), { 'HEAD manifest by digest 200': 1 });
+  t.true(again.filter((e) => e.type === 'blob-done' || e.type === 'manifest-done').every((e) => 'outcome' in e && e.outcome === 'existed'));
+});

@@ -171,9 +171,10 @@ export class Copier {
     const done = (existed: boolean): CopyEvent => (attached
       ? { type: 'attached-done', image, digest: root.descriptor.digest }
       : { type: 'image-done', image, digest: root.descriptor.digest, existed });
-    if (await this.#alreadyTagged(root, tags)) {
+    if (await this.#alreadyTagged(root, tags) || await this.#alreadyStored(root, tags)) {
       // Every tag already names this digest: a tag is only ever written over complete content,
-      // so there is nothing under it to check (a re-push costs one request per image).
+      // so there is nothing under it to check (a re-push costs one request per image). The same
+      // holds for an untagged root (a referrer) already stored by digest.
       for (const n of flatten([root])) {
         const d = n.descriptor;
         // Another image of this target already handled (or is handling) the digest and reports it:
@@ -241,6 +242,18 @@ export class Copier {
     this.#check();
     const digests = await Promise.all(tags.map((t) => taggedAs(t, this.#opts()).catch(() => undefined)));
     return digests.every((d) => d === root.descriptor.digest);
+  }
+
+  /**
+   * An untagged root (a referrer) into a registry: its manifests are PUT without asking first, so
+   * one HEAD by digest here stands for the whole graph (a manifest is stored only over complete
+   * content: a registry refuses one whose blobs it lacks). Not when this copier handles it already.
+   */
+  async #alreadyStored(root: GraphNode, tags: string[]): Promise<boolean> {
+    if (tags.length > 0 || this.#dst.tagStoresManifest !== true || root.bytes === undefined) return false;
+    if (this.#inflight.has(root.descriptor.digest)) return false;
+    this.#check();
+    return this.#dst.exists(root.descriptor, this.#opts()).catch(() => false);
   }
 
   #opts() {
