@@ -276,3 +276,21 @@ test.serial('an untagged root (a referrer): children first, the root by digest w
   t.deepEqual(withoutPing(await log.counts()), { 'HEAD manifest by digest 200': 1 });
   t.true(again.filter((e) => e.type === 'blob-done' || e.type === 'manifest-done').every((e) => 'outcome' in e && e.outcome === 'existed'));
 });
+
+test('a tag PUT answered 200 by a web page (no Docker-Content-Digest) is not taken as stored', async (t) => {
+  const layout = await FixtureLayout.create({ gzipLevel: 0 });
+  t.teardown(() => layout.remove());
+  await layout.build('portal', { layers: [{ seed: 'portal', size: 2000 }] });
+  const front = await startFront(registry.host, async (req, res, ctx) => {
+    if (req.method === 'PUT' && /\/manifests\/[^/]+$/.test(req.url ?? '')) {
+      await ctx.body();
+      res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><html><body>Sign in</body></html>');
+      return;
+    }
+    await ctx.forward();
+  });
+  t.teardown(() => front.stop());
+  const e = await t.throwsAsync(pushImages(front.host, layout, [{ name: 'portal', repo: 'portal/app', tag: 'v1' }]));
+  t.true(isAirgapError(e, 'E_REGISTRY'), String(e));
+  t.true(e!.message.includes(front.host) && e!.message.includes('200'), e!.message);
+});

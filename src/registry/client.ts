@@ -278,6 +278,12 @@ export class RegistryClient {
     // The registry says what it stored. A proxy or policy that rewrote the manifest would leave the
     // reference naming other content than ours (a schema 1 manifest's digest leaves its signatures out).
     const stored = header(res, 'docker-content-digest')?.trim();
+    // Registries answer 201 (the distribution spec), with the digest; a 200 without one is a web
+    // page (a login portal, a proxy) that took the PUT for a form: nothing was stored.
+    if (res.status !== 201 && !stored) {
+      throw new RegistryError('E_REGISTRY', `PUT ${what} on registry ${this.host}: HTTP ${res.status} without a Docker-Content-Digest, not a registry's answer to a manifest upload`,
+        { status: res.status, hint: 'check that the address is the registry itself, not a web page or a proxy in front of it' });
+    }
     if (stored && stored !== digest && !isSchema1(bareMediaType(mediaType))) {
       throw new AirgapError('E_DIGEST_MISMATCH',
         `PUT ${what} on registry ${this.host}: the registry answered that it stored ${stored}, but the manifest sent is ${digest}`,
