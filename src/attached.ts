@@ -66,15 +66,24 @@ export async function discoverAttached(src: SourceStore, graph: GraphNode, what:
     found.push({ subject, kind, ...(tag ? { tag } : {}), graph: g });
   };
   try {
-    // Every lookup of every subject at once: each is a HEAD or a small GET, mostly answered 404.
+    // The repository's tags in one request (once per repository): a tag that is not listed is not
+    // asked about. Where the registry will not list them, a HEAD per tag, mostly answered 404.
+    // Asked alongside the referrers API (each lookup below waits for it, so a failure is seen there).
+    const tags = src.tags ? src.tags(opts) : Promise.resolve(undefined);
+    tags.catch(() => undefined);
+    const peek = async (tag: string): Promise<Descriptor | undefined> => {
+      const listed = await tags;
+      return (listed && !listed.has(tag)) || !src.peek ? undefined : src.peek(tag, opts);
+    };
+    // Every lookup of every subject at once.
     await Promise.all(subjects.flatMap((subject) => [
       ...COSIGN_SUFFIXES.map(async ([suffix, kind]) => {
         const tag = cosignTag(subject, suffix);
-        const desc = src.peek ? await src.peek(tag, opts) : undefined;
+        const desc = await peek(tag);
         if (desc) await add(subject, kind, desc, tag);
       }),
       (async () => {
-        for (const desc of await referrersOf(src, subject, opts)) await add(subject, 'referrer', desc);
+        for (const desc of await referrersOf(src, subject, peek, opts)) await add(subject, 'referrer', desc);
       })(),
     ]));
   } catch (e) {
@@ -86,10 +95,11 @@ export async function discoverAttached(src: SourceStore, graph: GraphNode, what:
 }
 
 /** Referrers through the API, else the fall-back tag's index, else none. */
-async function referrersOf(src: SourceStore, subject: string, opts: FetchOptions): Promise<Descriptor[]> {
+async function referrersOf(src: SourceStore, subject: string, peek: (tag: string) => Promise<Descriptor | undefined>,
+  opts: FetchOptions): Promise<Descriptor[]> {
   const listed = src.referrers ? await src.referrers(subject, opts) : undefined;
   if (listed) return listed;
-  const tagged = src.peek ? await src.peek(referrersTag(subject), opts) : undefined;
+  const tagged = await peek(referrersTag(subject));
   if (!tagged || !isIndexType(tagged.mediaType)) return [];
   const { bytes } = await src.resolve(tagged.digest, opts);
   const index = parseManifest(bytes, tagged.mediaType, `referrers index ${referrersTag(subject)}`);

@@ -94,7 +94,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
   // A key that cannot sign is refused before anything is downloaded.
   const signer = opts.signKey !== undefined ? loadSigningKey(opts.signKey) : undefined;
   const base = opts.since !== undefined ? await loadBase(opts.since) : undefined;
-  const plan = await makePlan(opts);
+  const plan = await makePlan({ ...opts, keepManifests: true });
   for (const n of plan.scan.notRead) opts.onWarning?.(`not read: ${n.path} (${n.reason})`);
   if (base?.appSlug && base.appSlug !== plan.appSlug) {
     throw new AirgapError('E_USAGE', `--since ${opts.since} is a bundle of app "${base.appSlug}", not "${plan.appSlug}"`,
@@ -114,7 +114,8 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
     const what = formatReference(image.ref);
     const src = opts.registries.open(image.source);
     const reference = image.ref.digest ?? image.ref.tag ?? 'latest';
-    const resolved = await src.resolve(reference, opts.signal ? { signal: opts.signal } : {}).catch((e: unknown) => {
+    // A public image's manifest was read by the anonymous check (one GET, not two).
+    const resolved = image.manifest ?? await src.resolve(reference, opts.signal ? { signal: opts.signal } : {}).catch((e: unknown) => {
       throw explainSource(e, image, what);
     });
     const chosen = await choosePlatforms(src, resolved, spec, what);

@@ -32,6 +32,8 @@ export interface PlanOptions {
    * anything, so that `plan` can list every finding; build keeps the default and is refused.
    */
   refuse?: boolean;
+  /** build: keep each public image's manifest as the anonymous check read it (ResolvedImage.manifest). */
+  keepManifests?: boolean;
 }
 
 export interface Plan {
@@ -69,6 +71,7 @@ export async function makePlan(opts: PlanOptions): Promise<Plan> {
       replicatedRegistry: opts.replicatedRegistry,
       appSlug,
       ...(opts.allowDigestOnly ? { allowDigestOnly: true } : {}),
+      ...(opts.keepManifests ? { keepManifests: true } : {}),
       ...(license ? { license: { licenseId: license.licenseId, appSlug: license.appSlug } } : {}),
     },
   );

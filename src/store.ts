@@ -35,6 +35,11 @@ export interface SourceStore {
   servesRanges?(desc: Descriptor, opts?: FetchOptions): Promise<boolean>;
   /** Optional, with servesRanges: exactly the bytes [start, end) of the blob, unverified. */
   fetchRange?(desc: Descriptor, start: number, end: number, opts?: FetchOptions): Promise<Readable>;
+  /**
+   * Optional: every tag of the store in one answer, or undefined when it cannot give them so (then
+   * each tag wanted is asked with peek). A snapshot, for reading: may be remembered for the process.
+   */
+  tags?(opts?: FetchOptions): Promise<ReadonlySet<string> | undefined>;
   /** Optional: the manifest a tag names now (without downloading it), undefined when none. */
   peek?(tag: string, opts?: FetchOptions): Promise<Descriptor | undefined>;
   /**

@@ -3,6 +3,7 @@ import { AirgapError } from '../errors.js';
 import { type Reference, formatReference, isDigestOnly, nameOf } from '../reference.js';
 import type { Credentials } from '../registry/credentials.js';
 import type { ProbeResult } from '../registry/client.js';
+import type { Resolved } from '../store.js';
 
 /**
  * The vendor's rules for where each image is pulled from (DESIGN.md "The rules we implement"):
@@ -35,11 +36,18 @@ export interface ResolvedImage {
   kind: ImageKind;
   source: ImageSource;
   occurrences: Occurrence[];
+  /** A public image's root manifest as the anonymous check read it (build: keepManifests). */
+  manifest?: Resolved;
 }
 
 /** What resolution needs from the network: an anonymous read check, and tag lookup for digests. */
 export interface RegistryProbe {
   probe(registry: string, repository: string, reference: string): Promise<ProbeResult>;
+  /**
+   * Optional (build): the same check, keeping the manifest when it is readable, so that the build
+   * does not ask for it again; `manifest` may be absent even then (the caller GETs it itself).
+   */
+  probeManifest?(registry: string, repository: string, reference: string): Promise<{ result: ProbeResult; manifest?: Resolved }>;
   /** A tag of `repository` whose manifest digest is `digest` today, when the registry can tell. */
   tagFor(registry: string, repository: string, digest: string): Promise<string | undefined>;
 }
@@ -54,6 +62,8 @@ export interface ResolveOptions {
   concurrency?: number;
   /** Online installs pull by digest too: the limited-digest rule is an airgap rule (`airgap online`). */
   allowDigestOnly?: boolean;
+  /** build: check with a GET and keep the manifest read (probeManifest); plan keeps the quota-free HEAD. */
+  keepManifests?: boolean;
 }
 
 export interface FoundRef {
@@ -130,10 +140,16 @@ export async function resolveImages(found: FoundRef[], probe: RegistryProbe, opt
     if (isVendor(ref)) return { ref, kind: 'vendor', source: vendorSource(ref), occurrences };
     if (isProxied(ref)) return { ref, kind: 'private', source: vendorSource(ref), occurrences };
     const reference = ref.digest ?? ref.tag ?? 'latest';
-    const seen = await probe.probe(ref.registry, ref.repository, reference).catch((e: unknown) => {
+    const answer = await (opts.keepManifests && probe.probeManifest
+      ? probe.probeManifest(ref.registry, ref.repository, reference)
+      : probe.probe(ref.registry, ref.repository, reference).then((result) => ({ result, manifest: undefined }))).catch((e: unknown) => {
       throw withWhere(e, `${formatReference(ref)} (${where(occurrences)})`);
     });
-    if (seen === 'readable') return { ref, kind: 'public', source: { registry: ref.registry, repository: ref.repository }, occurrences };
+    const seen = answer.result;
+    if (seen === 'readable') {
+      return { ref, kind: 'public', source: { registry: ref.registry, repository: ref.repository }, occurrences,
+        ...(answer.manifest ? { manifest: answer.manifest } : {}) };
+    }
     // A 404 is a missing tag or repository (a typo far likelier than a licence matter): the proxy
     // would only turn it into an error about the proxy.
     if (seen === 'not-found') {

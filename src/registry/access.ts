@@ -65,6 +65,16 @@ export function createRegistryAccess(opts: RegistryAccessOptions = {}): Closable
     probe(registry: string, repository: string, reference: string): Promise<ProbeResult> {
       return clientFor(registry, undefined, true).probe(repository, reference);
     },
+    async probeManifest(registry: string, repository: string, reference: string) {
+      // Read anonymously only where the build would read anonymously anyway: with a credential for
+      // the registry the manifest GET counts against the user's account (Docker Hub's pull quota),
+      // not the anonymous one, so the check stays a HEAD (free) and the build GETs it as the user.
+      if (await clientFor(registry, undefined).hasCredential(repository)) {
+        return { result: await clientFor(registry, undefined, true).probe(repository, reference) };
+      }
+      const { result, manifest } = await clientFor(registry, undefined, true).probeManifest(repository, reference);
+      return { result, ...(manifest ? { manifest: { descriptor: manifest.descriptor, bytes: manifest.bytes } } : {}) };
+    },
     async tagFor(registry: string, repository: string, digest: string): Promise<string | undefined> {
       const client = clientFor(registry, undefined);
       const tags = (await client.listTags(repository)).slice(0, TAG_LOOKUP_LIMIT);

@@ -15,6 +15,7 @@ import { inspectRaw, seedImage } from '../testing/fixtures.js';
 import { type TestRegistry, startRegistry } from '../testing/registry.js';
 import { RegistryClient } from './client.js';
 import { RegistryStore } from './store.js';
+import { startFront } from './testfront.js';
 
 const USER = { username: 'alice', password: 'wonderland-s3cret' };
 const FAST = { attempts: 2, baseDelayMs: 10, maxDelayMs: 50, maxElapsedMs: 5_000, retryAfterCapMs: 100 };
@@ -205,4 +206,35 @@ test('push through RegistryStore, then mount into a second repository; skopeo re
     const raw = await inspectRaw(`${priv.host}/${repo}:v1`, { creds: USER });
     t.is(raw.digest, src.digest, repo);
   }
+});
+
+test('the build\'s anonymous check is one GET whose manifest is kept: hashed, by-digest checked, 404 and 401 as the HEAD says them', async (t) => {
+  const img = await seedImage(plain, { repo: 'probe/get', tag: 'v1', layers: [{ seed: 'probe-get', size: 1000 }] });
+  const raw = await inspectRaw(`${plain.host}/probe/get:v1`);
+  const seen: string[] = [];
+  // Flips one digit of the first "size" in manifest bodies served by digest: valid JSON, other bytes.
+  const front = await startFront(plain.host, async (req, _res, ctx) => {
+    seen.push(`${req.method} ${req.url}`);
+    const byDigest = /\/manifests\/sha256:/.test(req.url ?? '');
+    await ctx.forward(byDigest ? { transform: (chunk) => {
+      const s = chunk.toString('latin1');
+      const i = s.indexOf('"size":');
+      if (i < 0) return chunk;
+      const d = s[i + 7]!;
+      return Buffer.from(s.slice(0, i + 7) + (d === '9' ? '8' : String(Number(d) + 1)) + s.slice(i + 8), 'latin1');
+    } } : {});
+  });
+  t.teardown(() => front.stop());
+  const c = client(front.host, { anonymous: true });
+  const got = await c.probeManifest('probe/get', 'v1');
+  t.is(got.result, 'readable');
+  t.is(got.manifest?.descriptor.digest, img.digest);
+  t.true(Buffer.from(got.manifest!.bytes).equals(raw.raw), 'the bytes as served, for the bundle');
+  t.deepEqual(seen.filter((s) => s.includes('/manifests/')), ['GET /v2/probe/get/manifests/v1'], 'one GET, no HEAD');
+  const bad = await t.throwsAsync(c.probeManifest('probe/get', img.digest));
+  t.true(isAirgapError(bad, 'E_DIGEST_MISMATCH'), String(bad));
+  t.deepEqual(await c.probeManifest('probe/get', 'nope'), { result: 'not-found' });
+  t.deepEqual(await client(priv.host, { anonymous: true }).probeManifest('any/thing', 'v1'), { result: 'unauthorized' });
+  t.is(await c.probe('probe/get', 'v1'), 'readable');
+  t.is(seen.filter((s) => s.startsWith('HEAD')).length, 1, 'plan\'s probe is still a HEAD');
 });

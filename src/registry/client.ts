@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { AirgapError } from '../errors.js';
+import { AirgapError, isAirgapError } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { MAX_MANIFEST_BYTES, parseManifest } from '../oci/manifest.js';
 import { MANIFEST_ACCEPT, MediaType, bareMediaType, isSchema1 } from '../oci/mediatypes.js';
@@ -20,6 +20,40 @@ import { fetchFromUrls } from './foreign.js';
 /** Answers to a manifest HEAD that mean "not this method here", not "not this manifest". */
 const HEAD_REFUSED = new Set([400, 405, 501]);
 const MAX_ERROR_BODY = 16 * 1024;
+/** A tag list bigger than this (some 100 000 tags) is not read: the tags wanted are asked one by one. */
+const MAX_TAG_LIST_BYTES = 4 * 1024 * 1024;
+
+/**
+ * What is learnt about a registry host once per process, shared by every client on the same
+ * transport (a host is reached with several credentials: anonymous probe, user, license).
+ */
+interface HostFacts {
+  /** Whether the host implements the referrers API; undefined until an answer decides it. */
+  referrersApi?: boolean;
+  /** The first lookup, which the others wait for (a failed one leaves the next to ask). */
+  referrersDeciding?: Promise<void> | undefined;
+  /** Some lookup has been answered, decisively or not. */
+  referrersAnswered?: boolean;
+}
+const hostFactsByTransport = new WeakMap<Transport, Map<string, HostFacts>>();
+
+function hostFacts(transport: Transport, host: string): HostFacts {
+  let byHost = hostFactsByTransport.get(transport);
+  if (!byHost) hostFactsByTransport.set(transport, (byHost = new Map()));
+  let facts = byHost.get(host);
+  if (!facts) byHost.set(host, (facts = {}));
+  return facts;
+}
+
+/** The `code`s of a distribution error body (`{"errors":[{"code":"NAME_UNKNOWN",…}]}`); none for anything else. */
+function errorCodes(body: Buffer): string[] {
+  try {
+    const doc = JSON.parse(body.toString('utf8')) as { errors?: unknown };
+    return Array.isArray(doc.errors) ? doc.errors.map((e) => (e as { code?: unknown })?.code).filter((c): c is string => typeof c === 'string') : [];
+  } catch {
+    return [];
+  }
+}
 
 export interface RegistryClientOptions {
   /** Registry host as written: `quay.io`, `127.0.0.1:5000`, `docker.io`. */
@@ -99,6 +133,9 @@ export class RegistryClient {
    * ranges for one upstream and not another.
    */
   readonly #ranges = new Map<string, Promise<boolean>>();
+  /** Per repository: its tags in one answer, or undefined where the registry will not list them so (tagSet). */
+  readonly #tagSets = new Map<string, Promise<ReadonlySet<string> | undefined>>();
+  readonly #hasCredential = new Map<string, Promise<boolean>>();
 
   constructor(opts: RegistryClientOptions) {
     this.host = opts.host;
@@ -150,6 +187,11 @@ export class RegistryClient {
       headers: { accept: MANIFEST_ACCEPT }, ...sig(opts),
     });
     if (res.status !== 200) return this.fail(res, 'GET', what);
+    return this.#readManifest(res, ref, what);
+  }
+
+  /** A manifest GET's 200 body: size-capped, parsed, and hashed (a by-digest reference must match). */
+  async #readManifest(res: HttpResponse, ref: string, what: string): Promise<ManifestResult> {
     const bytes = await readCapped(res, MAX_MANIFEST_BYTES, `${what} on registry ${this.host}`);
     const contentType = header(res, 'content-type') ?? '';
     const parsed = parseManifest(bytes, contentType, `${what} on registry ${this.host}`);
@@ -266,6 +308,49 @@ export class RegistryClient {
     return tags;
   }
 
+  /**
+   * Every tag of `repo` in one answer, asked once per repository (concurrent callers share the
+   * request), or undefined when the registry will not give it that way: any status but 200 (ECR
+   * without ecr:ListImages answers 403), a paginated answer (a `Link` header: a repository with
+   * thousands of tags is not paged through), a body over 4 MiB or not a tag list. The caller then
+   * asks about each tag it wants on its own. A snapshot: for reading only, never after writing tags.
+   */
+  tagSet(repo: string, opts: CallOptions = {}): Promise<ReadonlySet<string> | undefined> {
+    let known = this.#tagSets.get(repo);
+    if (!known) {
+      known = this.#listTagsOnce(repo, opts.signal);
+      this.#tagSets.set(repo, known);
+      // An interrupted listing is not an answer: the next caller asks again.
+      known.catch(() => { if (this.#tagSets.get(repo) === known) this.#tagSets.delete(repo); });
+    }
+    return known;
+  }
+
+  async #listTagsOnce(repo: string, signal?: AbortSignal): Promise<ReadonlySet<string> | undefined> {
+    const what = `tags of ${repo}`;
+    let res: HttpResponse;
+    try {
+      res = await this.request({ method: 'GET', url: `/v2/${repo}/tags/list`, repo, access: 'pull', what, ...(signal ? { signal } : {}) });
+    } catch (e) {
+      if (signal?.aborted || isAirgapError(e, 'E_INTERRUPTED')) throw e;
+      return undefined; // refused (E_AUTH) or unreachable: the per-tag requests say what is wrong, if anything
+    }
+    if (res.status !== 200 || header(res, 'link') !== undefined) {
+      await res.body.dump().catch(() => undefined);
+      return undefined;
+    }
+    try {
+      const body = JSON.parse((await readCapped(res, MAX_TAG_LIST_BYTES, what)).toString('utf8')) as { tags?: unknown };
+      // `null` is distribution's answer for a repository whose tags were all deleted.
+      if (body.tags === null) return new Set();
+      if (!Array.isArray(body.tags) || !body.tags.every((t) => typeof t === 'string')) return undefined;
+      return new Set(body.tags as string[]);
+    } catch (e) {
+      if (signal?.aborted) throw e;
+      return undefined;
+    }
+  }
+
   async putManifest(repo: string, ref: string, bytes: Uint8Array, mediaType: string, opts: CallOptions = {}): Promise<Descriptor> {
     const what = `manifest ${refName(repo, ref)}`;
     const res = await this.request({
@@ -294,10 +379,46 @@ export class RegistryClient {
 
   /**
    * OCI 1.1 referrers API: the descriptors of manifests whose `subject` is `digest`, or undefined
-   * when the registry does not implement the API (404 and the like: the caller falls back to the
-   * `sha256-<hex>` tag). Paged results (a `Link` header) are followed.
+   * when the registry does not implement the API (the caller falls back to the `sha256-<hex>` tag).
+   * Paged results (a `Link` header) are followed.
+   *
+   * Whether the host has the API is learnt once per process and host: a registry with it answers
+   * 200 for any digest of a repository it knows (OCI distribution spec, "Listing Referrers"), so a
+   * 404 (distribution 2.x: "404 page not found"), 405 or 501 means no API and the host is not
+   * asked again. The first lookup on a host decides; concurrent ones wait for it. Not decisive,
+   * and so not remembered: a 404 carrying the registry's NAME_UNKNOWN or MANIFEST_UNKNOWN (the
+   * spec only promises 200 "assuming a repository is found", and some registries with the API
+   * answer so for a subject they do not hold), 400, 401 and 403 (a refusal for this repository);
+   * that lookup falls back to the tag and the next one asks again.
    */
   async getReferrers(repo: string, digest: string, opts: CallOptions = {}): Promise<Descriptor[] | undefined> {
+    const known = hostFacts(this.#transport, this.host);
+    const ask = async (): Promise<Descriptor[] | undefined> => {
+      const answer = await this.#askReferrers(repo, digest, opts);
+      known.referrersAnswered = true;
+      if (answer.api !== undefined && known.referrersApi === undefined) known.referrersApi = answer.api;
+      return answer.list;
+    };
+    for (;;) {
+      if (known.referrersApi === false) return undefined;
+      // Decided, or the first answer was not decisive (then lookups go on at once, not in a queue).
+      if (known.referrersApi === true || known.referrersAnswered) return ask();
+      if (known.referrersDeciding) {
+        await known.referrersDeciding;
+        continue;
+      }
+      let decided!: () => void;
+      known.referrersDeciding = new Promise<void>((resolve) => { decided = resolve; });
+      try {
+        return await ask();
+      } finally {
+        known.referrersDeciding = undefined;
+        decided();
+      }
+    }
+  }
+
+  async #askReferrers(repo: string, digest: string, opts: CallOptions): Promise<{ list: Descriptor[] | undefined; api?: boolean }> {
     const what = `referrers of ${repo}@${digest}`;
     const out: Descriptor[] = [];
     let url: string | URL = `/v2/${repo}/referrers/${digest}`;
@@ -306,10 +427,16 @@ export class RegistryClient {
         method: 'GET', url, repo, access: 'pull', what, headers: { accept: MediaType.OciIndex }, ...sig(opts),
       });
       if (res.status !== 200) {
-        // Unimplemented endpoints answer 404 (distribution 2.x), 405 or 400; a proxy may refuse it.
-        if (page === 0 && [400, 401, 403, 404, 405, 501].includes(res.status)) {
+        if (page === 0 && [404, 405, 501].includes(res.status)) {
+          const body = await readCapped(res, MAX_ERROR_BODY, what, true).catch(() => Buffer.alloc(0));
+          const codes = errorCodes(body);
+          if (res.status === 404 && (codes.includes('NAME_UNKNOWN') || codes.includes('MANIFEST_UNKNOWN'))) return { list: undefined };
+          return { list: undefined, api: false };
+        }
+        // A proxy or an auth rule may refuse it for this repository only.
+        if (page === 0 && [400, 401, 403].includes(res.status)) {
           await res.body.dump().catch(() => undefined);
-          return undefined;
+          return { list: undefined };
         }
         return this.fail(res, 'GET', what);
       }
@@ -323,7 +450,7 @@ export class RegistryClient {
       if (!next) break;
       url = new URL(next[1]!, res.url);
     }
-    return out;
+    return { list: out, api: true };
   }
 
   /** Mount (from one of `mountFrom`, no HEAD first) or HEAD → monolithic PUT → chunked PATCH (upload.ts). */
@@ -337,6 +464,18 @@ export class RegistryClient {
    * count against pull quotas (Docker Hub counts manifest GETs); a GET only where HEAD is refused.
    */
   async probe(repo: string, ref: string, opts: CallOptions = {}): Promise<ProbeResult> {
+    return (await this.#probe(repo, ref, 'HEAD', opts)).result;
+  }
+
+  /**
+   * The same check as a GET whose manifest, when readable, is kept (size-capped, parsed, and for
+   * a by-digest reference verified against it): `build` reads it anyway, so it is not asked twice.
+   */
+  probeManifest(repo: string, ref: string, opts: CallOptions = {}): Promise<{ result: ProbeResult; manifest?: ManifestResult }> {
+    return this.#probe(repo, ref, 'GET', opts);
+  }
+
+  async #probe(repo: string, ref: string, first: 'HEAD' | 'GET', opts: CallOptions): Promise<{ result: ProbeResult; manifest?: ManifestResult }> {
     const what = `manifest ${refName(repo, ref)}`;
     const ask = async (method: 'HEAD' | 'GET'): Promise<HttpResponse | 'unauthorized'> => {
       try {
@@ -349,27 +488,40 @@ export class RegistryClient {
         throw e;
       }
     };
-    let method: 'HEAD' | 'GET' = 'HEAD';
+    let method: 'HEAD' | 'GET' = first;
     let res = await ask(method);
-    if (res !== 'unauthorized' && HEAD_REFUSED.has(res.status)) {
+    if (res !== 'unauthorized' && method === 'HEAD' && HEAD_REFUSED.has(res.status)) {
       await res.body.dump().catch(() => undefined);
       method = 'GET';
       res = await ask(method);
     }
-    if (res === 'unauthorized') return 'unauthorized';
+    if (res === 'unauthorized') return { result: 'unauthorized' };
     if (res.status === 200) {
+      if (first === 'GET') return { result: 'readable', manifest: await this.#readManifest(res, ref, what) };
       await res.body.dump().catch(() => undefined);
-      return 'readable';
+      return { result: 'readable' };
     }
     if (res.status === 401 || res.status === 403) {
       await res.body.dump().catch(() => undefined);
-      return 'unauthorized';
+      return { result: 'unauthorized' };
     }
     if (res.status === 404) {
       await res.body.dump().catch(() => undefined);
-      return 'not-found';
+      return { result: 'not-found' };
     }
     return this.fail(res, method, what);
+  }
+
+  /** Whether requests for `repository` carry a credential (flags, license, Docker config), looked up once. */
+  hasCredential(repository: string): Promise<boolean> {
+    if (this.#anonymous) return Promise.resolve(false);
+    let known = this.#hasCredential.get(repository);
+    if (!known) {
+      // A lookup that fails (a broken helper) counts as one: the authenticated request will say why.
+      known = this.#credential(repository).then((c) => c !== undefined, () => true);
+      this.#hasCredential.set(repository, known);
+    }
+    return known;
   }
 
   rememberBlob(digest: string, repo: string): void {

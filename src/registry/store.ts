@@ -105,6 +105,11 @@ export class RegistryStore implements SourceStore, TargetStore {
     return this.client.headManifest(this.repository, tag, opts.signal ? { signal: opts.signal } : {});
   }
 
+  /** Every tag of the repository in one answer (asked once), undefined where the registry will not list them so. */
+  tags(opts: FetchOptions = {}): Promise<ReadonlySet<string> | undefined> {
+    return this.client.tagSet(this.repository, opts);
+  }
+
   /** OCI 1.1 referrers of a digest, or undefined when the registry has no referrers API. */
   async referrers(digest: string, opts: FetchOptions = {}): Promise<Descriptor[] | undefined> {
     return this.client.getReferrers(this.repository, digest, opts);
