@@ -1,5 +1,5 @@
 import test from 'ava';
-import pLimit from 'p-limit';
+import { Limits } from './concurrency.js';
 import { type CopyEvent, Copier, flatten, loadGraph } from './copy.js';
 import { type AirgapError, isAirgapError } from './errors.js';
 import type { Descriptor } from './oci/descriptor.js';
@@ -63,14 +63,14 @@ async function pushImages(host: string, layout: FixtureLayout, images: { name: s
   const events: CopyEvent[] = [];
   try {
     const src = new LayoutSource(layout.dir);
-    const limit = pLimit(8);
+    const limits = new Limits({ concurrency: 8 });
     const siblings = new Map<string, Promise<unknown>>();
     const copiers = new Map<string, Copier>();
     const one = async (img: { name: string; repo: string; tag: string }) => {
       const graph = await loadGraph(src, await src.resolve(img.name), img.name);
       let copier = copiers.get(img.repo);
       if (!copier) {
-        copier = new Copier(access.open({ registry: host, repository: img.repo }), { concurrency: 8, limit, siblings, onEvent: (e) => events.push(e) });
+        copier = new Copier(access.open({ registry: host, repository: img.repo }), { limits, siblings, onEvent: (e) => events.push(e) });
         copiers.set(img.repo, copier);
       }
       await copier.copyImage(src, graph, img.name, [img.tag]);
