@@ -1,3 +1,4 @@
+import { isIndexType } from './oci/mediatypes.js';
 import { Limits, type ConcurrencyReport } from './concurrency.js';
 import { AirgapError, isAirgapError } from './errors.js';
 import { BundleWriter } from './bundle/writer.js';
@@ -126,11 +127,17 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
     const resolved = image.manifest ?? await src.resolve(reference, opts.signal ? { signal: opts.signal } : {}).catch((e: unknown) => {
       throw explainSource(e, image, what);
     });
-    const chosen = await choosePlatforms(src, resolved, spec, what);
-    if (chosen.config) kept.keep(chosen.config.digest, chosen.config.bytes);
-    const graph = await loadGraph(src, chosen.root, what, opts.signal, () => opts.includeForeignLayers === true);
+    const choosing = choosePlatforms(src, resolved, spec, what);
+    // A single manifest is its own graph whatever the platform check says: its signature lookups
+    // go out beside the config's download (one round trip per image, not two). An index's graph
+    // depends on the platforms chosen.
+    const graphing = isIndexType(resolved.descriptor.mediaType)
+      ? choosing.then((c) => loadGraph(src, c.root, what, opts.signal, () => opts.includeForeignLayers === true))
+      : loadGraph(src, resolved, what, opts.signal, () => opts.includeForeignLayers === true);
     // In the same slot, so it overlaps the other images' resolution; once per repository and digest.
-    const attached = opts.signatures === false ? [] : await discover(src, graph, what);
+    const finding = opts.signatures === false ? Promise.resolve([]) : graphing.then((g) => discover(src, g, what));
+    const [chosen, graph, attached] = await Promise.all([choosing, graphing, finding]);
+    if (chosen.config) kept.keep(chosen.config.digest, chosen.config.bytes);
     return { image, src, graph, platforms: chosen.platforms, attached };
   })));
 
