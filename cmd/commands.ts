@@ -69,7 +69,6 @@ export interface CommandSpec {
 
 const DEFAULT_PROXY = 'proxy.replicated.com';
 const DEFAULT_VENDOR_REGISTRY = 'registry.replicated.com';
-const DEFAULT_CONCURRENCY = 8;
 
 function positiveInt(flag: string) {
   return (v: string): number => {
@@ -121,7 +120,9 @@ function attachedText(list: { kind: string }[]): string {
 }
 
 const concurrencyFlag: OptionSpec = {
-  flags: '--concurrency <n>', description: 'blobs copied at once', default: DEFAULT_CONCURRENCY, parse: positiveInt('--concurrency'),
+  flags: '--concurrency <n>',
+  description: 'at most n transfers and n small requests at once (default: adapts, 8 to 32 blob transfers and 32 small requests; docs/performance.md)',
+  parse: positiveInt('--concurrency'),
 };
 
 /** A string flag the command marks required (checked in cmd/airgap.ts before it runs). */
@@ -283,7 +284,7 @@ const buildCmd: CommandSpec = {
         proxyHost: opts.proxyHost as string,
         replicatedRegistry: opts.replicatedRegistry as string,
         registries: access,
-        concurrency: opts.concurrency as number,
+        ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency as number } : {}),
         ...(opts.platform ? { platforms: opts.platform as string[] } : {}),
         ...(opts.release ? { release: opts.release as string } : {}),
         ...(opts.since ? { since: opts.since as string } : {}),
@@ -377,7 +378,8 @@ const dryRunFlag: OptionSpec = { flags: '--dry-run', description: 'check everyth
 
 function pushOptions(args: string[], opts: Record<string, unknown>, access: Awaited<ReturnType<typeof targetAccess>>['access'], ctx: Context) {
   return {
-    bundle: bundleArg(args), registry: opts.registry as string, registries: access, concurrency: opts.concurrency as number,
+    bundle: bundleArg(args), registry: opts.registry as string, registries: access,
+    ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency as number } : {}),
     keepPath: Boolean(opts.keepPath), ...signatureOptions(opts), ...progress(ctx, 'pushing'),
   };
 }

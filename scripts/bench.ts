@@ -313,12 +313,14 @@ async function bigSet(env: Env): Promise<SetResult> {
   const rows: Row[] = [];
   rows.push(['build over the link (s)', f1(build.seconds), f1(skopeoBuild.seconds), f2(build.seconds / skopeoBuild.seconds), '≤ 0.12', build.seconds / skopeoBuild.seconds <= 0.12]);
   rows.push([`build vs link limit ${f1(linkLimit)} s (${cfg.concurrency} × ${cfg.rate} MB/s)`, f1(build.seconds), '', f2(build.seconds / linkLimit), '≤ 1.50', build.seconds / linkLimit <= 1.5]);
+  rows.push(transfersRow(build, push));
   rows.push(['build throughput (MB/s of unique layers)', f1(uniqueBytes / MB / build.seconds), f1(uniqueBytes / MB / skopeoBuild.seconds), '', '', undefined]);
   rows.push(['build CPU, user+sys (s)', f1(build.cpuSeconds), f1(skopeoBuild.cpuSeconds), '', '', undefined]);
   rows.push(['cold push on loopback (s)', f1(push.seconds), f1(skopeoPush.seconds), f2(push.seconds / skopeoPush.seconds), '≤ 0.30', push.seconds / skopeoPush.seconds <= 0.3]);
   rows.push(['push throughput (MB/s)', f1(uniqueBytes / MB / push.seconds), f1(uniqueBytes / MB / skopeoPush.seconds), '', '', undefined]);
-  const repushOk = repushed.bytesUploaded === 0 && repushed.blobsUploaded === 0 && repush.seconds / push.seconds < 0.05;
-  rows.push([`re-push (s, median of ${cfg.repushRuns}; ${repushed.bytesUploaded} blob bytes moved)`, f2(repush.seconds), '', `${(100 * repush.seconds / push.seconds).toFixed(1)} %`, '< 5 % of cold, 0 B', repushOk]);
+  // Issue 15: a re-push must move no blob byte; its time is mostly Node starting (shown, not a target).
+  const repushOk = repushed.bytesUploaded === 0 && repushed.blobsUploaded === 0;
+  rows.push([`re-push (s, median of ${cfg.repushRuns}; ${repushed.bytesUploaded} blob bytes moved)`, f2(repush.seconds), '', `${(100 * repush.seconds / push.seconds).toFixed(1)} % of cold`, '0 B', repushOk]);
   const extraCa = process.env.NODE_EXTRA_CA_CERTS ? `, NODE_EXTRA_CA_CERTS=${process.env.NODE_EXTRA_CA_CERTS}` : '';
   rows.push([`re-push in the caller's environment (s, median of ${cfg.repushRuns}${extraCa})`, f2(repushInherited.seconds), '', `${(100 * repushInherited.seconds / push.seconds).toFixed(1)} %`, '', undefined]);
   const rssOk = (m: Measured): boolean => m.rssMb <= cfg.rssLimit;
@@ -475,10 +477,12 @@ async function manySet(env: Env): Promise<SetResult> {
   // With small blobs the link's limit is round trips: every request waits the delay, so with C in
   // flight the requests alone take requests × delay / C (plus the bytes over C connections).
   const buildRequests = totalRequests(buildReq);
-  const roundTrips = buildRequests * cfg.delayMs / 1000 / cfg.concurrency + uniqueBytes / (cfg.concurrency * cfg.rate * MB);
-  rows.push([`build vs ${buildRequests} requests × ${cfg.delayMs} ms + bytes over ${cfg.concurrency} connections: ${f1(roundTrips)} s`,
+  const inFlight = (JSON.parse(build.stdout) as { concurrency?: { smallRequests: number } }).concurrency?.smallRequests ?? cfg.concurrency;
+  const roundTrips = buildRequests * cfg.delayMs / 1000 / inFlight + uniqueBytes / (inFlight * cfg.rate * MB);
+  rows.push([`build vs ${buildRequests} requests × ${cfg.delayMs} ms + bytes over ${inFlight} connections: ${f1(roundTrips)} s`,
     f1(build.seconds), '', f2(build.seconds / roundTrips), '', undefined]);
   rows.push(['build CPU, user+sys (s)', f1(build.cpuSeconds), f1(skopeoBuild.cpuSeconds), '', '', undefined]);
+  rows.push(transfersRow(build, push));
   rows.push(ratioRow('cold push on loopback (s)', push, skopeoPush, 0.3));
   rows.push(['push CPU, user+sys (s)', f1(push.cpuSeconds), f1(skopeoPush.cpuSeconds), '', '', undefined]);
   rows.push([`re-push (s, median of ${cfg.repushRuns}; ${moved === 0 ? 'nothing' : 'something'} moved)`, f2(repush.seconds), '',
@@ -507,6 +511,17 @@ async function manySet(env: Env): Promise<SetResult> {
     extra: ['', `requests per image (${n} images) by kind, from the registries' access logs; the last line is the total:`, '',
       ...requestTable(columns, n)],
   };
+}
+
+/** How far the adaptive bulk limit went in build and push (their --json summaries, src/concurrency.ts). */
+function transfersRow(build: Measured, push: Measured): Row {
+  type Report = { adaptive: boolean; smallRequests: number; bulkStart: number; bulkPeak: number; bulkMax: number };
+  const of = (m: Measured): Report | undefined => (JSON.parse(m.stdout) as { concurrency?: Report }).concurrency;
+  const b = of(build);
+  const p = of(push);
+  const cell = (r: Report | undefined): string => (r ? `${r.bulkStart} → ${r.bulkPeak}` : '?');
+  const how = b?.adaptive === false ? ' (fixed by --concurrency)' : ` (adaptive, at most ${b?.bulkMax ?? '?'}; ${b?.smallRequests ?? '?'} small requests)`;
+  return [`bulk transfers at once, build / push${how}`, `${cell(b)} / ${cell(p)}`, '', '', '', undefined];
 }
 
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'];

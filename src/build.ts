@@ -1,4 +1,5 @@
-import pLimit from 'p-limit';
+import { isIndexType } from './oci/mediatypes.js';
+import { Limits, type ConcurrencyReport } from './concurrency.js';
 import { AirgapError, isAirgapError } from './errors.js';
 import { BundleWriter } from './bundle/writer.js';
 import type { BundleImage, BundleMetadata } from './bundle/format.js';
@@ -6,6 +7,7 @@ import { partCount, refuseExistingSplit, splitBundle, type PartInfo } from './bu
 import { bundleId, loadBase, pruneGraph } from './delta.js';
 import { Copier, flatten, loadGraph, totalSize, type EventSink, type GraphNode } from './copy.js';
 import { choosePlatforms } from './platforms.js';
+import { KeptBlobs } from './kept.js';
 import type { Descriptor } from './oci/descriptor.js';
 import { isForeignLayer } from './oci/manifest.js';
 import { parsePlatformSpecs } from './oci/platform.js';
@@ -25,7 +27,8 @@ export interface BuildOptions extends PlanOptions {
   licensePath: string;
   out: string;
   platforms?: string[];
-  concurrency: number;
+  /** --concurrency; undefined: the default, which adapts (src/concurrency.ts). */
+  concurrency?: number;
   release?: string;
   /** A previous bundle: write a delta carrying only the blobs it does not hold. */
   since?: string;
@@ -47,6 +50,8 @@ export interface BuildOptions extends PlanOptions {
 
 export interface BuildSummary {
   out: string;
+  /** How many requests ran at once (src/concurrency.ts). */
+  concurrency: ConcurrencyReport;
   appSlug: string;
   images: (BundleImage & { kind: string })[];
   /** Blobs and bytes carried by the bundle. */
@@ -102,7 +107,9 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
   }
 
   // Every manifest first (small), so that every blob's size is known before the tar is planned.
-  const resolveLimit = pLimit(Math.max(1, opts.concurrency));
+  const limits = new Limits(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {});
+  // Resolving is small requests only (manifests, a config, signature lookups): many at once.
+  const resolveLimit = limits.small;
   const discovered = new Map<string, Promise<Attached[]>>();
   const discover = (src: SourceStore, graph: GraphNode, what: string): Promise<Attached[]> => {
     const key = `${src.label} ${graph.descriptor.digest}`;
@@ -110,6 +117,8 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
     if (!p) discovered.set(key, (p = discoverAttached(src, graph, what, opts.signal)));
     return p;
   };
+  // Configs read for their platform are copied from memory, not downloaded twice.
+  const kept = new KeptBlobs();
   const prepared = await Promise.all(plan.images.map((image) => resolveLimit(async (): Promise<PreparedImage> => {
     const what = formatReference(image.ref);
     const src = opts.registries.open(image.source);
@@ -118,10 +127,17 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
     const resolved = image.manifest ?? await src.resolve(reference, opts.signal ? { signal: opts.signal } : {}).catch((e: unknown) => {
       throw explainSource(e, image, what);
     });
-    const chosen = await choosePlatforms(src, resolved, spec, what);
-    const graph = await loadGraph(src, chosen.root, what, opts.signal, () => opts.includeForeignLayers === true);
+    const choosing = choosePlatforms(src, resolved, spec, what);
+    // A single manifest is its own graph whatever the platform check says: its signature lookups
+    // go out beside the config's download (one round trip per image, not two). An index's graph
+    // depends on the platforms chosen.
+    const graphing = isIndexType(resolved.descriptor.mediaType)
+      ? choosing.then((c) => loadGraph(src, c.root, what, opts.signal, () => opts.includeForeignLayers === true))
+      : loadGraph(src, resolved, what, opts.signal, () => opts.includeForeignLayers === true);
     // In the same slot, so it overlaps the other images' resolution; once per repository and digest.
-    const attached = opts.signatures === false ? [] : await discover(src, graph, what);
+    const finding = opts.signatures === false ? Promise.resolve([]) : graphing.then((g) => discover(src, g, what));
+    const [chosen, graph, attached] = await Promise.all([choosing, graphing, finding]);
+    if (chosen.config) kept.keep(chosen.config.digest, chosen.config.bytes);
     return { image, src, graph, platforms: chosen.platforms, attached };
   })));
 
@@ -145,7 +161,8 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
     // Progress counts what moves: a delta's blobs left to the base never do.
     opts.onStart?.(totalSize(carried), unique.length);
     const copier = new Copier(writer, {
-      concurrency: opts.concurrency,
+      limits,
+      kept,
       ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),
     });
@@ -190,8 +207,9 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
     await writer.finish(metadata, splitSize === undefined ? undefined : async (tar) => {
       parts = (await splitBundle(tar, opts.out, splitSize, id)).parts;
     }, signer?.sign);
+    limits.stop();
     return {
-      out: opts.out, appSlug: plan.appSlug, images: images.map((i) => ({ ...i, kind: i.source })),
+      out: opts.out, appSlug: plan.appSlug, concurrency: limits.report(), images: images.map((i) => ({ ...i, kind: i.source })),
       blobs: carried.length, bytes: totalSize(carried), id,
       ...(baseRecord ? { delta: { base: baseRecord, blobsFromBase: leftToBase.length,
         bytesFromBase: totalSize(leftToBase) } } : {}),
@@ -203,6 +221,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
       notRead: plan.scan.notRead,
     };
   } catch (e) {
+    limits.stop();
     await writer.abort();
     throw e;
   }

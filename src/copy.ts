@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import pLimit, { type LimitFunction } from 'p-limit';
+import { Limits } from './concurrency.js';
+import type { KeptBlobs } from './kept.js';
 import { ByteCounter } from './bytecounter.js';
 import { AirgapError } from './errors.js';
 import type { Descriptor } from './oci/descriptor.js';
@@ -101,9 +102,12 @@ export function flatten(roots: GraphNode[]): GraphNode[] {
 }
 
 export interface CopierOptions {
-  concurrency: number;
-  /** Share one limiter between copiers (one per target repository) so --concurrency is global. */
-  limit?: LimitFunction;
+  /** --concurrency as the user gave it; undefined: the default, which adapts (src/concurrency.ts). */
+  concurrency?: number;
+  /** Blobs already downloaded whole (an image's config): taken from memory, once each. */
+  kept?: KeptBlobs;
+  /** Share one set of limits between copiers (one per target repository) so they hold for the whole run. */
+  limits?: Limits;
   /**
    * Blobs in flight to sibling targets of the same registry: a copier waits for a sibling's upload
    * of the same digest and then lets its target mount it, instead of uploading the bytes twice.
@@ -128,7 +132,12 @@ export interface CopierOptions {
  *   Copier api  -> acme/api           #inflight  sha256:L1 -> q1   sha256:M2 -> q2   (own)
  *                                                    |
  *                                        q1 waits for p1, then pushes: the target mounts L1
- *                                        from acme/web instead of uploading it again
+ *                                        from acme/web (a POST, no HEAD first) instead of
+ *                                        uploading it again
+ *
+ * A tagged root into a registry (tagStoresManifest) goes once, by its first tag, after everything
+ * under it is stored: PUT acme/web:1.0 is both the manifest's upload and the tag. Other manifests
+ * (an index's children, referrers) go by digest, so nothing is visible under a tag too early.
  *
  * #inflight: digest -> this target's copy of it. A second image needing the digest gets the same
  *   promise; an image found already tagged registers its digests as 'existed' so no one counts
@@ -138,7 +147,8 @@ export interface CopierOptions {
  */
 export class Copier {
   readonly #dst: TargetStore;
-  readonly #limit: LimitFunction;
+  readonly #limits: Limits;
+  readonly #kept: KeptBlobs | undefined;
   readonly #emit: EventSink;
   readonly #signal: AbortSignal | undefined;
   readonly #inflight = new Map<string, Promise<PushOutcome>>();
@@ -147,7 +157,8 @@ export class Copier {
 
   constructor(dst: TargetStore, opts: CopierOptions) {
     this.#dst = dst;
-    this.#limit = opts.limit ?? pLimit(Math.max(1, opts.concurrency));
+    this.#kept = opts.kept;
+    this.#limits = opts.limits ?? new Limits(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {});
     this.#siblings = opts.siblings;
     this.#partSize = opts.partSize ?? DEFAULT_PART_SIZE;
     this.#emit = opts.onEvent ?? (() => undefined);
@@ -166,9 +177,10 @@ export class Copier {
     const done = (existed: boolean): CopyEvent => (attached
       ? { type: 'attached-done', image, digest: root.descriptor.digest }
       : { type: 'image-done', image, digest: root.descriptor.digest, existed });
-    if (await this.#alreadyTagged(root, tags)) {
+    if (await this.#alreadyTagged(root, tags) || await this.#alreadyStored(root, tags)) {
       // Every tag already names this digest: a tag is only ever written over complete content,
-      // so there is nothing under it to check (a re-push costs one request per image).
+      // so there is nothing under it to check (a re-push costs one request per image). The same
+      // holds for an untagged root (a referrer) already stored by digest.
       for (const n of flatten([root])) {
         const d = n.descriptor;
         // Another image of this target already handled (or is handling) the digest and reports it:
@@ -182,12 +194,52 @@ export class Copier {
       this.#emit(done(true));
       return;
     }
-    await this.#copyNode(src, root, image);
-    for (const t of tags) {
+    // Where tagging stores the manifest (a registry), the root goes once, by its first tag, after
+    // everything under it: a PUT by digest first would send the same bytes twice.
+    const byTag = this.#dst.tagStoresManifest === true && tags.length > 0 && root.bytes !== undefined;
+    if (byTag) await this.#copyRootByTag(src, root, image, tags[0]!);
+    else await this.#copyNode(src, root, image);
+    for (const t of byTag ? tags.slice(1) : tags) {
       this.#check();
-      await this.#dst.tag(root.descriptor, root.bytes!, t, this.#opts());
+      await this.#tag(root, image, t);
     }
     this.#emit(done(false));
+  }
+
+  /**
+   * The root of a tagged image into a store whose tag() stores the manifest: its children first,
+   * then one tag() that stores it. Single flight as #copyNode: when another image of this target
+   * already stores (or stored) the same root, only the tag is written, once that is done.
+   */
+  async #copyRootByTag(src: SourceStore, root: GraphNode, image: string, tag: string): Promise<void> {
+    const key = root.descriptor.digest;
+    const known = this.#inflight.get(key);
+    if (known) {
+      await known;
+      this.#check();
+      await this.#tag(root, image, tag);
+      return;
+    }
+    const p = (async (): Promise<PushOutcome> => {
+      await Promise.all(root.children.map((c) => this.#copyNode(src, c, image)));
+      this.#check();
+      await this.#tag(root, image, tag);
+      const d = root.descriptor;
+      // The manifest's bytes went with the tag.
+      this.#emit({ type: 'manifest-done', digest: d.digest, size: d.size, image, outcome: 'uploaded' });
+      return 'uploaded';
+    })();
+    this.#inflight.set(key, p);
+    p.catch(() => this.#inflight.delete(key));
+    await p;
+  }
+
+  async #tag(root: GraphNode, image: string, tag: string): Promise<void> {
+    await this.#dst.tag(root.descriptor, root.bytes!, tag, this.#opts()).catch((e: unknown) => {
+      // The registry stored other content than ours: say for which image (other errors keep their shape).
+      if (!(e instanceof AirgapError) || e.code !== 'E_DIGEST_MISMATCH' || e.message.includes(image)) throw e;
+      throw new AirgapError(e.code, `${image}: ${e.message}`, { ...(e.hint ? { hint: e.hint } : {}), cause: e });
+    });
   }
 
   async #alreadyTagged(root: GraphNode, tags: string[]): Promise<boolean> {
@@ -196,6 +248,18 @@ export class Copier {
     this.#check();
     const digests = await Promise.all(tags.map((t) => taggedAs(t, this.#opts()).catch(() => undefined)));
     return digests.every((d) => d === root.descriptor.digest);
+  }
+
+  /**
+   * An untagged root (a referrer) into a registry: its manifests are PUT without asking first, so
+   * one HEAD by digest here stands for the whole graph (a manifest is stored only over complete
+   * content: a registry refuses one whose blobs it lacks). Not when this copier handles it already.
+   */
+  async #alreadyStored(root: GraphNode, tags: string[]): Promise<boolean> {
+    if (tags.length > 0 || this.#dst.tagStoresManifest !== true || root.bytes === undefined) return false;
+    if (this.#inflight.has(root.descriptor.digest)) return false;
+    this.#check();
+    return this.#dst.exists(root.descriptor, this.#opts()).catch(() => false);
   }
 
   #opts() {
@@ -237,11 +301,14 @@ export class Copier {
     return outcome;
   }
 
-  /** A big blob from a source that serves ranges goes as parallel parts; any other as one stream in one slot. */
+  /**
+   * A big blob from a source that serves ranges goes as parallel parts (bulk slots); any other as
+   * one stream in one slot, small or bulk after its size (src/concurrency.ts).
+   */
   async #transferBlob(src: SourceStore, desc: Descriptor, image: string): Promise<PushOutcome> {
     const inParts = desc.size >= this.#partSize * PARTS_FROM && this.#dst.pushParts !== undefined &&
       src.fetchRange !== undefined && (await src.servesRanges?.(desc, this.#opts()).catch(() => false)) === true;
-    return inParts ? this.#pushBlobInParts(src, desc, image) : this.#limit(() => this.#pushBlob(src, desc, image));
+    return inParts ? this.#pushBlobInParts(src, desc, image) : this.#limits.forBlob(desc.size)(() => this.#pushBlob(src, desc, image));
   }
 
   async #pushBlobInParts(src: SourceStore, desc: Descriptor, image: string): Promise<PushOutcome> {
@@ -251,8 +318,11 @@ export class Copier {
       if (!parts) return 'existed';
       this.#emit({ type: 'blob-start', digest: desc.digest, size: desc.size, image });
       await copyParts(src, parts, desc, {
-        limit: this.#limit, partSize: this.#partSize, ...this.#opts(),
-        onBytes: (n) => this.#emit({ type: 'blob-progress', digest: desc.digest, bytes: n }),
+        limit: this.#limits.bulk, partSize: this.#partSize, ...this.#opts(),
+        onBytes: (n) => {
+          this.#limits.moved(n);
+          this.#emit({ type: 'blob-progress', digest: desc.digest, bytes: n });
+        },
       });
       return parts.commit();
     })().catch((e: unknown) => {
@@ -278,9 +348,11 @@ export class Copier {
       // A restarted upload re-reads from byte 0: take back what the last attempt reported.
       if (sent > 0) this.#emit({ type: 'blob-progress', digest: desc.digest, bytes: -sent });
       sent = 0;
-      const raw = await src.fetch(desc, this.#opts());
+      const kept = this.#kept?.take(desc.digest);
+      const raw = kept !== undefined ? Readable.from([kept], { objectMode: false }) : await src.fetch(desc, this.#opts());
       const progress = new ByteCounter((n) => {
         sent += n;
+        this.#limits.moved(n);
         this.#emit({ type: 'blob-progress', digest: desc.digest, bytes: n });
       });
       // pipeline wires error propagation both ways; the consumer reads from `progress`. A target

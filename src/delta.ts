@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import pLimit from 'p-limit';
+import type { LimitFunction } from 'p-limit';
 import { baseLabel } from './bundle/format.js';
 import { BundleReader } from './bundle/reader.js';
 import type { GraphNode } from './copy.js';
@@ -108,12 +108,12 @@ export interface BasePlacement {
  * base bundle to push first; then the mounts are made.
  */
 export async function placeBaseBlobs(reader: BundleReader, registry: string, targets: BaseTarget[],
-  opts: { concurrency: number; signal?: AbortSignal }): Promise<BasePlacement> {
+  opts: { limit: LimitFunction; signal?: AbortSignal }): Promise<BasePlacement> {
   const base = reader.base();
   const result: BasePlacement = { existing: 0, mounted: 0, bytes: 0, mountedDigests: [] };
   if (!base) return result;
   const call = opts.signal ? { signal: opts.signal } : {};
-  const limit = pLimit(Math.max(1, opts.concurrency));
+  const limit = opts.limit;
   const desc = (digest: string) => ({ mediaType: 'application/octet-stream', digest, size: reader.baseBlobSize(digest)! });
 
   // repository → digests it needs from the base.

@@ -1,5 +1,6 @@
 import { readdir } from 'node:fs/promises';
 import pLimit from 'p-limit';
+import { DEFAULT_SMALL_REQUESTS } from './concurrency.js';
 import { AirgapError, isAirgapError } from './errors.js';
 import { makePlan, type PlanOptions, type RegistryAccess } from './plan.js';
 import type { ImageKind, Occurrence, ResolvedImage } from './app/resolve.js';
@@ -67,7 +68,7 @@ export async function online(opts: OnlineOptions): Promise<OnlineSummary> {
 
   // Every image pulled with the secret must be readable with it: a wrong name or a license that
   // does not grant an image shows now, not as ImagePullBackOff in the cluster.
-  await checkLicensedImages(plan.images, opts.registries, opts.concurrency ?? 8);
+  await checkLicensedImages(plan.images, opts.registries, opts.concurrency ?? DEFAULT_SMALL_REQUESTS);
 
   const byRef = new Map(plan.images.map((i) => [formatReference(i.ref), i]));
   const licensed = (ref: Reference): boolean => byRef.get(formatReference(ref))?.source.credentials !== undefined;

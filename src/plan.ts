@@ -1,4 +1,5 @@
 import pLimit from 'p-limit';
+import { DEFAULT_SMALL_REQUESTS } from './concurrency.js';
 import { scanManifests, type ScanResult } from './app/scan.js';
 import { readLicense } from './app/license.js';
 import { refuseLicenseInManifests } from './app/leaks.js';
@@ -133,7 +134,8 @@ export async function planReport(opts: PlanReportOptions): Promise<PlanReport> {
     ...(license ? { license: { licenseId: license.licenseId, appSlug: license.appSlug } } : {}),
   };
   const refs = uniqueReferences(scan.images.map((i) => ({ ref: i.ref, file: i.file, line: i.line })));
-  const limit = pLimit(8);
+  // Probes are small requests: as many at once as the copy engine's small requests (src/concurrency.ts).
+  const limit = pLimit(DEFAULT_SMALL_REQUESTS);
   const images = await Promise.all(refs.map(({ ref, occurrences }) => limit(async (): Promise<PlannedImage> => {
     const digestRule: DigestVerdict = isDigestOnly(ref) ? 'digest-only' : ref.digest ? 'tag+digest' : 'tag';
     const base = { ref: formatReference(ref), occurrences, digestRule };

@@ -1,4 +1,4 @@
-import pLimit from 'p-limit';
+import { Limits, type ConcurrencyReport } from './concurrency.js';
 import { BundleReader, damaged } from './bundle/reader.js';
 import { Copier, flatten, loadGraph, totalSize, type CopyEvent, type EventSink, type GraphNode } from './copy.js';
 import { placeBaseBlobs, pruneGraph } from './delta.js';
@@ -13,7 +13,8 @@ export interface PushOptions {
   bundle: string;
   registry: string;
   registries: RegistryAccess;
-  concurrency: number;
+  /** --concurrency; undefined: the default, which adapts (src/concurrency.ts). */
+  concurrency?: number;
   /** Keep the whole source repository path under the namespace (target.ts); rewrite must agree. */
   keepPath?: boolean;
   onEvent?: EventSink;
@@ -51,6 +52,8 @@ export interface PushCounts {
 
 export interface PushSummary extends PushCounts {
   registry: string;
+  /** How many requests ran at once (src/concurrency.ts); absent for a dry run. */
+  concurrency?: ConcurrencyReport;
   /** `already there`: every tag named this image already, so nothing was written for it. */
   images: { source: string; target: string; digest: string; status: 'pushed' | 'already there' }[];
   /** A delta bundle: its base, and the blobs found in the registry instead of in the bundle. */
@@ -147,6 +150,11 @@ export class PushJob {
     return this.#opts.signal ? { signal: this.#opts.signal } : {};
   }
 
+  /** One set of limits for a run (src/concurrency.ts). */
+  #limits(): Limits {
+    return new Limits(this.#opts.concurrency !== undefined ? { concurrency: this.#opts.concurrency } : {});
+  }
+
   /** An image's graph and those of what is attached to it. */
   #withAttached(ref: string, graphs = this.#graphs): GraphNode[] {
     return [graphs.get(ref)!, ...(this.#attached.get(ref) ?? []).map((a) => a.graph)];
@@ -174,7 +182,7 @@ export class PushJob {
 
   /** What run() would do, from HEAD requests alone: nothing is sent, nothing is written. */
   async dryRun(): Promise<PushDryRun> {
-    const limit = pLimit(Math.max(1, this.#opts.concurrency));
+    const limit = this.#limits().small;
     const reader = this.#reader;
     const images = await Promise.all(this.#images.map((img) => limit(async () => {
       const digest = this.#graphs.get(img.ref)!.descriptor.digest;
@@ -226,8 +234,8 @@ export class PushJob {
     const content = this.#content();
     const roots = this.#roots();
     const attachedGraphs = [...this.#attached.values()].flat();
-    // One copier per target repository (a blob must exist in each), one limiter for them all.
-    const limit = pLimit(Math.max(1, opts.concurrency));
+    // One copier per target repository (a blob must exist in each), one set of limits for them all.
+    const limits = this.#limits();
     const siblings = new Map<string, Promise<unknown>>();
     const copiers = new Map<string, Copier>();
     const moved = new Map<string, Moved>();
@@ -240,7 +248,7 @@ export class PushJob {
     const copierFor = (name: TargetName): Copier => {
       let c = copiers.get(name.repository);
       if (!c) {
-        c = new Copier(this.#store(name.repository), { concurrency: opts.concurrency, limit, siblings, onEvent, ...this.#call() });
+        c = new Copier(this.#store(name.repository), { limits, siblings, onEvent, ...this.#call() });
         copiers.set(name.repository, c);
       }
       return c;
@@ -253,7 +261,7 @@ export class PushJob {
     if (base) {
       const placed = await placeBaseBlobs(reader, this.#target.host, [...graphsByRepository(images, (ref) => this.#withAttached(ref))].map(([repository, gs]) => ({
         repository, graphs: gs, store: this.#store(repository),
-      })), { concurrency: opts.concurrency, ...this.#call() });
+      })), { limit: limits.small, ...this.#call() });
       for (const n of flatten(roots)) if (reader.isFromBase(n.descriptor.digest)) record(moved, n.descriptor.digest, 'existed');
       for (const d of placed.mountedDigests) record(moved, d, 'mounted');
       for (const [ref, g] of graphs) graphs.set(ref, pruneGraph(g, (d) => reader.isFromBase(d)));
@@ -277,10 +285,11 @@ export class PushJob {
       const done = await pushAttached(copier, reader, this.#attached.get(img.ref) ?? [], label(img),
         `${this.#target.host}/${img.name.repository}`, opts.signal);
       for (const a of done) pushedAttached.set(a.target, a); // two tags of one image share them
-    })).catch((e: unknown) => { throw nameDamagedPart(e, reader); });
+    })).catch((e: unknown) => { throw nameDamagedPart(e, reader); }).finally(() => limits.stop());
 
     return {
       registry: opts.registry,
+      concurrency: limits.report(),
       images: images.map((i) => ({ source: i.ref, target: i.name.full, digest: graphs.get(i.ref)!.descriptor.digest,
         status: already.has(label(i)) ? 'already there' as const : 'pushed' as const })),
       ...counts(content, moved, roots),

@@ -69,10 +69,17 @@ export interface TargetStore {
    */
   readonly verifiesContent?: boolean;
   /**
-   * True when push() itself finds content the store already holds and answers 'existed' without
-   * moving it (a registry's upload starts with a HEAD): the engine then does not ask exists() first.
+   * True when push() itself finds content the store already holds without moving its bytes (a
+   * registry's blob upload starts with a HEAD or a mount; a manifest PUT over itself is harmless):
+   * the engine then does not ask exists() first.
    */
   readonly pushFindsExisting?: boolean;
+  /**
+   * True when tag() stores the manifest itself (a registry's PUT by tag): the engine then writes a
+   * tagged root only with tag(), once, after everything under it is stored, and no push() by
+   * digest first. A store whose tag() only records a name (the bundle writer) leaves it unset.
+   */
+  readonly tagStoresManifest?: boolean;
   /** True when the store already holds this content (blob or manifest, by digest). */
   exists(desc: Descriptor, opts?: FetchOptions): Promise<boolean>;
   /**
@@ -81,7 +88,10 @@ export interface TargetStore {
    * Implementations must not make the content visible under a tag.
    */
   push(desc: Descriptor, open: () => Promise<Readable>, opts?: FetchOptions): Promise<PushOutcome>;
-  /** Points `reference` (a tag, or a full reference name for a bundle) at a manifest already pushed. */
+  /**
+   * Points `reference` (a tag, or a full reference name for a bundle) at a manifest already pushed,
+   * or (with tagStoresManifest) at one whose children are all pushed, storing it as well.
+   */
   tag(desc: Descriptor, bytes: Uint8Array, reference: string, opts?: FetchOptions): Promise<void>;
   /**
    * Optional: receive a blob as parts written at their offsets (a planned bundle, where every

@@ -3,7 +3,7 @@ import pLimit from 'p-limit';
 import type { ImageSource, RegistryProbe } from '../app/resolve.js';
 import type { RegistryAccess } from '../plan.js';
 import { type ProbeResult, RegistryClient } from './client.js';
-import type { Credentials } from './credentials.js';
+import { type Credentials, CredentialCache } from './credentials.js';
 import { type PolicyInput, RegistryPolicy } from './policy.js';
 import { Transport } from './transport.js';
 import { RegistryStore } from './store.js';
@@ -26,6 +26,8 @@ export function createRegistryAccess(policy: RegistryPolicy | PolicyInput = {}):
   const resolved = policy instanceof RegistryPolicy ? policy : new RegistryPolicy(policy);
   const transport = new Transport({ policy: resolved });
   const clients = new Map<string, RegistryClient>();
+  // Every client of this run shares one read of the credential files and helpers.
+  const cache = new CredentialCache();
 
   const clientFor = (registry: string, credentials: Credentials | undefined, anonymous = false): RegistryClient => {
     // An image's own credentials (the license, for the vendor's hosts) win over the host's.
@@ -38,7 +40,7 @@ export function createRegistryAccess(policy: RegistryPolicy | PolicyInput = {}):
       client = new RegistryClient({
         host: registry, transport,
         ...(anonymous ? { anonymous: true } : creds ? { credentials: creds } : {}),
-        credentialOptions: hostCredentials.lookup,
+        credentialOptions: { ...hostCredentials.lookup, cache },
       });
       clients.set(key, client);
     }

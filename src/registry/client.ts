@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { AirgapError, isAirgapError } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { MAX_MANIFEST_BYTES, parseManifest } from '../oci/manifest.js';
-import { MANIFEST_ACCEPT, MediaType, bareMediaType } from '../oci/mediatypes.js';
+import { MANIFEST_ACCEPT, MediaType, bareMediaType, isSchema1 } from '../oci/mediatypes.js';
 import { sha256Digest } from '../oci/verify.js';
 import type { PushOutcome } from '../store.js';
 import { type Access, OriginAuth, type ScopeSet, repositoryOfPath, repositoryScope } from './auth.js';
@@ -355,9 +355,24 @@ export class RegistryClient {
       method: 'PUT', url: `/v2/${repo}/manifests/${ref}`, repo, access: 'push', what,
       headers: { 'content-type': mediaType }, body: bytes, ...sig(opts),
     });
-    await res.body.dump().catch(() => undefined);
     if (res.status < 200 || res.status > 299) return this.fail(res, 'PUT', what);
-    return { mediaType, digest: sha256Digest(bytes), size: bytes.length };
+    await res.body.dump().catch(() => undefined);
+    const digest = sha256Digest(bytes);
+    // The registry says what it stored. A proxy or policy that rewrote the manifest would leave the
+    // reference naming other content than ours (a schema 1 manifest's digest leaves its signatures out).
+    const stored = header(res, 'docker-content-digest')?.trim();
+    // Registries answer 201 (the distribution spec), with the digest; a 200 without one is a web
+    // page (a login portal, a proxy) that took the PUT for a form: nothing was stored.
+    if (res.status !== 201 && !stored) {
+      throw new RegistryError('E_REGISTRY', `PUT ${what} on registry ${this.host}: HTTP ${res.status} without a Docker-Content-Digest, not a registry's answer to a manifest upload`,
+        { status: res.status, hint: 'check that the address is the registry itself, not a web page or a proxy in front of it' });
+    }
+    if (stored && stored !== digest && !isSchema1(bareMediaType(mediaType))) {
+      throw new AirgapError('E_DIGEST_MISMATCH',
+        `PUT ${what} on registry ${this.host}: the registry answered that it stored ${stored}, but the manifest sent is ${digest}`,
+        { hint: `the registry (or a proxy in front of it) changed the manifest, so ${refName(repo, ref)} may now name other content than the bundle's; check what rewrites manifests there, then push again` });
+    }
+    return { mediaType, digest, size: bytes.length };
   }
 
   /**
@@ -436,7 +451,7 @@ export class RegistryClient {
     return { list: out, api: true };
   }
 
-  /** HEAD → mount (from one of `mountFrom`) → monolithic POST+PUT → chunked PATCH. */
+  /** Mount (from one of `mountFrom`, no HEAD first) or HEAD → monolithic PUT → chunked PATCH (upload.ts). */
   pushBlob(repo: string, desc: Descriptor, open: () => Promise<Readable>,
     opts: CallOptions & { mountFrom?: string[] } = {}): Promise<PushOutcome> {
     return pushBlob(this, repo, desc, open, opts);

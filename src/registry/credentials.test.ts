@@ -3,7 +3,8 @@ import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isAirgapError } from '../errors.js';
-import { credentialFiles, normaliseServer, resolveCredentials } from './credentials.js';
+import { CredentialCache, credentialFiles, normaliseServer, resolveCredentials } from './credentials.js';
+import { readFile } from 'node:fs/promises';
 
 async function configDir(t: { teardown: (fn: () => Promise<void>) => void }, config: unknown): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'airgap-dockercfg-'));
@@ -151,4 +152,25 @@ test('files in order: $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json
   const e = await t.throwsAsync(resolveCredentials('one.example', { env: { REGISTRY_AUTH_FILE: join(bad, 'config.json') } }));
   t.true(isAirgapError(e, 'E_USAGE'));
   t.true(e!.message.includes(join(bad, 'config.json')));
+});
+
+test.serial('one run reads each file once and asks a helper once per server, whatever the number of repositories', async (t) => {
+  const bin = await mkdtemp(join(tmpdir(), 'airgap-helpers-'));
+  t.teardown(() => rm(bin, { recursive: true, force: true }));
+  const calls = join(bin, 'calls');
+  const file = join(bin, 'docker-credential-counting');
+  // The helper writes a line per run: what it was asked about.
+  await writeFile(file, `#!/bin/sh\nread server\necho "$server" >> ${calls}\nprintf '{"Username":"u","Secret":"s"}'\n`);
+  await chmod(file, 0o755);
+  const oldPath = process.env.PATH;
+  process.env.PATH = `${bin}:${oldPath ?? ''}`;
+  t.teardown(async () => { process.env.PATH = oldPath; });
+  const dir = await configDir(t, { credsStore: 'counting' });
+  const cache = new CredentialCache();
+  const found = await Promise.all(Array.from({ length: 20 }, (_, i) =>
+    resolveCredentials('reg.example.io', { configDir: dir, env: {}, repository: `team/app-${i}`, cache })));
+  await resolveCredentials('other.example.io', { configDir: dir, env: {}, cache });
+  t.true(found.every((c) => c?.kind === 'basic' && c.username === 'u'));
+  t.deepEqual((await readFile(calls, 'utf8')).trim().split('\n'), ['reg.example.io', 'other.example.io']);
+  t.is(cache.files.size, 1);
 });

@@ -38,6 +38,19 @@ export interface CredentialOptions {
   configDir?: string;
   env?: NodeJS.ProcessEnv;
   helperTimeoutMs?: number;
+  /** Files read and helpers' answers, kept for one run (see CredentialCache). */
+  cache?: CredentialCache;
+}
+
+/**
+ * One run's reads of the credential sources: each file is read once and each helper asked once
+ * per server, however many repositories (and so credential lookups) the run has. Without it a
+ * build of 150 images read the Docker config 150 times, and ran a `credsStore` helper process as
+ * often. Secrets stay in memory only, as they would for the run anyway.
+ */
+export class CredentialCache {
+  readonly files = new Map<string, Promise<AuthFile | undefined>>();
+  readonly helpers = new Map<string, Promise<Credential | undefined>>();
 }
 
 interface AuthEntry {
@@ -76,18 +89,33 @@ export function credentialFiles(opts: Pick<CredentialOptions, 'configDir' | 'env
 
 export async function resolveCredentials(host: string, opts: CredentialOptions = {}): Promise<Credential | undefined> {
   if (opts.explicit) return { kind: 'basic', ...opts.explicit, source: 'the given credentials' };
+  const cache = opts.cache;
   for (const file of credentialFiles(opts)) {
-    const config = await readAuthFile(file);
-    const found = config && await fromFile(config, file, host, opts.repository, opts.helperTimeoutMs);
+    let read = cache?.files.get(file);
+    if (!read) {
+      read = readAuthFile(file);
+      cache?.files.set(file, read);
+    }
+    const config = await read;
+    const found = config && await fromFile(config, file, host, opts.repository, opts.helperTimeoutMs, cache);
     if (found) return found;
   }
   return undefined;
 }
 
 async function fromFile(config: AuthFile, file: string, host: string, repository: string | undefined,
-  timeoutMs: number | undefined): Promise<Credential | undefined> {
+  timeoutMs: number | undefined, cache: CredentialCache | undefined): Promise<Credential | undefined> {
   const want = normaliseServer(host);
   const serverUrl = want === 'docker.io' ? HUB_SERVER : host;
+  const runHelper = (name: string, url: string, h: string, ms: number | undefined): Promise<Credential | undefined> => {
+    const key = `${name}\n${url}`;
+    let answer = cache?.helpers.get(key);
+    if (!answer) {
+      answer = askHelper(name, url, h, ms);
+      cache?.helpers.set(key, answer);
+    }
+    return answer;
+  };
   for (const [key, helper] of Object.entries(config.credHelpers ?? {})) {
     if (normaliseServer(key) === want && helper) return runHelper(helper, serverUrl, host, timeoutMs);
   }
@@ -159,7 +187,7 @@ function fromAuthEntry(entry: AuthEntry, file: string, key: string): Credential 
  * `docker-credential-<name> get`, server URL on stdin, JSON {Username, Secret} on stdout. A
  * Username of `<token>` means the Secret is an identity token.
  */
-function runHelper(name: string, serverUrl: string, host: string, timeoutMs = 30_000): Promise<Credential | undefined> {
+function askHelper(name: string, serverUrl: string, host: string, timeoutMs = 30_000): Promise<Credential | undefined> {
   const bin = `docker-credential-${name}`;
   return new Promise((resolve, reject) => {
     const child = spawn(bin, ['get'], { stdio: ['pipe', 'pipe', 'pipe'], timeout: timeoutMs });

@@ -131,6 +131,12 @@ test('ecr-like: no monolithic PUT, no mount; chunks of at least 5 MiB (the last 
   const patches = e.events.filter((x) => x.method === 'PATCH').map((x) => x.range);
   t.deepEqual(patches, [`0-${5 * MiB - 1}`, `${5 * MiB}-${10 * MiB - 1}`, `${10 * MiB}-${12 * MiB - 1}`]);
   t.is(opens, 2, 'one monolithic try, refused; one chunked upload');
+  // The blob is known in team/other: the mount goes first, no HEAD before it. ECR answers it 202
+  // (a new session, OCI-Chunk-Min-Length), so the HEAD follows and the monolithic try goes into
+  // that very session; refused, it is cancelled and the chunked upload opens its own.
+  t.deepEqual(e.events.filter((x) => x.path !== '/v2/' && x.status !== 401).map((x) => x.method).slice(0, 6),
+    ['POST', 'HEAD', 'PUT', 'DELETE', 'POST', 'PATCH']);
+  t.is(e.events.filter((x) => x.method === 'POST' && x.status !== 401).length, 2, 'the mount\'s session, then one for the chunks');
 });
 
 test('ecr-like: a larger OCI-Chunk-Min-Length is honoured', async (t) => {

@@ -16,8 +16,13 @@ export class RegistryStore implements SourceStore, TargetStore {
   readonly label: string;
   readonly client: RegistryClient;
   readonly repository: string;
-  /** push() of a blob starts with a HEAD (upload.ts), and of a manifest with exists(). */
+  /**
+   * push() of a blob finds one already here itself (a HEAD, or a mount that moves no byte:
+   * upload.ts); a manifest is PUT without asking first (see push()).
+   */
   readonly pushFindsExisting = true;
+  /** tag() is a PUT of the whole manifest by tag: a tagged root needs no push() by digest first. */
+  readonly tagStoresManifest = true;
 
   constructor(client: RegistryClient, repository: string) {
     if (repository === '' || /[\s?#]/.test(repository) || repository.startsWith('/') || repository.endsWith('/')) {
@@ -74,7 +79,8 @@ export class RegistryStore implements SourceStore, TargetStore {
       const mountFrom = this.client.knownRepositories(desc.digest).filter((r) => r !== this.repository);
       return this.client.pushBlob(this.repository, desc, open, { ...opts, mountFrom });
     }
-    if (await this.exists(desc, opts)) return 'existed';
+    // No HEAD first: a manifest is small, and a PUT of one the registry holds already is harmless
+    // (the same content under the same digest) and costs the one request the HEAD would have.
     const bytes = await readManifest(await open(), desc, this.label);
     verifyBytes(bytes, desc, `manifest ${desc.digest} for ${this.label}`);
     // By digest: pushing must not make the content visible under a tag.
@@ -87,8 +93,11 @@ export class RegistryStore implements SourceStore, TargetStore {
     return (await this.client.headManifest(this.repository, reference, { access: 'push', ...(opts.signal ? { signal: opts.signal } : {}) }))?.digest;
   }
 
+  /** Stores the manifest under `reference`; fails E_DIGEST_MISMATCH when the registry says it stored other content. */
   async tag(desc: Descriptor, bytes: Uint8Array, reference: string, opts: FetchOptions = {}): Promise<void> {
-    await this.client.putManifest(this.repository, reference, bytes, desc.mediaType, opts);
+    verifyBytes(bytes, desc, `manifest ${desc.digest} for ${this.label}`);
+    await this.client.putManifest(this.repository, reference, bytes, desc.mediaType, opts)
+      .catch((e: unknown) => { throw explainForeignUrls(e, bytes, desc.mediaType); });
   }
 
   /** The manifest a tag names now (a HEAD: free of pull quotas), undefined when it names nothing. */

@@ -31,6 +31,8 @@ export interface ForwardOptions {
   cutAfter?: number | ((res: http.IncomingMessage) => number);
   /** Request headers to set (a string) or remove (undefined) on the way to the backend. */
   headers?: Record<string, string | undefined>;
+  /** Response headers to set (a string) or remove (undefined) on the way back (a registry that misreports). */
+  responseHeaders?: Record<string, string | undefined>;
   /** Rewrites each response body chunk (same length keeps Content-Length true); `offset` is the chunk's start. */
   transform?: (chunk: Buffer, offset: number, res: http.IncomingMessage) => Buffer;
   /** Sends the response body in pieces of this many bytes, waiting `trickleMs` between them (a slow link). */
@@ -94,7 +96,12 @@ function forward(backend: string | undefined, req: http.IncomingMessage, res: ht
     }
     // The Host header stays the front's, so the registry's Location URLs point back at the front.
     const up = http.request({ hostname, port: Number(port), method: req.method, path: req.url, headers }, (ur) => {
-      res.writeHead(ur.statusCode ?? 502, ur.headers);
+      const back: http.IncomingHttpHeaders = { ...ur.headers };
+      for (const [k, v] of Object.entries(opts.responseHeaders ?? {})) {
+        if (v === undefined) delete back[k];
+        else back[k] = v;
+      }
+      res.writeHead(ur.statusCode ?? 502, back);
       if (opts.transform === undefined && opts.trickleBytes === undefined && opts.cutAfter === undefined) {
         ur.pipe(res);
         ur.on('end', resolve);

@@ -147,6 +147,11 @@ export class Transport {
       try {
         r = await request(url, {
           method, headers, body: body ?? null, dispatcher: this.#agentFor(req.host, url),
+          // Keep the connection after a HEAD too. undici closes it by default (for servers that
+          // wrongly send a body with HEAD answers), which made every probe, tag check and blob
+          // check open a new connection: a TCP and TLS handshake, 1–3 more round trips, each.
+          // Registries answer HEAD as HTTP says (Go's client keeps these connections as well).
+          reset: false,
           ...(req.headersTimeoutMs !== undefined ? { headersTimeout: req.headersTimeoutMs } : {}),
           ...(req.signal ? { signal: req.signal } : {}),
         });

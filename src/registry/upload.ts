@@ -8,9 +8,14 @@ import { type HttpResponse, backoffDelay, header, sleep } from './transport.js';
 
 /**
  * A blob upload as explicit ordered steps:
- *   1. HEAD             the registry may already hold it (Nexus re-uploads otherwise)
- *   2. mount            POST ?mount=&from= : 201 = done; 202 or any error = cancel, upload normally
- *   3. monolithic       POST, then one PUT ?digest= with the whole stream
+ *   1. mount            only for a blob known in another repository of this registry (pushed, seen
+ *                       or fetched in this run): POST ?mount=&from= first, without a HEAD, since a
+ *                       mount moves no byte even where the blob is already here. 201 = done.
+ *   2. HEAD             the registry may already hold the blob from an earlier run (Nexus re-uploads
+ *                       otherwise): asked first for a blob known nowhere else, and after a mount
+ *                       that was answered 202 (refused: ECR, ACR) or failed (Harbor answers 401)
+ *   3. monolithic       one PUT ?digest= with the whole stream, into the session a refused mount's
+ *                       202 opened (its Location, its OCI-Chunk-Min-Length), else after a new POST
  *   4. chunked          when that PUT is refused: PATCH chunks (Content-Range inclusive), PUT ?digest=;
  *                       a cut chunk asks the upload's status and continues from the offset the
  *                       registry reports (it holds the chunk in memory), not from byte 0
@@ -32,22 +37,41 @@ interface Session {
 export async function pushBlob(client: RegistryClient, repo: string, desc: Descriptor, open: () => Promise<Readable>,
   opts: CallOptions & { mountFrom?: string[] } = {}): Promise<PushOutcome> {
   const signal = opts.signal;
-  if (await client.headBlob(repo, desc.digest, { access: 'push', ...(signal ? { signal } : {}) })) return 'existed';
-
+  const head = () => client.headBlob(repo, desc.digest, { access: 'push', ...(signal ? { signal } : {}) });
   const from = (opts.mountFrom ?? []).find((r) => r !== repo);
-  if (from !== undefined && await tryMount(client, repo, desc, from, signal)) {
-    client.rememberBlob(desc.digest, repo);
-    return 'mounted';
+  // The session a refused mount opened: the first upload attempt goes into it.
+  let opened: Session | undefined;
+  if (from !== undefined) {
+    const mount = await tryMount(client, repo, desc, from, signal);
+    if (mount === 'mounted') {
+      client.rememberBlob(desc.digest, repo);
+      return 'mounted';
+    }
+    if (mount !== 'failed') opened = mount;
+  }
+  let held: boolean;
+  try {
+    held = (await head()) !== undefined;
+  } catch (e) {
+    if (opened) await cancel(client, repo, opened.url, signal);
+    throw e;
+  }
+  if (held) {
+    // Here from an earlier run: no byte moves, and the session the mount opened is given back.
+    if (opened) await cancel(client, repo, opened.url, signal);
+    return 'existed';
   }
 
   const policy = client.retryPolicy;
   let chunked = false;
   let authRetried = false;
   for (let attempt = 1; ; attempt++) {
+    const session = opened;
+    opened = undefined;
     try {
       if (chunked) {
         await uploadChunked(client, repo, desc, open, signal);
-      } else if (await uploadMonolithic(client, repo, desc, open, signal) === 'refused') {
+      } else if (await uploadMonolithic(client, repo, desc, open, signal, session) === 'refused') {
         chunked = true;
         attempt--;
         continue;
@@ -66,7 +90,7 @@ export async function pushBlob(client: RegistryClient, repo: string, desc: Descr
       if (!(temporary || auth401) || attempt >= policy.attempts) throw e;
       await sleep(backoffDelay(policy, attempt), signal);
       // The registry may hold the blob already (its answer to the completing PUT was lost).
-      if (await client.headBlob(repo, desc.digest, { access: 'push', ...(signal ? { signal } : {}) }).catch(() => undefined)) {
+      if (await head().catch(() => undefined)) {
         client.rememberBlob(desc.digest, repo);
         return 'uploaded';
       }
@@ -74,24 +98,34 @@ export async function pushBlob(client: RegistryClient, repo: string, desc: Descr
   }
 }
 
-async function tryMount(client: RegistryClient, repo: string, desc: Descriptor, from: string, signal?: AbortSignal): Promise<boolean> {
+/**
+ * POST ?mount=&from=: 'mounted' (201), the upload session the registry opened instead (202: it
+ * refused the mount, or the source lacks the blob), or 'failed' (any error, a 202 without a Location).
+ */
+async function tryMount(client: RegistryClient, repo: string, desc: Descriptor, from: string,
+  signal?: AbortSignal): Promise<'mounted' | 'failed' | Session> {
   const query = `mount=${encodeURIComponent(desc.digest)}&from=${encodeURIComponent(from)}`;
   try {
     const res = await client.request({
       method: 'POST', url: `/v2/${repo}/blobs/uploads/?${query}`, repo, access: 'push', alsoPull: [from],
       what: `mount of blob ${desc.digest} from ${from} into ${repo}`, ...(signal ? { signal } : {}),
     });
-    const location = header(res, 'location');
     await res.body.dump().catch(() => undefined);
-    if (res.status === 201) return true;
-    // 202: the registry opened an ordinary upload session instead; we start our own.
-    if (res.status === 202 && location) await cancel(client, repo, new URL(location, res.url), signal);
-    return false;
+    if (res.status === 201) return 'mounted';
+    return res.status === 202 ? sessionOf(res) ?? 'failed' : 'failed';
   } catch (e) {
     // Mount is an optimisation: any failure (Harbor answers 401 for it) means "upload normally".
     if (signal?.aborted) throw e;
-    return false;
+    return 'failed';
   }
+}
+
+/** The upload session a 202 names: its Location and the smallest chunk it takes. */
+function sessionOf(res: HttpResponse): Session | undefined {
+  const location = header(res, 'location');
+  if (!location) return undefined;
+  const min = Number(header(res, 'oci-chunk-min-length'));
+  return { url: new URL(location, res.url), minChunk: Number.isSafeInteger(min) && min > 0 ? min : 0 };
 }
 
 async function startSession(client: RegistryClient, repo: string, desc: Descriptor, signal?: AbortSignal): Promise<Session> {
@@ -117,16 +151,22 @@ async function startSession(client: RegistryClient, repo: string, desc: Descript
     return client.fail(res, 'POST', what);
   }
   await res.body.dump().catch(() => undefined);
-  const min = Number(header(res, 'oci-chunk-min-length'));
-  return { url: new URL(location, res.url), minChunk: Number.isSafeInteger(min) && min > 0 ? min : 0 };
+  return sessionOf(res)!;
 }
 
-/** Returns 'refused' when the registry will not take the blob in one PUT (the chunked step follows). */
+/**
+ * Returns 'refused' when the registry will not take the blob in one PUT (the chunked step follows).
+ * `opened`: a session already open (a refused mount's), else one is started.
+ */
 async function uploadMonolithic(client: RegistryClient, repo: string, desc: Descriptor, open: () => Promise<Readable>,
-  signal?: AbortSignal): Promise<'done' | 'refused'> {
+  signal?: AbortSignal, opened?: Session): Promise<'done' | 'refused'> {
   const what = `upload of blob ${desc.digest} to ${repo}`;
-  const session = await startSession(client, repo, desc, signal);
-  const source = await open();
+  const session = opened ?? await startSession(client, repo, desc, signal);
+  const source = await open().catch(async (e: unknown) => {
+    // Nothing to send (a delta's base blob the bundle does not carry): the session is given back.
+    await cancel(client, repo, session.url, signal);
+    throw e;
+  });
   let sourceError: unknown;
   source.once('error', (e) => { sourceError = e; });
   let res: HttpResponse;

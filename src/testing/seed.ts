@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import pLimit from 'p-limit';
+import { Limits } from '../concurrency.js';
 import { Copier, loadGraph } from '../copy.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { createRegistryAccess } from '../registry/access.js';
@@ -60,7 +60,7 @@ export async function seedLayout(layout: FixtureLayout, host: string, images: Se
   const access = createRegistryAccess({ credentialOptions: { configDir: '/nonexistent-airgap' } });
   try {
     const src = new LayoutSource(layout.dir);
-    const limit = pLimit(concurrency);
+    const limits = new Limits({ concurrency });
     const siblings = new Map<string, Promise<unknown>>();
     const copiers = new Map<string, Copier>();
     await Promise.all(images.map(async (img) => {
@@ -68,7 +68,7 @@ export async function seedLayout(layout: FixtureLayout, host: string, images: Se
       const graph = await loadGraph(src, root, img.name);
       let copier = copiers.get(img.repo);
       if (!copier) {
-        copier = new Copier(access.open({ registry: host, repository: img.repo }), { concurrency, limit, siblings });
+        copier = new Copier(access.open({ registry: host, repository: img.repo }), { limits, siblings });
         copiers.set(img.repo, copier);
       }
       await copier.copyImage(src, graph, `${img.name} → ${host}/${img.repo}:${img.tag}`, [img.tag]);
