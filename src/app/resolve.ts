@@ -1,4 +1,5 @@
 import pLimit from 'p-limit';
+import { DEFAULT_SMALL_REQUESTS } from '../concurrency.js';
 import { AirgapError } from '../errors.js';
 import { type Reference, formatReference, isDigestOnly, nameOf } from '../reference.js';
 import type { Credentials } from '../registry/credentials.js';
@@ -134,7 +135,7 @@ export async function resolveImages(found: FoundRef[], probe: RegistryProbe, opt
   // The digest rule first: nothing is probed or downloaded for an app that will be refused.
   if (!opts.allowDigestOnly) await checkDigestRule(refs, probe, (ref) => (isVendor(ref) || isProxied(ref) ? vendorSource(ref) : { registry: ref.registry, repository: ref.repository }));
 
-  const limit = pLimit(opts.concurrency ?? 8);
+  const limit = pLimit(opts.concurrency ?? DEFAULT_SMALL_REQUESTS);
   const missing: string[] = [];
   const resolved = await Promise.all(refs.map(({ ref, occurrences }) => limit(async (): Promise<ResolvedImage | undefined> => {
     if (isVendor(ref)) return { ref, kind: 'vendor', source: vendorSource(ref), occurrences };

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import pLimit from 'p-limit';
+import { DEFAULT_SMALL_REQUESTS } from '../concurrency.js';
 import type { ImageSource, RegistryProbe } from '../app/resolve.js';
 import type { RegistryAccess } from '../plan.js';
 import { type ProbeResult, RegistryClient } from './client.js';
@@ -64,7 +65,7 @@ export function createRegistryAccess(policy: RegistryPolicy | PolicyInput = {}):
     async tagFor(registry: string, repository: string, digest: string): Promise<string | undefined> {
       const client = clientFor(registry, undefined);
       const tags = (await client.listTags(repository)).slice(0, TAG_LOOKUP_LIMIT);
-      const limit = pLimit(8);
+      const limit = pLimit(DEFAULT_SMALL_REQUESTS);
       const hits = await Promise.all(tags.map((tag) => limit(async () => {
         const d = await client.headManifest(repository, tag).catch(() => undefined);
         return d?.digest === digest ? tag : undefined;
