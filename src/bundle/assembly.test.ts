@@ -31,7 +31,12 @@ function memoryIo(size: number): AssemblyIo & { file: Buffer; readBack: number }
   const io = {
     file: Buffer.alloc(size),
     readBack: 0,
-    async write(bytes: Uint8Array, position: number) { io.file.set(bytes, position); },
+    async write(chunks: Uint8Array[], position: number) {
+      for (const c of chunks) {
+        io.file.set(c, position);
+        position += c.length;
+      }
+    },
     async read(into: Buffer, length: number, position: number) {
       io.readBack += length;
       io.file.copy(into, 0, position, position + length);

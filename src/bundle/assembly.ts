@@ -24,7 +24,8 @@ import type { Descriptor } from '../oci/descriptor.js';
  */
 
 export interface AssemblyIo {
-  write(bytes: Uint8Array, position: number): Promise<void>;
+  /** Writes `chunks` one after the other from `position` (one vectored write: no copy into one buffer). */
+  write(chunks: Uint8Array[], position: number): Promise<void>;
   read(into: Buffer, length: number, position: number): Promise<void>;
 }
 
@@ -78,20 +79,21 @@ export class BlobAssembly {
     }
     const part: Part = { start, end, written: start };
     this.#parts.push(part);
-    // Network chunks are 16–64 KiB: gathered into writes of up to WRITE_BATCH, a system call (and
-    // a hash update) per batch rather than per chunk.
+    // Network chunks are 16–64 KiB: gathered into one vectored write of up to WRITE_BATCH, a
+    // system call per batch rather than per chunk, and no copy.
     let batch: Buffer[] = [];
     let batched = 0;
     const flush = async (): Promise<void> => {
       if (batched === 0) return;
-      const bytes = batch.length === 1 ? batch[0]! : Buffer.concat(batch, batched);
+      const chunks = batch;
+      const length = batched;
       batch = [];
       batched = 0;
       const at = part.written;
-      await this.#io.write(bytes, this.#base + at);
-      part.written = at + bytes.length;
+      await this.#io.write(chunks, this.#base + at);
+      part.written = at + length;
       if (this.#hashed === at && this.#catchUp === undefined) {
-        this.#hash.update(bytes);
+        for (const c of chunks) this.#hash.update(c);
         this.#hashed = part.written;
       } else {
         this.#startCatchUp();

@@ -191,7 +191,7 @@ export class BundleWriter implements TargetStore {
 
   #assembly(desc: Descriptor, blob: PlannedBlob): BlobAssembly {
     return new BlobAssembly(desc, blob.offset, {
-      write: (bytes, position) => this.#writeAt(bytes, position),
+      write: (chunks, position) => this.#writevAt(chunks, position),
       read: (into, length, position) => this.#readAt(into, length, position),
     }, `${this.label}: blob`);
   }
@@ -299,6 +299,28 @@ export class BundleWriter implements TargetStore {
       await readExactly(this.#fh, into.subarray(0, length), position);
     } catch (e) {
       throw outputError(e, this.#outPath);
+    }
+  }
+
+  /** Several chunks one after the other from `position`: one writev, the rest of a short write after it. */
+  async #writevAt(chunks: Uint8Array[], position: number): Promise<void> {
+    if (chunks.length === 1) return this.#writeAt(chunks[0]!, position);
+    let written: number;
+    try {
+      ({ bytesWritten: written } = await this.#fh.writev(chunks, position));
+    } catch (e) {
+      throw outputError(e, this.#outPath);
+    }
+    // A short write (a signal, a full disk about to fail): the rest chunk by chunk.
+    for (const c of chunks) {
+      if (written >= c.length) {
+        written -= c.length;
+        position += c.length;
+        continue;
+      }
+      await this.#writeAt(c.subarray(written), position + written);
+      position += c.length;
+      written = 0;
     }
   }
 
