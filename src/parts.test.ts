@@ -107,7 +107,7 @@ async function tempDir(t: { teardown: (fn: () => Promise<void>) => void }): Prom
   return dir;
 }
 
-async function buildWithParts(dir: string, src: SourceStore) {
+async function buildWithParts(dir: string, src: SourceStore, engine: { concurrency: number; partSize: number; signal?: AbortSignal } = { concurrency: 3, partSize: 128 * 1024 }) {
   const root = await src.resolve('v1');
   const graph: GraphNode = await loadGraph(src, root, 'parts/app:v1');
   const out = join(dir, 'b.tar');
@@ -115,7 +115,7 @@ async function buildWithParts(dir: string, src: SourceStore) {
     blobs: flatten([graph]).map((n) => ({ digest: n.descriptor.digest, size: n.descriptor.size })), appFiles: [],
   });
   const events: CopyEvent[] = [];
-  const copier = new Copier(writer, { concurrency: 3, partSize: 128 * 1024, onEvent: (e) => events.push(e) });
+  const copier = new Copier(writer, { ...engine, onEvent: (e) => events.push(e) });
   try {
     await copier.copyImage(src, graph, 'parts/app:v1', ['127.0.0.1/parts/app:v1']);
     await writer.finish({ schemaVersion: 1, tool: { name: 'airgap', version: '0.1.0' }, created: new Date().toISOString(), appSlug: 'a', images: [], appFiles: [] });
@@ -143,6 +143,25 @@ test('the engine fetches a big blob as parallel ranges into its place in the bun
   } finally {
     await reader.close();
   }
+});
+
+test('many parts in flight on one signal: no listener-leak warning reaches the user', async (t) => {
+  const warnings: string[] = [];
+  const onWarning = (w: Error): void => { warnings.push(`${w.name}: ${w.message}`); };
+  process.on('warning', onWarning);
+  t.teardown(() => { process.off('warning', onWarning); });
+  const src = new RegistryStore(client(registry.host), 'parts/app');
+  const partSize = 16 * 1024;
+  t.true(splitRanges(layer.size, partSize).length > 20);
+  const { out } = await buildWithParts(await tempDir(t), src, { concurrency: 20, partSize, signal: new AbortController().signal });
+  const reader = await BundleReader.open(out);
+  try {
+    t.true((await readAll(await reader.fetch(layer))).equals(layerBytes));
+  } finally {
+    await reader.close();
+  }
+  await new Promise((r) => setImmediate(r)); // warnings are emitted on the next tick
+  t.deepEqual(warnings, []);
 });
 
 test('range support is known per repository: one that ignores Range does not stop parts for another on the same host', async (t) => {

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { pipeline } from 'node:stream/promises';
 import { ByteCounter } from './bytecounter.js';
 import type { LimitFunction } from 'p-limit';
@@ -44,7 +45,11 @@ export async function copyParts(src: SourceStore, parts: BlobParts, desc: Descri
   if (!fetchRange) throw new Error(`copyParts: ${src.label} has no fetchRange`);
   const stop = new AbortController();
   const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal;
-  const transfers = splitRanges(desc.size, opts.partSize).map(([start, end]) => opts.limit(async () => {
+  const ranges = splitRanges(desc.size, opts.partSize);
+  // Every part in flight listens on this signal (undici adds a listener per request): with the
+  // adaptive limit that can be more than Node's default warning threshold of 10.
+  setMaxListeners(Math.max(10, ranges.length + 1), signal);
+  const transfers = ranges.map(([start, end]) => opts.limit(async () => {
     signal.throwIfAborted();
     const body = await fetchRange(desc, start, end, { signal });
     const counted = new ByteCounter(opts.onBytes);
