@@ -7,6 +7,7 @@ import type { HostPolicy } from '../src/registry/policy.js';
 import { parseTargetRegistry } from '../src/target.js';
 import { formatFinding, type Finding } from '../src/app/findings.js';
 import type { CopyEvent } from '../src/copy.js';
+import type { ConcurrencyReport } from '../src/concurrency.js';
 import { humanBytes, type Renderer } from './render.js';
 
 /**
@@ -176,6 +177,14 @@ async function targetAccess(opts: Record<string, unknown>, ctx: Context) {
   return { registry, access, credentials };
 }
 
+/** With --debug, how many requests ran at once (src/concurrency.ts, docs/performance.md). */
+function debugConcurrency(ctx: Context, c: ConcurrencyReport | undefined): void {
+  if (!ctx.flags.debug || !c) return;
+  process.stderr.write(c.adaptive
+    ? `airgap: debug: ${c.smallRequests} small requests at once; bulk transfers adapted from ${c.bulkStart} up to ${c.bulkPeak} (at most ${c.bulkMax})\n`
+    : `airgap: debug: at most ${c.bulkStart} requests of each kind at once (--concurrency)\n`);
+}
+
 /** With --debug, one line on stderr per registry host saying how it is reached and why. */
 function debugPolicy(ctx: Context, describe: (p: HostPolicy) => string): { onResolve?: (p: HostPolicy) => void } {
   return ctx.flags.debug ? { onResolve: (p) => process.stderr.write(`airgap: debug: ${describe(p)}\n`) } : {};
@@ -295,6 +304,7 @@ const buildCmd: CommandSpec = {
         onWarning: (line: string) => ctx.renderer.info(line),
         ...progress(ctx, 'pulling'),
       });
+      debugConcurrency(ctx, s.concurrency);
       return {
         json: s,
         text: [
@@ -402,6 +412,7 @@ const pushCmd: CommandSpec = {
         }
         await job.checkAccess();
         const s = await job.run();
+        debugConcurrency(ctx, s.concurrency);
         return { json: s, text: pushText(s) };
       } finally {
         await job.close();
@@ -505,6 +516,7 @@ const install: CommandSpec = {
         }
         await job.checkAccess();
         const p = await job.run();
+        debugConcurrency(ctx, p.concurrency);
         ctx.renderer.stop();
         const r = await rw.write();
         return {

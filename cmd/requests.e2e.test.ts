@@ -55,4 +55,15 @@ test('build downloads each blob once, the config included, however many images s
   t.is(layers, 5);
   t.is(summary.blobs, layers + 2 * names.length, 'the bundle holds the layers, 4 configs and 4 manifests');
   t.is(counts.get('GET blob 200'), layers + names.length);
+  // No --concurrency: the default adapts (src/concurrency.ts), and the summary says how far.
+  const c = json<{ concurrency: { adaptive: boolean; smallRequests: number; bulkStart: number; bulkPeak: number; bulkMax: number } }>(r).concurrency;
+  t.like(c, { adaptive: true, smallRequests: 32, bulkStart: 8, bulkMax: 32 });
+  t.true(c.bulkPeak >= 8 && c.bulkPeak <= 32);
+
+  // An explicit --concurrency is a strict cap, and --debug says so on stderr.
+  const fixed = await runCli(['build', '--manifests', app, '--license', license, '--out', join(dir, 'fixed.tar'), '--no-signatures',
+    '--concurrency', '3', '--debug', '--json']);
+  t.is(fixed.code, 0, fixed.stderr);
+  t.deepEqual(json<{ concurrency: unknown }>(fixed).concurrency, { adaptive: false, smallRequests: 3, bulkStart: 3, bulkPeak: 3, bulkMax: 3 });
+  t.regex(fixed.stderr, /airgap: debug: at most 3 requests of each kind at once \(--concurrency\)/);
 });

@@ -163,13 +163,6 @@ export class Limits {
     return { adaptive: this.adaptive, smallRequests: this.small.concurrency, bulkStart: this.start, bulkPeak: this.#control.peak, bulkMax: this.max };
   }
 
-  /** One line for --debug: what the limits are now. */
-  describe(): string {
-    return this.adaptive
-      ? `${this.small.concurrency} small requests, ${this.bulk.concurrency} bulk transfers at once (adapting from ${this.start} up to ${this.max}${this.#control.growing ? '' : ', settled'})`
-      : `${this.start} requests of each kind at once (--concurrency)`;
-  }
-
   /** Stops measuring (the run is over). */
   stop(): void {
     if (this.#timer) clearInterval(this.#timer);
