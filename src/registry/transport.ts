@@ -21,8 +21,6 @@ import {
 export interface TransportOptions extends PolicyInput {
   /** The run's policy; without it, one is made from the other options. */
   policy?: RegistryPolicy;
-  /** Parallel connections per registry host (default: unlimited). */
-  connectionsPerHost?: number;
 }
 
 export type Method = 'GET' | 'HEAD' | 'PUT' | 'POST' | 'PATCH' | 'DELETE';
@@ -75,11 +73,9 @@ export class Transport {
   readonly #agents = new Map<string, Dispatcher>();
   readonly #schemes = new Map<string, Promise<'https' | 'http'>>();
   readonly #contexts = new Map<string, import('node:tls').SecureContext>();
-  readonly #connectionsPerHost: number | undefined;
 
   constructor(opts: TransportOptions = {}) {
     this.policy = opts.policy ?? new RegistryPolicy(opts);
-    this.#connectionsPerHost = opts.connectionsPerHost;
   }
 
   get retryPolicy(): RetryPolicy {
@@ -276,7 +272,6 @@ export class Transport {
       keepAliveTimeout: 30_000,
       headersTimeout: p.timeouts.headersMs,
       bodyTimeout: p.timeouts.bodyMs,
-      ...(this.#connectionsPerHost !== undefined ? { connections: this.#connectionsPerHost } : {}),
     };
     // Through a proxy: CONNECT for https (the TLS settings apply to the registry inside the
     // tunnel), absolute-URI requests for plain http, as curl and Go do.
