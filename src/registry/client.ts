@@ -7,7 +7,7 @@ import { sha256Digest } from '../oci/verify.js';
 import type { PushOutcome } from '../store.js';
 import { type Access, OriginAuth, type ScopeSet, repositoryOfPath, repositoryScope } from './auth.js';
 import { type Credential, type CredentialOptions, type Credentials, resolveCredentials } from './credentials.js';
-import { type RequestSubject, RegistryError, httpError, isTemporary, networkError } from './errors.js';
+import { type RequestSubject, RegistryError, httpError, isTemporary, networkError, registryErrorCodes } from './errors.js';
 import { type HostSettings, type RetryPolicy, endpointHost } from './policy.js';
 import { type HttpResponse, type Method, Transport, backoffDelay, header, sleep } from './transport.js';
 import { pushBlob } from './upload.js';
@@ -41,16 +41,6 @@ function hostFacts(transport: Transport, host: string): HostFacts {
   let facts = byHost.get(host);
   if (!facts) byHost.set(host, (facts = {}));
   return facts;
-}
-
-/** The `code`s of a distribution error body (`{"errors":[{"code":"NAME_UNKNOWN",…}]}`); none for anything else. */
-function errorCodes(body: Buffer): string[] {
-  try {
-    const doc = JSON.parse(body.toString('utf8')) as { errors?: unknown };
-    return Array.isArray(doc.errors) ? doc.errors.map((e) => (e as { code?: unknown })?.code).filter((c): c is string => typeof c === 'string') : [];
-  } catch {
-    return [];
-  }
 }
 
 export interface RegistryClientOptions {
@@ -427,7 +417,7 @@ export class RegistryClient {
       if (res.status !== 200) {
         if (page === 0 && [404, 405, 501].includes(res.status)) {
           const body = await readCapped(res, MAX_ERROR_BODY, what, true).catch(() => Buffer.alloc(0));
-          const codes = errorCodes(body);
+          const codes = registryErrorCodes(body.toString('utf8'));
           if (res.status === 404 && (codes.includes('NAME_UNKNOWN') || codes.includes('MANIFEST_UNKNOWN'))) return { list: undefined };
           return { list: undefined, api: false };
         }

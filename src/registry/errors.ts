@@ -115,6 +115,21 @@ export function authError(s: RequestSubject, detail: string, cause?: unknown, hi
     { hint, ...(cause !== undefined ? { cause } : {}) });
 }
 
+/**
+ * Every `code` of a distribution error body (`{"errors":[{"code":"NAME_UNKNOWN",…}]}`); none for
+ * anything else. (errorCodes() below is another thing: the Node error codes along a cause chain.)
+ */
+export function registryErrorCodes(body: string): string[] {
+  try {
+    const doc = JSON.parse(body) as { errors?: unknown };
+    return Array.isArray(doc.errors)
+      ? doc.errors.map((e) => (e as { code?: unknown } | null)?.code).filter((c): c is string => typeof c === 'string')
+      : [];
+  } catch {
+    return [];
+  }
+}
+
 /** The registry's own diagnostics: `{"errors":[{"code","message"}]}`, or a note that it was not JSON. */
 function registryDiagnostics(body: string, contentType: string | undefined): { code?: string; text: string } {
   const trimmed = body.trim();
