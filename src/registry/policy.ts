@@ -280,7 +280,7 @@ export function describeHostPolicy(p: HostPolicy): string {
 
 const HOST_RE = /^(?:\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?)(?::[0-9]{1,5})?$/;
 
-export function validateHostSettings(s: HostSettings): HostSettings {
+function validateHostSettings(s: HostSettings): HostSettings {
   if (!HOST_RE.test(s.host)) throw new AirgapError('E_USAGE', `registry host "${s.host}" is not HOST or HOST:PORT`);
   if (s.plainHttp && (s.caFile !== undefined || s.insecureSkipTlsVerify)) {
     throw new AirgapError('E_USAGE', `registry ${s.host}: --plain-http cannot be combined with --ca-file or --insecure-skip-tls-verify`);
@@ -293,7 +293,7 @@ export function endpointHost(host: string): string {
   return host === 'docker.io' || host === 'index.docker.io' ? 'registry-1.docker.io' : host;
 }
 
-export function isLoopback(host: string): boolean {
+function isLoopback(host: string): boolean {
   let hostname: string;
   try {
     hostname = new URL(`http://${host}`).hostname;
