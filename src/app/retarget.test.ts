@@ -369,3 +369,15 @@ test('the rewrite refuses manifests with refusals (a bundle from before they wer
   t.true(isAirgapError(e, 'E_MANIFESTS'));
   t.regex(e?.message ?? '', /p\.yaml:5: unrendered KOTS template syntax/);
 });
+
+test('a file with thousands of images: every one rewritten in place, every other byte kept', async (t) => {
+  const n = 3000;
+  const containers = Array.from({ length: n }, (_, i) => `    - name: c${i} # #${i}\n      image: quay.io/org/img-${i}:${i}.0\n`).join('');
+  const text = `apiVersion: v1\nkind: Pod\nmetadata: {name: big}\nspec:\n  containers:\n${containers}`;
+  const scan = await scanManifests(await tree(t, { 'big.yaml': text }));
+  const out = retargetApp(scan, OPTS).rendered.find((f) => f.path === 'big.yaml')?.content.toString();
+  const expected = text
+    .replace(/image: quay\.io\/org\/img-(\d+):/g, 'image: reg.local:5000/airgap/img-$1:')
+    .replace('spec:\n', `spec:\n  imagePullSecrets:\n    - name: ${SECRET}\n`);
+  t.is(out, expected);
+});

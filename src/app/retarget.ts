@@ -284,11 +284,17 @@ export function rehearseRetarget(scan: ScanResult, form: RetargetOptions['form']
 }
 
 function applySplices(text: string, splices: Splice[]): string {
-  let out = text;
-  // From the end backwards, so earlier offsets stay valid; equal starts keep their order.
-  const ordered = splices.map((s, i) => ({ s, i })).sort((a, b) => b.s.start - a.s.start || b.i - a.i);
-  for (const { s } of ordered) out = out.slice(0, s.start) + s.text + out.slice(s.end);
-  return out;
+  // In text order, equal starts in the order given; each stretch of the text is copied once, so a
+  // file with thousands of images costs its length, not its length times the number of images.
+  const ordered = splices.map((s, i) => ({ s, i })).sort((a, b) => a.s.start - b.s.start || a.i - b.i);
+  const pieces: string[] = [];
+  let at = 0;
+  for (const { s } of ordered) {
+    pieces.push(text.slice(at, Math.max(at, s.start)), s.text);
+    at = Math.max(at, s.end);
+  }
+  pieces.push(text.slice(at));
+  return pieces.join('');
 }
 
 /**
