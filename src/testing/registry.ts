@@ -24,6 +24,8 @@ export interface TestRegistry {
   accessLog?: string;
   /** A client certificate the registry accepts (mutualTls only). */
   client?: { certFile: string; keyFile: string };
+  /** CPU time (user + system, seconds) the registry process has used so far, from /proc (Linux). */
+  cpuSeconds(): number;
   stop(): Promise<void>;
 }
 
@@ -81,6 +83,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
           ...(tls ? { caFile: tls.caFile } : {}),
           ...(accessLog ? { accessLog } : {}),
           ...(tls?.client ? { client: tls.client } : {}),
+          cpuSeconds: () => processCpuSeconds(child.pid),
           async stop() {
             if (stopped) return;
             stopped = true;
@@ -97,6 +100,15 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
     await rm(dir, { recursive: true, force: true });
     throw e;
   }
+}
+
+/** utime + stime of a process from /proc/PID/stat (fields 14 and 15, in clock ticks of 1/100 s on Linux). */
+export function processCpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) throw new Error('the process has no pid');
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 // The config is JSON, which is valid YAML.
