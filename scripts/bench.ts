@@ -14,7 +14,9 @@
  * its own (BENCH_MANY_BASE_KB / _MID_KB / _OWN_KB: 1000 / 300 / 100 KB), behind the same link:
  *   plan   `airgap plan` vs `skopeo inspect --raw` per image
  *   build  as above;  push  cold, as above;  re-push
- *   memory peak RSS of build at BENCH_MANY_IMAGES and at BENCH_MANY_RSS_IMAGES (600) images
+ *   memory peak RSS of build at BENCH_MANY_IMAGES and at BENCH_MANY_RSS_IMAGES (600) images, and
+ *          the same two builds again in a memory cgroup of BENCH_LIMITED_MEMORY_MIB (1024) when one
+ *          can be made (root): V8 sizes its heap from the memory the process may use
  *   requests of each kind per image (HEAD blob 404, POST mount 201, …), counted from the
  *          registries' access logs, for both tools (src/testing/requests.ts)
  * BENCH_SETS (default "big,many") picks the sets. The seeding is not timed.
@@ -22,7 +24,7 @@
  * Prints the tables and exits 1 when a target is missed. Sizes come from BENCH_* variables (MB = 10^6 bytes).
  */
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm, stat, writeFile, copyFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, rmdir, stat, writeFile, copyFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -52,6 +54,8 @@ const cfg = {
   concurrency: num('BENCH_CONCURRENCY', 8),
   concurrencyFlag: process.env.BENCH_CONCURRENCY !== undefined ? ['--concurrency', String(num('BENCH_CONCURRENCY', 8))] : [],
   rssLimit: num('BENCH_RSS_LIMIT_MB', 256),
+  // The memory of the smaller machine the many-image builds are measured on again (a cgroup).
+  limitedMemory: num('BENCH_LIMITED_MEMORY_MIB', 1024) * 2 ** 20,
   settleSeconds: num('BENCH_SETTLE_S', 5),
   repushRuns: Math.max(1, Math.round(num('BENCH_REPUSH_RUNS', 5))),
   sets: new Set((process.env.BENCH_SETS ?? 'big,many').split(',').map((x) => x.trim()).filter((x) => x !== '')),
@@ -111,9 +115,10 @@ function pushCpuRows(push: Measured, registryCpu: number, skopeoPush: Measured, 
 }
 
 /** Runs a command under GNU time; wall clock measured here, peak RSS and CPU from time -v. */
-async function measure(cmd: string, args: string[], env: NodeJS.ProcessEnv = cleanEnv): Promise<Measured> {
+async function measure(cmd: string, args: string[], env: NodeJS.ProcessEnv = cleanEnv, prefix: string[] = []): Promise<Measured> {
   const started = performance.now();
-  const child = spawn('/usr/bin/time', ['-v', cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const [exe, ...rest] = [...prefix, '/usr/bin/time', '-v', cmd, ...args];
+  const child = spawn(exe!, rest, { stdio: ['ignore', 'pipe', 'pipe'], env });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s; });
@@ -127,6 +132,42 @@ async function measure(cmd: string, args: string[], env: NodeJS.ProcessEnv = cle
     rssMb: field('Maximum resident set size \\(kbytes\\)') * 1024 / MB,
     cpuSeconds: field('User time \\(seconds\\)') + field('System time \\(seconds\\)'),
   };
+}
+
+/**
+ * A memory cgroup limited to `bytes` (v2, else v1), for measuring a process as it runs on a machine
+ * with that much memory: Node sizes V8's heap from the memory it may use (the cgroup limit, else
+ * the machine's RAM), so the same build keeps a smaller heap there. Returns the command prefix
+ * that runs a command inside it and a remover, or undefined where no memory cgroup can be made
+ * (not root, no memory controller): the rows that need it then say so.
+ */
+async function memoryCgroup(bytes: number): Promise<{ prefix: string[]; remove(): Promise<void> } | undefined> {
+  const name = `airgap-bench-${process.pid}`;
+  const tries: [dir: string, limitFile: string, setup?: () => Promise<void>][] = [
+    [join('/sys/fs/cgroup', name), 'memory.max', () => writeFile('/sys/fs/cgroup/cgroup.subtree_control', '+memory')],
+    [join('/sys/fs/cgroup/memory', name), 'memory.limit_in_bytes'],
+  ];
+  for (const [dir, limitFile, setup] of tries) {
+    try {
+      await stat(join(dir, '..', limitFile === 'memory.max' ? 'cgroup.controllers' : 'memory.limit_in_bytes'));
+      await setup?.().catch(() => undefined);
+      await mkdir(dir);
+    } catch {
+      continue;
+    }
+    try {
+      await writeFile(join(dir, limitFile), String(bytes));
+    } catch {
+      await rmdir(dir).catch(() => undefined);
+      continue;
+    }
+    // The shell moves itself into the group, then becomes the measured command.
+    return {
+      prefix: ['/bin/sh', '-c', 'echo $$ > "$0" && exec "$@"', join(dir, 'cgroup.procs')],
+      remove: () => rmdir(dir).catch(() => undefined),
+    };
+  }
+  return undefined;
 }
 
 /**
@@ -487,6 +528,7 @@ async function manySet(env: Env): Promise<SetResult> {
 
   // ---- memory with more images
   let bigBuild: Measured | undefined;
+  let limited: Measured[] | undefined;
   if (m.rssImages > n) {
     const bigApp = await appDir(join(env.work, 'many-app-rss'), link.host, names);
     const out = join(env.work, 'many-rss.tar');
@@ -495,6 +537,19 @@ async function manySet(env: Env): Promise<SetResult> {
     bigBuild = await measure(process.execPath, buildArgs(bigApp, out));
     log(`  ${f1(bigBuild.seconds)} s, ${f1(bigBuild.rssMb)} MB`);
     await rm(out, { force: true });
+    const group = await memoryCgroup(cfg.limitedMemory);
+    if (group) {
+      env.stops.push(() => group.remove());
+      limited = [];
+      for (const [count, dir] of [[n, app], [m.rssImages, bigApp]] as const) {
+        log(`airgap build of ${count} images with memory limited to ${f1(cfg.limitedMemory / 2 ** 30)} GiB (peak RSS)`);
+        await settle();
+        limited.push(await measure(process.execPath, buildArgs(dir, out), cleanEnv, group.prefix));
+        log(`  ${f1(limited.at(-1)!.seconds)} s, ${f1(limited.at(-1)!.rssMb)} MB`);
+        await rm(out, { force: true });
+      }
+      await group.remove();
+    }
   }
   await link.stop();
   await source.stop();
@@ -527,6 +582,16 @@ async function manySet(env: Env): Promise<SetResult> {
     rows.push([`peak RSS build, ${n} / ${m.rssImages} images (MB)`, `${f1(build.rssMb)} / ${f1(bigBuild.rssMb)}`, f1(skopeoBuild.rssMb), '',
       `≤ ${cfg.rssLimit}, ≤ +32 MB`, rssOk(build) && rssOk(bigBuild) && flat]);
     rows.push([`build of ${m.rssImages} images over the link (s)`, f1(bigBuild.seconds), '', '', '', undefined]);
+    // The same two builds where the machine has less memory to give (see memoryCgroup).
+    const gib = f1(cfg.limitedMemory / 2 ** 30);
+    if (limited && limited.length === 2) {
+      const [few, more] = limited as [Measured, Measured];
+      rows.push([`peak RSS build, ${n} / ${m.rssImages} images, memory limited to ${gib} GiB (MB)`, `${f1(few.rssMb)} / ${f1(more.rssMb)}`, '', '',
+        '', undefined]);
+      rows.push([`build of ${n} / ${m.rssImages} images, memory limited to ${gib} GiB (s)`, `${f1(few.seconds)} / ${f1(more.seconds)}`, '', '', '', undefined]);
+    } else {
+      rows.push([`peak RSS build with memory limited to ${gib} GiB`, 'not measured: no memory cgroup could be made (needs root)', '', '', '', undefined]);
+    }
   } else {
     rows.push([`peak RSS build, ${n} images (MB)`, f1(build.rssMb), f1(skopeoBuild.rssMb), '', `≤ ${cfg.rssLimit}`, rssOk(build)]);
   }
