@@ -103,7 +103,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
 }
 
 /** utime + stime of a process from /proc/PID/stat (fields 14 and 15, in clock ticks of 1/100 s on Linux). */
-export function processCpuSeconds(pid: number | undefined): number {
+function processCpuSeconds(pid: number | undefined): number {
   if (pid === undefined) throw new Error('the process has no pid');
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // The command name (field 2) is in parentheses and may hold spaces: count from after it.
