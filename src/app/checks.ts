@@ -62,27 +62,30 @@ export function duplicateFindings(objects: ObjectSeen[]): Finding[] {
 }
 
 /** Warnings for image-like strings outside pod specs that the bundle does not carry as written. */
-export function undeclaredFindings(path: string, docs: Document[], lines: LineCounter, imageNodes: Set<unknown>,
+export function undeclaredFindings(files: { path: string; docs: Document[]; lines: LineCounter; imageNodes: Set<unknown> }[],
   images: FoundImage[]): Finding[] {
   const findings: Finding[] = [];
+  // Once for the whole app, not per file: an app of thousands of files and images stays linear.
   const declared = new Set(images.map((i) => i.raw));
   const bundled = new Map(images.map((i) => [taggedName(i.ref), i]));
-  for (const doc of docs) {
-    forEachStringValue(doc, imageNodes, (node, _obj, _path, context) => {
-      const candidate = imageCandidate(node.value);
-      if (declared.has(candidate.text) || !looksLikeImage(candidate.text, context)) return;
-      const line = lines.linePos(node.range?.[0] ?? 0).line;
-      const same = bundled.get(taggedName(parseReference(candidate.text)));
-      findings.push(same === undefined ? {
-        severity: 'warning', code: 'undeclared-image', file: path, line,
-        message: `${candidate.text} looks like an image outside any pod spec; it is neither bundled nor rewritten`,
-        hint: 'if the application runs it (an operator image, a RELATED_IMAGE_* value), add it to the KOTS Application\'s spec.additionalImages',
-      } : {
-        severity: 'warning', code: 'undeclared-image', file: path, line,
-        message: `${candidate.text} is the bundled image ${same.raw} (${same.file}:${same.line}) written another way; the rewrite replaces exact text only, so this one keeps pointing at its source`,
-        hint: `write it as ${same.raw}, or add this spelling to the KOTS Application's spec.additionalImages`,
+  for (const { path, docs, lines, imageNodes } of files) {
+    for (const doc of docs) {
+      forEachStringValue(doc, imageNodes, (node, _obj, _path, context) => {
+        const candidate = imageCandidate(node.value);
+        if (declared.has(candidate.text) || !looksLikeImage(candidate.text, context)) return;
+        const line = lines.linePos(node.range?.[0] ?? 0).line;
+        const same = bundled.get(taggedName(parseReference(candidate.text)));
+        findings.push(same === undefined ? {
+          severity: 'warning', code: 'undeclared-image', file: path, line,
+          message: `${candidate.text} looks like an image outside any pod spec; it is neither bundled nor rewritten`,
+          hint: 'if the application runs it (an operator image, a RELATED_IMAGE_* value), add it to the KOTS Application\'s spec.additionalImages',
+        } : {
+          severity: 'warning', code: 'undeclared-image', file: path, line,
+          message: `${candidate.text} is the bundled image ${same.raw} (${same.file}:${same.line}) written another way; the rewrite replaces exact text only, so this one keeps pointing at its source`,
+          hint: `write it as ${same.raw}, or add this spelling to the KOTS Application's spec.additionalImages`,
+        });
       });
-    });
+    }
   }
   return findings;
 }

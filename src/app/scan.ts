@@ -285,7 +285,7 @@ export function scanFiles(sources: ManifestFile[], earlier: Finding[] = []): Sca
 
   findings.push(...duplicateFindings(objects));
   // Undeclared image-like strings: everything bundled counts as declared (see rewrite.ts).
-  for (const p of parsed) findings.push(...undeclaredFindings(p.path, p.docs, p.lines, p.imageNodes, images));
+  findings.push(...undeclaredFindings(parsed, images));
 
   const result: ScanResult = { images, files, notRead: [], namespaces: [...namespaces].sort(), findings };
   if (application !== undefined) result.application = application;
