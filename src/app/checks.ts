@@ -31,21 +31,27 @@ export function kotsFindings(file: string, text: string): Finding[] {
   return out;
 }
 
-export interface ObjectSeen { obj: YAMLMap; file: string; line: number }
+/** An object's identity as kustomize sees it, and where it is: what the duplicate check keeps of it. */
+export interface ObjectSeen { group: string; kind: string; ns: string; name: string; file: string; line: number }
+
+/** The identity of `obj`, or undefined for an object without apiVersion, kind or name. */
+export function objectSeen(obj: YAMLMap, file: string, line: number): ObjectSeen | undefined {
+  const api = str(child(obj, 'apiVersion'));
+  const kind = str(child(obj, 'kind'));
+  const name = str(child(child(obj, 'metadata'), 'name'));
+  if (api === undefined || kind === undefined || name === undefined) return undefined;
+  const group = api.includes('/') ? api.slice(0, api.indexOf('/')) : '';
+  // kustomize counts an object without a namespace as one in "default".
+  const written = str(child(child(obj, 'metadata'), 'namespace')) ?? '';
+  return { group, kind, ns: written === 'default' ? '' : written, name, file, line };
+}
 
 /** Two objects with one group, kind, namespace and name: kustomize (and kubectl apply) keep one. */
 export function duplicateFindings(objects: ObjectSeen[]): Finding[] {
   const first = new Map<string, ObjectSeen>();
   const out: Finding[] = [];
   for (const o of objects) {
-    const api = str(child(o.obj, 'apiVersion'));
-    const kind = str(child(o.obj, 'kind'));
-    const name = str(child(child(o.obj, 'metadata'), 'name'));
-    if (api === undefined || kind === undefined || name === undefined) continue;
-    const group = api.includes('/') ? api.slice(0, api.indexOf('/')) : '';
-    // kustomize counts an object without a namespace as one in "default".
-    const written = str(child(child(o.obj, 'metadata'), 'namespace')) ?? '';
-    const ns = written === 'default' ? '' : written;
+    const { group, kind, ns, name } = o;
     const key = JSON.stringify([group, kind, ns, name]);
     const seen = first.get(key);
     if (seen === undefined) {
@@ -61,33 +67,40 @@ export function duplicateFindings(objects: ObjectSeen[]): Finding[] {
   return out;
 }
 
-/** Warnings for image-like strings outside pod specs that the bundle does not carry as written. */
-export function undeclaredFindings(files: { path: string; docs: Document[]; lines: LineCounter; imageNodes: Set<unknown> }[],
-  images: FoundImage[]): Finding[] {
-  const findings: Finding[] = [];
-  // Once for the whole app, not per file: an app of thousands of files and images stays linear.
+/** A string value outside any pod spec that looks like an image reference, and where it is. */
+export interface ImageLikeString { text: string; file: string; line: number }
+
+/**
+ * One file's image-like strings outside pod specs (`imageNodes` are the pod specs' own). Taken
+ * file by file, so the scan need not keep every file's parsed documents until all are read.
+ */
+export function imageLikeStrings(path: string, docs: Document[], lines: LineCounter, imageNodes: Set<unknown>): ImageLikeString[] {
+  const out: ImageLikeString[] = [];
+  for (const doc of docs) {
+    forEachStringValue(doc, imageNodes, (node, _obj, _path, context) => {
+      const { text } = imageCandidate(node.value);
+      if (looksLikeImage(text, context)) out.push({ text, file: path, line: lines.linePos(node.range?.[0] ?? 0).line });
+    });
+  }
+  return out;
+}
+
+/** Warnings for the image-like strings that the bundle does not carry as written. */
+export function undeclaredFindings(strings: ImageLikeString[], images: FoundImage[]): Finding[] {
   const declared = new Set(images.map((i) => i.raw));
   const bundled = new Map(images.map((i) => [taggedName(i.ref), i]));
-  for (const { path, docs, lines, imageNodes } of files) {
-    for (const doc of docs) {
-      forEachStringValue(doc, imageNodes, (node, _obj, _path, context) => {
-        const candidate = imageCandidate(node.value);
-        if (declared.has(candidate.text) || !looksLikeImage(candidate.text, context)) return;
-        const line = lines.linePos(node.range?.[0] ?? 0).line;
-        const same = bundled.get(taggedName(parseReference(candidate.text)));
-        findings.push(same === undefined ? {
-          severity: 'warning', code: 'undeclared-image', file: path, line,
-          message: `${candidate.text} looks like an image outside any pod spec; it is neither bundled nor rewritten`,
-          hint: 'if the application runs it (an operator image, a RELATED_IMAGE_* value), add it to the KOTS Application\'s spec.additionalImages',
-        } : {
-          severity: 'warning', code: 'undeclared-image', file: path, line,
-          message: `${candidate.text} is the bundled image ${same.raw} (${same.file}:${same.line}) written another way; the rewrite replaces exact text only, so this one keeps pointing at its source`,
-          hint: `write it as ${same.raw}, or add this spelling to the KOTS Application's spec.additionalImages`,
-        });
-      });
-    }
-  }
-  return findings;
+  return strings.filter((s) => !declared.has(s.text)).map(({ text, file, line }): Finding => {
+    const same = bundled.get(taggedName(parseReference(text)));
+    return same === undefined ? {
+      severity: 'warning', code: 'undeclared-image', file, line,
+      message: `${text} looks like an image outside any pod spec; it is neither bundled nor rewritten`,
+      hint: 'if the application runs it (an operator image, a RELATED_IMAGE_* value), add it to the KOTS Application\'s spec.additionalImages',
+    } : {
+      severity: 'warning', code: 'undeclared-image', file, line,
+      message: `${text} is the bundled image ${same.raw} (${same.file}:${same.line}) written another way; the rewrite replaces exact text only, so this one keeps pointing at its source`,
+      hint: `write it as ${same.raw}, or add this spelling to the KOTS Application's spec.additionalImages`,
+    };
+  });
 }
 
 /**

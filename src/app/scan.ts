@@ -11,7 +11,7 @@ import type { Finding } from './findings.js';
 import {
   child, forEachObject, forEachStringValue, imageCandidate, str, walkNodes, type NodePath, type ValueContext,
 } from './nodes.js';
-import { duplicateFindings, kotsFindings, undeclaredFindings, type ObjectSeen } from './checks.js';
+import { duplicateFindings, imageLikeStrings, kotsFindings, objectSeen, undeclaredFindings, type ImageLikeString, type ObjectSeen } from './checks.js';
 import { chartFindings, helmChartFinding, isArchiveName, isHelmChart } from './charts.js';
 import { isKustomizationName, KUSTOMIZE_RENDERED, renderKustomization } from './kustomize-render.js';
 
@@ -225,7 +225,8 @@ export function scanFiles(sources: ManifestFile[], earlier: Finding[] = []): Sca
   const findings = [...earlier];
   const namespaces = new Set<string>();
   const objects: ObjectSeen[] = [];
-  const parsed: { path: string; docs: Document[]; lines: LineCounter; imageNodes: Set<unknown> }[] = [];
+  // What the checks after the loop need of each file, so that its parsed documents go with it.
+  const imageLike: ImageLikeString[] = [];
   let application: ScanResult['application'];
 
   for (const { path, content } of sources) {
@@ -266,7 +267,8 @@ export function scanFiles(sources: ManifestFile[], earlier: Finding[] = []): Sca
     }
     for (const doc of docs) {
       forEachObject(doc.contents, (obj) => {
-        objects.push({ obj, file: path, line: lineOf(obj) });
+        const seen = objectSeen(obj, path, lineOf(obj));
+        if (seen) objects.push(seen);
         const ns = str(child(child(obj, 'metadata'), 'namespace'));
         if (ns) namespaces.add(ns);
         if (isHelmChart(obj)) findings.push(helmChartFinding(obj, path, lineOf(obj)));
@@ -280,12 +282,12 @@ export function scanFiles(sources: ManifestFile[], earlier: Finding[] = []): Sca
       });
     }
     images.push(...inFile.sort((a, b) => a.line - b.line));
-    parsed.push({ path, docs, lines, imageNodes });
+    imageLike.push(...imageLikeStrings(path, docs, lines, imageNodes));
   }
 
   findings.push(...duplicateFindings(objects));
   // Undeclared image-like strings: everything bundled counts as declared (see rewrite.ts).
-  findings.push(...undeclaredFindings(parsed, images));
+  findings.push(...undeclaredFindings(imageLike, images));
 
   const result: ScanResult = { images, files, notRead: [], namespaces: [...namespaces].sort(), findings };
   if (application !== undefined) result.application = application;
