@@ -340,3 +340,17 @@ test('a kustomize tree is rendered with kubectl kustomize and scanned as rendere
   t.true(isAirgapError(e, 'E_MANIFESTS'));
   t.regex(e?.message ?? '', /^kustomization\.yaml: kubectl kustomize .* failed: .*missing\.yaml/);
 });
+
+test('image-like strings are judged against the images of every file, those read after them too', async (t) => {
+  const dir = await tree(t, {
+    'a-operator.yaml': 'apiVersion: example.com/v1\nkind: Operator\nmetadata: {name: o}\nspec:\n'
+      + '  workerImage: quay.io/org/worker:4\n  cacheImage: docker.io/library/redis:7\n  otherImage: quay.io/org/other:1\n',
+    'z-pods.yaml': 'apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n'
+      + '    - {name: w, image: quay.io/org/worker:4}\n    - {name: r, image: "redis:7"}\n',
+  });
+  const scan = await scanManifests(dir);
+  t.deepEqual(scan.findings.map((f) => `${f.file}:${f.line} ${f.message}`), [
+    'a-operator.yaml:6 docker.io/library/redis:7 is the bundled image redis:7 (z-pods.yaml:7) written another way; the rewrite replaces exact text only, so this one keeps pointing at its source',
+    'a-operator.yaml:7 quay.io/org/other:1 looks like an image outside any pod spec; it is neither bundled nor rewritten',
+  ]);
+});
