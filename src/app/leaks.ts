@@ -1,4 +1,4 @@
-import { LineCounter, parseAllDocuments } from 'yaml';
+import { Composer, LineCounter, Parser } from 'yaml';
 import { AirgapError } from '../errors.js';
 import { child, forEachObject, str } from './scan.js';
 
@@ -129,8 +129,9 @@ export function licenseDocuments(text: string): number[] {
   if (!/\bLicense\b/.test(text)) return [];
   const lines = new LineCounter();
   const out: number[] = [];
-  const docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false });
-  for (const doc of Array.isArray(docs) ? docs : []) {
+  // Document by document, as the scan reads (manifestDocuments): one parsed document at a time.
+  const composer = new Composer({ lineCounter: lines, prettyErrors: false });
+  for (const doc of composer.compose(new Parser(lines.addNewLine).parse(text))) {
     if (doc.errors.length > 0) continue;
     forEachObject(doc.contents, (obj) => {
       if (str(child(obj, 'kind')) !== 'License') return;

@@ -2,11 +2,11 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { registerCleanup } from '../cleanup.js';
-import { isScalar, isSeq, type Scalar, type LineCounter, type Node, type YAMLMap } from 'yaml';
+import { LineCounter, isScalar, isSeq, type Scalar, type Node, type YAMLMap } from 'yaml';
 import { AirgapError } from '../errors.js';
 import { formatReference, isDigestOnly, parseReference, taggedName, type Reference } from '../reference.js';
 import {
-  child, forEachImageNode, forEachPodSpec, forEachStringValue, imageCandidate, imageString, parseManifestFile, str,
+  child, forEachImageNode, forEachPodSpec, forEachStringValue, imageCandidate, imageString, manifestDocuments, str,
   type ManifestFile, type NodePath, type ScanResult,
 } from './scan.js';
 import { refuseErrors } from './findings.js';
@@ -190,7 +190,7 @@ export function retargetApp(scan: ScanResult, opts: RetargetOptions): RetargetRe
     const text = file.content.toString('utf8');
     // JSON stays JSON: inserted text is written in JSON syntax, which YAML reads too.
     const json = /\.json$/i.test(file.path);
-    const { docs, lines } = parseManifestFile(file.path, text);
+    const lines = new LineCounter();
     const at = (node: Node | YAMLMap): string => `${file.path}:${lines.linePos(node.range?.[0] ?? 0).line}`;
     const splices: Splice[] = [];
     const patchOf = new Map<YAMLMap, ObjectPatch>();
@@ -204,7 +204,7 @@ export function retargetApp(scan: ScanResult, opts: RetargetOptions): RetargetRe
       return p;
     };
 
-    for (const doc of docs) {
+    for (const doc of manifestDocuments(file.path, text, lines)) {
       const imageNodes = new Set<unknown>();
       forEachImageNode(doc, (node, origin, obj, path) => {
         imageNodes.add(node);

@@ -354,3 +354,26 @@ test('image-like strings are judged against the images of every file, those read
     'a-operator.yaml:7 quay.io/org/other:1 looks like an image outside any pod spec; it is neither bundled nor rewritten',
   ]);
 });
+
+test('a file read document by document: a template in a later document leaves nothing of the file but its finding', async (t) => {
+  const dir = await tree(t, {
+    'a.yaml': 'apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: early}\nspec:\n  containers: [{name: c, image: "redis:7"}]\n'
+      + '---\napiVersion: v1\nkind: Pod\nmetadata: {name: q}\nspec:\n  containers:\n    - name: c\n      image: {{ .Values.image }}\n',
+    'b.yaml': 'apiVersion: v1\nkind: Pod\nmetadata: {name: r, namespace: kept}\nspec:\n  containers: [{name: c, image: "nginx:1.27"}]\n',
+  });
+  const scan = await scanManifests(dir);
+  t.deepEqual(scan.images.map((i) => `${i.file}:${i.line} ${i.raw}`), ['b.yaml:5 nginx:1.27']);
+  t.deepEqual(scan.namespaces, ['kept']);
+  t.deepEqual(scan.findings.map((f) => `${f.severity} ${f.file}:${f.line}`), ['error a.yaml:13']);
+  t.regex(scan.findings[0]!.message, /template expressions/);
+});
+
+test('a file read document by document: malformed YAML in a later document is still an error at its line', async (t) => {
+  const dir = await tree(t, {
+    'a.yaml': 'apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, image: "redis:7"}]\n'
+      + '---\napiVersion: v1\nkind: Pod\nmetadata: {name: q\nspec: {}\n',
+  });
+  const e = await scanManifests(dir).then(() => undefined, (x: unknown) => x as Error);
+  t.true(isAirgapError(e, 'E_MANIFESTS'));
+  t.regex(e?.message ?? '', /^a\.yaml:\d+: malformed YAML/);
+});

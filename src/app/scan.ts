@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
-  parseAllDocuments, LineCounter, isMap, isSeq, isScalar, isNode, visit,
+  Composer, LineCounter, Parser, isMap, isSeq, isScalar, isNode, visit,
   type Document, type Node, type Scalar, type YAMLMap,
 } from 'yaml';
 import { AirgapError } from '../errors.js';
@@ -149,21 +149,24 @@ export class TemplateError extends AirgapError {
 const TEMPLATE_MESSAGE = 'contains template expressions ({{ … }}); the manifests must be rendered first';
 const TEMPLATE_HINT = 'render the chart or KOTS templates (e.g. helm template … --output-dir DIR) and pass the rendered DIR';
 
-/** Parses one manifest file's documents; errors name file:line and the parser's reason. */
-export function parseManifestFile(file: string, text: string): { docs: Document[]; lines: LineCounter } {
-  const lines = new LineCounter();
-  const docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false });
-  const list = Array.isArray(docs) ? docs : [];
-  for (const doc of list) {
+/**
+ * One manifest file's documents, one at a time: only the document being looked at is held in
+ * memory (a parsed document takes about 40 times its text), so a big rendered file costs its
+ * largest document, not all of them. Each is checked before it is handed out; errors name
+ * file:line and the parser's reason. `lines` fills as the file is read.
+ */
+export function* manifestDocuments(file: string, text: string, lines: LineCounter): Generator<Document> {
+  const options = { lineCounter: lines, prettyErrors: false };
+  const composer = new Composer(options);
+  for (const doc of composer.compose(new Parser(lines.addNewLine).parse(text))) {
     const err = doc.errors[0];
-    if (err === undefined) continue;
-    const line = lines.linePos(err.pos[0]).line;
-    if (text.includes('{{')) throw new TemplateError(file, line);
-    const reason = err.message.split('\n')[0] ?? err.code;
-    throw new AirgapError('E_MANIFESTS', `${file}:${line}: malformed YAML: ${reason}`,
-      { hint: 'fix the YAML syntax at that line' });
-  }
-  for (const doc of list) {
+    if (err !== undefined) {
+      const line = lines.linePos(err.pos[0]).line;
+      if (text.includes('{{')) throw new TemplateError(file, line);
+      const reason = err.message.split('\n')[0] ?? err.code;
+      throw new AirgapError('E_MANIFESTS', `${file}:${line}: malformed YAML: ${reason}`,
+        { hint: 'fix the YAML syntax at that line' });
+    }
     // Unquoted {{ … }} parses as a flow mapping: a Helm/KOTS template, never a real manifest.
     visit(doc, {
       Map(_k, node) {
@@ -172,8 +175,8 @@ export function parseManifestFile(file: string, text: string): { docs: Document[
         }
       },
     });
+    yield doc;
   }
-  return { docs: list, lines };
 }
 
 export async function scanManifests(dir: string): Promise<ScanResult> {
@@ -238,51 +241,52 @@ export function scanFiles(sources: ManifestFile[], earlier: Finding[] = []): Sca
       findings.push(...kots);
       continue;
     }
-    let docs: Document[];
-    let lines: LineCounter;
-    try {
-      ({ docs, lines } = parseManifestFile(path, text));
-    } catch (e) {
-      if (!(e instanceof TemplateError)) throw e;
-      findings.push(templateFinding(e));
-      continue;
-    }
+    // What the file gives is kept aside until all of it has been read: a file refused halfway (a
+    // template) contributes nothing but its finding.
+    const lines = new LineCounter();
     const lineOf = (node: unknown): number => lines.linePos((isNode(node) ? node.range?.[0] : undefined) ?? 0).line;
-
     const inFile: FoundImage[] = [];
-    const imageNodes = new Set<unknown>();
+    const fileObjects: ObjectSeen[] = [];
+    const fileNamespaces: string[] = [];
+    const fileFindings: Finding[] = [];
+    const fileImageLike: ImageLikeString[] = [];
+    let fileApplication: ScanResult['application'];
     try {
-      for (const doc of docs) {
+      for (const doc of manifestDocuments(path, text, lines)) {
+        const imageNodes = new Set<unknown>();
         forEachImageNode(doc, (node, origin) => {
           const line = lineOf(node);
           const raw = imageString(node, path, line);
           imageNodes.add(node);
           inFile.push({ raw, ref: parseReference(raw, `${path}:${line}`), file: path, line, origin });
         });
+        forEachObject(doc.contents, (obj) => {
+          const seen = objectSeen(obj, path, lineOf(obj));
+          if (seen) fileObjects.push(seen);
+          const ns = str(child(child(obj, 'metadata'), 'namespace'));
+          if (ns) fileNamespaces.push(ns);
+          if (isHelmChart(obj)) fileFindings.push(helmChartFinding(obj, path, lineOf(obj)));
+          if (!isKotsApplication(obj)) return;
+          const spec = child(obj, 'spec');
+          const extra = child(spec, 'additionalNamespaces');
+          const additional = isSeq(extra) ? extra.items.map(str).filter((s): s is string => s !== undefined) : [];
+          for (const n of additional) if (n !== '*') fileNamespaces.push(n);
+          const name = str(child(child(obj, 'metadata'), 'name'));
+          fileApplication = { additionalNamespaces: additional, ...(name !== undefined ? { name } : {}) };
+        });
+        fileImageLike.push(...imageLikeStrings(path, [doc], lines, imageNodes));
       }
     } catch (e) {
       if (!(e instanceof TemplateError)) throw e;
       findings.push(templateFinding(e));
       continue;
     }
-    for (const doc of docs) {
-      forEachObject(doc.contents, (obj) => {
-        const seen = objectSeen(obj, path, lineOf(obj));
-        if (seen) objects.push(seen);
-        const ns = str(child(child(obj, 'metadata'), 'namespace'));
-        if (ns) namespaces.add(ns);
-        if (isHelmChart(obj)) findings.push(helmChartFinding(obj, path, lineOf(obj)));
-        if (!isKotsApplication(obj)) return;
-        const spec = child(obj, 'spec');
-        const extra = child(spec, 'additionalNamespaces');
-        const additional = isSeq(extra) ? extra.items.map(str).filter((s): s is string => s !== undefined) : [];
-        for (const n of additional) if (n !== '*') namespaces.add(n);
-        const name = str(child(child(obj, 'metadata'), 'name'));
-        application = { additionalNamespaces: additional, ...(name !== undefined ? { name } : {}) };
-      });
-    }
     images.push(...inFile.sort((a, b) => a.line - b.line));
-    imageLike.push(...imageLikeStrings(path, docs, lines, imageNodes));
+    objects.push(...fileObjects);
+    for (const ns of fileNamespaces) namespaces.add(ns);
+    findings.push(...fileFindings);
+    imageLike.push(...fileImageLike);
+    if (fileApplication !== undefined) application = fileApplication;
   }
 
   findings.push(...duplicateFindings(objects));
