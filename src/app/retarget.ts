@@ -193,12 +193,14 @@ export function retargetApp(scan: ScanResult, opts: RetargetOptions): RetargetRe
     const lines = new LineCounter();
     const at = (node: Node | YAMLMap): string => `${file.path}:${lines.linePos(node.range?.[0] ?? 0).line}`;
     const splices: Splice[] = [];
-    const patchOf = new Map<YAMLMap, ObjectPatch>();
+    // By the object's offset in the file, not the node: a parsed document is let go once read.
+    const patchOf = new Map<number, ObjectPatch>();
     const patchFor = (obj: YAMLMap): ObjectPatch => {
-      let p = patchOf.get(obj);
+      const key = obj.range?.[0] ?? -1;
+      let p = patchOf.get(key);
       if (p === undefined) {
         p = { target: objectTarget(obj, at(obj)), ops: [] };
-        patchOf.set(obj, p);
+        patchOf.set(key, p);
         patches.push(p);
       }
       return p;
