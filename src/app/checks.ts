@@ -71,17 +71,15 @@ export function duplicateFindings(objects: ObjectSeen[]): Finding[] {
 export interface ImageLikeString { text: string; file: string; line: number }
 
 /**
- * One file's image-like strings outside pod specs (`imageNodes` are the pod specs' own). Taken
- * file by file, so the scan need not keep every file's parsed documents until all are read.
+ * One document's image-like strings outside pod specs (`imageNodes` are the pod specs' own). Taken
+ * document by document, so the scan need not keep parsed documents until every file is read.
  */
-export function imageLikeStrings(path: string, docs: Document[], lines: LineCounter, imageNodes: Set<unknown>): ImageLikeString[] {
+export function imageLikeStrings(path: string, doc: Document, lines: LineCounter, imageNodes: Set<unknown>): ImageLikeString[] {
   const out: ImageLikeString[] = [];
-  for (const doc of docs) {
-    forEachStringValue(doc, imageNodes, (node, _obj, _path, context) => {
-      const { text } = imageCandidate(node.value);
-      if (looksLikeImage(text, context)) out.push({ text, file: path, line: lines.linePos(node.range?.[0] ?? 0).line });
-    });
-  }
+  forEachStringValue(doc, imageNodes, (node, _obj, _path, context) => {
+    const { text } = imageCandidate(node.value);
+    if (looksLikeImage(text, context)) out.push({ text, file: path, line: lines.linePos(node.range?.[0] ?? 0).line });
+  });
   return out;
 }
 

@@ -228,7 +228,7 @@ export function scanFiles(sources: ManifestFile[], earlier: Finding[] = []): Sca
   const findings = [...earlier];
   const namespaces = new Set<string>();
   const objects: ObjectSeen[] = [];
-  // What the checks after the loop need of each file, so that its parsed documents go with it.
+  // What the checks after the loop need of each document, so that the parsed document can go.
   const imageLike: ImageLikeString[] = [];
   let application: ScanResult['application'];
 
@@ -274,7 +274,7 @@ export function scanFiles(sources: ManifestFile[], earlier: Finding[] = []): Sca
           const name = str(child(child(obj, 'metadata'), 'name'));
           fileApplication = { additionalNamespaces: additional, ...(name !== undefined ? { name } : {}) };
         });
-        fileImageLike.push(...imageLikeStrings(path, [doc], lines, imageNodes));
+        fileImageLike.push(...imageLikeStrings(path, doc, lines, imageNodes));
       }
     } catch (e) {
       if (!(e instanceof TemplateError)) throw e;
