@@ -1,6 +1,7 @@
-import { Composer, LineCounter, Parser } from 'yaml';
+import { LineCounter } from 'yaml';
 import { AirgapError } from '../errors.js';
 import { child, forEachObject, str } from './scan.js';
+import { yamlDocuments } from './nodes.js';
 
 /**
  * Credentials that must never travel in the application's manifests: the license (never in a
@@ -129,9 +130,7 @@ export function licenseDocuments(text: string): number[] {
   if (!/\bLicense\b/.test(text)) return [];
   const lines = new LineCounter();
   const out: number[] = [];
-  // Document by document, as the scan reads (manifestDocuments): one parsed document at a time.
-  const composer = new Composer({ lineCounter: lines, prettyErrors: false });
-  for (const doc of composer.compose(new Parser(lines.addNewLine).parse(text))) {
+  for (const doc of yamlDocuments(text, lines)) {
     if (doc.errors.length > 0) continue;
     forEachObject(doc.contents, (obj) => {
       if (str(child(obj, 'kind')) !== 'License') return;

@@ -1,6 +1,16 @@
-import { isMap, isScalar, isSeq, type Document, type Scalar, type YAMLMap } from 'yaml';
+import { Composer, Parser, isMap, isScalar, isSeq, type Document, type LineCounter, type Scalar, type YAMLMap } from 'yaml';
 
 /** Reading YAML node trees: the small helpers the scan, the checks and the rewrite share. */
+
+/**
+ * The documents of a YAML text one at a time, as `parseAllDocuments` composes them (the same
+ * public Parser and Composer), without holding them all: a parsed document takes about 40 times
+ * its text. `lines` fills as the text is read. Errors stay on each document, as there.
+ */
+export function* yamlDocuments(text: string, lines: LineCounter): Generator<Document> {
+  const composer = new Composer({ lineCounter: lines, prettyErrors: false });
+  yield* composer.compose(new Parser(lines.addNewLine).parse(text));
+}
 
 /** The value node under `key` of a mapping node, or undefined. */
 export function child(node: unknown, key: string): unknown {

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
-  Composer, LineCounter, Parser, isMap, isSeq, isScalar, isNode, visit,
+  LineCounter, isMap, isSeq, isScalar, isNode, visit,
   type Document, type Node, type Scalar, type YAMLMap,
 } from 'yaml';
 import { AirgapError } from '../errors.js';
@@ -9,7 +9,7 @@ import { listManifestFiles, type NotRead } from './files.js';
 import { parseReference, type Reference } from '../reference.js';
 import type { Finding } from './findings.js';
 import {
-  child, forEachObject, forEachStringValue, imageCandidate, str, walkNodes, type NodePath, type ValueContext,
+  child, forEachObject, forEachStringValue, imageCandidate, str, walkNodes, yamlDocuments, type NodePath, type ValueContext,
 } from './nodes.js';
 import { duplicateFindings, imageLikeStrings, kotsFindings, objectSeen, undeclaredFindings, type ImageLikeString, type ObjectSeen } from './checks.js';
 import { chartFindings, helmChartFinding, isArchiveName, isHelmChart } from './charts.js';
@@ -150,15 +150,12 @@ const TEMPLATE_MESSAGE = 'contains template expressions ({{ … }}); the manifes
 const TEMPLATE_HINT = 'render the chart or KOTS templates (e.g. helm template … --output-dir DIR) and pass the rendered DIR';
 
 /**
- * One manifest file's documents, one at a time: only the document being looked at is held in
- * memory (a parsed document takes about 40 times its text), so a big rendered file costs its
+ * One manifest file's documents, one at a time (yamlDocuments): a big rendered file costs its
  * largest document, not all of them. Each is checked before it is handed out; errors name
  * file:line and the parser's reason. `lines` fills as the file is read.
  */
 export function* manifestDocuments(file: string, text: string, lines: LineCounter): Generator<Document> {
-  const options = { lineCounter: lines, prettyErrors: false };
-  const composer = new Composer(options);
-  for (const doc of composer.compose(new Parser(lines.addNewLine).parse(text))) {
+  for (const doc of yamlDocuments(text, lines)) {
     const err = doc.errors[0];
     if (err !== undefined) {
       const line = lines.linePos(err.pos[0]).line;
