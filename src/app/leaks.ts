@@ -1,7 +1,6 @@
 import { LineCounter } from 'yaml';
 import { AirgapError } from '../errors.js';
-import { child, forEachObject, str } from './scan.js';
-import { yamlDocuments } from './nodes.js';
+import { child, forEachObject, str, yamlDocuments } from './nodes.js';
 
 /**
  * Credentials that must never travel in the application's manifests: the license (never in a
