@@ -212,15 +212,7 @@ export class Copier {
    * already stores (or stored) the same root, only the tag is written, once that is done.
    */
   async #copyRootByTag(src: SourceStore, root: GraphNode, image: string, tag: string): Promise<void> {
-    const key = root.descriptor.digest;
-    const known = this.#inflight.get(key);
-    if (known) {
-      await known;
-      this.#check();
-      await this.#tag(root, image, tag);
-      return;
-    }
-    const p = (async (): Promise<PushOutcome> => {
+    const { promise, first } = this.#once(root.descriptor.digest, async () => {
       await Promise.all(root.children.map((c) => this.#copyNode(src, c, image)));
       this.#check();
       await this.#tag(root, image, tag);
@@ -228,10 +220,12 @@ export class Copier {
       // The manifest's bytes went with the tag.
       this.#emit({ type: 'manifest-done', digest: d.digest, size: d.size, image, outcome: 'uploaded' });
       return 'uploaded';
-    })();
-    this.#inflight.set(key, p);
-    p.catch(() => this.#inflight.delete(key));
-    await p;
+    });
+    await promise;
+    if (first) return;
+    // Another image of this target stored the same manifest under its own tag: add ours.
+    this.#check();
+    await this.#tag(root, image, tag);
   }
 
   async #tag(root: GraphNode, image: string, tag: string): Promise<void> {
@@ -272,22 +266,30 @@ export class Copier {
 
   #copyNode(src: SourceStore, node: GraphNode, image: string): Promise<PushOutcome> {
     const key = node.descriptor.digest;
-    const known = this.#inflight.get(key);
-    if (known) return known;
-    // Taken before this copier registers its own promise, so it never waits on itself.
+    // Looked up before this copier registers its own promise, so it never waits on itself.
     const sibling = node.bytes === undefined ? this.#siblings?.get(key) : undefined;
-    const p = (async () => {
+    const { promise, first } = this.#once(key, async () => {
       // Children first; they run concurrently and take their own slots.
       await Promise.all(node.children.map((c) => this.#copyNode(src, c, image)));
       if (node.bytes !== undefined) return this.#pushManifest(node, image);
       if (sibling) await sibling.catch(() => undefined);
       return this.#transferBlob(src, node.descriptor, image);
-    })();
-    if (node.bytes === undefined && this.#siblings && !sibling) this.#siblings.set(key, p);
-    this.#inflight.set(key, p);
-    // A failed digest may be retried by a later call (e.g. a re-run in the same process).
-    p.catch(() => this.#inflight.delete(key));
-    return p;
+    });
+    if (first && node.bytes === undefined && this.#siblings && !sibling) this.#siblings.set(key, promise);
+    return promise;
+  }
+
+  /**
+   * Single flight per digest for this target: the first caller's work is everyone's; a failure
+   * is forgotten, so a later call (a re-run in the same process) may try again.
+   */
+  #once(key: string, run: () => Promise<PushOutcome>): { promise: Promise<PushOutcome>; first: boolean } {
+    const known = this.#inflight.get(key);
+    if (known) return { promise: known, first: false };
+    const promise = run();
+    this.#inflight.set(key, promise);
+    promise.catch(() => this.#inflight.delete(key));
+    return { promise, first: true };
   }
 
   async #pushManifest(node: GraphNode, image: string): Promise<PushOutcome> {
