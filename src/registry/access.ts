@@ -64,7 +64,7 @@ export function createRegistryAccess(policy: RegistryPolicy | PolicyInput = {}):
     },
     async tagFor(registry: string, repository: string, digest: string): Promise<string | undefined> {
       const client = clientFor(registry, undefined);
-      const tags = (await client.listTags(repository)).slice(0, TAG_LOOKUP_LIMIT);
+      const tags = await client.listTags(repository, { max: TAG_LOOKUP_LIMIT });
       const limit = pLimit(DEFAULT_SMALL_REQUESTS);
       const hits = await Promise.all(tags.map((tag) => limit(async () => {
         const d = await client.headManifest(repository, tag).catch(() => undefined);

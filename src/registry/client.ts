@@ -8,10 +8,11 @@ import type { PushOutcome } from '../store.js';
 import { type Access, OriginAuth, type ScopeSet, repositoryOfPath, repositoryScope } from './auth.js';
 import { type Credential, type CredentialOptions, type Credentials, resolveCredentials } from './credentials.js';
 import { type RequestSubject, RegistryError, httpError, isTemporary, networkError, registryErrorCodes } from './errors.js';
-import { type HostSettings, type RetryPolicy, endpointHost } from './policy.js';
-import { type HttpResponse, type Method, Transport, backoffDelay, header, sleep } from './transport.js';
+import { type HostSettings, type RetryPolicy, hopRefusal } from './policy.js';
+import { type HopKind, type HttpResponse, type Method, Transport, backoffDelay, header, refusedHop, sleep } from './transport.js';
 import { pushBlob } from './upload.js';
-import { fetchFromUrls } from './foreign.js';
+import { fetchFromUrls, shownUrl } from './foreign.js';
+import { readCapped } from './body.js';
 
 /** The registry API for one registry host: manifests, blobs, tags, uploads. */
 
@@ -87,6 +88,8 @@ export interface RegistryRequest {
   anonymous?: boolean;
   /** See HttpRequest.headersTimeoutMs (the request that completes an upload). */
   headersTimeoutMs?: number;
+  /** What gave an absolute `url` (for the message when it is refused); default an upload Location. */
+  urlFrom?: HopKind;
 }
 
 /** Where a request goes, with whose auth, for which repository there and which scopes. */
@@ -145,8 +148,10 @@ export class RegistryClient {
    * credential; any other origin (a registry this one redirects to) gets the credential stored
    * for ITS host, if any, never this registry's.
    */
-  #authFor(url: URL, anonymous: boolean): OriginAuth {
-    const own = url.host === endpointHost(this.host);
+  #authFor(url: URL, anonymous: boolean, base: URL): OriginAuth {
+    // Whole origins (scheme, host, port; a default port as if not written): plain HTTP on the
+    // registry's own host and port is another origin, and gets none of its credentials.
+    const own = url.origin === base.origin;
     const key = `${anonymous || this.#anonymous ? 'anon' : 'cred'}\n${own ? 'own' : url.origin}`;
     let auth = this.#auths.get(key);
     if (!auth) {
@@ -280,20 +285,30 @@ export class RegistryClient {
     return { mediaType: 'application/octet-stream', digest, size: Number.isSafeInteger(size) ? size : -1 };
   }
 
-  async listTags(repo: string, opts: CallOptions = {}): Promise<string[]> {
+  /**
+   * The tags of `repo`, page by page (`Link: rel=next`), stopping once `max` are known. Each page
+   * is size-capped, and so is the number of pages; a page that links back to one already read is
+   * an error, not a loop.
+   */
+  async listTags(repo: string, opts: CallOptions & { max?: number } = {}): Promise<string[]> {
     const what = `tags of ${repo}`;
     const tags: string[] = [];
-    let url: string | URL = `/v2/${repo}/tags/list?n=1000`;
-    for (let page = 0; page < 10_000; page++) {
-      const res = await this.request({ method: 'GET', url, repo, access: 'pull', what, ...sig(opts) });
+    const pages = new Pages(`GET ${what} on registry ${this.host}`);
+    let url: string | URL | undefined = `/v2/${repo}/tags/list?n=1000`;
+    while (url !== undefined && tags.length < (opts.max ?? Infinity)) {
+      const res = await this.request({ method: 'GET', url, repo, access: 'pull', what, urlFrom: 'next-page Link', ...sig(opts) });
       if (res.status !== 200) return this.fail(res, 'GET', what);
-      const body = JSON.parse((await readCapped(res, 64 * 1024 * 1024, what)).toString()) as { tags?: unknown };
+      let body: { tags?: unknown };
+      try {
+        body = JSON.parse((await readCapped(res, MAX_TAG_LIST_BYTES, `${what} on registry ${this.host}: a page`)).toString()) as typeof body;
+      } catch (e) {
+        if (e instanceof SyntaxError) throw new RegistryError('E_REGISTRY', `GET ${what} on registry ${this.host}: a page is not JSON`);
+        throw e;
+      }
       if (Array.isArray(body.tags)) for (const t of body.tags) if (typeof t === 'string') tags.push(t);
-      const next = /<([^>]+)>\s*;\s*rel="?next"?/.exec(header(res, 'link') ?? '');
-      if (!next) break;
-      url = new URL(next[1]!, res.url);
+      url = pages.next(res);
     }
-    return tags;
+    return opts.max !== undefined ? tags.slice(0, opts.max) : tags;
   }
 
   /**
@@ -409,10 +424,11 @@ export class RegistryClient {
   async #askReferrers(repo: string, digest: string, opts: CallOptions): Promise<{ list: Descriptor[] | undefined; api?: boolean }> {
     const what = `referrers of ${repo}@${digest}`;
     const out: Descriptor[] = [];
-    let url: string | URL = `/v2/${repo}/referrers/${digest}`;
-    for (let page = 0; page < 1000; page++) {
+    const pages = new Pages(`GET ${what} on registry ${this.host}`);
+    let url: string | URL | undefined = `/v2/${repo}/referrers/${digest}`;
+    for (let page = 0; url !== undefined; page++) {
       const res = await this.request({
-        method: 'GET', url, repo, access: 'pull', what, headers: { accept: MediaType.OciIndex }, ...sig(opts),
+        method: 'GET', url, repo, access: 'pull', what, headers: { accept: MediaType.OciIndex }, urlFrom: 'next-page Link', ...sig(opts),
       });
       if (res.status !== 200) {
         if (page === 0 && [404, 405, 501].includes(res.status)) {
@@ -434,9 +450,7 @@ export class RegistryClient {
         throw new AirgapError('E_UNSUPPORTED', `${what} on registry ${this.host}: the answer is not an image index`);
       }
       out.push(...parsed.manifests);
-      const next = /<([^>]+)>\s*;\s*rel="?next"?/.exec(header(res, 'link') ?? '');
-      if (!next) break;
-      url = new URL(next[1]!, res.url);
+      url = pages.next(res);
     }
     return { list: out, api: true };
   }
@@ -532,7 +546,11 @@ export class RegistryClient {
     const anonymous = r.anonymous ?? false;
     const scopes = [repositoryScope(r.repo, r.access), ...(r.alsoPull ?? []).map((p) => repositoryScope(p, 'pull'))];
     const target = typeof r.url === 'string' && r.url.startsWith('/') ? undefined : new URL(r.url);
-    const auth = this.#authFor(target ?? this.#ownUrl, anonymous);
+    const base = await this.#transport.baseUrl(this.host, subject, r.signal);
+    // An absolute URL is one the registry gave (upload Location, next-page Link): checked as a redirect is.
+    const refusal = target && hopRefusal(base, target);
+    if (target && refusal !== undefined) throw refusedHop(subject, r.urlFrom ?? 'upload Location', target, refusal);
+    const auth = this.#authFor(target ?? base, anonymous, base);
     const send = (url: string | URL, authorization: string | undefined): Promise<HttpResponse> => this.#transport.send({
       method: r.method, host: this.host, url, subject,
       headers: { ...r.headers, ...(authorization ? { authorization } : {}) },
@@ -548,7 +566,7 @@ export class RegistryClient {
     try {
       const authorization = await auth.authorization(scopes, r.repo, subject, r.signal);
       res = await send(r.url, authorization);
-      again = await this.#challenged(res, { auth, url: r.url, repo: r.repo, scopes }, r, authorization);
+      again = await this.#challenged(res, { auth, url: r.url, repo: r.repo, scopes }, r, authorization, base);
     } finally {
       firstContactDone?.();
     }
@@ -562,7 +580,7 @@ export class RegistryClient {
       await res.body.dump().catch(() => undefined);
       const authorization = await again.auth.authorization(again.scopes, again.repo, subject, r.signal);
       res = await send(again.url, authorization);
-      again = await this.#challenged(res, again, r, authorization);
+      again = await this.#challenged(res, again, r, authorization, base);
     }
     return res;
   }
@@ -571,19 +589,15 @@ export class RegistryClient {
    * After a 401: whose challenge it is (this registry's, or a redirect target's), and whether
    * sending again, to that origin, with fresh authorization can help.
    */
-  async #challenged(res: HttpResponse, sent: Attempt, r: RegistryRequest, authorization: string | undefined): Promise<Attempt | undefined> {
+  async #challenged(res: HttpResponse, sent: Attempt, r: RegistryRequest, authorization: string | undefined,
+    base: URL): Promise<Attempt | undefined> {
     if (res.status !== 401) return undefined;
-    const challenger = this.#authFor(res.url, r.anonymous ?? false);
+    const challenger = this.#authFor(res.url, r.anonymous ?? false, base);
     if (challenger === sent.auth) return await sent.auth.unauthorized(res, sent.scopes, sent.repo, authorization) ? sent : undefined;
     // A redirect target that challenges: its own scopes (from its URL), its own credential.
     const repo = repositoryOfPath(res.url.pathname);
     const theirs = repo !== undefined ? [repositoryScope(repo, r.access)] : [];
     return await challenger.unauthorized(res, theirs, repo, undefined) ? { auth: challenger, url: res.url, repo, scopes: theirs } : undefined;
-  }
-
-  /** A URL on this registry's own endpoint (the scheme does not matter to auth). */
-  get #ownUrl(): URL {
-    return new URL(`https://${endpointHost(this.host)}/`);
   }
 
   /** Reads the error body and throws the typed error for it. */
@@ -671,25 +685,36 @@ async function* skipBytes(body: AsyncIterable<Buffer>, n: number): AsyncGenerato
   }
 }
 
-/** Reads a whole (small) body, refusing more than `cap` bytes; `truncate` keeps the first `cap` instead. */
-async function readCapped(res: HttpResponse, cap: number, what: string, truncate = false): Promise<Buffer> {
-  const declared = Number(header(res, 'content-length'));
-  if (!truncate && Number.isFinite(declared) && declared > cap) {
-    res.body.destroy();
-    throw new AirgapError('E_UNSUPPORTED', `${what} is ${declared} bytes, more than the ${cap}-byte limit`);
+/** More pages than a registry of any size sends (100 000 tags at 1000 a page). */
+export const MAX_PAGES = 100;
+
+/**
+ * The `Link: <url>; rel="next"` of paged answers: each page may name the next, at most MAX_PAGES
+ * pages, and a link back to a page already read is an error (a registry that paginates forever).
+ */
+class Pages {
+  readonly #what: string;
+  readonly #seen = new Set<string>();
+
+  constructor(what: string) {
+    this.#what = what;
   }
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of res.body as AsyncIterable<Buffer>) {
-    total += chunk.length;
-    if (total > cap) {
-      res.body.destroy();
-      if (truncate) break;
-      throw new AirgapError('E_UNSUPPORTED', `${what} is more than the ${cap}-byte limit`);
+
+  /** The next page's URL, or undefined after the last page. */
+  next(res: HttpResponse): URL | undefined {
+    this.#seen.add(res.url.href);
+    const link = /<([^>]+)>\s*;\s*rel="?next"?/.exec(header(res, 'link') ?? '');
+    if (!link) return undefined;
+    const url = new URL(link[1]!, res.url);
+    const hint = 'the registry paginates without end; report it to its operator';
+    if (this.#seen.has(url.href)) {
+      throw new RegistryError('E_REGISTRY', `${this.#what}: page ${this.#seen.size} links back to a page already read (${shownUrl(url)})`, { hint });
     }
-    chunks.push(chunk);
+    if (this.#seen.size >= MAX_PAGES) {
+      throw new RegistryError('E_REGISTRY', `${this.#what}: more than ${MAX_PAGES} pages`, { hint });
+    }
+    return url;
   }
-  return Buffer.concat(chunks);
 }
 
 function isDigest(ref: string): boolean {

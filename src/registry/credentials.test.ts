@@ -22,6 +22,15 @@ test('normaliseServer maps Docker Hub names and strips URL parts', (t) => {
   t.is(normaliseServer('Quay.IO'), 'quay.io');
 });
 
+test('a login for host:443 is the login for host, and the other way round', async (t) => {
+  t.is(normaliseServer('registry.corp:443'), 'registry.corp');
+  t.is(normaliseServer('https://registry.corp:443/v2/'), 'registry.corp');
+  t.is(normaliseServer('registry.corp:5000'), 'registry.corp:5000');
+  const dir = await configDir(t, { auths: { 'registry.corp:443': { auth: b64('port:portpw') }, 'other.corp': { auth: b64('bare:barepw') } } });
+  t.deepEqual(up(await resolveCredentials('registry.corp', { configDir: dir, env: {} })), { username: 'port', password: 'portpw' });
+  t.deepEqual(up(await resolveCredentials('other.corp:443', { configDir: dir, env: {} })), { username: 'bare', password: 'barepw' });
+});
+
 /** user+password of a basic credential, to compare without its source. */
 const up = (c: Awaited<ReturnType<typeof resolveCredentials>>): unknown =>
   c?.kind === 'basic' ? { username: c.username, password: c.password } : c;

@@ -71,9 +71,12 @@ const HUB_SERVER = 'https://index.docker.io/v1/';
 /** The user name `docker login` stores with an identity token, and helpers answer for one. */
 const TOKEN_USER = '<token>';
 
-/** Docker Hub is known under several names; config keys may be URLs or carry a path. */
+/**
+ * Docker Hub is known under several names; config keys may be URLs or carry a path; `host:443`
+ * is `host` (registries speak HTTPS: 443 is the port either name reaches).
+ */
 export function normaliseServer(key: string): string {
-  const host = key.replace(/^[a-z]+:\/\//i, '').split('/')[0]!.toLowerCase();
+  const host = key.replace(/^[a-z]+:\/\//i, '').split('/')[0]!.toLowerCase().replace(/:443$/, '');
   return host === 'index.docker.io' || host === 'registry-1.docker.io' ? 'docker.io' : host;
 }
 

@@ -7,7 +7,8 @@ import { type EgressProxy, startEgressProxy } from '../testing/egress.js';
 import { type TestRegistry, startRegistry } from '../testing/registry.js';
 import { createRegistryAccess } from './access.js';
 import {
-  DEFAULT_RETRY, type HostPolicy, RegistryPolicy, describeHostPolicy, isRetriableStatus, policyFromFlags, tuningFromEnv,
+  DEFAULT_RETRY, type HostPolicy, RegistryPolicy, describeHostPolicy, hopRefusal, isEndpointOf, isLinkLocal, isRetriableStatus,
+  policyFromFlags, tuningFromEnv,
 } from './policy.js';
 import { Transport } from './transport.js';
 
@@ -207,4 +208,28 @@ test('credentials: flags for the customer registry are sent; without them the Do
   t.teardown(() => none.close());
   const err = await t.throwsAsync(none.open({ registry: priv.host, repository: 'team/app' }).exists(blob));
   t.true(isAirgapError(err, 'E_AUTH'), String(err));
+});
+
+test('hops: https→http refused off loopback, link-local refused anywhere; the endpoint compared with default ports normalised', (t) => {
+  const from = new URL('https://registry.corp/v2/');
+  t.regex(hopRefusal(from, new URL('http://registry.corp/v2/x')) ?? '', /plain HTTP/);
+  t.regex(hopRefusal(from, new URL('http://storage.corp:8080/x')) ?? '', /plain HTTP/);
+  t.is(hopRefusal(from, new URL('https://storage.corp/x')), undefined);
+  t.is(hopRefusal(from, new URL('http://127.0.0.1:5000/x')), undefined);
+  t.is(hopRefusal(from, new URL('http://localhost:5000/x')), undefined);
+  t.is(hopRefusal(new URL('http://registry.corp:5000/'), new URL('http://storage.corp/x')), undefined);
+  t.regex(hopRefusal(from, new URL('ftp://registry.corp/x')) ?? '', /not HTTP/);
+  for (const h of ['169.254.169.254', '169.254.0.1', '[fe80::1]', '[febf::1]', '[::ffff:169.254.169.254]']) {
+    t.true(isLinkLocal(h), h);
+    t.regex(hopRefusal(from, new URL(`https://${h}/x`)) ?? '', /link-local/, h);
+  }
+  // The WHATWG parser writes other spellings of an IPv4 address as dotted quads.
+  t.regex(hopRefusal(from, new URL('http://2852039166/')) ?? '', /link-local/);
+  for (const h of ['169.255.0.1', '[fec0::1]', '[fe8::1]', '10.0.0.1', 'fe80.corp']) t.false(isLinkLocal(h), h);
+  t.true(isEndpointOf('registry.corp:443', new URL('https://registry.corp/v2/')));
+  t.true(isEndpointOf('registry.corp', new URL('https://registry.corp:443/v2/')));
+  t.true(isEndpointOf('registry.corp:80', new URL('http://registry.corp/v2/')));
+  t.false(isEndpointOf('registry.corp:443', new URL('http://registry.corp/v2/')));
+  t.false(isEndpointOf('registry.corp:5000', new URL('https://registry.corp/v2/')));
+  t.true(isEndpointOf('docker.io', new URL('https://registry-1.docker.io/v2/')));
 });

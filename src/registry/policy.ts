@@ -293,6 +293,44 @@ export function endpointHost(host: string): string {
   return host === 'docker.io' || host === 'index.docker.io' ? 'registry-1.docker.io' : host;
 }
 
+/**
+ * Whether `url` reaches the endpoint of registry `host`: same host name and port, the port that
+ * the URL's scheme implies counted as written (`reg:443` is `https://reg`). The scheme itself is
+ * not compared (TLS settings of the endpoint); who gets credentials compares whole origins.
+ */
+export function isEndpointOf(host: string, url: URL): boolean {
+  try {
+    return new URL(`${url.protocol}//${endpointHost(host)}`).host === url.host;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Where a registry may send us (a redirect, an upload Location, a token realm), coming `from` an
+ * origin: never from TLS to plain HTTP on a host other than loopback (credentials and content
+ * would cross the network in clear: the usual TLS-terminating load balancer mistake), and never
+ * to a link-local address (169.254.0.0/16, fe80::/10, where cloud metadata services answer),
+ * which no registry's storage or token service has. Returns why not, or undefined.
+ */
+export function hopRefusal(from: URL, to: URL): string | undefined {
+  if (to.protocol !== 'https:' && to.protocol !== 'http:') return `${to.protocol} is not HTTP`;
+  if (isLinkLocal(to.hostname)) return `${to.hostname} is a link-local address (where cloud metadata services answer), never a registry's`;
+  if (from.protocol === 'https:' && to.protocol === 'http:' && !isLoopback(to.host)) {
+    return `it leads from ${from.origin} to plain HTTP (${to.origin}), where credentials and content would cross the network unencrypted`;
+  }
+  return undefined;
+}
+
+/** 169.254.0.0/16 and fe80::/10 (an IPv4-mapped IPv6 address counts as its IPv4 one). */
+export function isLinkLocal(hostname: string): boolean {
+  const h = hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(h);
+  if (mapped) return (Number.parseInt(mapped[1]!, 16) >> 8) === 169 && (Number.parseInt(mapped[1]!, 16) & 0xff) === 254;
+  if (/^169\.254\.\d{1,3}\.\d{1,3}$/.test(h) || /^::ffff:169\.254\./.test(h)) return true;
+  return /^fe[89ab][0-9a-f]:/.test(h);
+}
+
 function isLoopback(host: string): boolean {
   let hostname: string;
   try {

@@ -1,6 +1,8 @@
 import type { Credential, Credentials } from './credentials.js';
-import { type RequestSubject, authError, httpError } from './errors.js';
-import { type Transport, headerAll } from './transport.js';
+import { readCapped } from './body.js';
+import { type RequestSubject, authError, describe, httpError } from './errors.js';
+import { hopRefusal } from './policy.js';
+import { type Transport, headerAll, refusedHop } from './transport.js';
 
 /**
  * The two wire pieces of registry auth: reading a `WWW-Authenticate` challenge, and asking a
@@ -67,6 +69,9 @@ export interface Token {
 }
 
 const DEFAULT_TOKEN_TTL_S = 60;
+/** A token response is a few kilobytes (a JWT and its expiry); anything near this is not one. */
+const MAX_TOKEN_RESPONSE = 1024 * 1024;
+const MAX_ERROR_BODY = 16 * 1024;
 /** Who we are to an OAuth2 token service (`client_id` is required there). */
 const CLIENT_ID = 'airgap';
 
@@ -98,6 +103,9 @@ export async function fetchToken(r: TokenRequest): Promise<Token> {
   const c = r.credential;
   const oauth = c?.kind === 'identity-token';
   const tokenSubject: RequestSubject = { method: oauth ? 'POST' : 'GET', host: r.host, what: `token from ${url.host}` };
+  // The realm gets the credential: never over plain HTTP when the registry itself is on TLS.
+  const refusal = hopRefusal(await r.transport.baseUrl(r.host, r.subject, r.signal), url);
+  if (refusal !== undefined) throw refusedHop(r.subject, 'token realm', url, refusal);
   let body: Uint8Array | undefined;
   const headers: Record<string, string> = {};
   if (oauth) {
@@ -116,12 +124,13 @@ export async function fetchToken(r: TokenRequest): Promise<Token> {
     method: oauth ? 'POST' : 'GET', host: r.host, url, subject: tokenSubject, headers,
     ...(body ? { body } : {}), ...(r.signal ? { signal: r.signal } : {}),
   });
-  const text = await res.body.text();
   if (res.status !== 200) {
-    const e = httpError(tokenSubject, res.status, text.slice(0, 8192), headerAll(res, 'content-type')[0]);
+    const text = (await readCapped(res, MAX_ERROR_BODY, describe(tokenSubject), true).catch(() => Buffer.alloc(0))).toString('utf8');
+    const e = httpError(tokenSubject, res.status, text, headerAll(res, 'content-type')[0]);
     if (res.status === 400 || res.status === 401 || res.status === 403) throw refused(r, url, res.status, e);
     throw e;
   }
+  const text = (await readCapped(res, MAX_TOKEN_RESPONSE, `${describe(tokenSubject)}: the answer`)).toString('utf8');
   let parsed: { token?: unknown; access_token?: unknown; expires_in?: unknown };
   try {
     parsed = JSON.parse(text) as typeof parsed;

@@ -8,8 +8,10 @@ import {
   isTemporary, isTlsHandshakeError, isTlsVerifyError, networkError, tlsError, tlsHandshakeError,
 } from './errors.js';
 import {
-  type HostPolicy, type HostSettings, type PolicyInput, type RetryPolicy, RegistryPolicy, type Route, endpointHost, isRetriableStatus,
+  type HostPolicy, type HostSettings, type PolicyInput, type RetryPolicy, RegistryPolicy, type Route, endpointHost, hopRefusal,
+  isEndpointOf, isRetriableStatus,
 } from './policy.js';
+import { shownUrl } from './foreign.js';
 
 /**
  * HTTP for one process, carrying out a RegistryPolicy (policy.ts: scheme, TLS, proxy, retries and
@@ -132,13 +134,14 @@ export class Transport {
   async #sendOnce(req: HttpRequest): Promise<HttpResponse> {
     const relative = typeof req.url === 'string' && req.url.startsWith('/');
     let url = relative ? new URL(req.url, await this.baseUrl(req.host, req.subject, req.signal)) : new URL(req.url);
-    // Authorization was meant for the first URL's host: a redirect to blob storage gets none.
-    const authHost = url.host;
+    // Authorization was meant for the first URL's origin (scheme, host, port): a redirect to blob
+    // storage, or to plain HTTP on the same host, gets none.
+    const authOrigin = url.origin;
     let method: Method = req.method;
     let body = req.body;
     for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
       const headers = { ...req.headers };
-      if (url.host !== authHost) delete headers.authorization;
+      if (url.origin !== authOrigin) delete headers.authorization;
       let r: Dispatcher.ResponseData;
       try {
         r = await request(url, {
@@ -153,7 +156,7 @@ export class Transport {
         });
       } catch (e) {
         const why = await this.#explainClose(req.host, url, e);
-        throw url.host === endpointHost(req.host) ? why : new ForeignOriginError(url, why);
+        throw isEndpointOf(req.host, url) ? why : new ForeignOriginError(url, why);
       }
       const location = header({ headers: r.headers }, 'location');
       const streaming = body !== undefined && !(body instanceof Uint8Array);
@@ -161,7 +164,10 @@ export class Transport {
         return { status: r.statusCode, headers: r.headers, body: r.body, url };
       }
       await r.body.dump().catch(() => undefined);
-      url = new URL(location, url);
+      const next = new URL(location, url);
+      const refusal = hopRefusal(url, next);
+      if (refusal !== undefined) throw refusedHop(req.subject, 'redirect', next, refusal);
+      url = next;
       if (r.statusCode === 303 && method !== 'HEAD') {
         method = 'GET';
         body = undefined;
@@ -226,7 +232,7 @@ export class Transport {
    * policy gives that origin (direct, or through a proxy).
    */
   #agentFor(host: string, url: URL): Dispatcher {
-    const own = url.host === endpointHost(host);
+    const own = isEndpointOf(host, url);
     const route = this.policy.route(url.protocol, url.host);
     const key = `${host}\n${own ? 'own' : 'foreign'}\n${route.proxy ?? 'direct'}`;
     let agent = this.#agents.get(key);
@@ -262,7 +268,7 @@ export class Transport {
    */
   async #explainClose(host: string, url: URL, e: unknown): Promise<unknown> {
     if (url.protocol !== 'https:' || !errorCodes(e).includes('UND_ERR_SOCKET') || this.policy.route(url.protocol, url.host).proxy) return e;
-    const alert = await readTlsAlert(url, this.#tlsOptions(host, url.host === endpointHost(host)));
+    const alert = await readTlsAlert(url, this.#tlsOptions(host, isEndpointOf(host, url)));
     return alert ?? e;
   }
 
@@ -321,6 +327,19 @@ export function parseRetryAfter(v: string | undefined, now = Date.now()): number
   if (/^\d+$/.test(t)) return Number(t) * 1000;
   const at = Date.parse(t);
   return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
+/** What sent us to another URL. */
+export type HopKind = 'redirect' | 'upload Location' | 'next-page Link' | 'token realm';
+
+/**
+ * A registry sent us where we do not go (policy.ts hopRefusal): one line saying where and why.
+ * Not temporary: asking again gets the same answer.
+ */
+export function refusedHop(subject: RequestSubject, kind: HopKind, to: URL, why: string): RegistryError {
+  return new RegistryError('E_REGISTRY', `${describe(subject)}: refused to follow the registry's ${kind} to ${shownUrl(to)}: ${why}`, {
+    hint: 'the registry, or a load balancer in front of it, names the wrong address (often http:// behind a TLS-terminating proxy); ask its operator to fix the URLs it sends',
+  });
 }
 
 /** A request to another origin than the registry's own endpoint failed: which one, for messages. */

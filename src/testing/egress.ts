@@ -7,6 +7,8 @@ import net, { type AddressInfo } from 'node:net';
  * knows the names in `names`: each maps to a loopback address. Nothing else resolves those names
  * (they end in `.invalid`), so a request that reached its server went through this proxy. Any
  * other name gets 502, as a proxy whose DNS lookup failed answers. Every request is logged.
+ * A mapping `name → address:port` also sends every port of the name to that port (a test server
+ * posing as `name:443`, which a test cannot bind).
  */
 export interface EgressProxy {
   /** `http://127.0.0.1:PORT` (what HTTPS_PROXY gets). */
@@ -25,10 +27,13 @@ export async function startEgressProxy(names: Record<string, string>): Promise<E
   const tunnels: string[] = [];
   const forwarded: string[] = [];
   const refused: string[] = [];
-  const resolve = (host: string): string | undefined => {
+  const lookup = (host: string): string | undefined => {
     const h = host.replace(/^\[|\]$/g, '').toLowerCase();
     return names[h] ?? (h === '127.0.0.1' || h === 'localhost' ? '127.0.0.1' : undefined);
   };
+  // `127.0.0.1:PORT` (IPv4 only: an IPv6 address has colons of its own).
+  const resolve = (host: string): string | undefined => lookup(host)?.replace(/^([\d.]+):\d+$/, '$1');
+  const portOf = (host: string, port: number): number => Number(/^[\d.]+:(\d+)$/.exec(lookup(host) ?? '')?.[1] ?? port);
   const sockets = new Set<net.Socket>();
 
   const server = http.createServer((req, res) => {
@@ -50,7 +55,7 @@ export async function startEgressProxy(names: Record<string, string>): Promise<E
     delete headers['proxy-connection'];
     delete headers['proxy-authorization'];
     const up = http.request({
-      host: address, port: Number(target.port || 80), method: req.method, path: `${target.pathname}${target.search}`, headers,
+      host: address, port: portOf(target.hostname, Number(target.port || 80)), method: req.method, path: `${target.pathname}${target.search}`, headers,
     }, (ur) => {
       res.writeHead(ur.statusCode ?? 502, ur.headers);
       ur.pipe(res);
@@ -69,7 +74,7 @@ export async function startEgressProxy(names: Record<string, string>): Promise<E
       client.end('HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n');
       return;
     }
-    const up = net.connect(Number(m[2]), address, () => {
+    const up = net.connect(portOf(m[1]!, Number(m[2])), address, () => {
       client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
       if (head.length > 0) up.write(head);
       up.pipe(client);
