@@ -186,8 +186,12 @@ function debugConcurrency(ctx: Context, c: ConcurrencyReport | undefined): void 
 }
 
 /** With --debug, one line on stderr per registry host saying how it is reached and why. */
-function debugPolicy(ctx: Context, describe: (p: HostPolicy) => string): { onResolve?: (p: HostPolicy) => void } {
-  return ctx.flags.debug ? { onResolve: (p) => process.stderr.write(`airgap: debug: ${describe(p)}\n`) } : {};
+function debugPolicy(ctx: Context, describe: (p: HostPolicy) => string): { onResolve?: (p: HostPolicy) => void; onVerified?: (line: string) => void } {
+  return ctx.flags.debug ? {
+    onResolve: (p) => process.stderr.write(`airgap: debug: ${describe(p)}\n`),
+    // Which trusted root (Node's list, the OS store, --ca-file) verified each TLS origin.
+    onVerified: (line) => process.stderr.write(`airgap: debug: ${line}\n`),
+  } : {};
 }
 
 function progress(ctx: Context, verb: string) {

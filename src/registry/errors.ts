@@ -43,7 +43,7 @@ const HINTS = {
   auth: 'check --username/--password (or the docker login for this registry) and that the account may access this repository',
   notFound: 'check the image name and tag, and that it exists in this registry',
   network: 'is the registry up? check the host and port, and that this machine can reach it',
-  tls: 'pass --ca-file with the CA that signed the registry certificate (or --insecure-skip-tls-verify if you accept the risk)',
+  tls: 'pass --ca-file with the CA that signed the registry certificate, or install it in the system trust store (update-ca-certificates, update-ca-trust); --insecure-skip-tls-verify if you accept the risk',
   registry: 'the registry refused the request; see its message, and retry if it was temporary',
 } as const;
 

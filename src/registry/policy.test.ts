@@ -52,15 +52,20 @@ test('host flags are checked: not HOST[:PORT], or --plain-http with TLS flags, i
 
 test('TLS: the default CA applies to hosts without their own settings; a host\'s own flags win', (t) => {
   const p = new RegistryPolicy({
-    env: { NODE_EXTRA_CA_CERTS: '/etc/corp-ca.pem' },
+    env: { NODE_EXTRA_CA_CERTS: '/etc/corp-ca.pem', SSL_CERT_FILE: '/nonexistent-airgap-bundle' },
     defaultCaFile: '/src-ca.pem',
     hosts: [{ host: 'registry.corp', insecureSkipTlsVerify: true }, { host: 'other.corp', caFile: '/other.pem' }],
   });
-  t.deepEqual(p.host('quay.io').tls, { verify: true, caFile: '/src-ca.pem', caFrom: '--ca-file for every source registry', extraCaFile: '/etc/corp-ca.pem' });
-  t.deepEqual(p.host('registry.corp').tls, { verify: false, extraCaFile: '/etc/corp-ca.pem' });
+  t.deepEqual(p.host('quay.io').tls,
+    { verify: true, caFile: '/src-ca.pem', caFrom: '--ca-file for every source registry', extraCaFile: '/etc/corp-ca.pem', osStore: [] });
+  t.deepEqual(p.host('registry.corp').tls, { verify: false, extraCaFile: '/etc/corp-ca.pem', osStore: [] });
   t.is(p.host('other.corp').tls.caFile, '/other.pem');
   t.is(p.host('other.corp').tls.caFrom, '--ca-file of this registry');
-  t.deepEqual(new RegistryPolicy({ env: {} }).host('quay.io').tls, { verify: true });
+  t.deepEqual(new RegistryPolicy({ env: { SSL_CERT_FILE: '/nonexistent-airgap-bundle' } }).host('quay.io').tls, { verify: true, osStore: [] });
+  // The operating system's store, found as Go finds it (truststore.ts); none for plain HTTP.
+  t.deepEqual(new RegistryPolicy({ env: { SSL_CERT_FILE: '/etc/ssl/certs/ca-certificates.crt' } }).host('quay.io').tls.osStore,
+    ['/etc/ssl/certs/ca-certificates.crt']);
+  t.deepEqual(new RegistryPolicy({ env: {}, hosts: [{ host: 'r.corp', plainHttp: true }] }).host('r.corp').tls.osStore, []);
 });
 
 test('both sides build the policy with policyFromFlags: source --ca-file for every host, target flags for the customer registry only', (t) => {
@@ -128,13 +133,13 @@ test('credentials: given for a host are used for it alone; the others are looked
 
 test('describeHostPolicy: one line saying how and why, without any secret', (t) => {
   const p = new RegistryPolicy({
-    env: { HTTPS_PROXY: 'http://proxyuser:proxy-secret@proxy.corp:3128' },
+    env: { HTTPS_PROXY: 'http://proxyuser:proxy-secret@proxy.corp:3128', SSL_CERT_FILE: '/etc/ssl/certs/ca-certificates.crt' },
     credentials: { 'registry.corp': USER }, defaultCaFile: '/src.pem',
     credentialOptions: { configDir: '/cfg', env: {} },
   });
   const corp = describeHostPolicy(p.host('registry.corp'));
   t.false(corp.includes('\n'));
-  t.regex(corp, /^registry\.corp: HTTPS; certificates checked against system CAs \+ \/src\.pem \(--ca-file for every source registry\); through http:\/\/proxy\.corp:3128 \(HTTPS_PROXY\); credentials given on the command line; 5 attempts within 120 s/);
+  t.regex(corp, /^registry\.corp: HTTPS; certificates checked against Node's bundled CAs \+ the OS store \(\/etc\/ssl\/certs\/ca-certificates\.crt\) \+ \/src\.pem \(--ca-file for every source registry\); through http:\/\/proxy\.corp:3128 \(HTTPS_PROXY\); credentials given on the command line; 5 attempts within 120 s/);
   for (const secret of [USER.password, USER.username, 'proxy-secret', 'proxyuser']) t.false(corp.includes(secret), secret);
   const local = describeHostPolicy(p.host('127.0.0.1:5000'));
   t.regex(local, /plain HTTP if it answers as a registry, else HTTPS \(loopback\)/);

@@ -1,5 +1,6 @@
 import { AirgapError } from '../errors.js';
 import { type CredentialOptions, type Credentials, credentialFiles } from './credentials.js';
+import { type OsStore, osTrustStore } from './truststore.js';
 
 /**
  * How airgap reaches a registry host, and why: every network rule in one place. The source side
@@ -18,7 +19,8 @@ import { type CredentialOptions, type Credentials, credentialFiles } from './cre
  *   scheme       --plain-http: HTTP. A loopback host (localhost, 127.0.0.0/8, ::1): plain HTTP if
  *                it answers /v2/ as a registry over it, else HTTPS (the transport probes once).
  *                Any other host: HTTPS, never a fall-back.
- *   TLS          verified against the system CAs and NODE_EXTRA_CA_CERTS, plus the host's
+ *   TLS          verified against Node's bundled CAs, the operating system's store (truststore.ts:
+ *                what skopeo, podman and docker trust here) and NODE_EXTRA_CA_CERTS, plus the host's
  *                --ca-file (target side) or the --ca-file given for every source registry; the CA
  *                is trusted for every origin the registry sends us to (token realm, storage).
  *                --insecure-skip-tls-verify: only the registry's own endpoint goes unverified.
@@ -92,6 +94,8 @@ export interface HostPolicy {
     readonly caFrom?: string;
     /** NODE_EXTRA_CA_CERTS, kept in the trust when caFile replaces Node's default list. */
     readonly extraCaFile?: string;
+    /** Where the operating system's store was read from (none found: empty). */
+    readonly osStore: readonly string[];
   };
   /** The registry's own endpoint (other origins: RegistryPolicy.route). */
   readonly route: Route;
@@ -127,6 +131,8 @@ export interface PolicyInput {
   env?: NodeJS.ProcessEnv;
   /** Called once per host when its policy is first resolved (--debug prints describeHostPolicy). */
   onResolve?: (p: HostPolicy) => void;
+  /** Called once per TLS origin reached directly, saying which trusted root verified it (--debug). */
+  onVerified?: (line: string) => void;
 }
 
 /** The network policy of one run: per-host answers, resolved once each. */
@@ -137,11 +143,15 @@ export class RegistryPolicy {
   readonly #resolved = new Map<string, HostPolicy>();
   readonly #proxy: ProxyEnv;
   readonly #extraCaFile: string | undefined;
+  readonly #env: NodeJS.ProcessEnv;
+  readonly onVerified: ((line: string) => void) | undefined;
 
   constructor(input: PolicyInput = {}) {
     this.#input = input;
     this.retry = { ...DEFAULT_RETRY, ...input.retry };
     const env = input.env ?? process.env;
+    this.#env = env;
+    this.onVerified = input.onVerified;
     this.#proxy = proxyEnv(env);
     this.#extraCaFile = env.NODE_EXTRA_CA_CERTS || undefined;
     for (const s of input.hosts ?? []) this.configure(s);
@@ -163,6 +173,11 @@ export class RegistryPolicy {
       this.#input.onResolve?.(p);
     }
     return p;
+  }
+
+  /** The operating system's trusted certificates (read once per process). */
+  osStore(): OsStore {
+    return osTrustStore(this.#env);
   }
 
   /** How to reach one origin (`host:port`) over `protocol` (`https:` or `http:`). */
@@ -188,6 +203,7 @@ export class RegistryPolicy {
           ? { caFile: s.caFile, caFrom: own?.caFile !== undefined ? '--ca-file of this registry' : '--ca-file for every source registry' }
           : {}),
         ...(this.#extraCaFile ? { extraCaFile: this.#extraCaFile } : {}),
+        osStore: scheme === 'http' ? [] : this.osStore().from,
       },
       // A probed loopback host is direct under either scheme; else the scheme decides the variable.
       route: this.route(scheme === 'http' ? 'http:' : 'https:', endpoint),
@@ -214,6 +230,7 @@ export interface NetworkFlags {
   /** Target side (push, install, verify): the customer registry and its flags. */
   target?: HostSettings & { credentials?: Credentials };
   onResolve?: (p: HostPolicy) => void;
+  onVerified?: (line: string) => void;
 }
 
 /** The one way a command turns its flags and the environment into a policy, on either side. */
@@ -234,6 +251,7 @@ export function policyFromFlags(flags: NetworkFlags, env: NodeJS.ProcessEnv = pr
       ...(target.credentials ? { credentials: { [target.host]: target.credentials } } : {}),
     } : {}),
     ...(flags.onResolve ? { onResolve: flags.onResolve } : {}),
+    ...(flags.onVerified ? { onVerified: flags.onVerified } : {}),
   });
 }
 
@@ -265,7 +283,8 @@ export function tuningFromEnv(env: NodeJS.ProcessEnv): Pick<PolicyInput, 'retry'
 export function describeHostPolicy(p: HostPolicy): string {
   const scheme = p.scheme === 'http' ? 'plain HTTP (--plain-http)'
     : p.scheme === 'probe' ? 'plain HTTP if it answers as a registry, else HTTPS (loopback)' : 'HTTPS';
-  const trust = ['system CAs', ...(p.tls.extraCaFile ? [`${p.tls.extraCaFile} (NODE_EXTRA_CA_CERTS)`] : []),
+  const os = p.tls.osStore.length > 0 ? [`the OS store (${p.tls.osStore.join(', ')})`] : [];
+  const trust = [`Node's bundled CAs`, ...os, ...(p.tls.extraCaFile ? [`${p.tls.extraCaFile} (NODE_EXTRA_CA_CERTS)`] : []),
     ...(p.tls.caFile ? [`${p.tls.caFile} (${p.tls.caFrom})`] : [])].join(' + ');
   const tls = p.scheme === 'http' ? 'no TLS'
     : p.tls.verify ? `certificates checked against ${trust}` : `certificate not verified (--insecure-skip-tls-verify)${p.tls.caFile ? `; other origins: ${trust}` : ''}`;

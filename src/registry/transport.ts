@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { createRequire } from 'node:module';
-import { Agent, type Dispatcher, ProxyAgent, request } from 'undici';
+import { Agent, type Dispatcher, ProxyAgent, buildConnector, request } from 'undici';
 import { AirgapError } from '../errors.js';
 import {
   type RequestSubject, RegistryError, causeText, describe, dnsError, errorCodes, isConnectionError, isDnsFailure, isNotTlsError,
@@ -12,6 +12,7 @@ import {
   isEndpointOf, isRetriableStatus,
 } from './policy.js';
 import { shownUrl } from './foreign.js';
+import { type TrustSource, TrustReport, splitPem } from './truststore.js';
 
 /**
  * HTTP for one process, carrying out a RegistryPolicy (policy.ts: scheme, TLS, proxy, retries and
@@ -75,6 +76,9 @@ export class Transport {
   readonly #agents = new Map<string, Dispatcher>();
   readonly #schemes = new Map<string, Promise<'https' | 'http'>>();
   readonly #contexts = new Map<string, import('node:tls').SecureContext>();
+  readonly #sources = new Map<string, TrustSource[]>();
+  /** TLS origins already reported to onVerified. */
+  readonly #reported = new Set<string>();
 
   constructor(opts: TransportOptions = {}) {
     this.policy = opts.policy ?? new RegistryPolicy(opts);
@@ -234,10 +238,11 @@ export class Transport {
   #agentFor(host: string, url: URL): Dispatcher {
     const own = isEndpointOf(host, url);
     const route = this.policy.route(url.protocol, url.host);
-    const key = `${host}\n${own ? 'own' : 'foreign'}\n${route.proxy ?? 'direct'}`;
+    const key = `${host}\n${own ? 'own' : 'foreign'}\n${url.protocol}\n${route.proxy ?? 'direct'}`;
     let agent = this.#agents.get(key);
     if (!agent) {
-      agent = this.#newAgent(this.settings(host), this.#tlsOptions(host, own), route);
+      const tls = url.protocol === 'https:' ? this.#tlsOptions(host, own) : {};
+      agent = this.#newAgent(this.settings(host), tls, route, url.protocol === 'https:' ? host : undefined);
       this.#agents.set(key, agent);
     }
     return agent;
@@ -246,18 +251,40 @@ export class Transport {
   #tlsOptions(host: string, own: boolean): TlsOptions {
     const { tls } = this.settings(host);
     const connect: TlsOptions = {};
-    if (tls.caFile !== undefined) {
-      // One context per registry: parsing the system's roots again for every connection costs
-      // a noticeable time per TLS handshake. node:tls only when needed (a plain-HTTP run never loads it).
-      let context = this.#contexts.get(host);
-      if (!context) {
-        context = nodeTls().createSecureContext({ ca: [...tlsRootCertificates(), ...extraCaCertificates(tls.extraCaFile), readCa(tls.caFile, host)] });
+    // One context per registry: parsing the roots again for every connection costs a noticeable
+    // time per TLS handshake. node:tls only for https (a plain-HTTP run never loads it).
+    let context = this.#contexts.get(host);
+    if (!context) {
+      const sources = this.#trustSources(host);
+      // Node's own list alone (no OS store found, no CA given) is its default context.
+      if (sources.length > 1) {
+        context = nodeTls().createSecureContext({ ca: sources.flatMap((t) => t.pems) });
         this.#contexts.set(host, context);
       }
-      connect.secureContext = context;
     }
+    if (context) connect.secureContext = context;
     if (!tls.verify && own) connect.rejectUnauthorized = false;
     return connect;
+  }
+
+  /**
+   * What a registry's TLS is checked against (truststore.ts): Node's bundled CAs, the OS store,
+   * NODE_EXTRA_CA_CERTS (Node adds it to its default trust, but an explicit list replaces that
+   * default, so it is read again here) and the registry's --ca-file.
+   */
+  #trustSources(host: string): TrustSource[] {
+    const known = this.#sources.get(host);
+    if (known) return known;
+    const { tls } = this.settings(host);
+    const os = this.policy.osStore();
+    const sources: TrustSource[] = [
+      { name: "Node's bundled CAs", pems: tlsRootCertificates() },
+      ...(os.pems.length > 0 ? [{ name: `the OS store (${os.from.join(', ')})`, pems: os.pems }] : []),
+      ...(tls.extraCaFile ? [{ name: `NODE_EXTRA_CA_CERTS (${tls.extraCaFile})`, pems: splitPem(extraCaCertificates(tls.extraCaFile)) }] : []),
+      ...(tls.caFile !== undefined ? [{ name: `${tls.caFile} (${tls.caFrom ?? '--ca-file'})`, pems: splitPem(readCa(tls.caFile, host)) }] : []),
+    ];
+    this.#sources.set(host, sources);
+    return sources;
   }
 
   /**
@@ -272,9 +299,11 @@ export class Transport {
     return alert ?? e;
   }
 
-  #newAgent(p: HostPolicy, connect: TlsOptions, route: Route): Dispatcher {
+  #newAgent(p: HostPolicy, connect: TlsOptions, route: Route, tlsHost: string | undefined): Dispatcher {
+    const report = this.policy.onVerified;
     const opts = {
-      connect,
+      // With --debug, a direct TLS connection says which trusted root verified it (once per origin).
+      connect: report && tlsHost !== undefined && route.proxy === undefined ? this.#reportingConnector(tlsHost, connect, report) : connect,
       keepAliveTimeout: 30_000,
       headersTimeout: p.timeouts.headersMs,
       bodyTimeout: p.timeouts.bodyMs,
@@ -282,6 +311,20 @@ export class Transport {
     // Through a proxy: CONNECT for https (the TLS settings apply to the registry inside the
     // tunnel), absolute-URI requests for plain http, as curl and Go do.
     return route.proxy !== undefined ? new ProxyAgent({ ...opts, uri: route.proxy, requestTls: connect, proxyTunnel: false }) : new Agent(opts);
+  }
+
+  #reportingConnector(host: string, connect: TlsOptions, report: (line: string) => void): buildConnector.connector {
+    const base = buildConnector({ ...connect });
+    return (options, callback) => base(options, (...args) => {
+      const [err, socket] = args;
+      const origin = `${options.hostname}:${options.port || 443}`;
+      if (!err && 'getPeerCertificate' in socket && !this.#reported.has(origin)) {
+        this.#reported.add(origin);
+        const trust = new TrustReport(this.#trustSources(host));
+        report(`${host}: TLS of ${origin}: ${trust.whoVerified(socket)}`);
+      }
+      callback(...args);
+    });
   }
 
   #mapFailure(subject: RequestSubject, e: unknown, signal?: AbortSignal): unknown {
@@ -351,17 +394,13 @@ class ForeignOriginError extends Error {
   }
 }
 
-/**
- * NODE_EXTRA_CA_CERTS (a corporate inspection CA): Node adds it to its default trust, but an
- * explicit CA list replaces that default, so it is read again here.
- */
-function extraCaCertificates(file: string | undefined): string[] {
-  if (!file) return [];
+/** NODE_EXTRA_CA_CERTS (a corporate inspection CA), as text. */
+function extraCaCertificates(file: string): string {
   try {
-    return [readFileSync(file, 'utf8')];
+    return readFileSync(file, 'utf8');
   } catch {
     // Node itself only warns about an unreadable NODE_EXTRA_CA_CERTS; so do we, by not adding it.
-    return [];
+    return '';
   }
 }
 
