@@ -315,7 +315,7 @@ function formatArg(v: unknown, spec: Spec): string {
   }
 }
 
-/** fmt.Sprintf for the verbs b c d e E f F g G o O q s t U v x X and flags + - # 0 space, width, precision. */
+/** fmt.Sprintf for the verbs b c d e E f F g G o O q s t T U v x X and flags + - # 0 space, width, precision. */
 export function sprintf(format: string, args: readonly unknown[]): string {
   let out = '';
   let argi = 0;
@@ -355,6 +355,7 @@ export function sprintf(format: string, args: readonly unknown[]): string {
     spec.verb = verb;
     if (verb === '%') { out += '%'; continue; }
     if (argi >= args.length) { out += `%!${verb}(MISSING)`; continue; }
+    if (verb === 'T') { out += pad(goTypeName(args[argi++]), spec, false); continue; }
     out += formatArg(args[argi++], spec);
   }
   if (argi < args.length) {

@@ -207,6 +207,7 @@ test('printf verbs', (t) => {
   t.is(p('"%x" "hi"'), '6869');
   t.is(p('"%q" 97'), "'a'");
   t.is(p('"%6.2s|" "abc"'), '    ab|');
+  t.is(p('"%T %T %T %T" 1 "s" (list) .Missing'), 'int string []interface {} <nil>');
 });
 
 // ---------------------------------------------------------------- errors
