@@ -251,15 +251,17 @@ export class Transport {
   #tlsOptions(host: string, own: boolean): TlsOptions {
     const { tls } = this.settings(host);
     const connect: TlsOptions = {};
-    // One context per registry: parsing the roots again for every connection costs a noticeable
-    // time per TLS handshake. node:tls only for https (a plain-HTTP run never loads it).
-    let context = this.#contexts.get(host);
+    // One context per set of trusted CAs (most hosts share one): parsing the roots again for
+    // every connection costs a noticeable time per TLS handshake. node:tls only for https (a
+    // plain-HTTP run never loads it).
+    const key = trustKey(tls);
+    let context = this.#contexts.get(key);
     if (!context) {
       const sources = this.#trustSources(host);
       // Node's own list alone (no OS store found, no CA given) is its default context.
       if (sources.length > 1) {
         context = nodeTls().createSecureContext({ ca: sources.flatMap((t) => t.pems) });
-        this.#contexts.set(host, context);
+        this.#contexts.set(key, context);
       }
     }
     if (context) connect.secureContext = context;
@@ -273,9 +275,9 @@ export class Transport {
    * default, so it is read again here) and the registry's --ca-file.
    */
   #trustSources(host: string): TrustSource[] {
-    const known = this.#sources.get(host);
-    if (known) return known;
     const { tls } = this.settings(host);
+    const known = this.#sources.get(trustKey(tls));
+    if (known) return known;
     const os = this.policy.osStore();
     const sources: TrustSource[] = [
       { name: "Node's bundled CAs", pems: tlsRootCertificates() },
@@ -283,7 +285,7 @@ export class Transport {
       ...(tls.extraCaFile ? [{ name: `NODE_EXTRA_CA_CERTS (${tls.extraCaFile})`, pems: splitPem(extraCaCertificates(tls.extraCaFile)) }] : []),
       ...(tls.caFile !== undefined ? [{ name: `${tls.caFile} (${tls.caFrom ?? '--ca-file'})`, pems: splitPem(readCa(tls.caFile, host)) }] : []),
     ];
-    this.#sources.set(host, sources);
+    this.#sources.set(trustKey(tls), sources);
     return sources;
   }
 
@@ -392,6 +394,11 @@ class ForeignOriginError extends Error {
     super(`${url.host}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
     this.url = url;
   }
+}
+
+/** Hosts trusting the same CAs share them (and one TLS context). */
+function trustKey(tls: HostPolicy['tls']): string {
+  return `${tls.caFile ?? ''}\n${tls.caFrom ?? ''}\n${tls.extraCaFile ?? ''}`;
 }
 
 /** NODE_EXTRA_CA_CERTS (a corporate inspection CA), as text. */
