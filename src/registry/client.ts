@@ -7,8 +7,8 @@ import { sha256Digest } from '../oci/verify.js';
 import type { PushOutcome } from '../store.js';
 import { type Access, OriginAuth, type ScopeSet, repositoryOfPath, repositoryScope } from './auth.js';
 import { type Credential, type CredentialOptions, type Credentials, resolveCredentials } from './credentials.js';
-import { type RequestSubject, RegistryError, httpError, isTemporary, networkError, registryErrorCodes } from './errors.js';
-import { type HostSettings, type RetryPolicy, hopRefusal } from './policy.js';
+import { type RequestSubject, RegistryError, describe, httpError, isTemporary, networkError, registryErrorCodes } from './errors.js';
+import { type HostSettings, type RetryPolicy, hopRefusal, isEndpointOf } from './policy.js';
 import { type HopKind, type HttpResponse, type Method, Transport, backoffDelay, header, refusedHop, sleep } from './transport.js';
 import { pushBlob } from './upload.js';
 import { fetchFromUrls, shownUrl } from './foreign.js';
@@ -612,7 +612,15 @@ export class RegistryClient {
     } else {
       await res.body.dump().catch(() => undefined);
     }
-    throw httpError({ method, host: this.host, what }, res.status, text, header(res, 'content-type'));
+    const subject = { method, host: this.host, what };
+    const err = httpError(subject, res.status, text, header(res, 'content-type'));
+    if (err.code !== 'E_AUTH' || isEndpointOf(this.host, res.url)) throw err;
+    // Another origin refused (storage, a CDN, a gateway the registry redirected to): the
+    // credentials for this registry never went there, so they are not what it refused.
+    throw new RegistryError('E_REGISTRY', `${describe(subject)}: HTTP ${res.status} from ${res.url.host}, where the registry redirected the request`, {
+      status: res.status, ...(err.registryCode ? { registryCode: err.registryCode } : {}),
+      hint: `credentials for ${this.host} are never sent to ${res.url.host}; it refused the redirected request on its own terms (a signed URL that expired, a storage policy, or credentials of its own): report it to the registry's operator`,
+    });
   }
 
   async #openBlob(repo: string, desc: Descriptor, offset: number, end: number, signal?: AbortSignal): Promise<Readable> {

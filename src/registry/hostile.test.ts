@@ -183,3 +183,22 @@ test('--registry host:443: explicit credentials and --insecure-skip-tls-verify s
   t.is(await drain(await trusted.getBlob('team/app', layer)), layer.size);
   t.true(f.seen.some((r) => r.headers.authorization === basic(USER)));
 });
+
+test('a refusal from the storage a registry redirected to does not blame the user\'s credentials', async (t) => {
+  const storage = await front((_req, res) => void res.writeHead(403, { 'content-type': 'application/xml' })
+    .end('<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>'), false);
+  const f = await front((req, res, ctx) => {
+    if (req.method === 'GET' && /\/blobs\/sha256:/.test(req.url ?? '')) {
+      return void res.writeHead(307, { location: `http://${storage.host}/bucket/blob?X-Amz-Signature=secret` }).end();
+    }
+    return ctx.forward();
+  }, true);
+  const c = client(f.host, { caFile: ca.caFile });
+  t.truthy(await c.headBlob('team/app', layer.digest));
+  const err = await t.throwsAsync(async () => drain(await c.getBlob('team/app', layer)));
+  t.true(isAirgapError(err, 'E_REGISTRY'), String(err));
+  t.regex(err!.message, new RegExp(`HTTP 403 from ${storage.host.replace(/\./g, '\\.')}, where the registry redirected the request`));
+  t.notRegex((err as { hint?: string }).hint ?? '', /--username|--password|docker login/);
+  t.notRegex(err!.message, /X-Amz-Signature|secret/);
+  t.deepEqual(storage.seen.map((r) => r.headers.authorization), [undefined]);
+});
