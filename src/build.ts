@@ -152,7 +152,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
   const leftToBase = nodes.filter((n) => isBlob(n) && fromBase(n.descriptor.digest));
   // The tar is at least as big as what it carries: too many parts shows before the download.
   if (opts.splitSize !== undefined) partCount(totalSize(carried), opts.splitSize);
-  const appFiles = plan.scan.files.map((f) => ({ path: f.path, content: f.content }));
+  const appFiles = (plan.scan.carried ?? plan.scan.files).map((f) => ({ path: f.path, content: f.content }));
   const writer = await BundleWriter.create(opts.out, {
     blobs: carried.map((n) => ({ digest: n.descriptor.digest, size: n.descriptor.size })),
     appFiles,
@@ -197,7 +197,7 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
       appSlug: plan.appSlug,
       ...(opts.release ? { release: opts.release } : {}),
       images,
-      appFiles: plan.scan.files.map((f) => f.path),
+      appFiles: (plan.scan.carried ?? plan.scan.files).map((f) => f.path),
       ...(baseRecord ? { base: { ...baseRecord, blobs: leftToBase.map((n) => ({ digest: n.descriptor.digest, size: n.descriptor.size })) } } : {}),
       pins: { index: '', app: Object.fromEntries(appFiles.map((f) => [f.path, sha256Digest(f.content)])) },
     };

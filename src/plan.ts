@@ -12,6 +12,18 @@ import { refuseErrors, type Finding } from './app/findings.js';
 export type { Finding } from './app/findings.js';
 import { rehearseRetarget } from './app/retarget.js';
 import type { SourceStore, TargetStore } from './store.js';
+import { releaseScanOptions, type RenderInputs } from './kots/facts.js';
+import type { License } from './app/license.js';
+
+/** How plan, build and online render a KOTS release. */
+function kotsScan(opts: Omit<PlanOptions, 'registries'>, license: License | undefined): { kots: ReturnType<typeof releaseScanOptions> } {
+  return {
+    kots: releaseScanOptions({
+      mode: 'discover', ...(opts.release !== undefined ? { versionLabel: opts.release } : {}), ...opts.kots,
+      ...(license !== undefined ? { license } : {}), proxyHost: opts.proxyHost, replicatedRegistry: opts.replicatedRegistry,
+    }),
+  };
+}
 
 /** How the phases reach registries (src/registry/access.ts builds the real one). */
 export interface RegistryAccess {
@@ -35,6 +47,13 @@ export interface PlanOptions {
   refuse?: boolean;
   /** build: keep each public image's manifest as the anonymous check read it (ResolvedImage.manifest). */
   keepManifests?: boolean;
+  /**
+   * A KOTS release: how it is rendered. Absent: discovered as build does (the Config's defaults,
+   * every branch); `online` renders it for the customer (their values, their namespace).
+   */
+  kots?: Omit<RenderInputs, 'license' | 'proxyHost' | 'replicatedRegistry'>;
+  /** The release label (--release): VersionLabel in the templates. */
+  release?: string;
 }
 
 export interface Plan {
@@ -47,9 +66,9 @@ export interface Plan {
 /** Reads the app and the license and decides where every image comes from. Downloads nothing. */
 export async function makePlan(opts: PlanOptions): Promise<Plan> {
   const license = opts.licensePath ? await readLicense(opts.licensePath) : undefined;
-  const scan = await scanManifests(opts.manifestsDir);
+  const scan = await scanManifests(opts.manifestsDir, kotsScan(opts, license));
   // Before any network: the license never ships, whatever else is wrong.
-  refuseLicenseInManifests(scan.files, license?.licenseId);
+  refuseLicenseInManifests(scan.carried ?? scan.files, license?.licenseId);
   const appSlug = license?.appSlug ?? scan.application?.name ?? 'app';
   const licensed = license ? { license: { licenseId: license.licenseId, appSlug: license.appSlug } } : {};
   if (scan.findings.some((f) => f.severity === 'error')) {
@@ -120,9 +139,9 @@ export interface PlanReportOptions extends Omit<PlanOptions, 'registries'> {
  */
 export async function planReport(opts: PlanReportOptions): Promise<PlanReport> {
   const license = opts.licensePath ? await readLicense(opts.licensePath) : undefined;
-  const scan = await scanManifests(opts.manifestsDir);
+  const scan = await scanManifests(opts.manifestsDir, kotsScan(opts, license));
   // Before any network: the license never ships, whatever else is wrong.
-  refuseLicenseInManifests(scan.files, license?.licenseId);
+  refuseLicenseInManifests(scan.carried ?? scan.files, license?.licenseId);
   const findings = scan.findings;
   if (scan.images.length === 0 && findings.length === 0) {
     throw new AirgapError('E_NO_IMAGES', `no container images found in ${opts.manifestsDir}`,

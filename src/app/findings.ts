@@ -13,7 +13,11 @@ export type FindingCode =
   | 'helm-chart-archive'    // a chart archive (.tgz holding Chart.yaml)
   | 'helm-chart-directory'  // an unpacked chart (Chart.yaml and templates/)
   | 'nested-kustomization'  // a kustomization file below the top of the manifests
-  | 'undeclared-image';     // an image-like string outside pod specs, not in additionalImages
+  | 'undeclared-image'      // an image-like string outside pod specs, not in additionalImages
+  | 'kots-template'         // a KOTS template that does not render (unknown function or item, bad arguments)
+  | 'config-image'          // an image produced by a config option: only its default is bundled
+  | 'helm-render'           // a chart of a HelmChart that cannot be found or rendered
+  | 'helm-unused-chart';    // a chart archive no HelmChart names: not deployed, not bundled
 
 export interface Finding {
   severity: 'error' | 'warning';

@@ -27,12 +27,16 @@ spec:
 `;
 
 test('reads id, slug and customer', async (t) => {
-  t.deepEqual(await readLicense(await file(t, good)), { licenseId: ID, appSlug: 'my-kots-app', customerName: 'Acme Corp' });
+  t.deepEqual(await readLicense(await file(t, good)), {
+    licenseId: ID, appSlug: 'my-kots-app', customerName: 'Acme Corp',
+    spec: { licenseID: ID, appSlug: 'my-kots-app', customerName: 'Acme Corp', signature: 'abc=' },
+  });
 });
 
 test('customerName is optional', async (t) => {
   const lic = await readLicense(await file(t, good.replace(/ {2}customerName.*\n/, '')));
-  t.deepEqual(lic, { licenseId: ID, appSlug: 'my-kots-app' });
+  t.like(lic, { licenseId: ID, appSlug: 'my-kots-app' });
+  t.is(lic.customerName, undefined);
 });
 
 const bad: [string, string, RegExp][] = [

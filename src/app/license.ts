@@ -10,6 +10,8 @@ export interface License {
   licenseId: string;
   appSlug: string;
   customerName?: string;
+  /** The whole spec as plain data: KOTS's LicenseFieldValue reads fields and entitlements from it. */
+  spec?: Record<string, unknown>;
 }
 
 const HINT = 'pass --license with the license YAML downloaded from the vendor portal (apiVersion: kots.io/v1beta1, kind: License)';
@@ -53,5 +55,6 @@ export async function readLicense(path: string): Promise<License> {
   const missing = [licenseId === undefined ? 'spec.licenseID' : '', appSlug === undefined ? 'spec.appSlug' : ''].filter(Boolean);
   if (licenseId === undefined || appSlug === undefined) throw fail(path, `missing ${missing.join(' and ')}`);
   const customerName = field(spec, 'customerName');
-  return customerName === undefined ? { licenseId, appSlug } : { licenseId, appSlug, customerName };
+  const plain = isMap(spec) ? (spec.toJSON() as Record<string, unknown>) : {};
+  return { licenseId, appSlug, ...(customerName === undefined ? {} : { customerName }), spec: plain };
 }

@@ -225,7 +225,7 @@ export function retargetApp(scan: ScanResult, opts: RetargetOptions): RetargetRe
         rewrites.push({ written: raw, ref, target: mapped, ...(rename ? { rename: true } : {}) });
         images.set(rename ? formatReference(ref) : taggedName(ref), target);
         // kustomize's images: transformer only knows containers/initContainers; patch the rest.
-        if (origin === 'ephemeralContainer' || origin === 'additionalImages') {
+        if (origin === 'ephemeralContainer' || origin === 'additionalImages' || origin === 'collector') {
           patchFor(obj).ops.push({ op: 'replace', path: jsonPointer(path), value: target });
         }
       });
@@ -303,7 +303,8 @@ function applySplices(text: string, splices: Splice[]): string {
  * Writes rendered/, base/ and midstream/ into outDir. Everything goes to a temporary directory
  * beside it first and is renamed into place, so a failure never leaves a half-written outDir.
  */
-export async function writeRetargeted(result: RetargetResult, outDir: string): Promise<void> {
+export async function writeRetargeted(result: RetargetResult, outDir: string,
+  more: { extras?: { path: string; content: Buffer; mode?: number }[]; private?: Set<string> } = {}): Promise<void> {
   let entries: string[] | undefined;
   try {
     entries = await readdir(outDir);
@@ -326,11 +327,14 @@ export async function writeRetargeted(result: RetargetResult, outDir: string): P
   // It holds the pull secret: removed on an interrupt too, not only on an error.
   const unregister = registerCleanup(() => rmSync(tmp, { recursive: true, force: true }));
   try {
-    const all: [string, ManifestFile[]][] = [
+    const all: [string, (ManifestFile & { mode?: number })[]][] = [
       ['rendered', result.rendered],
       ['base', result.base],
       ['midstream', [...result.midstreamFiles, { path: 'kustomization.yaml', content: Buffer.from(result.kustomization) }]],
+      ['.', more.extras ?? []],
     ];
+    const modeOf = (f: ManifestFile & { mode?: number }): number | undefined =>
+      f.mode ?? (basename(f.path) === PULL_SECRET_FILE || more.private?.has(f.path) ? 0o600 : undefined);
     for (const [dir, files] of all) {
       mkdirSync(join(tmp, dir), { recursive: true });
       for (const f of files) {
@@ -340,7 +344,8 @@ export async function writeRetargeted(result: RetargetResult, outDir: string): P
         // Synchronous, so no write is in flight when an interrupt's cleanup removes tmp.
         mkdirSync(dirname(join(tmp, dir, f.path)), { recursive: true });
         // The pull secret holds the registry password: readable by its owner only.
-        writeFileSync(join(tmp, dir, f.path), f.content, basename(f.path) === PULL_SECRET_FILE ? { mode: 0o600 } : {});
+        const mode = modeOf(f);
+        writeFileSync(join(tmp, dir, f.path), f.content, mode !== undefined ? { mode } : {});
       }
     }
     if (entries !== undefined) await rmdir(outDir);

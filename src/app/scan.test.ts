@@ -135,7 +135,7 @@ test('finds every image by shape, with file and line', async (t) => {
   t.is(web?.raw, `registry.example.com:5000/team/web:2@${D}`);
   t.deepEqual(scan.namespaces, ['data', 'extra', 'jobs', 'team-a']);
   t.deepEqual(scan.application, { name: 'my-app', additionalNamespaces: ['extra', '*'] });
-  t.deepEqual(scan.files.map((f) => f.path),
+  t.deepEqual(scan.carried?.map((f) => f.path),
     ['empty.yaml', 'kots-app.yaml', 'list.yaml', 'pod.yaml', 'trap.yaml', 'workloads/custom.yaml', 'workloads/deploy.yml']);
   t.is(scan.files.find((f) => f.path === 'trap.yaml')?.content.toString(), FIXTURE['trap.yaml']);
 });
@@ -235,15 +235,14 @@ spec:
   t.deepEqual(scan.findings, []);
 });
 
-test('refusals: unrendered KOTS syntax, duplicate objects, Helm charts, nested kustomize trees', async (t) => {
+test('refusals: duplicate objects, unpacked Helm charts, nested kustomize trees', async (t) => {
   const dep = (name: string, ns = '') => `apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: ${name}\n${ns ? `  namespace: ${ns}\n` : ''}spec:\n  template:\n    spec:\n      containers: [{name: c, image: "redis:7"}]\n`;
   const dir = await tree(t, {
-    'kots.yaml': 'kind: ConfigMap\nmetadata: {name: k}\ndata:\n  a: "{{replicas}} {{ .replicas }}"\n  b: repl{{ ConfigOption "b" }}\n  # {{repl LicenseFieldValue "x" }}\n',
+    'kots.yaml': 'kind: ConfigMap\nmetadata: {name: k}\ndata:\n  a: "{{replicas}} {{ .replicas }}"\n',
     'd.yaml': `${dep('ns-default', 'default')}---\n${dep('ns-default')}`,
     'a.yaml': dep('web'),
     'b.yaml': `# comment\n${dep('web')}---\n${dep('web', 'other')}---\n${dep('api')}`,
     'c.yaml': dep('web').replace('apps/v1', 'apps/v2').replace('Deployment', 'StatefulSet'),
-    'helm.yaml': 'apiVersion: kots.io/v1beta1\nkind: HelmChart\nmetadata: {name: pg}\nspec:\n  chart: {name: postgresql, chartVersion: 12.1.0}\n',
     'charts/mychart/Chart.yaml': 'apiVersion: v2\nname: mychart\nversion: 0.1.0\n',
     'charts/mychart/templates/d.yaml': 'kind: Pod\nmetadata:\n  name: {{ .Release.Name }}\n',
     'sub/kustomization.yaml': 'resources: []\n',
@@ -252,16 +251,33 @@ test('refusals: unrendered KOTS syntax, duplicate objects, Helm charts, nested k
   t.deepEqual(scan.findings.map((f) => `${f.severity} ${f.code} ${f.file}:${f.line}`), [
     'error helm-chart-directory charts/mychart/Chart.yaml:1',
     'error nested-kustomization sub/kustomization.yaml:1',
-    'error helm-chart helm.yaml:1',
-    'error unrendered-kots kots.yaml:5',
-    'error unrendered-kots kots.yaml:6',
     'error duplicate-object b.yaml:2',
     'error duplicate-object d.yaml:11',
   ]);
   t.regex(scan.findings.find((f) => f.code === 'duplicate-object')!.message, /^Deployment.apps\/web is defined again; first at a\.yaml:1$/);
-  t.regex(scan.findings.find((f) => f.code === 'helm-chart')!.message, /HelmChart postgresql 12\.1\.0 is not rendered/);
-  t.regex(scan.findings.find((f) => f.code === 'helm-chart')!.hint, /helm template postgresql/);
   for (const f of scan.findings) t.true(f.hint.length > 10, f.code);
+});
+
+test('a KOTS release is rendered, not refused: what does not render is named, with the file:line of the template', async (t) => {
+  const dir = await tree(t, {
+    'kots.yaml': 'kind: ConfigMap\napiVersion: v1\nmetadata: {name: k}\ndata:\n  a: "{{replicas}} {{ .replicas }}"\n  b: repl{{ ConfigOption "b" }}\n',
+    'helm.yaml': 'apiVersion: kots.io/v1beta1\nkind: HelmChart\nmetadata: {name: pg}\nspec:\n  chart: {name: postgresql, chartVersion: 12.1.0}\n',
+    'charts/mychart/Chart.yaml': 'apiVersion: v2\nname: mychart\nversion: 0.1.0\n',
+    'charts/mychart/templates/d.yaml': 'kind: Pod\nmetadata:\n  name: {{ .Release.Name }}\n',
+    'pod.yaml': 'apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: "redis:7"}]}\n',
+  });
+  const scan = await scanManifests(dir);
+  t.deepEqual(scan.findings.map((f) => `${f.severity} ${f.code} ${f.file}:${f.line}`), [
+    'error helm-chart-directory charts/mychart/Chart.yaml:1',
+    'error kots-template kots.yaml:5',
+    'error helm-render helm.yaml:1',
+  ]);
+  t.regex(scan.findings[1]!.message, /function "icas" not defined|icas/);
+  t.regex(scan.findings[2]!.message, /installs chart postgresql version 12\.1\.0, and no chart archive is that chart/);
+  t.regex(scan.findings[0]!.hint, /helm package/);
+  t.deepEqual(scan.images.map((i) => i.raw), ['redis:7']);
+  // What build carries is the release as written, and the unpacked chart is not part of it.
+  t.deepEqual(scan.carried?.map((f) => f.path).sort(), ['helm.yaml', 'kots.yaml', 'pod.yaml']);
 });
 
 test('a chart archive is refused by name; a .tgz that is not a chart is not', async (t) => {

@@ -12,8 +12,12 @@ import {
   child, forEachObject, forEachStringValue, imageCandidate, str, walkNodes, yamlDocuments, type NodePath, type ValueContext,
 } from './nodes.js';
 import { duplicateFindings, imageLikeStrings, kotsFindings, objectSeen, undeclaredFindings, type ImageLikeString, type ObjectSeen } from './checks.js';
-import { chartFindings, helmChartFinding, isArchiveName, isHelmChart } from './charts.js';
+import { chartFindings, isArchiveName } from './charts.js';
 import { isKustomizationName, KUSTOMIZE_RENDERED, renderKustomization } from './kustomize-render.js';
+import { isKotsRelease, type ReleaseFile } from '../kots/release.js';
+import { scanRelease, type ReleaseScanOptions } from '../kots/scan.js';
+import { releaseScanOptions } from '../kots/facts.js';
+import type { InstalledChart } from '../kots/charts.js';
 
 // The node helpers live in nodes.ts; the rewrite reads them from here, with the walks they serve.
 export { child, forEachObject, forEachStringValue, imageCandidate, str, walkNodes, type NodePath, type ValueContext };
@@ -24,7 +28,7 @@ export { child, forEachObject, forEachStringValue, imageCandidate, str, walkNode
  * nodes through forEachPodSpec / forEachImageNode.
  */
 
-export type ImageOrigin = 'container' | 'initContainer' | 'ephemeralContainer' | 'additionalImages';
+export type ImageOrigin = 'container' | 'initContainer' | 'ephemeralContainer' | 'additionalImages' | 'collector' | 'template' | 'chart';
 
 export interface FoundImage {
   /** The value as written in the manifest. */
@@ -52,6 +56,15 @@ export interface ScanResult {
   application?: { name?: string; additionalNamespaces: string[] };
   /** Refusals (severity error) and warnings, with file:line and what to do. */
   findings: Finding[];
+  /**
+   * A KOTS release: what build carries under app/ (the release as written, chart archives
+   * included), where `files` is its rendering.
+   */
+  carried?: ManifestFile[];
+  /** A KOTS release: the rendered KOTS kinds (Application, Preflight…), under kots/, never applied. */
+  kotsKinds?: ManifestFile[];
+  /** A KOTS release rendered for a customer: its Helm charts as installed (their objects are among `files`). */
+  charts?: InstalledChart[];
 }
 
 const CONTAINER_LISTS: [string, ImageOrigin][] = [
@@ -92,6 +105,12 @@ export function isKotsApplication(obj: unknown): obj is YAMLMap {
   return str(child(obj, 'kind')) === 'Application' && api !== undefined && api.startsWith('kots.io/');
 }
 
+/** A troubleshoot.sh object (Preflight, SupportBundle, Collector…). */
+function isTroubleshoot(obj: unknown): boolean {
+  const api = str(child(obj, 'apiVersion'));
+  return api !== undefined && (api.startsWith('troubleshoot.sh/') || api.startsWith('troubleshoot.replicated.com/'));
+}
+
 /**
  * Calls cb for every node holding an image: each container's `image` value and each item of the
  * KOTS Application's spec.additionalImages. The node may be a non-string (the caller decides).
@@ -108,6 +127,20 @@ export function forEachImageNode(
       list.items.forEach((container, i) => {
         const image = child(container, 'image');
         if (isNode(image)) cb(image, origin, obj, [...specPath, key, i, 'image']);
+      });
+    }
+  });
+  forEachObject(doc.contents, (obj) => {
+    if (!isTroubleshoot(obj)) return;
+    // troubleshoot's run and copyFromHost collectors start a pod from a bare image field.
+    for (const listKey of ['collectors', 'hostCollectors']) {
+      const list = child(child(obj, 'spec'), listKey);
+      if (!isSeq(list)) continue;
+      list.items.forEach((collector, i) => {
+        for (const kind of ['run', 'copyFromHost']) {
+          const image = child(child(collector, kind), 'image');
+          if (isNode(image)) cb(image, 'collector', obj, ['spec', listKey, i, kind, 'image']);
+        }
       });
     }
   });
@@ -176,7 +209,7 @@ export function* manifestDocuments(file: string, text: string, lines: LineCounte
   }
 }
 
-export async function scanManifests(dir: string): Promise<ScanResult> {
+export async function scanManifests(dir: string, opts: { kots?: ReleaseScanOptions } = {}): Promise<ScanResult> {
   const { manifests: paths, notRead } = await listManifestFiles(dir);
   const read = async (path: string): Promise<Buffer> => readFile(join(dir, path)).catch((e: unknown) => {
     throw new AirgapError('E_MANIFESTS', `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`,
@@ -192,6 +225,19 @@ export async function scanManifests(dir: string): Promise<ScanResult> {
   if (top !== undefined) {
     // A kustomize tree: what ships (and is scanned and rewritten) is what it renders.
     sources = [{ path: KUSTOMIZE_RENDERED, content: await renderKustomization(dir, top) }];
+  } else if (await isReleaseDir(paths, read)) {
+    // A KOTS release: rendered as KOTS renders it (src/kots/). Its charts are archives with a
+    // HelmChart each; an unpacked chart is not something KOTS installs.
+    const charts = await chartFindings(dir, paths, read);
+    const release: ReleaseFile[] = [];
+    for (const path of [...paths, ...others.filter((p) => isArchiveName(name(p)))]) {
+      if (!charts.skip(path)) release.push({ path, content: await read(path) });
+    }
+    const scanned = await scanRelease(release, opts.kots ?? releaseScanOptions({
+      mode: 'discover', proxyHost: 'proxy.replicated.com', replicatedRegistry: 'registry.replicated.com',
+    }));
+    const unpacked = charts.findings.map((f) => ({ ...f, hint: 'package it (helm package) into the release and name it in a HelmChart (kots.io/v1beta2)' }));
+    return { ...scanned, findings: [...unpacked, ...scanned.findings], notRead: notRead.filter((n) => !isArchiveName(name(n.path))) };
   } else {
     const charts = await chartFindings(dir, [...paths, ...others.filter((p) => isArchiveName(name(p)))], read);
     findings.push(...charts.findings);
@@ -207,6 +253,11 @@ export async function scanManifests(dir: string): Promise<ScanResult> {
     }
   }
   return { ...scanFiles(sources, findings), notRead };
+}
+
+async function isReleaseDir(paths: string[], read: (path: string) => Promise<Buffer>): Promise<boolean> {
+  for (const path of paths) if (isKotsRelease([{ path, content: await read(path) }])) return true;
+  return false;
 }
 
 function nestedKustomization(path: string): Finding {
@@ -262,7 +313,6 @@ export function scanFiles(sources: ManifestFile[], earlier: Finding[] = []): Sca
           if (seen) fileObjects.push(seen);
           const ns = str(child(child(obj, 'metadata'), 'namespace'));
           if (ns) fileNamespaces.push(ns);
-          if (isHelmChart(obj)) fileFindings.push(helmChartFinding(obj, path, lineOf(obj)));
           if (!isKotsApplication(obj)) return;
           const spec = child(obj, 'spec');
           const extra = child(spec, 'additionalNamespaces');
