@@ -1,5 +1,8 @@
 import { AirgapError, type ErrorCode } from '../src/errors.js';
 import type { PushCounts, PushDryRun, PushSummary } from '../src/push.js';
+import type { RewriteSummary } from '../src/rewrite.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { PlanReport } from '../src/plan.js';
 import { baseLabel, parseSize } from '../src/bundle/format.js';
 import type { Credentials } from '../src/registry/credentials.js';
@@ -441,6 +444,7 @@ function pushText(s: PushSummary): string {
     ...(s.delta ? [`delta on top of bundle ${baseLabel(s.delta.base)}: ${s.delta.blobsFromBase} blob(s) found in the registry`] : []),
     ...s.images.map((i) => `${i.status === 'pushed' ? 'pushed       ' : 'already there'} ${i.target} (${i.digest.slice(0, 19)})`),
     ...(s.attached.length > 0 ? [`pushed ${attachedText(s.attached)} next to their images`] : []),
+    ...s.charts.map((c) => `${c.status === 'pushed' ? 'pushed chart ' : 'already there'} ${c.target} (helm pull oci://${c.target.replace(/:[^:/]+$/, '')} --version ${c.version})`),
     `${s.images.length} image(s), ${pushed} pushed, ${s.images.length - pushed} already there; ${countsText(s, false)}`,
   ].join('\n');
 }
@@ -450,6 +454,7 @@ function dryRunText(d: PushDryRun): string {
   return [
     `dry run: nothing was sent to ${d.registry} and nothing was written`,
     ...d.images.map((i) => `${i.status === 'would push' ? 'would push   ' : 'already there'} ${i.source} → ${i.target} (${i.digest.slice(0, 19)})`),
+    ...d.charts.map((c) => `${c.status === 'would push' ? 'would push   ' : 'already there'} chart ${c.name} ${c.version} → ${c.target}`),
     `${d.images.length} image(s), ${would} to push, ${d.images.length - would} already there; ${countsText(d, true)}`,
     ...(d.missingFromBase ? [`the push would refuse: ${d.missingFromBase.length} blob(s) this delta leaves to its base are not in the registry (${d.missingFromBase.join(', ')})`] : []),
   ].join('\n');
@@ -461,9 +466,16 @@ function baseMissing(d: PushDryRun): Partial<Result> {
     : {};
 }
 
+const configValuesFlag: OptionSpec = {
+  flags: '--config-values <file>',
+  description: 'a KOTS release: the answers to its Config screen (kots.io/v1beta1 ConfigValues); without it the defaults stand. The values used are written to OUT/config-values.yaml: give that file to the next run',
+};
+
 const rewriteFlags: OptionSpec[] = [
   { flags: '--out <dir>', description: 'where to write rendered/, base/ and midstream/ (must not exist or be empty)', required: true },
   { flags: '--namespace <ns>', description: 'the namespace the application is installed in', default: 'default' },
+  configValuesFlag,
+  { flags: '--license <file>', description: 'the customer license, for a KOTS release whose templates read it (LicenseFieldValue); never written into the output except where the templates put it' },
 ];
 
 function rewriteOptions(args: string[], opts: Record<string, unknown>, credentials: Credentials | undefined) {
@@ -471,6 +483,8 @@ function rewriteOptions(args: string[], opts: Record<string, unknown>, credentia
     bundle: bundleArg(args), registry: required(opts, 'registry', '--registry'), out: required(opts, 'out', '--out'),
     namespace: opts.namespace as string, keepPath: Boolean(opts.keepPath), ...(credentials ? { credentials } : {}),
     ...(opts.key ? { key: opts.key as string } : {}),
+    ...(opts.configValues ? { configValues: opts.configValues as string } : {}),
+    ...(opts.license ? { license: opts.license as string } : {}),
   };
 }
 
@@ -488,12 +502,22 @@ const rewriteCmd: CommandSpec = {
       const job = await RewriteJob.open(rewriteOptions(args, opts, credentials));
       if (!opts.skipRegistryCheck) await job.checkRegistry(access);
       const s = await job.write();
-      return { json: s, text: `wrote ${s.out}/rendered (${s.files} file(s), ${s.images.length} image reference(s) rewritten) and the kustomize overlay ${s.out}/midstream\napply with: kubectl apply -f ${s.out}/rendered` };
+      for (const w of s.warnings) ctx.renderer.info(`airgap: warning: ${w}`);
+      return { json: s, text: [`wrote ${s.out}/rendered (${s.files} file(s), ${s.images.length} image reference(s) rewritten) and the kustomize overlay ${s.out}/midstream`, ...releaseText(s), `apply with: kubectl apply -f ${s.out}/rendered`].join('\n') };
     } finally {
       await access.close();
     }
   },
 };
+
+/** What a KOTS release adds to the rewrite's output: the values kept, the charts and how to install them. */
+function releaseText(s: RewriteSummary): string[] {
+  return [
+    ...(existsSync(join(s.out, 'config-values.yaml'))
+      ? [`config values used: ${s.out}/config-values.yaml (give it as --config-values to the next install: generated passwords stay the same)`] : []),
+    ...s.charts.map((c) => `chart ${c.name} ${c.version}: rendered into ${s.out}/rendered; or: helm upgrade --install ${c.releaseName} ${s.out}/${c.archive} -f ${s.out}/${c.values} -n ${c.namespace}`),
+  ];
+}
 
 const install: CommandSpec = {
   name: 'install',
@@ -523,9 +547,10 @@ const install: CommandSpec = {
         debugConcurrency(ctx, p.concurrency);
         ctx.renderer.stop();
         const r = await rw.write();
+        for (const w of r.warnings) ctx.renderer.info(`airgap: warning: ${w}`);
         return {
           json: { push: p, rewrite: r },
-          text: `${pushText(p)}\nmanifests: ${r.out}/rendered (kustomize overlay: ${r.out}/midstream)\nnext: kubectl apply -f ${r.out}/rendered`,
+          text: [pushText(p), `manifests: ${r.out}/rendered (kustomize overlay: ${r.out}/midstream)`, ...releaseText(r), `next: kubectl apply -f ${r.out}/rendered`].join('\n'),
         };
       } finally {
         await job.close();
@@ -544,6 +569,7 @@ const onlineCmd: CommandSpec = {
     { flags: '--license <file>', description: 'the customer license (kots.io/v1beta1 License)', required: true },
     { flags: '--out <dir>', description: 'where to write base/, midstream/ and rendered/ (must not exist or be empty)', required: true },
     { flags: '--namespace <ns>', description: 'the namespace the application is installed in', default: 'default' },
+    configValuesFlag,
     ...resolveFlags,
   ],
   example: 'airgap online --manifests ./release --license ./license.yaml --namespace shop --out ./online',
@@ -556,6 +582,7 @@ const onlineCmd: CommandSpec = {
         licensePath: required(opts, 'license', '--license'),
         out: required(opts, 'out', '--out'),
         namespace: opts.namespace as string,
+        ...(opts.configValues ? { configValues: opts.configValues as string } : {}),
         proxyHost: opts.proxyHost as string,
         replicatedRegistry: opts.replicatedRegistry as string,
         registries: access,

@@ -10,6 +10,7 @@ import { PULL_SECRET_FILE, pullSecretName } from './app/pullsecret.js';
 import type { NotRead } from './app/files.js';
 import type { Finding } from './app/findings.js';
 import { formatReference, nameOf, parseReference, type Reference } from './reference.js';
+import { readConfigValues, type ConfigState } from './kots/config.js';
 
 /**
  * airgap online: the vendor document's own flow for a cluster that is online. Same discovery,
@@ -25,6 +26,8 @@ export interface OnlineOptions extends PlanOptions {
   /** The application's namespace (where objects without metadata.namespace land). */
   namespace: string;
   concurrency?: number;
+  /** A KOTS release: the customer's answers to its Config (kots.io/v1beta1 ConfigValues). */
+  configValues?: string;
 }
 
 export interface OnlineImage {
@@ -58,8 +61,13 @@ export interface OnlineSummary {
 export async function online(opts: OnlineOptions): Promise<OnlineSummary> {
   await refuseUsedOutput(opts.out);
   const unresolved = new Set<string>();
+  const values = opts.configValues !== undefined ? await readConfigValues(opts.configValues) : undefined;
+  let config: ConfigState | undefined;
   const plan = await makePlan({
     ...opts,
+    // A KOTS release renders for this customer: their values, their namespace, no local registry
+    // (LocalImageName gives the image as written; the overlay renames private ones to the proxy).
+    kots: { mode: 'install', namespace: opts.namespace, isAirgap: false, ...(values !== undefined ? { values } : {}), onConfig: (c) => { config = c; } },
     allowDigestOnly: true,
     registries: proxyWhenUnresolvable(opts.registries, unresolved),
   });
@@ -90,7 +98,11 @@ export async function online(opts: OnlineOptions): Promise<OnlineSummary> {
       '# kustomize keeps the tag and digest as written); public and vendor-registry images stay as they are.\n' +
       '# Pods that pull from the proxy or the vendor registry get the license pull secret (patches).\n',
   });
-  await writeRetargeted(result, opts.out);
+  const extras = [
+    ...(plan.scan.kotsKinds ?? []).map((k) => ({ path: k.path, content: k.content, mode: 0o600 })),
+    ...(config?.config !== undefined ? [{ path: 'config-values.yaml', content: Buffer.from(config.valuesDocument(plan.appSlug)), mode: 0o600 }] : []),
+  ];
+  await writeRetargeted(result, opts.out, { extras });
 
   const images = plan.images.map((i) => summarise(i));
   const warnings = [

@@ -2,6 +2,7 @@ import { Limits, type ConcurrencyReport } from './concurrency.js';
 import { BundleReader, damaged } from './bundle/reader.js';
 import { Copier, flatten, loadGraph, totalSize, type CopyEvent, type EventSink, type GraphNode } from './copy.js';
 import { placeBaseBlobs, pruneGraph } from './delta.js';
+import { bundledCharts, pushBundledCharts, refuseChartCollisions, type BundledChart, type PushedChartSummary } from './helm/bundled.js';
 import { AirgapError, isAirgapError } from './errors.js';
 import type { RegistryAccess } from './plan.js';
 import { parseReference } from './reference.js';
@@ -62,6 +63,8 @@ export interface PushSummary extends PushCounts {
   attached: PushedAttached[];
   /** The bundle's signature was checked with --key (its key type). */
   verified?: string;
+  /** A KOTS release's Helm charts, pushed as OCI charts after the images. */
+  charts: PushedChartSummary[];
 }
 
 /** What a push would do, found with HEAD requests only. */
@@ -73,6 +76,7 @@ export interface PushDryRun extends PushCounts {
   missingFromBase?: string[];
   /** The bundle's signature was checked with --key (its key type). */
   verified?: string;
+  charts: { name: string; version: string; target: string; status: 'would push' | 'already there' }[];
 }
 
 interface PushImage {
@@ -93,10 +97,12 @@ export class PushJob {
   /** Each image's signatures, attestations and SBOMs (pushed into its repository after it). */
   readonly #attached: Map<string, AttachedGraph[]>;
   readonly #verified: string | undefined;
+  readonly #charts: BundledChart[];
 
   private constructor(opts: PushOptions, reader: BundleReader, target: TargetRegistry, images: PushImage[], graphs: Map<string, GraphNode>,
-    attached: Map<string, AttachedGraph[]>, verified: string | undefined) {
+    attached: Map<string, AttachedGraph[]>, verified: string | undefined, charts: BundledChart[]) {
     this.#opts = opts;
+    this.#charts = charts;
     this.#reader = reader;
     this.#target = target;
     this.#images = images;
@@ -121,6 +127,8 @@ export class PushJob {
         return { ref: e.ref, name: targetName(target, ref, opts.keepPath) };
       });
       checkCollisions(images.map((i) => i.name));
+      const charts = await bundledCharts(reader, target);
+      refuseChartCollisions(charts, images.map((i) => i.name));
       const graphs = new Map<string, GraphNode>();
       for (const img of images) {
         const root = await reader.resolve(img.ref);
@@ -131,7 +139,7 @@ export class PushJob {
       const attached = opts.signatures === false ? new Map<string, AttachedGraph[]>() : await loadAttached(reader, images, graphs, opts.signal);
       const all = (ref: string): GraphNode[] => [graphs.get(ref)!, ...(attached.get(ref) ?? []).map((a) => a.graph)];
       refuseIncomplete(reader, new Map(images.flatMap((i) => all(i.ref).map((g, n) => [`${i.ref}#${n}`, g] as const))));
-      return new PushJob(opts, reader, target, images, graphs, attached, verified);
+      return new PushJob(opts, reader, target, images, graphs, attached, verified, charts);
     } catch (e) {
       await reader.close();
       throw e;
@@ -214,8 +222,13 @@ export class PushJob {
         record(moved, d, how);
       }
     }
+    const charts = await Promise.all(this.#charts.map(async (c) => {
+      const now = await this.#store(c.target.repository).taggedAs!(c.target.tag, this.#call());
+      return { name: c.name, version: c.version, target: c.target.full,
+        status: now === c.artifact.manifest.descriptor.digest ? 'already there' as const : 'would push' as const };
+    }));
     return {
-      registry: this.#opts.registry, dryRun: true, images,
+      registry: this.#opts.registry, dryRun: true, images, charts,
       ...counts(this.#content(), moved, this.#roots()),
       ...(missingFromBase.size > 0 ? { missingFromBase: [...missingFromBase] } : {}),
       ...(this.#verified ? { verified: this.#verified } : {}),
@@ -286,6 +299,7 @@ export class PushJob {
         `${this.#target.host}/${img.name.repository}`, opts.signal);
       for (const a of done) pushedAttached.set(a.target, a); // two tags of one image share them
     })).catch((e: unknown) => { throw nameDamagedPart(e, reader); }).finally(() => limits.stop());
+    const charts = await pushBundledCharts(this.#charts, (repository) => this.#store(repository), this.#call());
 
     return {
       registry: opts.registry,
@@ -296,6 +310,7 @@ export class PushJob {
       ...(delta ? { delta } : {}),
       attached: [...pushedAttached.values()].sort((a, b) => (a.target < b.target ? -1 : 1)),
       ...(this.#verified ? { verified: this.#verified } : {}),
+      charts,
     };
   }
 }

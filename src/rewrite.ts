@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { BundleReader, damaged } from './bundle/reader.js';
 import { checkSignature } from './bundle/signing.js';
-import { scanManifests } from './app/scan.js';
+import { scanFiles, scanManifests } from './app/scan.js';
+import { PULL_SECRET_FILE } from './app/pullsecret.js';
 import { retargetApp, writeRetargeted, type RetargetResult } from './app/retarget.js';
 import { refusePasswordInManifests, type FileContent } from './app/leaks.js';
 import { registerCleanup } from './cleanup.js';
@@ -13,6 +14,11 @@ import { AirgapError } from './errors.js';
 import type { RegistryAccess } from './plan.js';
 import type { Credentials } from './registry/credentials.js';
 import { taggedName, formatReference, parseReference, type Reference } from './reference.js';
+import { readLicense } from './app/license.js';
+import { readConfigValues } from './kots/config.js';
+import { releaseScanOptions } from './kots/facts.js';
+import type { ConfigState } from './kots/config.js';
+import { chartOutputs, valuesYaml } from './kots/charts.js';
 import { parseTargetRegistry, targetName, type TargetRegistry } from './target.js';
 
 export interface RewriteOptions {
@@ -25,13 +31,27 @@ export interface RewriteOptions {
   keepPath?: boolean;
   /** A PEM public key: the bundle's signature and the digests it pins (app files, index.json) are checked first. */
   key?: string;
+  /** A KOTS release: the customer's answers to its Config (kots.io/v1beta1 ConfigValues). */
+  configValues?: string;
+  /** The customer's license: LicenseFieldValue / LicenseDockerCfg in the release's templates. */
+  license?: string;
+  /** What LicenseDockerCfg names (defaults: the vendor's). */
+  proxyHost?: string;
+  replicatedRegistry?: string;
 }
+
+/** The files a KOTS release adds beside rendered/, base/ and midstream/. */
+export interface ExtraFile { path: string; content: Buffer; mode?: number }
 
 export interface RewriteSummary {
   out: string;
   files: number;
   images: { from: string; to: string }[];
   namespaces: string[];
+  /** A KOTS release's Helm charts: what `helm upgrade --install` needs, under --out. */
+  charts: { name: string; version: string; releaseName: string; namespace: string; archive: string; values: string }[];
+  /** What a person should know before applying (one line each). */
+  warnings: string[];
 }
 
 /**
@@ -46,9 +66,20 @@ export class RewriteJob {
   readonly #namespaces: string[];
   /** Each rewritten image: the pushed name and the digest the bundle holds for it. */
   readonly #pushed: { source: Reference; digest: string }[];
+  readonly #extras: ExtraFile[];
+  /** Manifests that hold a secret once rendered (the license, registry credentials): written 0600. */
+  readonly #private: Set<string>;
+  readonly #charts: RewriteSummary['charts'];
+  readonly #warnings: string[];
 
-  private constructor(opts: RewriteOptions, target: TargetRegistry, result: RetargetResult, namespaces: string[], pushed: { source: Reference; digest: string }[]) {
+  private constructor(opts: RewriteOptions, target: TargetRegistry, result: RetargetResult, namespaces: string[],
+    pushed: { source: Reference; digest: string }[], extras: ExtraFile[], privatePaths: Set<string>,
+    charts: RewriteSummary['charts'], warnings: string[]) {
     this.#opts = opts;
+    this.#charts = charts;
+    this.#warnings = warnings;
+    this.#extras = extras;
+    this.#private = privatePaths;
     this.#target = target;
     this.#result = result;
     this.#namespaces = namespaces;
@@ -58,6 +89,9 @@ export class RewriteJob {
   static async open(opts: RewriteOptions): Promise<RewriteJob> {
     const target = parseTargetRegistry(opts.registry);
     await checkOutDir(opts.out);
+    // Read before the bundle: a wrong path is the user's to fix, whatever the bundle holds.
+    const license = opts.license !== undefined ? await readLicense(opts.license) : undefined;
+    const values = opts.configValues !== undefined ? await readConfigValues(opts.configValues) : undefined;
     const reader = await BundleReader.open(opts.bundle);
     // The manifests go through a private temp directory (they may hold the license's secrets);
     // removed however the run ends, an interrupt included.
@@ -83,31 +117,83 @@ export class RewriteJob {
         mkdirSync(dirname(dest), { recursive: true });
         writeFileSync(dest, contents[i]!.content);
       }
-      const scan = await scanManifests(work);
+      const bundled = new Map(reader.images().map((i) => [i.ref, i.descriptor.digest]));
+      const appSlugOf = reader.metadata()?.appSlug;
+      if (license !== undefined && appSlugOf !== undefined && license.appSlug !== appSlugOf) {
+        throw new AirgapError('E_LICENSE', `--license ${opts.license} is for app "${license.appSlug}", the bundle holds "${appSlugOf}"`,
+          { hint: 'pass the license of the application this bundle carries' });
+      }
+      // Pushed name → source, for the names a KOTS template wrote itself (LocalImageName, LocalRegistryHost).
+      const pushedNames = new Map<string, string>();
+      for (const ref of bundled.keys()) {
+        const source = parseReference(ref);
+        if (source.tag !== undefined) pushedNames.set(targetName(target, source, opts.keepPath).full, ref);
+      }
+      let config: ConfigState | undefined;
+      const privatePaths = new Set<string>();
+      const kots = releaseScanOptions({
+        mode: 'install', proxyHost: opts.proxyHost ?? 'proxy.replicated.com', replicatedRegistry: opts.replicatedRegistry ?? 'registry.replicated.com',
+        namespace: opts.namespace, isAirgap: true,
+        ...(appSlugOf !== undefined ? { appSlug: appSlugOf } : {}),
+        ...(license !== undefined ? { license } : {}),
+        ...(values !== undefined ? { values } : {}),
+        ...(reader.metadata()?.release !== undefined ? { versionLabel: reader.metadata()!.release! } : {}),
+        onConfig: (c) => { config = c; },
+        localRegistry: {
+          host: target.host, namespace: target.namespace,
+          imageName: (ref) => targetName(target, parseReference(ref), opts.keepPath).full,
+          ...(opts.credentials ? { username: opts.credentials.username, password: opts.credentials.password } : {}),
+        },
+      });
+      const scan = await scanManifests(work, { kots });
       // An index entry whose manifest the bundle lacks is no image at all: never point a workload at it.
       // A manifest is always carried, even by a delta, so one left to the base is missing too.
       const ghosts = reader.images().filter((i) => !reader.hasBlob(i.descriptor.digest));
       if (ghosts.length > 0) {
         throw damaged(reader.label, `${ghosts.map((g) => `manifest ${g.descriptor.digest} of ${g.ref}`).join(', ')}, which index.json names`);
       }
-      const bundled = new Map(reader.images().map((i) => [i.ref, i.descriptor.digest]));
-      const missing = scan.images.filter((i) => !bundled.has(taggedName(i.ref)));
+      const sourceOf = (ref: Reference): string => pushedNames.get(taggedName(ref)) ?? taggedName(ref);
+      const missing = scan.images.filter((i) => !bundled.has(sourceOf(i.ref)));
       if (missing.length > 0) {
         throw new AirgapError('E_BUNDLE',
           `the bundle's manifests name image(s) the bundle does not hold: ${missing.map((m) => `${formatReference(m.ref)} (app/${m.file}:${m.line})`).join(', ')}`,
           { hint: 'rebuild the bundle from these manifests' });
       }
       const appSlug = reader.metadata()?.appSlug ?? scan.application?.name ?? 'app';
-      const result = retargetApp(scan, {
+      const retarget = {
         host: target.host,
         appSlug,
-        mapping: (ref: Reference) => targetName(target, ref, opts.keepPath).full,
+        // A name the templates already pointed at the customer registry stays as written.
+        mapping: (ref: Reference) => (pushedNames.has(taggedName(ref)) ? undefined : targetName(target, ref, opts.keepPath).full),
         secret: opts.credentials,
         namespace: opts.namespace,
-      });
-      const pushed = [...new Set(scan.images.map((i) => taggedName(i.ref)))]
+      };
+      const result = retargetApp(scan, retarget);
+      // The KOTS kinds (Preflight, SupportBundle…) are kept beside the app, their images
+      // rewritten as KOTS rewrites them for a local registry, so they run inside the gap too.
+      const kinds = scan.kotsKinds !== undefined && scan.kotsKinds.length > 0
+        ? retargetApp(scanFiles(scan.kotsKinds), retarget).rendered.filter((f) => f.path !== PULL_SECRET_FILE) : [];
+      const pushed = [...new Set(scan.images.map((i) => sourceOf(i.ref)))]
         .map((name) => ({ source: parseReference(name), digest: bundled.get(name)! }));
-      return new RewriteJob(opts, target, result, scan.namespaces, pushed);
+      const extras = kotsOutputs(kinds, config, appSlug);
+      const charts: RewriteSummary['charts'] = [];
+      const warnings: string[] = [];
+      for (const c of scan.charts ?? []) {
+        const o = chartOutputs(c);
+        const { name, version } = c.chart.archive;
+        extras.push({ path: o.archive, content: c.chart.content }, { path: o.values, content: Buffer.from(valuesYaml(c.values)), mode: 0o600 });
+        charts.push({ name, version, releaseName: c.chart.helmChart.releaseName, namespace: c.namespace, archive: o.archive, values: o.values });
+        // The rewrite is a safety net for rendered/; `helm upgrade --install` with values.yaml would pull from the source.
+        const unrewritten = [...new Set(scan.images.filter((i) => i.file === o.rendered && !pushedNames.has(taggedName(i.ref))).map((i) => i.raw))];
+        for (const raw of unrewritten) {
+          warnings.push(`chart ${name} ${version} (HelmChart ${c.chart.helmChart.name}, ${c.chart.helmChart.file}): image ${raw} is rewritten in rendered/ only; ` +
+            `installed with helm and ${o.values} it would be pulled from its source registry: the vendor should set it in the HelmChart's values with LocalImageName or HasLocalRegistry`);
+        }
+      }
+      // A file whose templates read the license or a registry secret holds it once rendered.
+      const secretive = /LicenseFieldValue|LicenseDockerCfg|LocalRegistryImagePullSecret/;
+      for (const c of contents) if (secretive.test(c.content.toString('utf8'))) privatePaths.add(c.path.slice('app/'.length));
+      return new RewriteJob(opts, target, result, scan.namespaces, pushed, extras, privatePaths, charts, warnings);
     } finally {
       await rm(work, { recursive: true, force: true });
       unregister();
@@ -122,11 +208,15 @@ export class RewriteJob {
       ...r.rendered.map((f) => `rendered/${f.path}`),
       ...r.base.map((f) => `base/${f.path}`),
       ...[...r.midstreamFiles.map((f) => f.path), 'kustomization.yaml'].map((p) => `midstream/${p}`),
+      ...this.#extras.map((f) => f.path),
     ];
   }
 
   summary(): RewriteSummary {
-    return { out: this.#opts.out, files: this.#result.rendered.length, images: this.#result.images, namespaces: this.#namespaces };
+    return {
+      out: this.#opts.out, files: this.#result.rendered.length, images: this.#result.images, namespaces: this.#namespaces,
+      charts: this.#charts, warnings: this.#warnings,
+    };
   }
 
   /**
@@ -160,9 +250,20 @@ export class RewriteJob {
   }
 
   async write(): Promise<RewriteSummary> {
-    await writeRetargeted(this.#result, this.#opts.out);
+    await writeRetargeted(this.#result, this.#opts.out, { extras: this.#extras, private: this.#private });
     return this.summary();
   }
+}
+
+/**
+ * What a KOTS release adds to --out: the KOTS kinds rendered for reference (kots/, never applied),
+ * and the config values used (config-values.yaml: a re-run given it renders the same, so a
+ * generated password never rotates). Both may hold secrets: readable by the owner only.
+ */
+function kotsOutputs(kinds: { path: string; content: Buffer }[], config: ConfigState | undefined, appSlug: string): ExtraFile[] {
+  const out: ExtraFile[] = kinds.map((k) => ({ path: k.path, content: k.content, mode: 0o600 }));
+  if (config?.config !== undefined) out.push({ path: 'config-values.yaml', content: Buffer.from(config.valuesDocument(appSlug)), mode: 0o600 });
+  return out;
 }
 
 /**
