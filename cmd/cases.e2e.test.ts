@@ -129,7 +129,10 @@ test.serial('real: the bundle holds every expected image and no other; install r
     t.true(stdout.length > 0, target);
   }
   const files = await textFiles(join(out, 'rendered'));
-  const all = [...files.values()].join('\n');
+  // The KOTS kinds (Application, Preflight, SupportBundle) are not applied: kept under kots/, rewritten too.
+  const kinds = await textFiles(join(out, 'kots'));
+  t.true(kinds.has('troubleshoot.yaml') && kinds.has('kots-app.yaml'), [...kinds.keys()].join(', '));
+  const all = [...files.values(), ...kinds.values()].join('\n');
   for (const img of want) {
     t.false(all.includes(img.ref), `${img.ref} is rewritten everywhere`);
     t.true(all.includes(`${registry}/${lastComponent(img.repo)}:${img.tag}`), img.ref);
@@ -160,12 +163,36 @@ test.serial('real: the bundle holds every expected image and no other; install r
   const viaKubectl = parseAllDocuments((await run('kubectl', ['kustomize', jsonDir])).stdout).map((d) => d.toJS() as Obj);
   t.deepEqual(viaKubectl, [cache]);
   // Deep pod specs get the pull secret too.
-  const pf = parseAllDocuments(files.get('troubleshoot.yaml')!).map((d) => d.toJS() as Obj);
+  const pf = parseAllDocuments(kinds.get('troubleshoot.yaml')!).map((d) => d.toJS() as Obj);
   t.deepEqual(pf[0]!.spec.collectors[0].runPod.podSpec.imagePullSecrets, [{ name: `${world.appSlug}-registry` }]);
   const analysis = parseAllDocuments(files.get('rollouts.yaml')!).map((d) => d.toJS() as Obj)[1]!;
   t.is(analysis.spec.metrics[0].provider.job.spec.template.spec.containers[0].image, `${registry}/busybox:1.36`);
   await assertMidstreamMatches(t, out);
   t.truthy(customer);
+});
+
+test.serial('helm: a HelmChart and its archive are rendered with helm; install writes the chart, its values and its objects, and pushes it as an OCI chart', async (t) => {
+  const { world, dir, user } = t.context;
+  const bundle = join(dir, 'helm.tar');
+  const b = await build(t, 'helm', bundle);
+  t.is(b.code, 0, b.stderr);
+  // The chart's image (its values set the registry) is bundled beside the plain manifest's.
+  t.deepEqual(await bundleRefs(bundle), expected(world, ['library/nginx', 'library/redis']).map((i) => taggedName(parseReference(i.ref))).sort());
+  const out = join(dir, 'helm-install');
+  const registry = await install(t, bundle, out, 'helm');
+  const rendered = await textFiles(join(out, 'rendered'));
+  t.true(rendered.get('helm/redis.yaml')?.includes(`image: "${registry}/redis:7.2.4"`) || rendered.get('helm/redis.yaml')?.includes(`image: ${registry}/redis:7.2.4`), rendered.get('helm/redis.yaml'));
+  t.false([...rendered.keys()].some((f) => f.includes('redis-chart')), 'the HelmChart itself is not applied');
+  const archive = await readFile(join(world.appDir, 'helm', 'redis-18.6.1.tgz'));
+  t.deepEqual(await readFile(join(out, 'charts', 'redis-18.6.1.tgz')), archive);
+  t.regex(await readFile(join(out, 'charts', 'redis', 'values.yaml'), 'utf8'), new RegExp(`registry: ${world.public.replace(/[.]/g, '\\.')}`));
+  // helm pulls the pushed chart, byte for byte.
+  const pulled = join(dir, 'helm-pulled');
+  await mkdir(pulled);
+  await run('helm', ['pull', `oci://${registry}/redis`, '--version', '18.6.1', '--plain-http', '--username', user.username,
+    '--password', user.password, '--destination', pulled], { env: { ...process.env, HELM_REGISTRY_CONFIG: join(pulled, 'config.json') } });
+  t.deepEqual(await readFile(join(pulled, 'redis-18.6.1.tgz')), archive);
+  await assertMidstreamMatches(t, out);
 });
 
 test.serial('kustomize: the rendered tree is what is bundled, carried and rewritten', async (t) => {
@@ -198,9 +225,8 @@ test('kustomize without kubectl on PATH is refused with that hint, nothing writt
 });
 
 const REFUSALS: { app: string; code: string; at: RegExp[] }[] = [
-  { app: 'refused/kots', code: 'unrendered-kots', at: [/web\.yaml:7: unrendered KOTS template syntax: repl\{\{ ConfigOption "replicas" \}\}/, /web\.yaml:23: /] },
+  { app: 'refused/kots', code: 'kots-template', at: [/web\.yaml:23: .*unknown config item "hostname": the release has no kind: Config/] },
   { app: 'refused/duplicates', code: 'duplicate-object', at: [/web-small\.yaml:\d+: Deployment\.apps\/web is defined again; first at web-large\.yaml:1/] },
-  { app: 'refused/helm', code: 'helm-chart', at: [/redis-chart\.yaml:\d+: HelmChart redis 18\.6\.1 is not rendered.*helm template/, /redis-18\.6\.1\.tgz:1: Helm chart archive redis 18\.6\.1/] },
   { app: 'refused/chart-only', code: 'helm-chart-archive', at: [/redis-18\.6\.1\.tgz:1: Helm chart archive redis 18\.6\.1 is not rendered.*helm template redis/] },
   { app: 'refused/nested', code: 'nested-kustomization', at: [/base\/kustomization\.yaml:1: /, /overlays\/prod\/kustomization\.yaml:1: /] },
 ];

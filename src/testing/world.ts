@@ -94,7 +94,7 @@ export interface WorldOptions {
    * Which tree of testdata/ to render into appDir, with the catalog images it names: `app` (the
    * sample application, default) or `cases` (the corpus of real-world shapes, one directory each).
    */
-  app?: 'app' | 'cases';
+  app?: 'app' | 'cases' | 'kots';
 }
 
 const PLACEHOLDER: Record<ImageKind, string> = {
@@ -111,7 +111,7 @@ interface CatalogEntry extends ImageSpec {
   forms: ('tag' | 'pinned' | 'proxied')[];
   additional?: boolean;
   /** The testdata tree that names it (default `app`). */
-  app?: 'app' | 'cases';
+  app?: 'app' | 'cases' | 'kots';
 }
 
 const KiB = 1024;
@@ -157,6 +157,15 @@ function catalog(slug: string): CatalogEntry[] {
       layers: [{ seed: 'cases-db-operand', size: 8 * KiB }] },
     { kind: 'private', repo: 'acme/collector', tag: '1.0', forms: ['proxied'], app: 'cases',
       layers: [{ seed: 'cases-collector', size: 8 * KiB }] },
+    // testdata/kots: a KOTS release written in KOTS's template language (see its README).
+    ...([
+      ['public', 'library/nginx', '1.25.3'], ['public', 'library/redis', '7.2.4'], ['public', 'library/postgres', '16.1'],
+      ['public', 'library/alpine', '3.19'], ['public', 'library/busybox', '1.36'],
+      ['private', 'acme/api', '1.4.2'], ['private', 'acme/worker', '1.4.2'], ['vendor', `${slug}/frontend`, '2.0.1'],
+    ] as const).map(([kind, repo, tag]): CatalogEntry => ({
+      kind, repo, tag, forms: ['tag'], app: 'kots', layers: [{ seed: `kots-${repo}`, size: 8 * KiB }],
+      ...(repo === 'library/nginx' ? { platforms: ['linux/amd64', 'linux/arm64/v8'] } : {}),
+    })),
   ];
 }
 
