@@ -155,9 +155,8 @@ export interface AttachedGraph {
 }
 
 /**
- * For each image (by reference), what the bundle attaches to one of its manifests. An entry whose
- * tag is not its subject's `sha256-<hex>.sig|.att|.sbom` is refused: pushed, it would overwrite
- * some other tag (an application image's) in the customer registry.
+ * For each image (by reference), what the bundle attaches to one of its manifests. The reader has
+ * refused an entry whose tag is not its subject's `sha256-<hex>.sig|.att|.sbom` (bundle/rules.ts).
  */
 export async function loadAttached(reader: BundleReader, images: { ref: string }[], graphs: Map<string, GraphNode>,
   signal?: AbortSignal): Promise<Map<string, AttachedGraph[]>> {
@@ -167,10 +166,6 @@ export async function loadAttached(reader: BundleReader, images: { ref: string }
     const digests = new Set(flatten([graphs.get(img.ref)!]).filter((n) => n.bytes !== undefined).map((n) => n.descriptor.digest));
     const list: AttachedGraph[] = [];
     for (const a of entries.filter((x) => digests.has(x.subject))) {
-      if (a.tag !== undefined && (kindOfTag(a.tag) === undefined || !a.tag.startsWith(referrersTag(a.subject) + '.'))) {
-        throw new AirgapError('E_BUNDLE', `${reader.label}: index.json attaches ${a.descriptor.digest} to ${a.subject} under the tag "${a.tag}", which is not that digest's signature, attestation or SBOM tag`,
-          { hint: 'the bundle was altered: get it again from the vendor and check it with airgap verify' });
-      }
       const root = await reader.resolve(a.descriptor.digest);
       list.push({ kind: a.kind, subject: a.subject, ...(a.tag ? { tag: a.tag } : {}),
         graph: await loadGraph(reader, root, `${img.ref}: ${a.tag ?? `${a.kind} ${a.descriptor.digest}`}`, signal) });

@@ -5,7 +5,7 @@ import type { KeptBlobs } from './kept.js';
 import { ByteCounter } from './bytecounter.js';
 import { AirgapError } from './errors.js';
 import type { Descriptor } from './oci/descriptor.js';
-import { MAX_MANIFEST_BYTES, parseManifest, childrenOf, isForeignLayer, type ParsedManifest } from './oci/manifest.js';
+import { MAX_GRAPH_DEPTH, MAX_MANIFEST_BYTES, parseManifest, childrenOf, isForeignLayer, type ParsedManifest } from './oci/manifest.js';
 import { isIndexType, isManifestType } from './oci/mediatypes.js';
 import { VerifyingStream, verifyBytes } from './oci/verify.js';
 import { DEFAULT_PART_SIZE, PARTS_FROM, copyParts } from './parts.js';
@@ -61,7 +61,7 @@ export async function fetchManifest(src: SourceStore, desc: Descriptor, what: st
 export async function loadGraph(src: SourceStore, root: Resolved, what: string, signal?: AbortSignal,
   carryForeign: (d: Descriptor) => boolean = () => false): Promise<GraphNode> {
   const seen = new Map<string, Promise<GraphNode>>();
-  const visit = (desc: Descriptor, bytes: Uint8Array | undefined): Promise<GraphNode> => {
+  const visit = (desc: Descriptor, bytes: Uint8Array | undefined, depth: number): Promise<GraphNode> => {
     const key = desc.digest;
     const known = seen.get(key);
     if (known) return known;
@@ -69,17 +69,21 @@ export async function loadGraph(src: SourceStore, root: Resolved, what: string, 
       if (!isIndexType(desc.mediaType) && !isManifestType(desc.mediaType) && bytes === undefined) {
         return { descriptor: desc, children: [] };
       }
+      if (depth > MAX_GRAPH_DEPTH) {
+        throw new AirgapError(src.malformedCode ?? 'E_UNSUPPORTED',
+          `${what}: manifests nest more than ${MAX_GRAPH_DEPTH} levels deep (at ${desc.digest}) in ${src.label}; no image is built that way`);
+      }
       const b = bytes ?? (await fetchManifest(src, desc, what, signal)).bytes;
       const manifest = parseManifest(b, desc.mediaType, `${what} manifest ${desc.digest}`);
       const left = childrenOf(manifest).filter((d) => isForeignLayer(d) && !carryForeign(d));
       const kids = childrenOf(manifest).filter((d) => !left.includes(d));
-      const children = await Promise.all(kids.map((d) => visit(d, undefined)));
+      const children = await Promise.all(kids.map((d) => visit(d, undefined, depth + 1)));
       return { descriptor: desc, bytes: b, manifest, children, ...(left.length > 0 ? { foreign: left } : {}) };
     })();
     seen.set(key, p);
     return p;
   };
-  return visit(root.descriptor, root.bytes);
+  return visit(root.descriptor, root.bytes, 1);
 }
 
 /** Bytes of content the nodes stand for (blobs and manifests alike). */
@@ -87,17 +91,30 @@ export function totalSize(nodes: GraphNode[]): number {
   return nodes.reduce((n, x) => n + x.descriptor.size, 0);
 }
 
-/** Every distinct blob and manifest in the graphs, children before parents. */
+/**
+ * Every distinct blob and manifest in the graphs, children before parents. Iterative: a graph's
+ * depth never costs stack.
+ */
 export function flatten(roots: GraphNode[]): GraphNode[] {
   const out: GraphNode[] = [];
   const seen = new Set<string>();
-  const walk = (n: GraphNode) => {
-    if (seen.has(n.descriptor.digest)) return;
-    seen.add(n.descriptor.digest);
-    n.children.forEach(walk);
-    out.push(n);
-  };
-  roots.forEach(walk);
+  const stack: { node: GraphNode; next: number }[] = [];
+  for (const root of roots) {
+    if (seen.has(root.descriptor.digest)) continue;
+    seen.add(root.descriptor.digest);
+    stack.push({ node: root, next: 0 });
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1]!;
+      const child = top.node.children[top.next++];
+      if (child === undefined) {
+        stack.pop();
+        out.push(top.node);
+      } else if (!seen.has(child.descriptor.digest)) {
+        seen.add(child.descriptor.digest);
+        stack.push({ node: child, next: 0 });
+      }
+    }
+  }
   return out;
 }
 

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { LimitFunction } from 'p-limit';
 import { baseLabel } from './bundle/format.js';
 import { BundleReader } from './bundle/reader.js';
-import type { GraphNode } from './copy.js';
+import { flatten, type GraphNode } from './copy.js';
 import { AirgapError } from './errors.js';
 import type { TargetStore } from './store.js';
 
@@ -120,11 +120,7 @@ export async function placeBaseBlobs(reader: BundleReader, registry: string, tar
   const needs = new Map<string, Set<string>>();
   for (const t of targets) {
     const set = needs.get(t.repository) ?? new Set<string>();
-    const walk = (n: GraphNode): void => {
-      if (reader.isFromBase(n.descriptor.digest)) set.add(n.descriptor.digest);
-      n.children.forEach(walk);
-    };
-    t.graphs.forEach(walk);
+    for (const n of flatten(t.graphs)) if (reader.isFromBase(n.descriptor.digest)) set.add(n.descriptor.digest);
     needs.set(t.repository, set);
   }
   const stores = new Map(targets.map((t) => [t.repository, t.store]));

@@ -20,6 +20,11 @@ export interface FetchOptions {
 export interface SourceStore {
   /** Short human label for messages: "registry quay.io/my-org/api", "bundle ./app.tar". */
   readonly label: string;
+  /**
+   * The code of a graph from this store that breaks the rules (nested too deep): a bundle's is
+   * the bundle's fault (E_BUNDLE, exit 3); unset, a registry's, is unsupported content.
+   */
+  readonly malformedCode?: 'E_BUNDLE';
   /** Resolves a tag (or reference name, for a bundle) or a digest to its manifest. */
   resolve(reference: string, opts?: FetchOptions): Promise<Resolved>;
   /**

@@ -3,8 +3,11 @@ import { Readable } from 'node:stream';
 import { AirgapError, isAirgapError } from '../errors.js';
 import { assertDigest, isDescriptor, isSha256Hex, type Descriptor } from '../oci/descriptor.js';
 import { MAX_MANIFEST_BYTES, parseManifest } from '../oci/manifest.js';
+import { isIndexType, isManifestType } from '../oci/mediatypes.js';
 import { verifyBytes } from '../oci/verify.js';
+import type { ParsedManifest } from '../oci/manifest.js';
 import type { FetchOptions, Resolved, SourceStore } from '../store.js';
+import { indexProblems, manifestTypeProblem } from './rules.js';
 import {
   ANNOTATION_ATTACHED_KIND, ANNOTATION_ATTACHED_TAG, ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, ANNOTATION_SUBJECT, APP_DIR, BLOBS_DIR, INDEX_FILE, METADATA_FILE,
   METADATA_SCHEMA_VERSION, OCI_LAYOUT_FILE, malformedBundle, type BundleBase, type BundleMetadata,
@@ -28,6 +31,8 @@ export interface BundleBlob {
  */
 export class BundleReader implements SourceStore {
   readonly label: string;
+  /** A graph read from a bundle that breaks the rules is the bundle's fault: exit 3. */
+  readonly malformedCode = 'E_BUNDLE' as const;
   readonly path: string;
   /** The bytes: one tar, or the parts of a split bundle. */
   readonly file: BundleFile;
@@ -77,6 +82,10 @@ export class BundleReader implements SourceStore {
         throw malformedBundle(label, `${OCI_LAYOUT_FILE} has no "imageLayoutVersion": this is not an OCI image layout`);
       }
       const index = parseIndex(await readJson(file, entries, INDEX_FILE, label, true), label);
+      const broken = indexProblems(index);
+      if (broken.length > 0) {
+        throw malformedBundle(label, broken[0]! + (broken.length > 1 ? ` (and ${broken.length - 1} more problem(s) in ${INDEX_FILE})` : ''));
+      }
       const metadata = parseMetadata(await readJson(file, entries, METADATA_FILE, label, false), label);
       return new BundleReader(path, file, entries, index, metadata);
     } catch (e) {
@@ -184,23 +193,63 @@ export class BundleReader implements SourceStore {
     let descriptor: Descriptor | undefined;
     if (reference.startsWith('sha256:')) {
       assertDigest(reference, `${this.label}: ${reference}`);
-      descriptor = this.#index.find((d) => d.digest === reference);
+      descriptor = this.#byDigest().get(reference);
       if (!descriptor) {
         const entry = this.#blobs.get(reference);
         if (!entry) throw notFound(this.label, reference);
         const bytes = await this.#readManifest(entry, reference);
-        const parsed = parseManifest(bytes, null, `${this.label}: manifest ${reference}`);
+        const parsed = this.#parse(bytes, null, `manifest ${reference}`);
         descriptor = { mediaType: parsed.mediaType, digest: reference, size: entry.size };
       }
     } else {
-      descriptor = this.images().find((i) => i.ref === reference)?.descriptor;
+      descriptor = this.#byRef().get(reference);
       if (!descriptor) throw notFound(this.label, reference);
     }
-    const entry = this.#blobs.get(descriptor.digest);
-    if (!entry) throw damaged(this.label, `manifest ${descriptor.digest} of ${reference}`);
-    const bytes = await this.#readManifest(entry, descriptor.digest);
-    verifyBytes(bytes, descriptor, `${this.label}: manifest of ${reference}`);
+    const { bytes } = await this.readManifest(descriptor, `manifest of ${reference}`);
     return { descriptor, bytes };
+  }
+
+  /**
+   * A manifest or index, read whole, verified and parsed; its body must be what the descriptor
+   * says (bundle/rules.ts). Every reader of the bundle's manifests comes through here.
+   */
+  async readManifest(desc: Descriptor, what = `manifest ${desc.digest}`): Promise<{ bytes: Buffer; manifest: ParsedManifest }> {
+    const entry = this.#blobs.get(desc.digest);
+    if (!entry) throw damaged(this.label, `${what} (${desc.digest})`);
+    const bytes = await this.#readManifest(entry, desc.digest);
+    verifyBytes(bytes, desc, `${this.label}: ${what}`);
+    const manifest = this.#parse(bytes, desc.mediaType, what);
+    const problem = manifestTypeProblem(desc, manifest);
+    if (problem) throw malformedBundle(this.label, `${what}: ${problem}`);
+    return { bytes, manifest };
+  }
+
+  #parse(bytes: Buffer, mediaType: string | null, what: string): ParsedManifest {
+    try {
+      return parseManifest(bytes, mediaType, what);
+    } catch (e) {
+      // Content the bundle carries that is no manifest is a malformed bundle (exit 3), not an unsupported registry answer.
+      if (isAirgapError(e, 'E_UNSUPPORTED')) throw malformedBundle(this.label, e.message);
+      throw e;
+    }
+  }
+
+  #refs: Map<string, Descriptor> | undefined;
+  #digests: Map<string, Descriptor> | undefined;
+
+  /** Reference name → descriptor, built once (a lookup per image must not scan the index). */
+  #byRef(): Map<string, Descriptor> {
+    this.#refs ??= new Map(this.images().map((i) => [i.ref, i.descriptor]));
+    return this.#refs;
+  }
+
+  /** Digest → its first index.json descriptor. */
+  #byDigest(): Map<string, Descriptor> {
+    if (!this.#digests) {
+      this.#digests = new Map();
+      for (const d of this.#index) if (!this.#digests.has(d.digest)) this.#digests.set(d.digest, d);
+    }
+    return this.#digests;
   }
 
   async fetch(desc: Descriptor, opts: FetchOptions = {}): Promise<Readable> {
@@ -212,6 +261,9 @@ export class BundleReader implements SourceStore {
         { hint: 'push the base bundle into the registry first, or build a full bundle (without --since)' });
     }
     if (!entry) throw notFound(this.label, desc.digest);
+    if (isIndexType(desc.mediaType) || isManifestType(desc.mediaType)) {
+      return Readable.from([(await this.readManifest(desc)).bytes], { objectMode: false });
+    }
     if (entry.size !== desc.size) {
       throw new AirgapError('E_DIGEST_MISMATCH',
         `${this.label}: ${desc.digest} is stored with ${entry.size} bytes, expected ${desc.size}`,

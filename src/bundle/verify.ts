@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { isAirgapError } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
-import { childrenOf, isForeignLayer, parseManifest } from '../oci/manifest.js';
+import { MAX_GRAPH_DEPTH, childrenOf, isForeignLayer } from '../oci/manifest.js';
 import { isIndexType, isManifestType } from '../oci/mediatypes.js';
 import { ANNOTATION_ATTACHED_TAG, ANNOTATION_REF_NAME, ANNOTATION_SUBJECT, INDEX_FILE } from './format.js';
 import { sha256Digest } from '../oci/verify.js';
@@ -105,6 +105,10 @@ function inParts(reader: BundleReader, digest: string): string {
   return reader.file.split ? ` (in ${reader.partsOfBlob(digest).map((p) => `part ${p}`).join(' and ')})` : '';
 }
 
+/**
+ * Walks every index.json entry's graph with an explicit stack (depth costs no call stack), bounded
+ * as every reader's walk is (MAX_GRAPH_DEPTH), reading manifests through the reader's rules.
+ */
 async function checkGraphs(reader: BundleReader, damaged: Set<string>, problems: VerifyProblem[],
   fromBase: Map<string, number>): Promise<void> {
   // A blob shared by several images is reported once, under the first image that reaches it.
@@ -112,8 +116,9 @@ async function checkGraphs(reader: BundleReader, damaged: Set<string>, problems:
   const roots = reader.indexDescriptors();
   if (roots.length === 0) problems.push({ message: 'index.json lists no images' });
 
-  const walk = async (desc: Descriptor, ref: string | undefined, path: string): Promise<void> => {
-    if (visited.has(desc.digest)) return;
+  interface Step { desc: Descriptor; ref: string | undefined; path: string; depth: number }
+  const visit = async ({ desc, ref, path, depth }: Step): Promise<Step[]> => {
+    if (visited.has(desc.digest)) return [];
     visited.add(desc.digest);
     const problem = (message: string): void => {
       problems.push({ digest: desc.digest, ...(ref ? { ref } : {}), message });
@@ -125,37 +130,45 @@ async function checkGraphs(reader: BundleReader, damaged: Set<string>, problems:
       // A manifest is always carried (push walks graphs from the delta alone): never expect one.
       else if (isIndexType(desc.mediaType) || isManifestType(desc.mediaType)) problem(`${path} ${desc.digest} is a manifest the delta does not carry`);
       else fromBase.set(desc.digest, desc.size);
-      return;
+      return [];
     }
     if (size === undefined) {
       if (!isForeignLayer(desc)) problem(`${path} ${desc.digest} is missing from the bundle`);
-      return;
+      return [];
     }
     if (size !== desc.size) {
       problem(`${path} ${desc.digest} is stored with ${size} bytes but referenced with ${desc.size}`);
-      return;
+      return [];
     }
-    if (!isIndexType(desc.mediaType) && !isManifestType(desc.mediaType)) return;
-    if (damaged.has(desc.digest)) return; // already reported; its children cannot be trusted
+    if (!isIndexType(desc.mediaType) && !isManifestType(desc.mediaType)) return [];
+    if (damaged.has(desc.digest)) return []; // already reported; its children cannot be trusted
+    if (depth > MAX_GRAPH_DEPTH) {
+      problem(`${path} ${desc.digest}: manifests nest more than ${MAX_GRAPH_DEPTH} levels deep; no image is built that way`);
+      return [];
+    }
     let children: Descriptor[];
+    let isIndex: boolean;
     try {
-      const { bytes } = await reader.resolve(desc.digest);
-      children = childrenOf(parseManifest(bytes, desc.mediaType, `${path} ${desc.digest}`));
+      const { manifest } = await reader.readManifest(desc, `${path} ${desc.digest}`);
+      children = childrenOf(manifest);
+      isIndex = manifest.kind === 'index';
     } catch (e) {
       problem(`${path} ${desc.digest} cannot be read as a manifest: ${errorText(e)}`);
-      return;
+      return [];
     }
-    for (const child of children) {
-      const childPath = isIndexType(child.mediaType) || isManifestType(child.mediaType) ? 'manifest'
-        : child === children[0] && !isIndexType(desc.mediaType) ? 'config' : 'layer';
-      await walk(child, ref, childPath);
-    }
+    return children.map((child, i) => ({
+      desc: child, ref, depth: depth + 1,
+      path: isIndexType(child.mediaType) || isManifestType(child.mediaType) ? 'manifest' : i === 0 && !isIndex ? 'config' : 'layer',
+    }));
   };
 
   for (const root of roots) {
     const ref = root.annotations?.[ANNOTATION_REF_NAME];
     const subject = root.annotations?.[ANNOTATION_SUBJECT];
-    await walk(root, ref, ref ? `image ${ref}:` : subject ? `${root.annotations?.[ANNOTATION_ATTACHED_TAG] ?? 'referrer'} of ${subject}:` : 'index.json entry');
+    const path = ref ? `image ${ref}:` : subject ? `${root.annotations?.[ANNOTATION_ATTACHED_TAG] ?? 'referrer'} of ${subject}:` : 'index.json entry';
+    // Depth first, children in order, as a recursive walk would report them.
+    const stack: Step[] = [{ desc: root, ref, path, depth: 1 }];
+    while (stack.length > 0) stack.push(...(await visit(stack.pop()!)).reverse());
   }
 }
 

@@ -26,6 +26,12 @@ export type ParsedManifest = ImageManifest | ImageIndex;
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 
 /**
+ * How deep manifests may nest (an index of indexes of manifests). Real images use two or three
+ * levels; the bound keeps every walk of a hostile graph (5,000 nested indexes) short.
+ */
+export const MAX_GRAPH_DEPTH = 16;
+
+/**
  * Parses manifest bytes. The media type comes from the body's `mediaType` when present (registries
  * send wrong or parameterised Content-Types), else from the Content-Type, else from the shape.
  */
