@@ -6,7 +6,7 @@ import {
   builderValues, installValues, isExcluded, isHelmChartObject, matchChart, parseHelmChart, withoutShadowedV1beta1,
   type HelmChart,
 } from '../helm/helmchart.js';
-import { helmTemplate } from '../helm/template.js';
+import { findHelm, helmTemplate } from '../helm/template.js';
 import type { ReleaseFile, RenderedDocument } from './release.js';
 
 /**
@@ -78,6 +78,8 @@ export async function discoverCharts(files: ReleaseFile[], docs: RenderedDocumen
     out.findings.push(finding(e, docs[0]?.file ?? 'release', 1));
     return out;
   }
+  // No helm is the user's to fix once, not a finding per chart: E_USAGE, one line with the hint.
+  const helm = charts.length > 0 ? findHelm() : undefined;
   const used = new Set<ChartArchive>();
   for (const { helmChart: hc } of charts) {
     try {
@@ -85,7 +87,7 @@ export async function discoverCharts(files: ReleaseFile[], docs: RenderedDocumen
       used.add(archive);
       const content = archives.find((a) => a.archive === archive)!.content;
       const text = await helmTemplate({
-        chart: content, releaseName: hc.releaseName, namespace: hc.namespace ?? namespace,
+        chart: content, releaseName: hc.releaseName, namespace: hc.namespace ?? namespace, ...(helm !== undefined ? { helm } : {}),
         values: builderValues(hc), valuesFrom: hc.builder !== undefined ? 'builder' : 'values',
         label: `HelmChart ${hc.name} (${hc.file}:${hc.line})`,
       });
