@@ -1,4 +1,5 @@
-import { parse, stringify } from 'yaml';
+import { load as loadLenient } from 'js-yaml';
+import { parse, parseDocument, stringify } from 'yaml';
 import { isAirgapError } from '../errors.js';
 import type { Finding } from '../app/findings.js';
 import { isArchiveName, readChartArchive, type ChartArchive } from '../helm/chart.js';
@@ -50,6 +51,31 @@ function finding(e: unknown, file: string, line: number): Finding {
   };
 }
 
+/**
+ * `helm template` output as our YAML reader can take it. Helm's templates are read by go-yaml,
+ * which accepts some indentation the YAML spec (and the yaml package) refuses — istio 1.5's
+ * ClusterRoles write a flow sequence at its key's own indentation. Such a document is read by
+ * js-yaml, which is as lenient as go-yaml there, and written back as JSON (YAML too): its
+ * objects are kept, not dropped, and every later step reads it. Other documents stay byte for byte.
+ */
+export function readableChartOutput(text: string): string {
+  const docs = text.split(/^---[ \t]*$/m);
+  let changed = false;
+  const out = docs.map((doc) => {
+    if (doc.trim() === '' || parseDocument(doc, { prettyErrors: false }).errors.length === 0) return doc;
+    let obj: unknown;
+    try {
+      obj = loadLenient(doc);
+    } catch {
+      return doc; // neither reader takes it: the scan names it
+    }
+    changed = true;
+    const source = /^# Source: .*$/m.exec(doc)?.[0];
+    return `\n${source !== undefined ? `${source}\n` : ''}${JSON.stringify(obj, null, 2)}\n`;
+  });
+  return changed ? out.join('---') : text;
+}
+
 export interface ChartDiscovery {
   /** Each chart's rendering with its builder values, for images. */
   rendered: { path: string; content: Buffer }[];
@@ -91,7 +117,7 @@ export async function discoverCharts(files: ReleaseFile[], docs: RenderedDocumen
         values: builderValues(hc), valuesFrom: hc.builder !== undefined ? 'builder' : 'values',
         label: `HelmChart ${hc.name} (${hc.file}:${hc.line})`,
       });
-      out.rendered.push({ path: archive.path, content: Buffer.from(text) });
+      out.rendered.push({ path: archive.path, content: Buffer.from(readableChartOutput(text)) });
       for (const image of archive.images) out.annotated.push({ image, file: archive.path });
     } catch (e) {
       if (!isAirgapError(e)) throw e;
@@ -132,7 +158,7 @@ export async function installCharts(files: ReleaseFile[], docs: RenderedDocument
       chart: content, releaseName: hc.releaseName, namespace: ns, values, valuesFrom: 'values',
       label: `HelmChart ${hc.name} (${hc.file}:${hc.line})`,
     });
-    out.push({ chart: { helmChart: hc, archive, content }, values, namespace: ns, rendered });
+    out.push({ chart: { helmChart: hc, archive, content }, values, namespace: ns, rendered: readableChartOutput(rendered) });
   }
   return out;
 }

@@ -73,7 +73,10 @@ export async function scanRelease(files: ReleaseFile[], opts: ReleaseScanOptions
   for (const img of localImageNames(files)) add(img);
   for (const chart of charts.rendered) {
     try {
-      for (const img of scanFiles([chart]).images) add(img);
+      const scanned = scanFiles([chart]);
+      for (const img of scanned.images) add(img);
+      // What the chart's output holds that cannot be read would hide its images: said, never dropped.
+      result.findings.push(...scanned.findings.filter((f) => f.severity === 'error' || f.code === 'undeclared-image'));
     } catch (e) {
       if (!isAirgapError(e)) throw e;
       result.findings.push({ severity: 'error', code: 'helm-render', file: chart.path, line: 1, message: e.message, hint: e.hint ?? 'fix the chart' });
