@@ -30,13 +30,18 @@ function text(path: string, docs: RenderedDocument[]): ManifestText {
   return { path, content: Buffer.from(joinDocuments(docs)) };
 }
 
-function templateFinding(e: unknown, fallbackFile: string): Finding {
+function templateFinding(e: unknown, fallbackFile: string, raw?: string): Finding {
   const message = e instanceof Error ? e.message : String(e);
   const m = /^([^:\s]+):(\d+): (.*)$/.exec(message);
+  const line = m ? Number(m[2]) : 1;
+  // KOTS renders the whole text, comments included: a template left in a comment still runs.
+  const inComment = raw !== undefined && /^\s*#/.test(raw.split('\n')[line - 1] ?? '');
   return {
-    severity: 'error', code: 'kots-template', file: m?.[1] ?? fallbackFile, line: m ? Number(m[2]) : 1,
+    severity: 'error', code: 'kots-template', file: m?.[1] ?? fallbackFile, line,
     message: m?.[3] ?? message,
-    hint: (isAirgapError(e) ? e.hint : undefined) ?? 'fix the template: airgap renders the release as KOTS does, at build and at the customer\'s install',
+    hint: inComment
+      ? 'that line is a YAML comment, and KOTS renders templates in comments too: fix the template or remove it from the comment'
+      : (isAirgapError(e) ? e.hint : undefined) ?? 'fix the template: airgap renders the release as KOTS does, at build and at the customer\'s install',
   };
 }
 
@@ -66,7 +71,7 @@ export function discoverRelease(files: ReleaseFile[], opts: RenderOptions): Disc
       documents.push(...splitDocuments(f.path, text));
     } catch (e) {
       if (!isAirgapError(e)) throw e;
-      findings.push(templateFinding(e, f.path));
+      findings.push(templateFinding(e, f.path, raw));
     }
     // Every branch of every if-chain, for images: a variant that does not render or parse
     // (a branch that only makes sense with other values) adds nothing, and says nothing.
