@@ -19,14 +19,18 @@
  *          can be made (root): V8 sizes its heap from the memory the process may use
  *   requests of each kind per image (HEAD blob 404, POST mount 201, …), counted from the
  *          registries' access logs, for both tools (src/testing/requests.ts)
- * BENCH_SETS (default "big,many") picks the sets. The seeding is not timed.
+ * and a third, a KOTS release of Helm charts (issue 23), where the cost is helm's own runs:
+ *   plan   `airgap plan --offline` of BENCH_CHARTS (20) small charts, each with its HelmChart, vs
+ *          the same charts' `helm template` runs alone, one after another (target: ≤ 2×)
+ *   runs   how many times plan ran helm (a counting wrapper on PATH): one per chart
+ * BENCH_SETS (default "big,many,charts") picks the sets. The seeding is not timed.
  *
  * Prints the tables and exits 1 when a target is missed. Sizes come from BENCH_* variables (MB = 10^6 bytes).
  */
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm, rmdir, stat, writeFile, copyFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, rmdir, stat, writeFile, copyFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pLimit from 'p-limit';
 import { FixtureLayout, pushImage, type LayerSpec } from '../src/testing/fixtures.js';
@@ -34,6 +38,7 @@ import { startRegistry } from '../src/testing/registry.js';
 import { AccessLog, type RequestCounts, totalRequests } from '../src/testing/requests.js';
 import { seedLayout } from '../src/testing/seed.js';
 import { CLI } from '../src/testing/cli.js';
+import { deploymentTemplate, helmChartV1beta2, packageChart, testHelm, writeChart, writeHelmChart } from '../src/testing/charts.js';
 
 const num = (name: string, def: number): number => {
   const v = Number(process.env[name] ?? def);
@@ -58,7 +63,7 @@ const cfg = {
   limitedMemory: num('BENCH_LIMITED_MEMORY_MIB', 1024) * 2 ** 20,
   settleSeconds: num('BENCH_SETTLE_S', 5),
   repushRuns: Math.max(1, Math.round(num('BENCH_REPUSH_RUNS', 5))),
-  sets: new Set((process.env.BENCH_SETS ?? 'big,many').split(',').map((x) => x.trim()).filter((x) => x !== '')),
+  sets: new Set((process.env.BENCH_SETS ?? 'big,many,charts').split(',').map((x) => x.trim()).filter((x) => x !== '')),
   many: {
     images: Math.round(num('BENCH_MANY_IMAGES', 150)),
     rssImages: Math.round(num('BENCH_MANY_RSS_IMAGES', 600)),
@@ -68,8 +73,9 @@ const cfg = {
     baseShare: Math.max(1, Math.round(num('BENCH_MANY_BASE_SHARE', 30))),
     midShare: Math.max(1, Math.round(num('BENCH_MANY_MID_SHARE', 10))),
   },
+  charts: Math.max(1, Math.round(num('BENCH_CHARTS', 20))),
 };
-for (const set of cfg.sets) if (set !== 'big' && set !== 'many') throw new Error(`BENCH_SETS: unknown set "${set}" (big, many)`);
+for (const set of cfg.sets) if (!['big', 'many', 'charts'].includes(set)) throw new Error(`BENCH_SETS: unknown set "${set}" (big, many, charts)`);
 
 const root = join(fileURLToPath(import.meta.url), '..', '..');
 const log = (s: string): void => { process.stderr.write(`[bench] ${s}\n`); };
@@ -229,6 +235,8 @@ interface SetResult {
   /** One line saying what the set is. */
   title: string;
   rows: Row[];
+  /** What the second column is measured against (default: the skopeo pipeline). */
+  baseline?: string;
   /** Further lines printed after the table (the requests per image). */
   extra: string[];
 }
@@ -609,6 +617,80 @@ async function manySet(env: Env): Promise<SetResult> {
   };
 }
 
+/**
+ * The third set (issue 23): plan of a release of many small charts. airgap runs the user's helm
+ * once per chart (`helm template` with the HelmChart's builder values); the rest of plan must not
+ * cost more than those runs themselves. Timed: `airgap plan --offline` (median of PLAN_RUNS) and,
+ * alone, the same `helm template` runs one after another (the median of PLAN_RUNS sums); counted:
+ * the helm runs of one more plan, by a wrapper ahead of helm on PATH.
+ */
+async function chartsSet(env: Env): Promise<SetResult> {
+  const n = cfg.charts;
+  const helmBin = testHelm(); // .tools/bin/helm, put there by scripts/prepare.sh
+  const dir = join(env.work, 'charts');
+  const release = join(dir, 'release');
+  await mkdir(release, { recursive: true });
+  const homes = join(dir, 'homes');
+  await Promise.all(['cache', 'config', 'data'].map((h) => mkdir(join(homes, h), { recursive: true })));
+  log(`writing ${n} charts, each with its HelmChart`);
+  const names = Array.from({ length: n }, (_, i) => `chart-${String(i).padStart(2, '0')}`);
+  for (const name of names) {
+    const chartDir = await writeChart(join(dir, 'src'), {
+      name, version: '1.0.0', values: { image: `registry.example.com/bench/${name}:1.0` },
+      templates: { 'deployment.yaml': deploymentTemplate(name, '.Values.image') },
+    });
+    await packageChart(chartDir, release, homes);
+    await writeHelmChart(join(release, `${name}.yaml`), helmChartV1beta2({ name, chartName: name, chartVersion: '1.0.0', builder: {} }));
+  }
+  const values = join(dir, 'builder.json');
+  await writeFile(values, '{}');
+  const withHelm: NodeJS.ProcessEnv = { ...cleanEnv, PATH: `${dirname(helmBin)}:${cleanEnv.PATH ?? ''}` };
+  // As airgap runs it (src/helm/template.ts): private homes, no kubeconfig, the builder values.
+  const helmEnv: NodeJS.ProcessEnv = { ...cleanEnv, HELM_CACHE_HOME: join(homes, 'cache'), HELM_CONFIG_HOME: join(homes, 'config'),
+    HELM_DATA_HOME: join(homes, 'data'), KUBECONFIG: join(homes, 'no-kubeconfig') };
+
+  await settle();
+  log(`airgap plan --offline of ${n} charts`);
+  const plans: Measured[] = [];
+  for (let i = 0; i < PLAN_RUNS; i++) plans.push(await measure(process.execPath, [CLI, 'plan', '--manifests', release, '--offline', '--json'], withHelm));
+  const plan = median(plans);
+  const planned = (JSON.parse(plan.stdout) as { images: unknown[] }).images.length;
+  if (planned !== n) throw new Error(`airgap plan listed ${planned} images, not ${n}`);
+  log(`  ${plans.map((p) => f2(p.seconds)).join(' / ')} s (median ${f2(plan.seconds)})`);
+  log(`the ${n} helm template runs alone`);
+  const sums: Measured[] = [];
+  for (let i = 0; i < PLAN_RUNS; i++) {
+    const runs: Measured[] = [];
+    for (const name of names) {
+      runs.push(await measure(helmBin, ['template', name, join(release, `${name}-1.0.0.tgz`), '--namespace', 'default',
+        '--values', values, '--include-crds'], helmEnv));
+    }
+    sums.push({ seconds: runs.reduce((a, r) => a + r.seconds, 0), cpuSeconds: runs.reduce((a, r) => a + r.cpuSeconds, 0), rssMb: 0, stdout: '' });
+  }
+  const helmAlone = median(sums);
+  log(`  ${sums.map((p) => f2(p.seconds)).join(' / ')} s (median ${f2(helmAlone.seconds)})`);
+
+  // One more plan, its helm runs counted: a wrapper ahead of the real helm logs each one.
+  const counter = join(dir, 'counter');
+  const runsLog = join(dir, 'helm-runs.log');
+  await mkdir(counter);
+  await writeFile(join(counter, 'helm'), `#!/bin/sh\necho "$*" >> '${runsLog}'\nexec '${helmBin}' "$@"\n`, { mode: 0o755 });
+  await measure(process.execPath, [CLI, 'plan', '--manifests', release, '--offline', '--json'], { ...withHelm, PATH: `${counter}:${withHelm.PATH ?? ''}` });
+  const helmRuns = (await readFile(runsLog, 'utf8')).split('\n').filter((l) => l.startsWith('template ')).length;
+
+  const ratio = plan.seconds / helmAlone.seconds;
+  return {
+    title: `set "charts": a KOTS release of ${n} small charts (one Deployment each) and their v1beta2 HelmCharts, planned offline with helm ${dirname(helmBin)}`,
+    baseline: 'helm template alone',
+    rows: [
+      [`plan --offline of ${n} charts vs their ${n} helm template runs alone (s, median of ${PLAN_RUNS})`, f2(plan.seconds), f2(helmAlone.seconds), f2(ratio), '≤ 2.00', ratio <= 2],
+      ['plan / helm template CPU, user+sys (s)', f2(plan.cpuSeconds), f2(helmAlone.cpuSeconds), '', '', undefined],
+      [`helm runs during one plan of ${n} charts`, String(helmRuns), '', '', `= ${n}`, helmRuns === n],
+    ],
+    extra: [],
+  };
+}
+
 /** How far the adaptive bulk limit went in build and push (their --json summaries, src/concurrency.ts). */
 function transfersRow(build: Measured, push: Measured): Row {
   type Report = { adaptive: boolean; smallRequests: number; bulkStart: number; bulkPeak: number; bulkMax: number };
@@ -654,6 +736,7 @@ async function main(): Promise<number> {
     const results: SetResult[] = [];
     if (cfg.sets.has('big')) results.push(await bigSet(env));
     if (cfg.sets.has('many')) results.push(await manySet(env));
+    if (cfg.sets.has('charts')) results.push(await chartsSet(env));
     const cpu = cpus()[0]?.model ?? 'unknown CPU';
     const lines = [
       `machine: ${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, node ${process.version}; link: +${cfg.delayMs} ms per request, ${cfg.rate} MB/s per connection`,
@@ -661,7 +744,7 @@ async function main(): Promise<number> {
         '',
         r.title,
         '',
-        '| measure | airgap | skopeo pipeline | ratio | target | met |',
+        `| measure | airgap | ${r.baseline ?? 'skopeo pipeline'} | ratio | target | met |`,
         '|---|---|---|---|---|---|',
         ...r.rows.map(([m, a, s, ratio, t, ok]) => `| ${m} | ${a} | ${s} | ${ratio} | ${t} | ${ok === undefined ? '' : ok ? 'yes' : '**NO**'} |`),
         ...r.extra,
