@@ -1,4 +1,3 @@
-import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { AirgapError, isAirgapError } from '../errors.js';
 import { assertDigest, isDescriptor, isSha256Hex, type Descriptor } from '../oci/descriptor.js';
@@ -12,6 +11,7 @@ import {
   ANNOTATION_ATTACHED_KIND, ANNOTATION_ATTACHED_TAG, ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, ANNOTATION_SUBJECT, APP_DIR, BLOBS_DIR, INDEX_FILE, METADATA_FILE,
   METADATA_SCHEMA_VERSION, OCI_LAYOUT_FILE, malformedBundle, type BundleBase, type BundleMetadata,
 } from './format.js';
+import { openRegularFile } from './regular.js';
 import { BundleFile } from './split.js';
 import { indexTar, readExactly, type ReadAt, type TarEntry } from './tarindex.js';
 
@@ -62,20 +62,13 @@ export class BundleReader implements SourceStore {
   }
 
   static async open(path: string): Promise<BundleReader> {
-    let fh: FileHandle;
-    try {
-      fh = await open(path, 'r');
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') throw new AirgapError('E_NOT_FOUND', `bundle ${path} does not exist`);
-      throw new AirgapError('E_BUNDLE', `cannot read bundle ${path}: ${(e as Error).message}`, { cause: e });
-    }
+    const { fh, size } = await openRegularFile(path, `bundle ${path}`, (e) => e.code === 'ENOENT'
+      ? new AirgapError('E_NOT_FOUND', `bundle ${path} does not exist`)
+      : new AirgapError('E_BUNDLE', `cannot read bundle ${path}: ${e.message}`, { cause: e }));
     let file: BundleFile | undefined;
     try {
-      const stat = await fh.stat();
-      if (!stat.isFile()) throw new AirgapError('E_BUNDLE', `bundle ${path} is not a regular file`);
       const label = `bundle ${path}`;
-      file = await BundleFile.open(path, fh, stat.size);
+      file = await BundleFile.open(path, fh, size);
       const entries = await indexTar(file, file.size, label).catch((e: unknown) => nameDamagedParts(e, file!));
       const layout = await readJson(file, entries, OCI_LAYOUT_FILE, label, true);
       if (!isObject(layout) || typeof layout.imageLayoutVersion !== 'string') {

@@ -7,6 +7,7 @@ import { registerCleanup } from '../cleanup.js';
 import { AirgapError } from '../errors.js';
 import { isSha256Hex } from '../oci/descriptor.js';
 import { linkNoClobber, outputError, refuseExisting, syncDir } from './publish.js';
+import { openRegularFile } from './regular.js';
 
 /**
  * Split bundles, for transfer media with a file-size limit. The bundle stays ONE logical tar;
@@ -202,17 +203,13 @@ export class BundleFile {
       let start = 0;
       for (const part of manifest.parts) {
         const partPath = path.join(dir, part.name);
-        let pfh: FileHandle;
-        try {
-          pfh = await open(partPath, 'r');
-        } catch (e) {
-          const missing = (e as NodeJS.ErrnoException).code === 'ENOENT';
-          throw new AirgapError(missing ? 'E_NOT_FOUND' : 'E_BUNDLE',
-            `bundle ${p}: part ${part.name} ${missing ? 'is missing' : `cannot be read (${(e as Error).message})`} (expected at ${partPath})`,
+        const { fh: pfh, size: actual } = await openRegularFile(partPath, `bundle ${p}: part ${part.name}`, (e) => {
+          const missing = e.code === 'ENOENT';
+          return new AirgapError(missing ? 'E_NOT_FOUND' : 'E_BUNDLE',
+            `bundle ${p}: part ${part.name} ${missing ? 'is missing' : `cannot be read (${e.message})`} (expected at ${partPath})`,
             { hint: `copy all ${manifest.parts.length} parts (${manifest.parts[0]!.name} …) into the directory of ${path.basename(p)}` });
-        }
+        });
         parts.push({ ...part, path: partPath, start, fh: pfh });
-        const actual = (await pfh.stat()).size;
         if (actual !== part.size) {
           throw new AirgapError('E_BUNDLE', `bundle ${p}: part ${part.name} is ${actual} bytes, expected ${part.size}: an incomplete or damaged copy`,
             { hint: `copy ${part.name} again from the original media` });

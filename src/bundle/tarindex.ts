@@ -29,6 +29,8 @@ export interface ReadAt {
 export const MAX_ENTRIES = 1_000_000;
 /** PAX and GNU long-name bodies are a few hundred bytes; anything bigger is not a real one. */
 const MAX_META_BODY = 1 << 20;
+/** Headers walked between two turns of the event loop. */
+const YIELD_EVERY = 4096;
 
 export async function indexTar(fh: ReadAt, fileSize: number, label: string, maxEntries = MAX_ENTRIES): Promise<Map<string, TarEntry>> {
   const entries = new Map<string, TarEntry>();
@@ -49,6 +51,9 @@ export async function indexTar(fh: ReadAt, fileSize: number, label: string, maxE
     if (pos + BLOCK > fileSize) throw malformedBundle(label, `truncated: a partial tar header at byte ${pos}`);
     await readExactly(fh, header, pos);
     if (header.every((b) => b === 0)) break; // end-of-archive marker; anything after it is padding
+    // The reads are synchronous: give the event loop a turn now and then, so that SIGINT and
+    // SIGTERM are handled while a tar of a million entries is walked.
+    if (count % YIELD_EVERY === YIELD_EVERY - 1) await new Promise<void>((resolve) => setImmediate(resolve));
     if (++count > maxEntries) throw malformedBundle(label, `more than ${maxEntries} entries; a bundle never holds that many`);
 
     const rawName = parseHeaderName(header);
