@@ -85,7 +85,12 @@ export async function scanRelease(files: ReleaseFile[], opts: ReleaseScanOptions
   for (const { image, file } of charts.annotated) {
     add({ raw: image, ref: parseReference(image, `${file} (helm.sh/images)`), file, line: 1, origin: 'chart' });
   }
-  return { ...result, carried: files.map((f): ManifestFile => ({ path: f.path, content: f.content })) };
+  // The scan above judged image-like strings before the charts were rendered: one that a chart,
+  // a branch or a LocalImageName bundles as written (a HelmChart's values naming its chart's
+  // image) is declared, not "neither bundled nor rewritten".
+  const found = new Set(result.images.map((i) => i.raw));
+  const declared = result.findings.filter((f) => f.code !== 'undeclared-image' || !found.has(f.message.slice(0, f.message.indexOf(' '))));
+  return { ...result, findings: declared, carried: files.map((f): ManifestFile => ({ path: f.path, content: f.content })) };
 }
 
 /** `LocalImageName "REF"` literals: images wherever they stand (an env value, an argument). */
