@@ -241,7 +241,8 @@ test.serial('plan --offline lists every chart image (the builder-only sidecar an
   t.is(r.code, 0, r.stdout + r.stderr);
   const plan = json<{ images: { ref: string }[]; findings: { severity: string; message: string }[] }>(r);
   t.deepEqual(plan.images.map((i) => i.ref).sort(), chartImages(t.context));
-  t.deepEqual(plan.findings.filter((f) => f.severity === 'error'), []);
+  // Nothing to say: the image the v1beta1 HelmChart's values name (LocalImageName) is the one its chart renders.
+  t.deepEqual(plan.findings, []);
   const runs = await helmRuns(log);
   t.deepEqual(runs.map((l) => l.split(' ').slice(0, 2).join(' ')).sort(), ['template shop', 'template tools'], runs.join('\n'));
 });
