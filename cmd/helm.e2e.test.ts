@@ -414,3 +414,27 @@ test('plan of a release of 20 charts runs helm template 20 times, once per chart
   const runs = await helmRuns(log);
   t.deepEqual(runs.map((l) => l.split(' ')[1]).sort(), Array.from({ length: 20 }, (_, i) => `c${String(i).padStart(2, '0')}`), runs.join('\n'));
 });
+
+test('a chart image its HelmChart values leave at the source is rewritten in rendered/ and named in a warning, since helm with values.yaml would pull it from the source', async (t) => {
+  const c = t.context;
+  const dir = join(c.dir, 'unset-image');
+  const release = join(dir, 'release');
+  await mkdir(release, { recursive: true });
+  await writeFile(join(release, 'tools-0.1.0.tgz'), c.tools.bytes);
+  await writeHelmChart(join(release, 'tools.yaml'), helmChartV1beta1({ name: 'tools', chartName: 'tools', chartVersion: '0.1.0' }));
+  const bundle = join(dir, 'tools.tar');
+  const b = await runCli(['build', '--manifests', release, '--license', c.world.licensePath, '--out', bundle, ...resolveFlags(c.world)]);
+  t.is(b.code, 0, b.stderr);
+  const out = join(dir, 'out');
+  const r = await runCli(['rewrite', bundle, '--registry', c.registry, '--skip-registry-check', '--namespace', 'shop', '--out', out, '--json']);
+  t.is(r.code, 0, r.stderr);
+  const source = c.images.tools.ref;
+  t.deepEqual(json<{ warnings: string[] }>(r).warnings.map((w) => w.replace(source, 'SOURCE')), [
+    'chart tools 0.1.0 (HelmChart tools, tools.yaml): image SOURCE is rewritten in rendered/ only; installed with helm and charts/tools/values.yaml ' +
+    'it would be pulled from its source registry: the vendor should set it in the HelmChart\'s values with LocalImageName or HasLocalRegistry',
+  ]);
+  // What the warning says: rendered/ points at the customer registry, helm with the values file at the source.
+  t.deepEqual(podImages(await readFile(join(out, 'rendered', 'helm', 'tools.yaml'), 'utf8')), [`${c.registry}/alpine:3.19`]);
+  const { stdout } = await helm(['template', 'tools', join(out, 'charts', 'tools-0.1.0.tgz'), '-f', join(out, 'charts', 'tools', 'values.yaml')], c.homes);
+  t.deepEqual(podImages(stdout), [source]);
+});
