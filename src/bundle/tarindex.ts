@@ -95,7 +95,23 @@ export async function indexTar(fh: ReadAt, fileSize: number, label: string, maxE
     entries.set(path, { type, offset: bodyOffset, size: type === 'dir' ? 0 : size });
     pos = next;
   }
+  refuseFileParents(entries, label);
   return entries;
+}
+
+/**
+ * A path cannot be a file and a directory at once: `app/web.yaml` beside `app/web.yaml/inner.yaml`
+ * cannot be written out by rewrite, and no tar written from a file system holds both.
+ */
+function refuseFileParents(entries: Map<string, TarEntry>, label: string): void {
+  for (const path of entries.keys()) {
+    for (let slash = path.indexOf('/'); slash > 0; slash = path.indexOf('/', slash + 1)) {
+      const parent = path.slice(0, slash);
+      if (entries.get(parent)?.type === 'file') {
+        throw malformedBundle(label, `"${printable(parent)}" is a file and also the directory of "${printable(path)}"`);
+      }
+    }
+  }
 }
 
 /** The first block is a tar header with a valid checksum (or the archive is split and cannot be read here). */
@@ -209,6 +225,10 @@ function safePath(name: string, label: string): string {
   const parts = name.split('/').filter((p) => p !== '' && p !== '.');
   if (parts.includes('..') || parts.some((p) => p.split('\\').includes('..'))) {
     throw malformedBundle(label, `entry "${printable(name)}" has a ".." path component`);
+  }
+  // NAME_MAX: rewrite could not write such a file out (ENAMETOOLONG), and no tar made from a file system holds one.
+  if (parts.some((p) => Buffer.byteLength(p, 'utf8') > 255)) {
+    throw malformedBundle(label, `entry "${printable(name)}" has a path component longer than 255 bytes`);
   }
   return parts.join('/');
 }

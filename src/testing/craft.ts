@@ -41,6 +41,14 @@ export function packTar(entries: CraftEntry[]): Buffer {
   for (const e of entries) {
     const type = e.type ?? '0';
     const body = type === '0' ? Buffer.from(e.body ?? '') : Buffer.alloc(0);
+    if (Buffer.byteLength(e.name) > 100) {
+      // A PAX header carries the long name, as tar writes it.
+      const rest = ` path=${e.name}\n`;
+      let len = Buffer.byteLength(rest) + 1;
+      while (String(len).length + Buffer.byteLength(rest) !== len) len++;
+      const pax = Buffer.from(`${len}${rest}`);
+      parts.push(tarHeader('PaxHeader', pax.length, 'x'), pax, Buffer.alloc(Math.ceil(pax.length / 512) * 512 - pax.length));
+    }
     parts.push(tarHeader(e.name, body.length, type, e.linkname ?? ''), body, Buffer.alloc(Math.ceil(body.length / 512) * 512 - body.length));
   }
   parts.push(Buffer.alloc(1024));
