@@ -211,10 +211,18 @@ export function* manifestDocuments(file: string, text: string, lines: LineCounte
 
 export async function scanManifests(dir: string, opts: { kots?: ReleaseScanOptions } = {}): Promise<ScanResult> {
   const { manifests: paths, notRead } = await listManifestFiles(dir);
-  const read = async (path: string): Promise<Buffer> => readFile(join(dir, path)).catch((e: unknown) => {
-    throw new AirgapError('E_MANIFESTS', `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`,
-      { hint: 'check the file permissions', cause: e });
-  });
+  // Each file is read once: whether the directory is a KOTS release is decided on the same bytes.
+  const contents = new Map<string, Buffer>();
+  const read = async (path: string): Promise<Buffer> => {
+    const known = contents.get(path);
+    if (known !== undefined) return known;
+    const content = await readFile(join(dir, path)).catch((e: unknown) => {
+      throw new AirgapError('E_MANIFESTS', `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`,
+        { hint: 'check the file permissions', cause: e });
+    });
+    contents.set(path, content);
+    return content;
+  };
   const name = (path: string): string => path.slice(path.lastIndexOf('/') + 1);
   // The walker reads .yaml/.yml/.json; chart archives and `Kustomization` are among what it does not.
   const others = notRead.filter((n) => n.reason !== 'hidden' && !n.path.endsWith('/')).map((n) => n.path);
