@@ -25,6 +25,14 @@ for (const stream of [process.stdout, process.stderr]) {
 
 let debug = process.argv.includes('--debug');
 let jsonMode = process.argv.includes('--json');
+/** The command running now and its display: an interrupt stops the display and says how far it got. */
+let running: { name: string; renderer: Renderer } | undefined;
+
+/** Gives the terminal back (cursor shown, wrapping on) however the process ends. */
+function stopDisplay(): void {
+  running?.renderer.stop();
+}
+process.on('exit', stopDisplay);
 
 function fail(e: unknown): never {
   let code: ErrorCode | 'E_INTERNAL' = 'E_INTERNAL';
@@ -35,11 +43,16 @@ function fail(e: unknown): never {
     message = e.message;
     hint = e.hint;
   } else if (e instanceof CommanderError) {
-    process.exit(e.exitCode === 0 ? 0 : 2);
+    // Help and --version exit 0; the parser's complaint is already on stderr (configureOutput).
+    if (e.exitCode === 0 || !jsonMode) process.exit(e.exitCode === 0 ? 0 : 2);
+    const error = { code: 'E_USAGE', message: oneLine(e.message.replace(/^error: /, '')), hint: 'see airgap --help' };
+    process.stdout.write(JSON.stringify({ error }) + '\n');
+    process.exit(2);
   } else {
     message = `internal error: ${e instanceof Error ? e.message : String(e)}`;
     hint = debug ? undefined : 'run again with --debug and report the output';
   }
+  stopDisplay();
   const line = `airgap: ${message}${hint ? ` (${hint})` : ''}`;
   process.stderr.write(line.replace(/\s*\n\s*/g, ' ') + '\n');
   if (debug) {
@@ -54,11 +67,24 @@ function fail(e: unknown): never {
   process.exit(exitStatus(code));
 }
 
+/** Commander's multi-line complaints ("unknown command 'pussh'\n(Did you mean push?)") as one line. */
+function oneLine(s: string): string {
+  return s.trim().replace(/\s*\n\s*/g, ' ');
+}
+
 function onSignal(sig: NodeJS.Signals): void {
   // Nothing half-written: remove temp files synchronously, then leave. Tags are only ever written
   // after their content, so stopping a push here leaves no tag on incomplete content.
   runCleanupsSync();
-  process.stderr.write(`airgap: interrupted by ${sig}; nothing was left half-written\n`);
+  stopDisplay();
+  const name = running?.name;
+  const done = running?.renderer.done();
+  const again = name === 'push' || name === 'install'
+    ? 'run the same command again to finish: what is already in the registry is not sent again'
+    : 'run the same command again to finish';
+  const message = `${name ?? 'airgap'} interrupted by ${sig}${done ? ` after ${done}` : ''}; nothing was left half-written`;
+  process.stderr.write(`airgap: ${message} (${again})\n`);
+  if (jsonMode) process.stdout.write(JSON.stringify({ error: { code: 'E_INTERRUPTED', message, hint: again } }) + '\n');
   process.exit(130);
 }
 process.on('SIGINT', onSignal);
@@ -76,7 +102,7 @@ const program = new Command('airgap')
   // --json and --debug are accepted before the command too (airgap --json push …).
   .option('--json', 'print a machine-readable result on stdout')
   .option('--debug', 'print how each registry host is reached, and stack traces and causes on error')
-  .configureOutput({ writeErr: (s) => process.stderr.write(s), outputError: (s, write) => write(`airgap: ${s.replace(/^error: /, '')}`) })
+  .configureOutput({ writeErr: (s) => process.stderr.write(s), outputError: (s, write) => write(`airgap: ${oneLine(s.replace(/^error: /, ''))} (see airgap --help)\n`) })
   .addHelpText('after', '\nRun airgap <command> --help for its flags and an example. Exit status: 0 ok, 1 registry/network/output, 2 bad input, 3 integrity, 130 interrupted.');
 
 for (const c of commands) {
@@ -105,14 +131,14 @@ for (const c of commands) {
     const flags: GlobalFlags = { json: Boolean(opts.json || globals.json), debug: Boolean(opts.debug || globals.debug) };
     debug = flags.debug;
     jsonMode = flags.json;
-    for (const o of c.options.filter((x) => x.required)) {
-      const flag = o.flags.split(/[ ,]/)[0]!;
-      const v = opts[new Option(o.flags).attributeName()];
-      if (v === undefined || v === '') {
-        fail(new AirgapError('E_USAGE', `${c.name}: missing ${flag}, which it needs`, { hint: `see airgap ${c.name} --help` }));
-      }
+    // Every missing flag at once: one try to learn them all.
+    const missing = c.options.filter((o) => o.required && [undefined, ''].includes(opts[new Option(o.flags).attributeName()] as string | undefined))
+      .map((o) => o.flags.split(/[ ,]/)[0]!);
+    if (missing.length > 0) {
+      fail(new AirgapError('E_USAGE', `${c.name}: missing ${missing.join(', ')}, which it needs`, { hint: `see airgap ${c.name} --help` }));
     }
     const r = await renderer(flags);
+    running = { name: c.name, renderer: r };
     // A promise that never settles lets Node exit quietly with status 0: never report that as success.
     const guard = () => fail(new AirgapError('E_INTERNAL', `${c.name} stopped before finishing (an internal wait never completed)`,
       { hint: 'run again with --debug and report the output' }));

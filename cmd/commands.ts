@@ -1,13 +1,13 @@
 import { AirgapError, type ErrorCode } from '../src/errors.js';
 import type { PushCounts, PushDryRun, PushSummary } from '../src/push.js';
 import type { RewriteSummary } from '../src/rewrite.js';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PlanReport } from '../src/plan.js';
 import { baseLabel, parseSize } from '../src/bundle/format.js';
 import type { Credentials } from '../src/registry/credentials.js';
 import type { HostPolicy } from '../src/registry/policy.js';
-import { parseTargetRegistry } from '../src/target.js';
+import { isLoopbackHost, parseTargetRegistry } from '../src/target.js';
 import { formatFinding, type Finding } from '../src/app/findings.js';
 import type { CopyEvent } from '../src/copy.js';
 import type { ConcurrencyReport } from '../src/concurrency.js';
@@ -93,11 +93,11 @@ const resolveFlags: OptionSpec[] = [
 ];
 
 const registryFlags: OptionSpec[] = [
-  { flags: '--registry <host/namespace>', description: 'the customer registry and namespace, e.g. registry.corp:5000/my-app', required: true },
+  { flags: '--registry <host/path>', description: 'the customer registry and the registry namespace (path) to push into, e.g. registry.corp:5000/my-app (not the Kubernetes namespace); https:// or http:// before it chooses TLS or plain HTTP', required: true },
   { flags: '--username <user>', description: 'user for the customer registry' },
   { flags: '--password <password>', description: 'password for the customer registry (prefer --password-stdin)' },
   { flags: '--password-stdin', description: 'read the password from standard input' },
-  { flags: '--keep-path', description: 'keep the source repository path under the namespace (quay.io/acme/api:1 → HOST/NS/acme/api:1); push and rewrite must agree' },
+  { flags: '--keep-path', description: 'keep the source repository path under the registry path (quay.io/acme/api:1 → HOST/PATH/acme/api:1); push and rewrite must agree' },
   { flags: '--ca-file <file>', description: 'CA certificate (PEM) of the customer registry' },
   { flags: '--insecure-skip-tls-verify', description: 'do not verify the registry TLS certificate' },
   { flags: '--plain-http', description: 'talk plain HTTP to the registry' },
@@ -138,7 +138,21 @@ function required(opts: Record<string, unknown>, name: string, flag: string): st
 
 function bundleArg(args: string[]): string {
   const b = args[0];
-  if (!b) throw new AirgapError('E_USAGE', 'missing the BUNDLE argument', { hint: 'give the bundle file written by airgap build' });
+  const expected = 'give the bundle file (.tar) written by airgap build';
+  if (!b) throw new AirgapError('E_USAGE', 'missing the BUNDLE argument', { hint: expected });
+  // A wrong path is the user's to fix (exit 2), not a registry or integrity failure.
+  let st;
+  try {
+    st = statSync(b);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new AirgapError('E_USAGE', `bundle ${b} does not exist`, { hint: expected, cause: e });
+    return b;
+  }
+  if (st.isDirectory()) {
+    throw new AirgapError('E_USAGE', `bundle ${b} is a directory, not a bundle file`,
+      { hint: `${expected}${existsSync(join(b, 'oci-layout')) ? ' (an OCI layout directory is not a bundle: airgap build writes one .tar)' : ''}` });
+  }
   return b;
 }
 
@@ -159,6 +173,7 @@ async function sourceAccess(opts: Record<string, unknown>, ctx: Context) {
 /** Registry access for the customer registry (push, install, verify), from the registry flags. */
 async function targetAccess(opts: Record<string, unknown>, ctx: Context) {
   const registry = parseTargetRegistry(required(opts, 'registry', '--registry'));
+  const plainHttp = schemeChoice(registry, opts);
   if (opts.password !== undefined && opts.passwordStdin) throw new AirgapError('E_USAGE', 'give --password or --password-stdin, not both');
   const password = opts.passwordStdin ? ctx.readPasswordStdin() : (opts.password as string | undefined);
   const username = opts.username as string | undefined;
@@ -170,7 +185,7 @@ async function targetAccess(opts: Record<string, unknown>, ctx: Context) {
   const access = createRegistryAccess(policyFromFlags({
     target: {
       host: registry.host,
-      ...(opts.plainHttp ? { plainHttp: true } : {}),
+      ...(plainHttp ? { plainHttp: true } : {}),
       ...(opts.insecureSkipTlsVerify ? { insecureSkipTlsVerify: true } : {}),
       ...(opts.caFile ? { caFile: opts.caFile as string } : {}),
       ...(credentials ? { credentials } : {}),
@@ -178,6 +193,27 @@ async function targetAccess(opts: Record<string, unknown>, ctx: Context) {
     ...debugPolicy(ctx, describeHostPolicy),
   }));
   return { registry, access, credentials };
+}
+
+/**
+ * A scheme written in --registry is the user's TLS choice: http:// is --plain-http; https:// is
+ * TLS, which every host but loopback gets anyway, and a loopback host cannot be held to (it is
+ * reached over plain HTTP when it answers that way, as Docker does): refused rather than dropped.
+ */
+function schemeChoice(registry: { host: string; scheme?: 'http' | 'https' }, opts: Record<string, unknown>): boolean {
+  const tlsFlag = opts.caFile ? '--ca-file' : opts.insecureSkipTlsVerify ? '--insecure-skip-tls-verify' : undefined;
+  if (registry.scheme === 'http' && tlsFlag) {
+    throw new AirgapError('E_USAGE', `--registry http://… means plain HTTP, which ${tlsFlag} (a TLS setting) contradicts`,
+      { hint: `write https://${registry.host}/… or leave ${tlsFlag} out` });
+  }
+  if (registry.scheme === 'https' && opts.plainHttp) {
+    throw new AirgapError('E_USAGE', '--registry https://… asks for TLS, --plain-http for plain HTTP', { hint: 'give one of them' });
+  }
+  if (registry.scheme === 'https' && isLoopbackHost(registry.host)) {
+    throw new AirgapError('E_USAGE', `--registry https://${registry.host}/…: a loopback registry is reached over plain HTTP when it answers that way, so https:// cannot be honoured for it`,
+      { hint: `write ${registry.host}/… (plain HTTP if it answers so, else TLS), or use the host's name instead of a loopback address` });
+  }
+  return registry.scheme === 'http' || Boolean(opts.plainHttp);
 }
 
 /** With --debug, how many requests ran at once (src/concurrency.ts, docs/performance.md). */
@@ -207,6 +243,48 @@ function progress(ctx: Context, verb: string) {
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
+}
+
+/** The terminal's width when stdout is one; undefined for a pipe or a file (whole lines for grep). */
+function terminalWidth(): number | undefined {
+  return process.stdout.isTTY && process.stdout.columns > 0 ? process.stdout.columns : undefined;
+}
+
+/** Breaks a line at spaces (else anywhere) so no piece is wider than `width`; continuations indented. */
+export function wrapLine(line: string, width: number, indent = '    '): string[] {
+  const out: string[] = [];
+  let rest = line;
+  let first = true;
+  for (;;) {
+    const room = first ? width : width - indent.length;
+    if (rest.length <= room) break;
+    let cut = rest.lastIndexOf(' ', room);
+    if (cut <= (first ? 0 : 1)) cut = room;
+    out.push((first ? '' : indent) + rest.slice(0, cut).trimEnd());
+    rest = rest.slice(cut).trimStart();
+    first = false;
+  }
+  out.push((first ? '' : indent) + rest);
+  return out;
+}
+
+/**
+ * A table that fits `width`: as columns when it does, else one block per row (the first column,
+ * then each other column as `HEADER: value`, wrapped), so no value is ever cut.
+ */
+export function fitTable(rows: string[][], width: number | undefined): string {
+  const text = table(rows);
+  if (width === undefined || text.split('\n').every((l) => l.length <= width)) return text;
+  const [head, ...body] = rows;
+  return body.flatMap((r) => [
+    ...wrapLine(r[0] ?? '', width),
+    ...r.slice(1).flatMap((c, i) => wrapLine(`  ${head![i + 1]!.toLowerCase()}: ${c}`, width)),
+  ]).join('\n');
+}
+
+/** Every line of `text` wrapped to `width` (no change without one). */
+function fitLines(text: string, width: number | undefined): string {
+  return width === undefined ? text : text.split('\n').flatMap((l) => wrapLine(l, width)).join('\n');
 }
 
 const plan: CommandSpec = {
@@ -248,12 +326,14 @@ function planResult(p: PlanReport): Result {
   };
   const rows = [['IMAGE', 'DIGEST RULE', p.offline ? 'PULLED FROM (offline)' : 'PULLED FROM', 'WHERE'],
     ...p.images.map((i) => [i.ref, rule[i.digestRule], from(i), where(i.occurrences)])];
+  const width = terminalWidth();
   const failed = p.images.filter((i) => i.error);
   // As src/plan.ts isRefusal (plan.ts itself is loaded only when plan runs).
   const isRefusal = (f: Finding) => f.severity === 'error';
   const refusals = p.findings.filter(isRefusal);
-  const text = [
-    table(rows),
+  const text = fitLines([
+    fitTable(rows, width),
+    ...sameImageNote(p.images.map((i) => i.ref)),
     ...failed.map((i) => `  ${i.ref}: ${i.error!.message}${i.error!.hint ? ` (${i.error!.hint})` : ''}`),
     ...p.notRead.map((n) => `not read: ${n.path} (${n.reason})`),
     ...p.findings.map(formatFinding),
@@ -261,7 +341,7 @@ function planResult(p: PlanReport): Result {
     '',
     `${p.images.length} image(s): ${p.images.length - failed.length} ok, ${failed.length} failed; ${p.findings.length} finding(s), ${refusals.length} of them refusing a build` +
       (p.offline ? '; offline: nothing was asked of any registry' : ''),
-  ].join('\n');
+  ].join('\n'), width);
   const json = { appSlug: p.appSlug, offline: p.offline, ok: failed.length === 0 && refusals.length === 0, images: p.images, findings: p.findings, notRead: p.notRead };
   if (failed.length === 0 && refusals.length === 0) return { json, text };
   const code: ErrorCode = failed[0]?.error?.code ?? 'E_MANIFESTS';
@@ -269,6 +349,23 @@ function planResult(p: PlanReport): Result {
   const first = failed[0]?.error ?? { code, message: `${refusals[0]!.file}:${refusals[0]!.line}: ${refusals[0]!.message}`, ...(refusals[0]!.hint ? { hint: refusals[0]!.hint } : {}) };
   return { json: { ...json, error: first }, text,
     failed: { code, problem: `plan: ${failed.length} of ${p.images.length} image(s) failed, ${refusals.length} finding(s) refuse a build (listed above)` } };
+}
+
+/**
+ * Plan lists each reference as written; build carries an image once by its tagged name, so
+ * `busybox:1.36` and `busybox:1.36@sha256:…` are two plan rows and one bundled image: say so.
+ */
+function sameImageNote(refs: string[]): string[] {
+  const byName = new Map<string, string[]>();
+  for (const r of refs) {
+    const name = r.replace(/@sha256:[0-9a-f]+$/, '');
+    byName.set(name, [...(byName.get(name) ?? []), r]);
+  }
+  const twice = [...byName.values()].filter((g) => g.length > 1);
+  if (twice.length === 0) return [];
+  const short = (r: string): string => r.replace(/(@sha256:[0-9a-f]{12})[0-9a-f]+$/, '$1…');
+  return [`note: ${refs.length} references name ${byName.size} images: ${twice.map((g) => g.map(short).join(' and ')).join('; ')} ` +
+    `${twice.length === 1 ? 'is one image' : 'are each one image'} written with and without a digest; the bundle holds it once`];
 }
 
 const buildCmd: CommandSpec = {
@@ -473,7 +570,7 @@ const configValuesFlag: OptionSpec = {
 
 const rewriteFlags: OptionSpec[] = [
   { flags: '--out <dir>', description: 'where to write rendered/, base/ and midstream/ (must not exist or be empty)', required: true },
-  { flags: '--namespace <ns>', description: 'the namespace the application is installed in', default: 'default' },
+  { flags: '--namespace <ns>', description: 'the Kubernetes namespace the application is installed in: objects that name none get it, and the pull secret is created there', default: 'default' },
   configValuesFlag,
   { flags: '--license <file>', description: 'the customer license, for a KOTS release whose templates read it (LicenseFieldValue); never written into the output except where the templates put it' },
 ];
@@ -568,7 +665,7 @@ const onlineCmd: CommandSpec = {
     manifestsFlag,
     { flags: '--license <file>', description: 'the customer license (kots.io/v1beta1 License)', required: true },
     { flags: '--out <dir>', description: 'where to write base/, midstream/ and rendered/ (must not exist or be empty)', required: true },
-    { flags: '--namespace <ns>', description: 'the namespace the application is installed in', default: 'default' },
+    { flags: '--namespace <ns>', description: 'the Kubernetes namespace the application is installed in: objects that name none get it', default: 'default' },
     configValuesFlag,
     ...resolveFlags,
   ],
@@ -592,7 +689,7 @@ const onlineCmd: CommandSpec = {
       const rows = [['IMAGE', 'KIND', 'PULLED AS', 'SECRET'],
         ...s.images.map((i) => [i.ref, i.kind, i.pullAs === i.ref ? '(as written)' : i.pullAs, i.withSecret ? 'yes' : '-'])];
       const secret = s.pullSecret
-        ? `pull secret ${s.pullSecret.name} (for ${s.pullSecret.registries.join(' and ')}) in namespace(s) ${s.pullSecret.namespaces.join(', ')}: ` +
+        ? `pull secret ${s.pullSecret.name} (for ${s.pullSecret.registries.join(' and ')}) in Kubernetes namespace(s) ${s.pullSecret.namespaces.join(', ')}: ` +
           `it holds the license ID; ${s.pullSecret.files.map((f) => `${s.out}/${f}`).join(' and ')} are readable by you only`
         : 'no image is pulled through the vendor proxy or registry: no pull secret written';
       return {

@@ -1,5 +1,5 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { access, rm, stat, readdir } from 'node:fs/promises';
+import { access, mkdtemp, rm, stat, readdir } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -309,4 +309,16 @@ export async function checkOutDir(out: string): Promise<void> {
     throw new AirgapError('E_OUTPUT', `--out ${out}: cannot create it, ${dir} is not writable (${e.code ?? e.message})`,
       { hint: 'choose a writable --out location', cause: e });
   });
+  // Permission bits are not the whole answer (root in /proc or /sys, a read-only mount, a full
+  // disk): create and remove an entry where the output's temporary directory will go.
+  let probe: string | undefined;
+  try {
+    probe = await mkdtemp(join(dir, '.airgap-probe-'));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? String(e);
+    throw new AirgapError('E_OUTPUT', `--out ${out}: cannot create it, nothing can be created in ${dir} (${code})`,
+      { hint: 'choose a writable --out location', cause: e });
+  } finally {
+    if (probe !== undefined) await rm(probe, { recursive: true, force: true });
+  }
 }

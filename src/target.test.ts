@@ -6,10 +6,18 @@ import { isAirgapError } from './errors.js';
 test('parses HOST[:PORT]/NAMESPACE', (t) => {
   t.deepEqual(parseTargetRegistry('reg.local:5000/team/app'), { host: 'reg.local:5000', namespace: 'team/app' });
   t.deepEqual(parseTargetRegistry('localhost/acme/'), { host: 'localhost', namespace: 'acme' });
-  t.deepEqual(parseTargetRegistry('https://reg.example.com/acme'), { host: 'reg.example.com', namespace: 'acme' });
-  for (const bad of ['reg.local', '/ns', 'reg.local/', 'reg.local/Acme', 'reg local/ns', 'acme']) {
+  t.deepEqual(parseTargetRegistry('https://reg.example.com/acme'), { host: 'reg.example.com', namespace: 'acme', scheme: 'https' });
+  t.deepEqual(parseTargetRegistry('HTTP://reg.example.com/acme'), { host: 'reg.example.com', namespace: 'acme', scheme: 'http' });
+  for (const bad of ['reg.local', '/ns', 'reg.local/', 'reg.local/Acme', 'reg local/ns', 'acme', 'oci://reg.local/acme']) {
     t.true(isAirgapError(t.throws(() => parseTargetRegistry(bad)), 'E_USAGE'), bad);
   }
+});
+
+test('an upper-case registry path is refused with the lower-case rule, and the lower-case spelling', (t) => {
+  const e = t.throws(() => parseTargetRegistry('reg.local/Corp'));
+  t.true(isAirgapError(e, 'E_USAGE'));
+  t.regex(e!.message, /registry namespace \(path\) "Corp" .*must be lower case/);
+  t.regex((e as { hint?: string }).hint ?? '', /reg\.local\/corp/);
 });
 
 test('pushed names keep the last path component and the tag, never the digest', (t) => {
