@@ -9,6 +9,7 @@ import type { TestRegistry } from '../src/testing/registry.js';
 import { startStage, stopStage } from '../src/testing/stage.js';
 import { buildBundle, json, resolveFlags, runCli } from '../src/testing/cli.js';
 import { lastComponent, parseReference } from '../src/reference.js';
+import { testHelm } from '../src/testing/charts.js';
 
 /**
  * A KOTS release written in KOTS's template language (testdata/kots): build discovers every
@@ -20,6 +21,7 @@ interface Ctx { world: World; dir: string; bundle: string; customer: TestRegistr
 const test = anyTest as TestFn<Ctx>;
 
 test.before(async (t) => {
+  testHelm(); // the release has a chart: the CLI finds helm on PATH, as a user's
   await startStage(t.context, 'kots', { world: { app: 'kots' } });
   t.context.bundle = join(t.context.dir, 'release.tar');
   await buildBundle(t.context.world, t.context.bundle);
@@ -118,6 +120,13 @@ test.serial('install renders the release with the customer values, pushes, and a
     await run('skopeo', ['inspect', '--raw', '--tls-verify=false', '--creds', `${user.username}:${user.password}`,
       `docker://${registry}/${lastComponent(ref.repository)}:${ref.tag}`]);
   }
+  // The chart: rendered with its values, which name the customer registry; kept for helm too.
+  const status = byName.get('Deployment/status-page')!;
+  t.is(status.spec.template.spec.containers[0].image, `${registry}/busybox:1.36`);
+  t.deepEqual(status.spec.template.spec.containers[0].env, [{ name: 'TITLE', value: 'shop.acme.example' }]);
+  t.deepEqual(await readFile(join(out, 'charts', 'status-page-0.3.0.tgz')), await readFile(join(world.appDir, 'status-page-0.3.0.tgz')));
+  t.is((await stat(join(out, 'charts', 'status-page', 'values.yaml'))).mode & 0o777, 0o600);
+  t.deepEqual(json<{ rewrite: { warnings: string[] } }>(r).rewrite.warnings, [], 'the chart\'s values name the customer registry themselves');
   // Helm and Prometheus text in a value is left as it was.
   t.regex(JSON.stringify(byName.get('ConfigMap/alert-rules')), /\{\{ \$labels\.instance \}\}/);
 
@@ -136,9 +145,10 @@ test.serial('install renders the release with the customer values, pushes, and a
   const r2 = await runCli(['rewrite', bundle, '--registry', registry, '--username', user.username, '--password-stdin',
     '--namespace', 'shop', '--config-values', kept, '--license', world.licensePath, '--out', out2], { input: user.password });
   t.is(r2.code, 0, r2.stderr);
-  for (const d of await readdir(join(out, 'rendered'))) {
-    t.deepEqual(await readFile(join(out2, 'rendered', d)), await readFile(join(out, 'rendered', d)), d);
-  }
+  const files = (await readdir(join(out, 'rendered'), { recursive: true, withFileTypes: true })).filter((e) => e.isFile())
+    .map((e) => relative(join(out, 'rendered'), join(e.parentPath, e.name)));
+  t.true(files.includes('helm/status-page.yaml'));
+  for (const f of files) t.deepEqual(await readFile(join(out2, 'rendered', f)), await readFile(join(out, 'rendered', f)), f);
 });
 
 test.serial('a required item without a value is refused before anything is pushed', async (t) => {
