@@ -8,9 +8,9 @@
  * try by hand (runnable as printed, from this directory) until Ctrl-C stops everything.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startWorld } from '../src/testing/world.js';
 import { startRegistry } from '../src/testing/registry.js';
@@ -34,13 +34,44 @@ const line = (args: string[], input?: string) =>
 /** Runs the CLI asynchronously: the emulated vendor proxy lives in this process and must keep serving. */
 async function airgap(args: string[], input?: string): Promise<void> {
   process.stdout.write(`\n${bold('$ ' + line(args, input))}\n`);
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'inherit', 'inherit'] });
+  // helm, for the release's chart, as a user has it on PATH (prepare.sh takes it from a devDependency).
+  const env = { ...process.env, PATH: `${join(ROOT, '.tools', 'bin')}${delimiter}${process.env.PATH ?? ''}` };
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'inherit', 'inherit'], env });
   child.stdin.end(input ?? '');
   const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
   if (code !== 0) throw new Error(`airgap ${args[0]} exited with ${code}`);
 }
 
 const work = await mkdtemp(join(tmpdir(), 'airgap-demo-'));
+
+/**
+ * The same journey for a release written in KOTS's template language (testdata/kots: a Config
+ * screen, kots.io/when, an if block, LocalImageName, a Helm chart): build finds every image of
+ * every branch; install renders it with the customer's answers.
+ */
+async function kotsRelease(): Promise<void> {
+  process.stdout.write(`\n${bold('== a KOTS release: templates, a Config screen and a Helm chart (testdata/kots) ==')}\n`);
+  const release = await startWorld({ app: 'kots' });
+  try {
+    const resolve = ['--proxy-host', release.proxy, '--replicated-registry', release.vendor];
+    const bundle = join(work, 'acme-shop-kots.tar');
+    const out = join(work, 'kots-install');
+    await airgap(['plan', '--manifests', release.appDir, '--license', release.licensePath, '--offline']);
+    await airgap(['build', '--manifests', release.appDir, '--license', release.licensePath, '--out', bundle, '--release', '2.0.0', ...resolve]);
+    const values = join(work, 'config-values.yaml');
+    await writeFile(values, 'apiVersion: kots.io/v1beta1\nkind: ConfigValues\nmetadata:\n  name: acme-shop\nspec:\n  values:\n' +
+      '    hostname:\n      value: shop.acme.example\n    enable_worker:\n      value: "1"\n');
+    process.stdout.write(`\n${bold('== the customer\'s answers: ' + values + ' ==')}\n${await readFile(values, 'utf8')}`);
+    await airgap(['install', bundle, '--registry', `${customer.host}/shop`, '--username', customerUser.username, '--password-stdin',
+      '--namespace', 'shop', '--config-values', values, '--license', release.licensePath, '--out', out], customerUser.password + '\n');
+    process.stdout.write(`\n${bold('== rendered for this customer: ' + join(out, 'rendered', 'api.yaml') + ' ==')}\n`);
+    process.stdout.write(await readFile(join(out, 'rendered', 'api.yaml'), 'utf8'));
+    const kept = (await readFile(join(out, 'config-values.yaml'), 'utf8')).replace(/(valuePlaintext: ).*/g, '$1(generated, shown masked here)');
+    process.stdout.write(`\n${bold('== the values used, for the next run (generated passwords kept): ' + join(out, 'config-values.yaml') + ' ==')}\n${kept}`);
+  } finally {
+    await release.stop();
+  }
+}
 process.stdout.write('starting registries on loopback (public, private upstream + vendor proxy, vendor registry, customer)...\n');
 const world = await startWorld();
 const customerUser = { username: 'deployer', password: 'demo-password' };
@@ -73,6 +104,7 @@ try {
   process.stdout.write(await readFile(join(out, 'rendered', 'api.yaml'), 'utf8'));
   process.stdout.write(`\n${bold('== and the kustomize overlay: ' + join(out, 'midstream', 'kustomization.yaml') + ' ==')}\n`);
   process.stdout.write(await readFile(join(out, 'midstream', 'kustomization.yaml'), 'utf8'));
+  await kotsRelease();
   if (keep) {
     const mine = join(work, 'mine.tar');
     const img = world.images.find((i) => i.kind === 'public' && !i.pinned)!;
