@@ -31,6 +31,18 @@ export interface Finding {
   hint: string;
 }
 
+/**
+ * A refusal made of an error that names `file:line: ` first (as every manifests error does), at
+ * `where` when it names none; `hint` when the error has none.
+ */
+export function errorFinding(e: Error, code: FindingCode, where: { file: string; line: number }, hint: string): Finding {
+  const m = /^([^:\s]+):(\d+): (.*)$/s.exec(e.message);
+  return {
+    severity: 'error', code, file: m?.[1] ?? where.file, line: m ? Number(m[2]) : where.line, message: m?.[3] ?? e.message,
+    hint: (e instanceof AirgapError ? e.hint : undefined) ?? hint,
+  };
+}
+
 export function formatFinding(f: Finding): string {
   return `${f.severity}: ${f.file}:${f.line}: ${f.message} (${f.hint})`;
 }

@@ -1,7 +1,7 @@
 import { load as loadLenient } from 'js-yaml';
 import { parse, parseDocument, stringify } from 'yaml';
-import { isAirgapError } from '../errors.js';
-import type { Finding } from '../app/findings.js';
+import { isAirgapError, type AirgapError } from '../errors.js';
+import { errorFinding, type Finding } from '../app/findings.js';
 import { isArchiveName, readChartArchive, type ChartArchive } from '../helm/chart.js';
 import {
   builderValues, installValues, isExcluded, isHelmChartObject, matchChart, parseHelmChart, withoutShadowedV1beta1,
@@ -42,13 +42,8 @@ export function helmCharts(docs: RenderedDocument[]): { helmChart: HelmChart; do
   return found.filter((f) => kept.has(f.helmChart));
 }
 
-function finding(e: unknown, file: string, line: number): Finding {
-  const message = e instanceof Error ? e.message : String(e);
-  const m = /^([^:\s]+):(\d+): (.*)$/.exec(message);
-  return {
-    severity: 'error', code: 'helm-render', file: m?.[1] ?? file, line: m ? Number(m[2]) : line, message: m?.[3] ?? message,
-    hint: (isAirgapError(e) ? e.hint : undefined) ?? 'fix the chart or its HelmChart; airgap renders it with helm template, offline',
-  };
+function finding(e: AirgapError, file: string, line: number): Finding {
+  return errorFinding(e, 'helm-render', { file, line }, 'fix the chart or its HelmChart; airgap renders it with helm template, offline');
 }
 
 /**

@@ -1,5 +1,5 @@
-import { isAirgapError } from '../errors.js';
-import type { Finding } from '../app/findings.js';
+import { isAirgapError, type AirgapError } from '../errors.js';
+import { errorFinding, type Finding } from '../app/findings.js';
 import { KOTS_KINDS_PREFIX, byFile, configState, keptText, findConfig, joinDocuments, splitDocuments, type ReleaseFile, type RenderOptions, type RenderedDocument } from './release.js';
 import { branchCount, hasKotsTemplate, templateCalls } from './template.js';
 
@@ -30,19 +30,12 @@ function text(path: string, docs: RenderedDocument[]): ManifestText {
   return { path, content: Buffer.from(joinDocuments(docs)) };
 }
 
-function templateFinding(e: unknown, fallbackFile: string, raw?: string): Finding {
-  const message = e instanceof Error ? e.message : String(e);
-  const m = /^([^:\s]+):(\d+): (.*)$/.exec(message);
-  const line = m ? Number(m[2]) : 1;
+function templateFinding(e: AirgapError, file: string, raw?: string): Finding {
+  const f = errorFinding(e, 'kots-template', { file, line: 1 },
+    'fix the template: airgap renders the release as KOTS does, at build and at the customer\'s install');
   // KOTS renders the whole text, comments included: a template left in a comment still runs.
-  const inComment = raw !== undefined && /^\s*#/.test(raw.split('\n')[line - 1] ?? '');
-  return {
-    severity: 'error', code: 'kots-template', file: m?.[1] ?? fallbackFile, line,
-    message: m?.[3] ?? message,
-    hint: inComment
-      ? 'that line is a YAML comment, and KOTS renders templates in comments too: fix the template or remove it from the comment'
-      : (isAirgapError(e) ? e.hint : undefined) ?? 'fix the template: airgap renders the release as KOTS does, at build and at the customer\'s install',
-  };
+  const inComment = raw !== undefined && /^\s*#/.test(raw.split('\n')[f.line - 1] ?? '');
+  return inComment ? { ...f, hint: 'that line is a YAML comment, and KOTS renders templates in comments too: fix the template or remove it from the comment' } : f;
 }
 
 export function discoverRelease(files: ReleaseFile[], opts: RenderOptions): Discovery {

@@ -1,7 +1,7 @@
 import { isAirgapError } from '../errors.js';
 import { parseReference } from '../reference.js';
 import { scanFiles, type FoundImage, type ManifestFile, type ScanResult } from '../app/scan.js';
-import type { Finding } from '../app/findings.js';
+import { errorFinding, type Finding } from '../app/findings.js';
 import { discoverRelease } from './discover.js';
 import { chartOutputs, discoverCharts, installCharts } from './charts.js';
 import { KOTS_KINDS_PREFIX, renderForInstall, type ReleaseFile, type RenderOptions } from './release.js';
@@ -79,7 +79,7 @@ export async function scanRelease(files: ReleaseFile[], opts: ReleaseScanOptions
       result.findings.push(...scanned.findings.filter((f) => f.severity === 'error' || f.code === 'undeclared-image'));
     } catch (e) {
       if (!isAirgapError(e)) throw e;
-      result.findings.push({ severity: 'error', code: 'helm-render', file: chart.path, line: 1, message: e.message, hint: e.hint ?? 'fix the chart' });
+      result.findings.push(errorFinding(e, 'helm-render', { file: chart.path, line: 1 }, 'fix the chart'));
     }
   }
   for (const { image, file } of charts.annotated) {
