@@ -1,4 +1,4 @@
-import { AirgapError, type ErrorCode } from '../src/errors.js';
+import { AirgapError, printable, printableFields, type ErrorCode } from '../src/errors.js';
 import type { PushCounts, PushDryRun, PushSummary } from '../src/push.js';
 import type { RewriteSummary } from '../src/rewrite.js';
 import { existsSync, statSync } from 'node:fs';
@@ -434,7 +434,9 @@ const inspect: CommandSpec = {
   example: 'airgap inspect app-1.4.2.tar',
   async run(args) {
     const { inspectBundle } = await phases.inspect();
-    const info = await inspectBundle(bundleArg(args));
+    const raw = await inspectBundle(bundleArg(args));
+    // What the bundle says is printed with control characters escaped; --json carries it as read.
+    const info = printableFields(raw);
     const rows = [['IMAGE', 'DIGEST', 'PLATFORMS', 'SIZE'],
       ...info.images.flatMap((i) => [[i.ref, i.digest, i.platforms.join(',') || '-', humanBytes(i.size)],
         ...i.attached.map((a) => [`  + ${a.kind} ${a.tag ?? `(referrer${a.artifactType ? ` ${a.artifactType}` : ''})`}`, a.digest, '-', humanBytes(a.size)])])];
@@ -452,7 +454,7 @@ const inspect: CommandSpec = {
       `manifests: ${info.appFiles.length} file(s) under app/`,
       '',
     ];
-    return { json: info, text: head.join('\n') + table(rows) };
+    return { json: raw, text: head.join('\n') + table(rows) };
   },
 };
 
@@ -480,7 +482,7 @@ const verify: CommandSpec = {
       }
       const text = r.ok
         ? `ok: ${r.blobs} blobs, ${humanBytes(r.bytes)} verified, ${reader.images().length} image(s) complete${r.expectedFromBase ? ' (as a delta)' : ''}${extra.map((x) => `\n${x}`).join('')}`
-        : [`${r.problems.length} problem(s) in ${path}:`, ...r.problems.map((p) => `  ${p.ref ? p.ref + ': ' : ''}${p.message}`)].join('\n');
+        : [`${r.problems.length} problem(s) in ${path}:`, ...r.problems.map((p) => printable(`  ${p.ref ? p.ref + ': ' : ''}${p.message}`))].join('\n');
       return { json: r, text, exitCode: r.ok ? 0 : 3 };
     } finally {
       await reader.close();
@@ -534,7 +536,8 @@ function countsText(c: PushCounts, dry: boolean): string {
     `${humanBytes(c.bytesMounted)} ${mount} from another repository (${c.blobsMounted}), ${humanBytes(c.bytesExisting)} ${there} (${c.blobsExisting})`;
 }
 
-function pushText(s: PushSummary): string {
+function pushText(summary: PushSummary): string {
+  const s = printableFields(summary);
   const pushed = s.images.filter((i) => i.status === 'pushed').length;
   return [
     ...(s.verified ? [`bundle signature verified (${s.verified}), every pinned digest and blob checked`] : []),
@@ -546,7 +549,8 @@ function pushText(s: PushSummary): string {
   ].join('\n');
 }
 
-function dryRunText(d: PushDryRun): string {
+function dryRunText(dryRun: PushDryRun): string {
+  const d = printableFields(dryRun);
   const would = d.images.filter((i) => i.status === 'would push').length;
   return [
     `dry run: nothing was sent to ${d.registry} and nothing was written`,

@@ -29,13 +29,40 @@ export class AirgapError extends Error {
   readonly hint: string | undefined;
 
   constructor(code: ErrorCode, message: string, opts: { hint?: string; cause?: unknown } = {}) {
-    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    // Messages quote what bundles and registries say (reference names, airgap.json fields): never
+    // let one carry a terminal escape to the user's screen.
+    super(printable(message, true), opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'AirgapError';
     this.code = code;
-    this.hint = opts.hint;
+    this.hint = opts.hint === undefined ? undefined : printable(opts.hint, true);
   }
 }
 
 export function isAirgapError(e: unknown, code?: ErrorCode): e is AirgapError {
   return e instanceof AirgapError && (code === undefined || e.code === code);
+}
+
+/**
+ * Untrusted text made safe to print on a terminal: C0 and C1 control characters (ESC, CSI, BEL,
+ * carriage return…), DEL and the bidirectional overrides are written as \xHH or \u{HHHH}, so a
+ * reference name or an airgap.json field cannot clear the screen, retitle the window, or hide
+ * text. `keepLines`: newlines and tabs stay (a message's own layout).
+ */
+export function printable(s: string, keepLines = false): string {
+  // eslint-disable-next-line no-control-regex
+  return s.replace(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, (c) => {
+    if (keepLines && (c === '\n' || c === '\t')) return c;
+    const n = c.charCodeAt(0);
+    return n <= 0xff ? `\\x${n.toString(16).padStart(2, '0')}` : `\\u{${n.toString(16)}}`;
+  });
+}
+
+/** Every string inside `v` (objects, arrays) made printable: for the text form of a result whose JSON stays as read. */
+export function printableFields<T>(v: T): T {
+  if (typeof v === 'string') return printable(v) as T;
+  if (Array.isArray(v)) return v.map((x: unknown) => printableFields(x)) as T;
+  if (typeof v === 'object' && v !== null) {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, printableFields(x)])) as T;
+  }
+  return v;
 }
