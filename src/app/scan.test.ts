@@ -1,4 +1,5 @@
 import test from 'ava';
+import { testHelm } from '../testing/charts.js';
 import { mkdtemp, mkdir, writeFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -259,6 +260,7 @@ test('refusals: duplicate objects, unpacked Helm charts, nested kustomize trees'
 });
 
 test('a KOTS release is rendered, not refused: what does not render is named, with the file:line of the template', async (t) => {
+  testHelm(); // its HelmChart is rendered with the helm on PATH
   const dir = await tree(t, {
     'kots.yaml': 'kind: ConfigMap\napiVersion: v1\nmetadata: {name: k}\ndata:\n  a: "{{replicas}} {{ .replicas }}"\n  b: repl{{ ConfigOption "b" }}\n',
     'helm.yaml': 'apiVersion: kots.io/v1beta1\nkind: HelmChart\nmetadata: {name: pg}\nspec:\n  chart: {name: postgresql, chartVersion: 12.1.0}\n',

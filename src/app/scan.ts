@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
-  LineCounter, isMap, isSeq, isScalar, isNode, visit,
+  LineCounter, isAlias, isMap, isSeq, isScalar, isNode, visit,
   type Document, type Node, type Scalar, type YAMLMap,
 } from 'yaml';
 import { AirgapError } from '../errors.js';
@@ -78,11 +78,22 @@ const CONTAINER_LISTS: [string, ImageOrigin][] = [
  * `image` (DESIGN.md "Where images are found"). Requiring that keeps a CR that merely has a
  * `containers` field of another shape (names, counts) out of the scan and the rewrite.
  */
-function isPodSpec(node: unknown): node is YAMLMap {
+function isPodSpec(node: unknown, doc?: Document): node is YAMLMap {
   if (!isMap(node)) return false;
-  const list = node.get('containers', true);
+  const list = containerList(node, 'containers', doc);
   return isSeq(list) && list.items.length > 0 && list.items.every((c) => isMap(c))
     && list.items.some((c) => str(child(c, 'image')) !== undefined);
+}
+
+/**
+ * A pod spec's `containers` (or init/ephemeral) list, through a YAML alias (`containers: *ctrs`):
+ * the anchored list is read, and rewritten where it is written, so every alias of it follows.
+ */
+export function containerList(podSpec: YAMLMap, key: string, doc?: Document): unknown {
+  const list = podSpec.get(key, true);
+  if (!isAlias(list) || doc === undefined) return list;
+  const resolved = list.resolve(doc);
+  return isSeq(resolved) && resolved.items.every((c) => isMap(c)) ? resolved : list;
 }
 
 /**
@@ -92,9 +103,9 @@ function isPodSpec(node: unknown): node is YAMLMap {
  */
 export function forEachPodSpec(doc: Document, cb: (podSpec: YAMLMap, object: YAMLMap, path: NodePath) => void): void {
   forEachObject(doc.contents, (obj) => {
-    if (isPodSpec(obj)) cb(obj, obj, []);
+    if (isPodSpec(obj, doc)) cb(obj, obj, []);
     walkNodes(obj, (node, path) => {
-      if (isPodSpec(node)) cb(node, obj, path);
+      if (isPodSpec(node, doc)) cb(node, obj, path);
     });
   });
 }
@@ -122,7 +133,7 @@ export function forEachImageNode(
 ): void {
   forEachPodSpec(doc, (podSpec, obj, specPath) => {
     for (const [key, origin] of CONTAINER_LISTS) {
-      const list = podSpec.get(key, true);
+      const list = containerList(podSpec, key, doc);
       if (!isSeq(list)) continue;
       list.items.forEach((container, i) => {
         const image = child(container, 'image');
@@ -311,6 +322,7 @@ export function scanFiles(sources: ManifestFile[], earlier: Finding[] = []): Sca
       for (const doc of manifestDocuments(path, text, lines)) {
         const imageNodes = new Set<unknown>();
         forEachImageNode(doc, (node, origin) => {
+          if (imageNodes.has(node)) return; // one list read through an alias again
           const line = lineOf(node);
           const raw = imageString(node, path, line);
           imageNodes.add(node);
