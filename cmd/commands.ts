@@ -138,7 +138,7 @@ function required(opts: Record<string, unknown>, name: string, flag: string): st
 
 function bundleArg(args: string[]): string {
   const b = args[0];
-  const expected = 'give the bundle file (.tar) written by airgap build';
+  const expected = 'give the bundle file written by airgap build (.tar), or a KOTS .airgap';
   if (!b) throw new AirgapError('E_USAGE', 'missing the BUNDLE argument', { hint: expected });
   // A wrong path is the user's to fix (exit 2), not a registry or integrity failure.
   let st;
@@ -604,12 +604,26 @@ const rewriteCmd: CommandSpec = {
       if (!opts.skipRegistryCheck) await job.checkRegistry(access);
       const s = await job.write();
       for (const w of s.warnings) ctx.renderer.info(`airgap: warning: ${w}`);
-      return { json: s, text: [`wrote ${s.out}/rendered (${s.files} file(s), ${s.images.length} image reference(s) rewritten) and the kustomize overlay ${s.out}/midstream`, ...releaseText(s), `apply with: kubectl apply -f ${s.out}/rendered`].join('\n') };
+      return { json: s, text: [`wrote ${s.out}/rendered (${s.files} file(s), ${s.images.length} image reference(s) rewritten) and the kustomize overlay ${s.out}/midstream`, ...releaseText(s), ...applyText('apply with:', s, opts.namespace as string)].join('\n') };
     } finally {
       await access.close();
     }
   },
 };
+
+/**
+ * The apply command, which works as printed: every object in rendered/ names its namespace
+ * (--namespace unless the manifests name another), and those namespaces must exist.
+ */
+function applyText(prefix: string, s: RewriteSummary, namespace: string): string[] {
+  const namespaces = [...new Set([namespace, ...s.namespaces])].filter((n) => n !== 'default').sort();
+  return [
+    `${prefix} kubectl apply -f ${s.out}/rendered`,
+    ...(namespaces.length > 0
+      ? [`  (objects that name no namespace are in ${namespace}; Kubernetes namespace(s) ${namespaces.join(', ')} must exist: kubectl create namespace ${namespaces[0]})`]
+      : []),
+  ];
+}
 
 /** What a KOTS release adds to the rewrite's output: the values kept, the charts and how to install them. */
 function releaseText(s: RewriteSummary): string[] {
@@ -651,7 +665,7 @@ const install: CommandSpec = {
         for (const w of r.warnings) ctx.renderer.info(`airgap: warning: ${w}`);
         return {
           json: { push: p, rewrite: r },
-          text: [pushText(p), `manifests: ${r.out}/rendered (kustomize overlay: ${r.out}/midstream)`, ...releaseText(r), `next: kubectl apply -f ${r.out}/rendered`].join('\n'),
+          text: [pushText(p), `manifests: ${r.out}/rendered (kustomize overlay: ${r.out}/midstream)`, ...releaseText(r), ...applyText('next:', r, opts.namespace as string)].join('\n'),
         };
       } finally {
         await job.close();

@@ -93,7 +93,7 @@ test('help says "registry namespace (path)" for --registry and "Kubernetes names
 test('a missing bundle and a directory given as the bundle are bad input (exit 2) saying what was expected', async (t) => {
   const missing = await runCli(['verify', join(t.context.dir, 'nope.tar')]);
   t.is(missing.code, 2, missing.stderr);
-  t.regex(missing.stderr, /bundle .*nope\.tar does not exist \(give the bundle file \(\.tar\) written by airgap build\)/);
+  t.regex(missing.stderr, /bundle .*nope\.tar does not exist \(give the bundle file written by airgap build \(\.tar\), or a KOTS \.airgap\)/);
   const dir = join(t.context.dir, 'a-directory');
   await mkdir(dir, { recursive: true });
   for (const cmd of ['verify', 'inspect']) {

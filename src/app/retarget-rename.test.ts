@@ -100,13 +100,14 @@ function pods(objs: Obj[]): Record<string, { images: string[]; secrets: string[]
   return out;
 }
 
+// Objects that name no namespace are put in --namespace (shop); edge's Pod keeps its own.
 const EXPECTED = {
-  'Deployment//api': {
+  'Deployment/shop/api': {
     images: [`${PROXY}/proxy/my-kots-app/quay.io/my-org/worker@${D}`, `${PROXY}/proxy/my-kots-app/quay.io/my-org/api:v1.0.1`,
       `${PROXY}/proxy/my-kots-app/quay.io/my-org/api:v1.0.2@${D}`, `${PROXY}/proxy/my-kots-app/docker.io/myorg/secret:1`],
     secrets: ['my-kots-app-registry'],
   },
-  'Pod//cache': { images: ['redis:7'], secrets: [] },
+  'Pod/shop/cache': { images: ['redis:7'], secrets: [] },
   'Pod/edge/front': {
     images: ['registry.replicated.com/my-kots-app/front:2', 'redis:7', `${PROXY}/proxy/my-kots-app/quay.io/my-org/debug`],
     secrets: ['my-kots-app-registry'],
@@ -118,7 +119,8 @@ test('rename: private images get the proxy name with tag and digest as written; 
   const result = retargetApp(scan, OPTS);
   const text = Object.fromEntries(result.rendered.map((f) => [f.path, f.content.toString()]));
   t.deepEqual(pods(Object.values(text).flatMap(objects)), EXPECTED);
-  t.is(text['public.yaml'], FILES['public.yaml'], 'a file with public images only is untouched');
+  t.is(text['public.yaml'], FILES['public.yaml']!.replace('{name: cache}', '{namespace: shop, name: cache}'),
+    'a file with public images only gets its namespace and nothing else');
   t.true(text['api.yaml']?.includes(`image: "${PROXY}/proxy/my-kots-app/quay.io/my-org/worker@${D}"   # digest only: fine online`));
 
   const secrets = objects(text['airgap-pull-secret.yaml'] ?? '');

@@ -160,11 +160,12 @@ test('rewrites every image by tag and adds the pull secret everywhere, document 
   const s = summary(Object.values(rendered).flatMap(objects));
   const R = 'reg.local:5000/airgap';
   t.deepEqual(s['Pod/team-a/p'], { pods: [{ images: [`${R}/redis:7`, `${R}/busybox:latest`], pullSecrets: [SECRET] }], extra: undefined, secret: undefined });
-  t.deepEqual(s['Deployment//web'], { pods: [{ images: [`${R}/web:2`, `${R}/redis:6`, `${R}/init:1.0`], pullSecrets: ['existing', SECRET] }], extra: undefined, secret: undefined });
+  // Objects that name no namespace are put in --namespace (here "default"); the others keep theirs.
+  t.deepEqual(s['Deployment/default/web'], { pods: [{ images: [`${R}/web:2`, `${R}/redis:6`, `${R}/init:1.0`], pullSecrets: ['existing', SECRET] }], extra: undefined, secret: undefined });
   t.deepEqual(s['CronJob/jobs/nightly'], { pods: [{ images: [`${R}/job:3`], pullSecrets: ['other', SECRET] }], extra: undefined, secret: undefined });
   t.deepEqual(s['StatefulSet/data/db'], { pods: [{ images: [`${R}/postgres:16`], pullSecrets: [SECRET] }], extra: undefined, secret: undefined });
-  t.deepEqual(s['Pod//nested'], { pods: [{ images: [`${R}/redis:latest`], pullSecrets: [SECRET] }], extra: undefined, secret: undefined });
-  t.deepEqual((s['Application//my-app'] as { extra: string[] }).extra, [`${R}/alpine:3.20`]);
+  t.deepEqual(s['Pod/default/nested'], { pods: [{ images: [`${R}/redis:latest`], pullSecrets: [SECRET] }], extra: undefined, secret: undefined });
+  t.deepEqual((s['Application/default/my-app'] as { extra: string[] }).extra, [`${R}/alpine:3.20`]);
 
   // One Secret per namespace: the app's, additionalNamespaces (not "*"), and every one named.
   const secrets = Object.keys(s).filter((k) => k.startsWith('Secret/')).sort();
@@ -174,8 +175,8 @@ test('rewrites every image by tag and adds the pull secret everywhere, document 
   const cfg = JSON.parse(Buffer.from((secretObj['data'] as Record<string, string>)['.dockerconfigjson'] ?? '', 'base64').toString());
   t.deepEqual(cfg, { auths: { 'reg.local:5000': { username: 'cust', password: 'p@ss:word', auth: Buffer.from('cust:p@ss:word').toString('base64') } } });
 
-  // Free text untouched; the ConfigMap file comes out byte for byte.
-  t.is(rendered['trap.yaml'], FIXTURE['trap.yaml']);
+  // Free text untouched; the ConfigMap file comes out byte for byte but for its namespace.
+  t.is(rendered['trap.yaml'], FIXTURE['trap.yaml']!.replace('{name: trap}', '{namespace: default, name: trap}'));
   t.true(rendered['workloads/deploy.yml']?.includes('note: "image: quay.io/not/rewritten:1"'));
 
   t.deepEqual(result.images, [
@@ -199,7 +200,7 @@ function lineDiff(before: string, after: string): { removed: string[]; added: st
   return { removed: a.filter((l) => !b.includes(l)), added: b.filter((l) => !a.includes(l)) };
 }
 
-test('only image lines change and pull-secret lines are added; comments and formatting stay', async (t) => {
+test('only image lines change and pull-secret and namespace lines are added; comments and formatting stay', async (t) => {
   const scan = await plainScan(FIXTURE);
   const rendered = Object.fromEntries(retargetApp(scan, OPTS).rendered.map((f) => [f.path, f.content.toString()]));
   t.deepEqual(lineDiff(FIXTURE['pod.yaml'] ?? '', rendered['pod.yaml'] ?? ''), {
@@ -212,6 +213,7 @@ test('only image lines change and pull-secret lines are added; comments and form
   });
   t.deepEqual(lineDiff(FIXTURE['workloads/deploy.yml'] ?? '', rendered['workloads/deploy.yml'] ?? ''), {
     removed: [
+      'metadata: {name: web}',
       "          image: 'quay.io/my-org/init:1.0'",
       `          image: registry.example.com:5000/team/web:2@${D}`,
       '          image: docker.io/library/redis:6',
@@ -219,6 +221,7 @@ test('only image lines change and pull-secret lines are added; comments and form
       '              image: org/job:3',
     ],
     added: [
+      'metadata: {namespace: default, name: web}',
       `        - name: ${SECRET}`,
       "          image: 'reg.local:5000/airgap/init:1.0'",
       '          image: reg.local:5000/airgap/web:2',
@@ -231,10 +234,11 @@ test('only image lines change and pull-secret lines are added; comments and form
   const list = lineDiff(FIXTURE['list.yaml'] ?? '', rendered['list.yaml'] ?? '');
   t.deepEqual(list.added, [
     `        spec: {containers: [{name: db, image: "reg.local:5000/airgap/postgres:16"}], imagePullSecrets: [{name: ${SECRET}}]}`,
+    '    metadata: {namespace: default, name: nested}',
     `    spec: {imagePullSecrets: [{name: ${SECRET}}], containers: [{name: n, image: reg.local:5000/airgap/redis:latest}]}`,
   ]);
   t.deepEqual(lineDiff(FIXTURE['kots-app.yaml'] ?? '', rendered['kots-app.yaml'] ?? '').added,
-    ['    - reg.local:5000/airgap/alpine:3.20   # extra']);
+    ['  namespace: default', '    - reg.local:5000/airgap/alpine:3.20   # extra']);
 });
 
 test('without credentials: no Secret and no imagePullSecrets', async (t) => {
@@ -243,6 +247,32 @@ test('without credentials: no Secret and no imagePullSecrets', async (t) => {
   t.false(result.rendered.some((f) => f.path === 'airgap-pull-secret.yaml'));
   t.false(result.rendered.some((f) => f.content.toString().includes(SECRET) && f.path !== 'list.yaml'));
   t.true(result.rendered.find((f) => f.path === 'pod.yaml')?.content.toString().includes('image: reg.local:5000/airgap/redis:7'));
+});
+
+test('a block-scalar image (image: >-) is rewritten in place, and the file still parses', async (t) => {
+  const text = 'apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n    - name: a\n      image: >-\n        quay.io/acme/folded:2.0\n    - name: c\n      image: |-\n        redis:7\n    - name: d\n      image: redis:6\n';
+  const result = retargetApp(plainScan({ 'p.yaml': text }), OPTS);
+  const out = result.rendered.find((f) => f.path === 'p.yaml')!.content.toString();
+  const docs = parseAllDocuments(out);
+  t.deepEqual(docs.flatMap((d) => d.errors), [], out);
+  const pod = docs[0]!.toJS() as { spec: { containers: { name: string; image: string }[] } };
+  t.deepEqual(pod.spec.containers.map((c) => `${c.name} ${c.image}`), [
+    'a reg.local:5000/airgap/folded:2.0', 'c reg.local:5000/airgap/redis:7', 'd reg.local:5000/airgap/redis:6',
+  ]);
+});
+
+test('containers behind a YAML alias are read and rewritten once, where the list is anchored', async (t) => {
+  const text = 'apiVersion: v1\nkind: List\nitems:\n  - apiVersion: v1\n    kind: Pod\n    metadata: {name: a}\n    spec:\n      containers: &ctrs\n        - name: c\n          image: quay.io/acme/shared:1\n  - apiVersion: v1\n    kind: Pod\n    metadata: {name: b}\n    spec:\n      containers: *ctrs\n';
+  const scan = plainScan({ 'l.yaml': text });
+  t.deepEqual(scan.images.map((i) => `${i.raw} ${i.line}`), ['quay.io/acme/shared:1 10']);
+  const result = retargetApp(scan, OPTS);
+  const out = result.rendered.find((f) => f.path === 'l.yaml')!.content.toString();
+  const list = parseAllDocuments(out)[0]!.toJS() as { items: { spec: { containers: { image: string }[]; imagePullSecrets: { name: string }[] } }[] };
+  for (const pod of list.items) {
+    t.deepEqual(pod.spec.containers.map((c) => c.image), ['reg.local:5000/airgap/shared:1']);
+    t.deepEqual(pod.spec.imagePullSecrets, [{ name: SECRET }]);
+  }
+  t.is(out.split('reg.local:5000/airgap/shared:1').length, 2, 'written once, at the anchor');
 });
 
 test('CRLF files keep CRLF line endings', async (t) => {
@@ -331,16 +361,20 @@ test('operator references are rewritten where their exact text stands: whole val
   const op = result.rendered.find((f) => f.path === 'op.yaml')!.content.toString();
   t.deepEqual(lineDiff(OPERATOR['op.yaml']!, op), {
     removed: [
+      'metadata: {name: op}',
       '          image: quay.io/org/operator:v1',
       '            - --reloader=quay.io/org/reloader:v1',
       "              value: 'quay.io/org/prometheus:v2'",
+      'metadata: {name: p}',
       '  image: quay.io/org/prometheus:v2',
     ],
     added: [
+      'metadata: {namespace: default, name: op}',
       '      imagePullSecrets:', `        - name: ${SECRET}`,
       '          image: reg.local:5000/airgap/operator:v1',
       '            - --reloader=reg.local:5000/airgap/reloader:v1',
       "              value: 'reg.local:5000/airgap/prometheus:v2'",
+      'metadata: {namespace: default, name: p}',
       '  image: reg.local:5000/airgap/prometheus:v2',
     ],
   });
@@ -387,6 +421,74 @@ test('a file with thousands of images: every one rewritten in place, every other
   const out = retargetApp(scan, OPTS).rendered.find((f) => f.path === 'big.yaml')?.content.toString();
   const expected = text
     .replace(/image: quay\.io\/org\/img-(\d+):/g, 'image: reg.local:5000/airgap/img-$1:')
-    .replace('spec:\n', `spec:\n  imagePullSecrets:\n    - name: ${SECRET}\n`);
+    .replace('spec:\n', `spec:\n  imagePullSecrets:\n    - name: ${SECRET}\n`)
+    .replace('{name: big}', '{namespace: default, name: big}');
   t.is(out, expected);
+});
+
+const SCOPED: Record<string, string> = {
+  'app.yaml': `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  # the app's own
+  name: web
+spec:
+  template:
+    spec:
+      containers: [{name: web, image: redis:7}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: extra-config
+  namespace: extra
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: extra}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: reader}
+rules: []
+---
+apiVersion: example.com/v1
+kind: Widget
+metadata: {name: w}
+---
+apiVersion: example.com/v1
+kind: ClusterWidget
+metadata: {name: cw}
+`,
+  'crd.yaml': `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: clusterwidgets.example.com}
+spec:
+  group: example.com
+  scope: Cluster
+  names: {kind: ClusterWidget, plural: clusterwidgets}
+  versions: [{name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}]
+`,
+  'svc.json': '{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}}\n',
+};
+
+test('objects that name no namespace land in --namespace in rendered/ and midstream/; named ones and cluster-scoped kinds stay', async (t) => {
+  const scan = await scanManifests(await tree(t, SCOPED));
+  const out = join(await mkdtemp(join(tmpdir(), 'airgap-ns-out-')), 'out');
+  t.teardown(() => rm(dirname(out), { recursive: true, force: true }));
+  await writeRetargeted(retargetApp(scan, { ...OPTS, namespace: 'shop' }), out);
+  const expected = {
+    'ClusterRole/reader': undefined, 'ClusterWidget/cw': undefined, 'ConfigMap/extra-config': 'extra',
+    'CustomResourceDefinition/clusterwidgets.example.com': undefined, 'Deployment/web': 'shop', 'Namespace/extra': undefined,
+    'Service/web': 'shop', 'Widget/w': 'shop',
+  };
+  const namespaces = (objs: Obj[]) => Object.fromEntries(objs.filter((o) => o.kind !== 'Secret')
+    .map((o) => [`${o.kind}/${o.metadata?.name}`, o.metadata?.namespace]).sort(([a], [b]) => (a! < b! ? -1 : 1)));
+  const rendered = (await Promise.all(Object.keys(SCOPED).map((f) => readFile(join(out, 'rendered', f), 'utf8')))).flatMap(objects);
+  t.deepEqual(namespaces(rendered), expected);
+  const { stdout } = await run('kubectl', ['kustomize', join(out, 'midstream')], { maxBuffer: 64 << 20 });
+  t.deepEqual(namespaces(objects(stdout)), expected, 'kubectl kustomize midstream/ agrees');
+  // Written in each file's own style: a block line before the first key, JSON stays JSON.
+  t.true((await readFile(join(out, 'rendered', 'app.yaml'), 'utf8')).includes('metadata:\n  # the app\'s own\n  namespace: shop\n  name: web\n'));
+  t.true((await readFile(join(out, 'rendered', 'svc.json'), 'utf8')).includes('"metadata": {"namespace": "shop", "name": "web"}'));
 });

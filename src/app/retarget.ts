@@ -2,11 +2,12 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { registerCleanup } from '../cleanup.js';
-import { LineCounter, isScalar, isSeq, type Scalar, type Node, type YAMLMap } from 'yaml';
+import { LineCounter, isMap, isScalar, isSeq, type Document, type Scalar, type Node, type YAMLMap } from 'yaml';
 import { AirgapError } from '../errors.js';
 import { formatReference, isDigestOnly, parseReference, taggedName, type Reference } from '../reference.js';
+import { NamespaceScope } from './scope.js';
 import {
-  child, forEachImageNode, forEachPodSpec, forEachStringValue, imageCandidate, imageString, manifestDocuments, str,
+  child, containerList, forEachImageNode, forEachObject, forEachPodSpec, forEachStringValue, imageCandidate, imageString, manifestDocuments, str,
   type ManifestFile, type NodePath, type ScanResult,
 } from './scan.js';
 import { refuseErrors } from './findings.js';
@@ -71,10 +72,14 @@ export interface RetargetResult {
 
 interface Splice { start: number; end: number; text: string }
 
-/** Writes the new value in the style the old one was written in. */
-function scalarText(node: Scalar, value: string): string {
+/**
+ * Writes the new value in the style the old one was written in. A block scalar (`image: >-` and
+ * the image on the next line) is written plain, and the line break its range ends with is kept.
+ */
+function scalarText(node: Scalar, value: string, written: string): string {
   if (node.type === 'QUOTE_DOUBLE') return JSON.stringify(value);
   if (node.type === 'QUOTE_SINGLE') return `'${value.replace(/'/g, "''")}'`;
+  if (node.type === 'BLOCK_LITERAL' || node.type === 'BLOCK_FOLDED') return value + written.slice(written.trimEnd().length);
   return value;
 }
 
@@ -149,11 +154,53 @@ function addPullSecret(text: string, lines: LineCounter, podSpec: YAMLMap, specP
   return { splice: { start: eol, end: eol, text: `${nl}${' '.repeat(col(dash))}- name: ${secret}` }, op };
 }
 
+/**
+ * Puts `namespace: <ns>` first in an object's metadata, in the text's own style, for an object of a
+ * namespaced kind that names no namespace; returns the JSON-patch op that does the same in the
+ * overlay. Objects that name their namespace (additionalNamespaces) and cluster-scoped kinds are
+ * left as they are.
+ */
+function addNamespace(text: string, lines: LineCounter, obj: YAMLMap, namespace: string, scope: NamespaceScope,
+  json: boolean): { splice: Splice; op: JsonPatchOp } | undefined {
+  const apiVersion = str(child(obj, 'apiVersion'));
+  const kind = str(child(obj, 'kind'));
+  const metadata = child(obj, 'metadata');
+  if (apiVersion === undefined || kind === undefined || !isMap(metadata) || !scope.isNamespaced(apiVersion, kind)) return undefined;
+  // No name, no object kustomize or kubectl apply would take: left for them to refuse.
+  if (metadata.has('namespace') || str(metadata.get('name', true)) === undefined) return undefined;
+  const at = (metadata.items[0]?.key as Node | undefined)?.range?.[0];
+  if (at === undefined) return undefined;
+  const nl = text.includes('\r\n') ? '\r\n' : '\n';
+  const insert = json
+    ? `"namespace": ${JSON.stringify(namespace)}, `
+    : metadata.flow
+    ? `namespace: ${namespace}, `
+    : `namespace: ${namespace}${nl}${' '.repeat(lines.linePos(at).col - 1)}`;
+  return { splice: { start: at, end: at, text: insert }, op: { op: 'add', path: '/metadata/namespace', value: namespace } };
+}
+
+/** The application's CustomResourceDefinitions: which of its own kinds are cluster-scoped. */
+function namespaceScope(files: ManifestFile[]): NamespaceScope {
+  const scope = new NamespaceScope();
+  for (const file of files) {
+    const text = file.content.toString('utf8');
+    if (!text.includes('CustomResourceDefinition')) continue;
+    for (const doc of manifestDocuments(file.path, text, new LineCounter())) {
+      forEachObject(doc.contents, (obj) => {
+        if (str(child(obj, 'kind')) !== 'CustomResourceDefinition') return;
+        const spec = child(obj, 'spec');
+        scope.addDefinition(str(child(spec, 'group')), str(child(child(spec, 'names'), 'kind')), str(child(spec, 'scope')));
+      });
+    }
+  }
+  return scope;
+}
+
 /** The images a pod spec's containers, initContainers and ephemeralContainers pull. */
-function podSpecImages(podSpec: YAMLMap): Reference[] {
+function podSpecImages(podSpec: YAMLMap, doc: Document): Reference[] {
   const refs: Reference[] = [];
   for (const key of ['containers', 'initContainers', 'ephemeralContainers']) {
-    const list = podSpec.get(key, true);
+    const list = containerList(podSpec, key, doc);
     if (!isSeq(list)) continue;
     for (const c of list.items) {
       const image = str(child(c, 'image'));
@@ -175,6 +222,7 @@ export function retargetApp(scan: ScanResult, opts: RetargetOptions): RetargetRe
   // A rename (online) keeps the tag and digest exactly as written, as kustomize's newName does.
   const rename = opts.form === 'rename';
   const renamed = (raw: string, newName: string): string => newName + raw.slice(writtenName(raw).name.length);
+  const scope = namespaceScope(scan.files);
   const declared = new Map<string, { ref: Reference; target: string }>();
   for (const img of scan.images) {
     if (declared.has(img.raw) || (!rename && isDigestOnly(img.ref))) continue;
@@ -221,7 +269,7 @@ export function retargetApp(scan: ScanResult, opts: RetargetOptions): RetargetRe
         const range = node.range;
         if (mapped === undefined || !isScalar(node) || range === undefined || range === null) return;
         const target = rename ? renamed(raw, mapped) : mapped;
-        splices.push({ start: range[0], end: range[1], text: scalarText(node, target) });
+        splices.push({ start: range[0], end: range[1], text: scalarText(node, target, text.slice(range[0], range[1])) });
         rewrites.push({ written: raw, ref, target: mapped, ...(rename ? { rename: true } : {}) });
         images.set(rename ? formatReference(ref) : taggedName(ref), target);
         // kustomize's images: transformer only knows containers/initContainers; patch the rest.
@@ -235,13 +283,21 @@ export function retargetApp(scan: ScanResult, opts: RetargetOptions): RetargetRe
         const range = node.range;
         if (hit === undefined || range === undefined || range === null) return;
         const value = prefix + hit.target;
-        splices.push({ start: range[0], end: range[1], text: scalarText(node, value) });
+        splices.push({ start: range[0], end: range[1], text: scalarText(node, value, text.slice(range[0], range[1])) });
         images.set(rename ? formatReference(hit.ref) : taggedName(hit.ref), hit.target);
         patchFor(obj).ops.push({ op: 'replace', path: jsonPointer(path), value });
       });
+      // Applied as printed (kubectl apply -f rendered/, or -k midstream/), an object that names no
+      // namespace lands in --namespace, where the pull secret is, not in the context's namespace.
+      forEachObject(doc.contents, (obj) => {
+        const added = addNamespace(text, lines, obj, opts.namespace, scope, json);
+        if (added === undefined) return;
+        splices.push(added.splice);
+        patchFor(obj).ops.push(added.op);
+      });
       if (opts.secret === undefined) continue;
       forEachPodSpec(doc, (podSpec, obj, path) => {
-        if (opts.needsSecret !== undefined && !opts.needsSecret(podSpecImages(podSpec))) return;
+        if (opts.needsSecret !== undefined && !opts.needsSecret(podSpecImages(podSpec, doc))) return;
         const added = addPullSecret(text, lines, podSpec, path, secretName, at(podSpec), json);
         if (added === undefined) return;
         splices.push(added.splice);
@@ -288,12 +344,14 @@ export function rehearseRetarget(scan: ScanResult, form: RetargetOptions['form']
 function applySplices(text: string, splices: Splice[]): string {
   // In text order, equal starts in the order given; each stretch of the text is copied once, so a
   // file with thousands of images costs its length, not its length times the number of images.
+  // A splice inside one already made is the same edit met again (a list read through two aliases).
   const ordered = splices.map((s, i) => ({ s, i })).sort((a, b) => a.s.start - b.s.start || a.i - b.i);
   const pieces: string[] = [];
   let at = 0;
   for (const { s } of ordered) {
-    pieces.push(text.slice(at, Math.max(at, s.start)), s.text);
-    at = Math.max(at, s.end);
+    if (s.start < at) continue;
+    pieces.push(text.slice(at, s.start), s.text);
+    at = s.end;
   }
   pieces.push(text.slice(at));
   return pieces.join('');
