@@ -76,7 +76,9 @@ export interface ImageLikeString { text: string; file: string; line: number }
  */
 export function imageLikeStrings(path: string, doc: Document, lines: LineCounter, imageNodes: Set<unknown>): ImageLikeString[] {
   const out: ImageLikeString[] = [];
-  forEachStringValue(doc, imageNodes, (node, _obj, _path, context) => {
+  forEachStringValue(doc, imageNodes, (node, obj, _path, context) => {
+    // A KOTS Config's defaults are answers, not images: where one feeds an image the scan says so (config-image).
+    if (str(child(obj, 'kind')) === 'Config' && str(child(obj, 'apiVersion'))?.startsWith('kots.io/')) return;
     const { text } = imageCandidate(node.value);
     if (looksLikeImage(text, context)) out.push({ text, file: path, line: lines.linePos(node.range?.[0] ?? 0).line });
   });

@@ -2,6 +2,7 @@ import { isAirgapError, type AirgapError } from '../errors.js';
 import { errorFinding, type Finding } from '../app/findings.js';
 import { KOTS_KINDS_PREFIX, byFile, configState, keptText, findConfig, joinDocuments, splitDocuments, type ReleaseFile, type RenderOptions, type RenderedDocument } from './release.js';
 import { branchCount, hasKotsTemplate, templateCalls } from './template.js';
+import type { ConfigState } from './config.js';
 
 /**
  * Build-time discovery over a KOTS release (vendor side): which images the customer may run,
@@ -41,7 +42,7 @@ function templateFinding(e: AirgapError, file: string, raw?: string): Finding {
 export function discoverRelease(files: ReleaseFile[], opts: RenderOptions): Discovery {
   const findings: Finding[] = [];
   const config = findConfig(files);
-  const { render } = configState(config, opts);
+  const { state, render } = configState(config, opts);
   const documents: RenderedDocument[] = [];
   const texts = new Map<string, string>();
   const alternatives: ManifestText[] = [];
@@ -83,7 +84,7 @@ export function discoverRelease(files: ReleaseFile[], opts: RenderOptions): Disc
         // nothing: see above
       }
     }
-    if (branches > 0 || findings.every((x) => x.file !== f.path)) findings.push(...configImageFindings(f.path, raw));
+    findings.push(...configImageFindings(f.path, raw, state));
   }
   const manifests: ManifestText[] = [];
   const kotsKinds: ManifestText[] = [];
@@ -102,7 +103,7 @@ export function discoverRelease(files: ReleaseFile[], opts: RenderOptions): Disc
  * An image produced by a config option: the bundle holds what the defaults render; a customer who
  * types another image inside the gap pulls what is not there.
  */
-function configImageFindings(file: string, raw: string): Finding[] {
+function configImageFindings(file: string, raw: string, config: ConfigState): Finding[] {
   const out: Finding[] = [];
   const lines = raw.split('\n');
   let calls: ReturnType<typeof templateCalls>;
@@ -115,9 +116,16 @@ function configImageFindings(file: string, raw: string): Finding[] {
     if (call.name !== 'ConfigOption' || typeof call.args[0] !== 'string') continue;
     const l = lines[call.line - 1] ?? '';
     if (!/^\s*-?\s*["']?image["']?\s*:/.test(l)) continue;
+    const name = call.args[0];
+    let bundled: string;
+    try {
+      bundled = config.option(name);
+    } catch {
+      continue; // an unknown item: the rendering names it
+    }
     out.push({
       severity: 'warning', code: 'config-image', file, line: call.line,
-      message: `the image comes from config option "${call.args[0]}": the bundle carries the image its default renders, no other`,
+      message: `the image comes from config option "${name}": the bundle carries the one its default renders (${bundled || 'empty'}), no other`,
       hint: 'list every image a customer may choose in the KOTS Application\'s spec.additionalImages',
     });
   }
