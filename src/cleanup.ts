@@ -4,6 +4,10 @@
  * asynchronous one would never get to run.
  */
 
+import { randomBytes } from 'node:crypto';
+import { lstatSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+
 type Cleanup = () => void;
 
 const cleanups = new Set<Cleanup>();
@@ -31,5 +35,59 @@ export function runCleanupsSync(): void {
     } catch {
       // Nothing useful to do while the process is exiting.
     }
+  }
+}
+
+/**
+ * What SIGKILL or a power cut leaves behind cannot be cleaned by the run itself: temporary names
+ * carry the pid that made them (`<pid>-<random>`), and a later run removes those whose process is
+ * gone (removeLeftovers).
+ */
+export function leftoverTag(): string {
+  return `${process.pid}-${randomBytes(6).toString('hex')}`;
+}
+
+/**
+ * An entry untouched for this long, whose process is gone, is a leftover. The delay covers a run
+ * in another PID namespace (a container sharing the directory), whose pid means nothing here.
+ */
+export const LEFTOVER_AGE_MS = 10 * 60 * 1000;
+
+/**
+ * Removes, from `dir`, the entries named by `pattern` (its first group: the pid of the run that
+ * made them) that this user owns, that no running process made, and that have not changed for
+ * LEFTOVER_AGE_MS. Best effort: whatever cannot be read or removed is left. Returns the names removed.
+ */
+export function removeLeftovers(dir: string, pattern: RegExp): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  const uid = process.getuid?.();
+  for (const name of names) {
+    const pid = Number(pattern.exec(name)?.[1]);
+    if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid || running(pid)) continue;
+    try {
+      const st = lstatSync(join(dir, name));
+      if ((uid !== undefined && st.uid !== uid) || Date.now() - st.mtimeMs < LEFTOVER_AGE_MS) continue;
+      rmSync(join(dir, name), { recursive: true, force: true });
+      removed.push(name);
+    } catch {
+      // Gone already (another run removed it), or not ours to remove.
+    }
+  }
+  return removed;
+}
+
+function running(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    // EPERM: it runs, as another user.
+    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
   }
 }

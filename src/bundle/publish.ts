@@ -89,3 +89,12 @@ export function outputError(e: unknown, outPath: string): AirgapError {
   return new AirgapError('E_OUTPUT', `cannot write bundle ${outPath}: ${reason}${code && REASONS[code] ? ` (${code})` : ''}`,
     { hint: `${HINTS[code] ?? 'pick a writable --out location'}, then run the build again`, cause: e });
 }
+
+/**
+ * The hidden temporary names a build of `outPath` writes beside it (the bundle, and the parts and
+ * manifest of a split one): `.<name>[.partNNN].airgap-partial-<pid>-<hex>`; group 1 is the pid.
+ */
+export function partialPattern(outPath: string): RegExp {
+  const base = path.basename(outPath).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`^\\.${base}(?:\\.part\\d+)?\\.airgap-partial-(\\d+)-[0-9a-f]+$`);
+}

@@ -1,9 +1,9 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
-import { registerCleanup } from '../cleanup.js';
+import { leftoverTag, registerCleanup } from '../cleanup.js';
 import { AirgapError } from '../errors.js';
 import { isSha256Hex } from '../oci/descriptor.js';
 import { linkNoClobber, outputError, refuseExisting, syncDir } from './publish.js';
@@ -86,7 +86,7 @@ export async function splitBundle(wholePath: string, outPath: string, partSize: 
   const dir = path.dirname(path.resolve(outPath));
   const total = (await fs.promises.stat(wholePath)).size;
   const count = partCount(total, partSize);
-  const tag = randomBytes(6).toString('hex');
+  const tag = leftoverTag();
   const names = Array.from({ length: count }, (_, i) => partName(outPath, i, count));
   const temps = names.map((n) => path.join(dir, `.${n}.airgap-partial-${tag}`));
   const published: string[] = [];

@@ -1,9 +1,8 @@
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { addAbortSignal, type Readable } from 'node:stream';
-import { registerCleanup } from '../cleanup.js';
+import { leftoverTag, registerCleanup, removeLeftovers } from '../cleanup.js';
 import { AirgapError } from '../errors.js';
 import { assertDigest, type Descriptor } from '../oci/descriptor.js';
 import { MediaType } from '../oci/mediatypes.js';
@@ -14,7 +13,7 @@ import {
   APP_DIR, BLOBS_DIR, END_OF_ARCHIVE_SIZE, INDEX_FILE, METADATA_FILE, OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE, SIGNATURE_FILE,
   blobPath, encodeTarHeader, paddedSize, refAnnotations, type BundleMetadata,
 } from './format.js';
-import { outputError, publish, refuseExisting } from './publish.js';
+import { outputError, partialPattern, publish, refuseExisting } from './publish.js';
 import { readExactly } from './tarindex.js';
 
 export interface BundlePlan {
@@ -74,7 +73,9 @@ export class BundleWriter implements TargetStore {
     const layout = planLayout(plan, mtime, outPath);
 
     const dir = path.dirname(path.resolve(outPath));
-    const tempPath = path.join(dir, `.${path.basename(outPath)}.airgap-partial-${randomBytes(6).toString('hex')}`);
+    // A build killed outright (SIGKILL) left its partial here; its own later run removes it.
+    removeLeftovers(dir, partialPattern(outPath));
+    const tempPath = path.join(dir, `.${path.basename(outPath)}.airgap-partial-${leftoverTag()}`);
     let fh: FileHandle;
     try {
       fh = await open(tempPath, 'wx+', 0o644); // read too: parts are hashed back from the file
