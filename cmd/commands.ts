@@ -466,8 +466,8 @@ const verify: CommandSpec = {
   example: 'airgap verify app-1.4.2.tar --key vendor.pub',
   async run(args, opts) {
     const path = bundleArg(args);
-    const [{ BundleReader }, { verifyBundle }, { checkSignature }] = await Promise.all([phases.reader(), phases.verify(), phases.signing()]);
-    const reader = await BundleReader.open(path);
+    const [{ openBundle }, { verifyBundle }, { checkSignature }] = await Promise.all([import('../src/bundle/source.js'), phases.verify(), phases.signing()]);
+    const reader = await openBundle(path);
     try {
       // --key: the signature and the digests it pins first; a failure there is exit 3 at once.
       const signed = opts.key ? await checkSignature(reader, opts.key as string) : undefined;

@@ -1,4 +1,4 @@
-import type { BundleReader } from './bundle/reader.js';
+import type { BundleSource as BundleReader } from './bundle/source.js';
 import { flatten, loadGraph, type Copier, type GraphNode } from './copy.js';
 import { AirgapError, isAirgapError } from './errors.js';
 import { digestHex, type Descriptor } from './oci/descriptor.js';

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { LimitFunction } from 'p-limit';
 import { baseLabel } from './bundle/format.js';
 import { BundleReader } from './bundle/reader.js';
+import type { BundleSource } from './bundle/source.js';
 import { flatten, type GraphNode } from './copy.js';
 import { AirgapError } from './errors.js';
 import type { TargetStore } from './store.js';
@@ -107,7 +108,7 @@ export interface BasePlacement {
  * found nowhere refuses the push (nothing uploaded, nothing tagged), naming the blobs and the
  * base bundle to push first; then the mounts are made.
  */
-export async function placeBaseBlobs(reader: BundleReader, registry: string, targets: BaseTarget[],
+export async function placeBaseBlobs(reader: BundleSource, registry: string, targets: BaseTarget[],
   opts: { limit: LimitFunction; signal?: AbortSignal }): Promise<BasePlacement> {
   const base = reader.base();
   const result: BasePlacement = { existing: 0, mounted: 0, bytes: 0, mountedDigests: [] };

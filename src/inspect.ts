@@ -1,4 +1,5 @@
-import { BundleReader } from './bundle/reader.js';
+import type { BundleReader } from './bundle/reader.js';
+import { openBundle, type BundleSource } from './bundle/source.js';
 import { flatten, loadGraph, totalSize, type GraphNode } from './copy.js';
 import { platformString } from './oci/descriptor.js';
 import { referrerDescriptor } from './attached.js';
@@ -46,7 +47,7 @@ export interface InspectAttached {
  * airgap.json: a bundle written by another tool inspects the same way.
  */
 export async function inspectBundle(path: string): Promise<InspectResult> {
-  const reader = await BundleReader.open(path);
+  const reader = await openBundle(path);
   try {
     const meta = reader.metadata();
     // Looked up by key, never searched per image: 20,000 index entries read in seconds.
@@ -102,7 +103,7 @@ export async function inspectBundle(path: string): Promise<InspectResult> {
 }
 
 /** undefined when the bundle cannot tell (a delta leaves the config to its base). */
-async function platformsOf(reader: BundleReader, graph: GraphNode): Promise<string[] | undefined> {
+async function platformsOf(reader: BundleSource, graph: GraphNode): Promise<string[] | undefined> {
   if (graph.manifest?.kind === 'index') return graph.manifest.manifests.map((d) => platformString(d.platform));
   if (graph.manifest?.kind !== 'manifest' || graph.manifest.config.size > 1024 * 1024) return [];
   if (reader.isFromBase(graph.manifest.config.digest)) return undefined;

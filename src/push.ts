@@ -1,5 +1,6 @@
 import { Limits, type ConcurrencyReport } from './concurrency.js';
-import { BundleReader, damaged } from './bundle/reader.js';
+import { damaged } from './bundle/reader.js';
+import { openBundle, type BundleSource } from './bundle/source.js';
 import { Copier, flatten, loadGraph, totalSize, type CopyEvent, type EventSink, type GraphNode } from './copy.js';
 import { placeBaseBlobs, pruneGraph } from './delta.js';
 import { bundledCharts, pushBundledCharts, refuseChartCollisions, type BundledChart, type PushedChartSummary } from './helm/bundled.js';
@@ -90,7 +91,7 @@ interface PushImage {
  */
 export class PushJob {
   readonly #opts: PushOptions;
-  readonly #reader: BundleReader;
+  readonly #reader: BundleSource;
   readonly #target: TargetRegistry;
   readonly #images: PushImage[];
   readonly #graphs: Map<string, GraphNode>;
@@ -99,7 +100,7 @@ export class PushJob {
   readonly #verified: string | undefined;
   readonly #charts: BundledChart[];
 
-  private constructor(opts: PushOptions, reader: BundleReader, target: TargetRegistry, images: PushImage[], graphs: Map<string, GraphNode>,
+  private constructor(opts: PushOptions, reader: BundleSource, target: TargetRegistry, images: PushImage[], graphs: Map<string, GraphNode>,
     attached: Map<string, AttachedGraph[]>, verified: string | undefined, charts: BundledChart[]) {
     this.#opts = opts;
     this.#charts = charts;
@@ -113,7 +114,7 @@ export class PushJob {
 
   static async open(opts: PushOptions): Promise<PushJob> {
     const target = parseTargetRegistry(opts.registry);
-    const reader = await BundleReader.open(opts.bundle);
+    const reader = await openBundle(opts.bundle);
     try {
       // --key: the signature, every pinned digest and every blob, before anything moves.
       const verified = opts.key !== undefined ? await checkSignedBundle(reader, opts.key) : undefined;
@@ -361,7 +362,7 @@ function graphsByRepository(images: PushImage[], graphsOf: (ref: string) => Grap
 }
 
 /** Content that fails its digest in a split bundle: say which part file holds it. */
-function nameDamagedPart(e: unknown, reader: BundleReader): unknown {
+function nameDamagedPart(e: unknown, reader: BundleSource): unknown {
   if (!reader.file.split || !isAirgapError(e, 'E_DIGEST_MISMATCH')) return e;
   const parts = [...e.message.matchAll(/sha256:[a-f0-9]{64}/g)].map((m) => reader.partsOfBlob(m[0])).find((p) => p.length > 0) ?? [];
   if (parts.length === 0) return e;
@@ -373,7 +374,7 @@ function nameDamagedPart(e: unknown, reader: BundleReader): unknown {
  * Content a manifest names that the bundle neither holds nor leaves to its base: the bundle is
  * damaged. Refused before anything is pushed, so no image is half-pushed or tagged.
  */
-function refuseIncomplete(reader: BundleReader, graphs: Map<string, GraphNode>): void {
+function refuseIncomplete(reader: BundleSource, graphs: Map<string, GraphNode>): void {
   for (const [ref, g] of graphs) {
     const absent = flatten([g]).map((n) => n.descriptor.digest).filter((d) => !reader.hasBlob(d) && !reader.isFromBase(d));
     if (absent.length > 0) {

@@ -3,7 +3,8 @@ import { access, mkdtemp, rm, stat, readdir } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { BundleReader, damaged } from './bundle/reader.js';
+import { damaged } from './bundle/reader.js';
+import { openBundle } from './bundle/source.js';
 import { checkSignature } from './bundle/signing.js';
 import { scanFiles, scanManifests } from './app/scan.js';
 import { PULL_SECRET_FILE } from './app/pullsecret.js';
@@ -92,7 +93,7 @@ export class RewriteJob {
     // Read before the bundle: a wrong path is the user's to fix, whatever the bundle holds.
     const license = opts.license !== undefined ? await readLicense(opts.license) : undefined;
     const values = opts.configValues !== undefined ? await readConfigValues(opts.configValues) : undefined;
-    const reader = await BundleReader.open(opts.bundle);
+    const reader = await openBundle(opts.bundle);
     // The manifests go through a private temp directory (they may hold the license's secrets);
     // removed however the run ends, an interrupt included.
     // Created and registered in one synchronous step: a signal is handled between event-loop

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { AirgapError } from '../errors.js';
 import { sha256Digest } from '../oci/verify.js';
 import { INDEX_FILE, METADATA_FILE, SIGNATURE_FILE } from './format.js';
-import type { BundleReader } from './reader.js';
+import type { BundleSource as BundleReader } from './source.js';
 import { verifyBundle } from './verify.js';
 
 /**

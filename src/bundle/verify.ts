@@ -5,7 +5,7 @@ import { MAX_GRAPH_DEPTH, childrenOf, isForeignLayer } from '../oci/manifest.js'
 import { isIndexType, isManifestType } from '../oci/mediatypes.js';
 import { ANNOTATION_ATTACHED_TAG, ANNOTATION_REF_NAME, ANNOTATION_SUBJECT, INDEX_FILE } from './format.js';
 import { sha256Digest } from '../oci/verify.js';
-import type { BundleReader } from './reader.js';
+import type { BundleSource as BundleReader } from './source.js';
 
 export interface VerifyProblem {
   digest?: string;

@@ -1,5 +1,5 @@
 import { AirgapError } from '../errors.js';
-import type { BundleReader } from '../bundle/reader.js';
+import type { BundleSource as BundleReader } from '../bundle/source.js';
 import type { FetchOptions, TargetStore } from '../store.js';
 import type { TargetName, TargetRegistry } from '../target.js';
 import { isArchiveName, readChartArchive } from './chart.js';
