@@ -3,6 +3,8 @@
 //                                 CommonJS file (esbuild), so a start loads one file, not hundreds
 //   dist/cmd/airgap.js.LEGAL.txt  the bundled dependencies' license comments
 // Nothing else: no launcher, no code cache, no V8 flags; Node starts it as any script.
+// The packed package is these files only (package.json "files") and has no dependencies (all
+// are bundled here, so all are devDependencies): it installs with npm install -g --offline.
 import { build } from 'esbuild';
 import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 
