@@ -74,9 +74,11 @@ export async function scanRelease(files: ReleaseFile[], opts: ReleaseScanOptions
   for (const chart of charts.rendered) {
     try {
       const scanned = scanFiles([chart]);
-      for (const img of scanned.images) add(img);
+      const where = chartSource(chart.path, chart.content.toString('utf8'));
+      for (const img of scanned.images) add({ ...img, ...where(img.line) });
       // What the chart's output holds that cannot be read would hide its images: said, never dropped.
-      result.findings.push(...scanned.findings.filter((f) => f.severity === 'error' || f.code === 'undeclared-image'));
+      result.findings.push(...scanned.findings.filter((f) => f.severity === 'error' || f.code === 'undeclared-image')
+        .map((f) => ({ ...f, ...where(f.line) })));
     } catch (e) {
       if (!isAirgapError(e)) throw e;
       result.findings.push(errorFinding(e, 'helm-render', { file: chart.path, line: 1 }, 'fix the chart'));
@@ -91,6 +93,21 @@ export async function scanRelease(files: ReleaseFile[], opts: ReleaseScanOptions
   const found = new Set(result.images.map((i) => i.raw));
   const declared = result.findings.filter((f) => f.code !== 'undeclared-image' || !found.has(f.message.slice(0, f.message.indexOf(' '))));
   return { ...result, findings: declared, carried: files.map((f): ManifestFile => ({ path: f.path, content: f.content })) };
+}
+
+/**
+ * Where a line of a chart's `helm template` output comes from: the archive and the template that
+ * helm names in its `# Source:` comment, the line counted in that template's output.
+ */
+function chartSource(archive: string, text: string): (line: number) => { file: string; line: number } {
+  const lines = text.split('\n');
+  return (line) => {
+    for (let i = Math.min(line, lines.length) - 1; i >= 0; i--) {
+      const m = /^# Source: (.+)$/.exec(lines[i]!);
+      if (m) return { file: `${archive}#${m[1]!.trim()}`, line: line - i - 1 };
+    }
+    return { file: archive, line };
+  };
 }
 
 /** `LocalImageName "REF"` literals: images wherever they stand (an env value, an argument). */
