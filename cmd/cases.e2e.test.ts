@@ -4,6 +4,8 @@ import { existsSync } from 'node:fs';
 import { cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { parseAllDocuments } from 'yaml';
 import { type World, type WorldImage } from '../src/testing/world.js';
 import type { TestRegistry } from '../src/testing/registry.js';
@@ -210,6 +212,32 @@ test.serial('kustomize: the rendered tree is what is bundled, carried and rewrit
   t.true(rendered.includes(`image: ${registry}/nginx:1.25.3`) && rendered.includes(`image: ${registry}/redis:7.2.4`), rendered);
   t.true(rendered.includes('namespace: shop'), 'the kustomization\'s own transforms are kept');
   await assertMidstreamMatches(t, out);
+});
+
+test('a bundle holding a kustomization is refused by rewrite before anything renders it: no remote resource is fetched', async (t) => {
+  const { dir, customer, user } = t.context;
+  const good = join(dir, 'kz-good.tar');
+  const b = await build(t, 'helm', good);
+  t.is(b.code, 0, b.stderr);
+  // A server the kustomization names as a remote resource: it must never be asked.
+  let asked = 0;
+  const server = createServer((_req, res) => { asked++; res.end('apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fetched}\n'); });
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+  t.teardown(() => server.close());
+  const port = (server.address() as AddressInfo).port;
+  const staging = join(dir, 'kz-staging');
+  await mkdir(join(staging, 'app'), { recursive: true });
+  await writeFile(join(staging, 'app', 'kustomization.yaml'), `resources:\n  - http://127.0.0.1:${port}/remote.yaml\n`);
+  const hostile = join(dir, 'kz-hostile.tar');
+  await cp(good, hostile);
+  await run('tar', ['-rf', hostile, '-C', staging, 'app/kustomization.yaml']);
+  const out = join(dir, 'kz-out');
+  const r = await runCli(['rewrite', hostile, '--registry', `${customer.host}/kz`, '--username', user.username, '--password', user.password,
+    '--skip-registry-check', '--out', out]);
+  t.is(r.code, 3, r.stderr);
+  t.regex(r.stderr, /holds a kustomization \(app\/kustomization\.yaml\), which airgap build never writes/);
+  t.is(asked, 0);
+  t.false(existsSync(out));
 });
 
 test('kustomize without kubectl on PATH is refused with that hint, nothing written', async (t) => {

@@ -7,6 +7,7 @@ import { damaged } from './bundle/reader.js';
 import { openBundle } from './bundle/source.js';
 import { checkSignature } from './bundle/signing.js';
 import { scanFiles, scanManifests } from './app/scan.js';
+import { isKustomizationName } from './app/kustomize-render.js';
 import { PULL_SECRET_FILE } from './app/pullsecret.js';
 import { retargetApp, writeRetargeted, type RetargetResult } from './app/retarget.js';
 import { refusePasswordInManifests, type FileContent } from './app/leaks.js';
@@ -107,6 +108,13 @@ export class RewriteJob {
       if (files.length === 0) {
         throw new AirgapError('E_BUNDLE', `bundle ${opts.bundle} holds no application manifests under app/`,
           { hint: 'rebuild the bundle with airgap build --manifests DIR' });
+      }
+      // build renders kustomize trees before they enter a bundle; rendering one here could fetch
+      // its remote resources from this offline host. Nothing read from a bundle starts a fetch.
+      const kustomization = files.find((f) => isKustomizationName(f.slice(f.lastIndexOf('/') + 1)));
+      if (kustomization !== undefined) {
+        throw new AirgapError('E_BUNDLE', `bundle ${opts.bundle} holds a kustomization (app/${kustomization}), which airgap build never writes: rendering it could fetch remote resources`,
+          { hint: 'rebuild the bundle with airgap build (it renders kustomize trees before bundling them)' });
       }
       const contents: FileContent[] = [];
       for (const f of files) contents.push({ path: `app/${f}`, content: await reader.readAppFile(f) });
