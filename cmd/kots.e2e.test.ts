@@ -151,6 +151,23 @@ test.serial('install renders the release with the customer values, pushes, and a
   for (const f of files) t.deepEqual(await readFile(join(out2, 'rendered', f)), await readFile(join(out, 'rendered', f)), f);
 });
 
+test.serial('online renders the release for a connected cluster: private images through the vendor proxy, public ones as written', async (t) => {
+  const { world, dir } = t.context;
+  const values = await valuesFile(dir, 'online-values.yaml', { hostname: 'shop.acme.example' });
+  const out = join(dir, 'online');
+  const r = await runCli(['online', '--manifests', world.appDir, '--license', world.licensePath, ...resolveFlags(world),
+    '--config-values', values, '--namespace', 'shop', '--out', out, '--json']);
+  t.is(r.code, 0, r.stderr);
+  const docs = await loadDocs(join(out, 'rendered'));
+  const byName = new Map(docs.map((d) => [`${d.obj.kind}/${d.obj.metadata?.name}`, d.obj]));
+  const api = byName.get('Deployment/api')!;
+  t.regex(containerImages(api)[0]!, new RegExp(`^${world.proxy.replace(/[.]/g, '\\.')}/proxy/acme-shop/.*/acme/api:1\\.4\\.2$`));
+  t.deepEqual(containerImages(byName.get('Deployment/web')!), [`${world.public}/library/nginx:1.25.3`, `${world.public}/library/redis:7.2.4`]);
+  t.falsy(byName.get('Deployment/worker'), 'the worker is off by default');
+  for (const d of docs) t.false(/^(kots\.io|troubleshoot\.sh)\//.test(d.obj.apiVersion), `${d.file}: ${d.obj.kind}`);
+  t.regex(await readFile(join(out, 'config-values.yaml'), 'utf8'), /hostname:\n\s+value: shop\.acme\.example/);
+});
+
 test.serial('a required item without a value is refused before anything is pushed', async (t) => {
   const { bundle, user, dir } = t.context;
   const out = join(dir, 'install-required');
