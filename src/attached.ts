@@ -1,5 +1,6 @@
 import type { BundleSource as BundleReader } from './bundle/source.js';
 import { flatten, loadGraph, type Copier, type GraphNode } from './copy.js';
+import { mergeCosignTag } from './cosigntag.js';
 import { AirgapError, isAirgapError } from './errors.js';
 import { digestHex, type Descriptor } from './oci/descriptor.js';
 import { parseManifest } from './oci/manifest.js';
@@ -175,7 +176,16 @@ export async function loadAttached(reader: BundleReader, images: { ref: string }
   return out;
 }
 
-export interface PushedAttached { target: string; kind: string; tag?: string; digest: string; subject: string }
+export interface PushedAttached {
+  target: string; kind: string; tag?: string; digest: string; subject: string;
+  /**
+   * The tag already named other content (the customer's own signatures): `contains` (it holds the
+   * bundle's layers: untouched), `merged` (the bundle's appended to theirs) or `left` (not
+   * mergeable: untouched, with `warning`). Absent when the bundle's manifest was written as is.
+   */
+  existing?: 'contains' | 'merged' | 'left';
+  warning?: string;
+}
 
 /**
  * After an image is pushed and tagged: what is attached to it goes into the same repository
@@ -186,13 +196,22 @@ export async function pushAttached(copier: Copier, src: SourceStore, list: Attac
   signal?: AbortSignal): Promise<PushedAttached[]> {
   const referrers = new Map<string, Descriptor[]>();
   const out: PushedAttached[] = [];
+  const store = copier.target as SourceStore & TargetStore;
+  const opts = signal ? { signal } : {};
   for (const a of list) {
+    // A cosign tag that names other content is the customer's: merged into, never replaced (cosigntag.ts).
+    const now = a.tag && store.taggedAs ? await store.taggedAs(a.tag, opts) : undefined;
+    if (a.tag && now !== undefined && now !== a.graph.descriptor.digest) {
+      const m = await mergeCosignTag(copier, src, a.graph, a.tag, now, image, opts);
+      out.push({ target: `${repository}:${a.tag}`, kind: a.kind, tag: a.tag, digest: m.digest, subject: a.subject,
+        existing: m.how, ...(m.how === 'left' ? { warning: m.warning } : {}) });
+      continue;
+    }
     await copier.copyImage(src, a.graph, `${image} (${a.tag ?? `${a.kind} ${a.graph.descriptor.digest}`})`, a.tag ? [a.tag] : [], true);
     if (!a.tag) referrers.set(a.subject, [...(referrers.get(a.subject) ?? []), referrerDescriptor(a.graph)]);
     out.push({ target: `${repository}${a.tag ? `:${a.tag}` : `@${a.graph.descriptor.digest}`}`, kind: a.kind,
       ...(a.tag ? { tag: a.tag } : {}), digest: a.graph.descriptor.digest, subject: a.subject });
   }
-  const store = copier.target as SourceStore & TargetStore;
   for (const [subject, descs] of referrers) await publishReferrers(store, subject, descs, signal ? { signal } : {});
   return out;
 }

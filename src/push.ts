@@ -66,6 +66,8 @@ export interface PushSummary extends PushCounts {
   verified?: string;
   /** A KOTS release's Helm charts, pushed as OCI charts after the images. */
   charts: PushedChartSummary[];
+  /** What the push left as it found it and the user should know (a customer's signature tag it could not merge). */
+  warnings: string[];
 }
 
 /** What a push would do, found with HEAD requests only. */
@@ -310,6 +312,7 @@ export class PushJob {
       ...counts(content, moved, roots),
       ...(delta ? { delta } : {}),
       attached: [...pushedAttached.values()].sort((a, b) => (a.target < b.target ? -1 : 1)),
+      warnings: [...pushedAttached.values()].flatMap((a) => (a.warning ? [a.warning] : [])),
       ...(this.#verified ? { verified: this.#verified } : {}),
       charts,
     };
