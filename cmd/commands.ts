@@ -377,6 +377,7 @@ const buildCmd: CommandSpec = {
     { flags: '--out <file>', description: 'the bundle to write (must not exist)', required: true },
     { flags: '--platform <os/arch[/variant]|all>', description: 'platform to keep from each image (repeatable); an image that lacks one asked for is an error', defaultText: 'linux/amd64', parse: collect },
     { flags: '--release <label>', description: 'a release label recorded in the bundle' },
+    { flags: '--format <airgap|kots>', description: 'airgap: our bundle (an OCI layout tar); kots: a KOTS .airgap (airgap.yaml, app.tar.gz, a registry storage tree; every platform unless --platform)', defaultText: 'airgap' },
     { flags: '--since <bundle>', description: 'the previous release\'s bundle: write a delta carrying only the blobs it does not hold' },
     { flags: '--split-size <size>', description: 'write numbered parts of at most SIZE (e.g. 4GB, 700MB) beside --out', parse: (v: string) => parseSize(v) },
     { flags: '--no-signatures', description: 'do not carry the images\' signatures, attestations and SBOMs' },
@@ -389,7 +390,8 @@ const buildCmd: CommandSpec = {
   async run(_args, opts, ctx) {
     const access = await sourceAccess(opts, ctx);
     try {
-      const { build } = await phases.build();
+      if (opts.format !== undefined && opts.format !== 'airgap' && opts.format !== 'kots') throw new AirgapError('E_USAGE', `--format ${String(opts.format)}: give airgap or kots`);
+      const build = opts.format === 'kots' ? (await import('../src/kotsairgap/build.js')).buildKotsAirgap : (await phases.build()).build;
       const s = await build({
         manifestsDir: required(opts, 'manifests', '--manifests'),
         licensePath: required(opts, 'license', '--license'),

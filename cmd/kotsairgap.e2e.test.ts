@@ -1,15 +1,14 @@
 import anyTest, { type TestFn } from 'ava';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, writeFile, truncate, stat, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parseAllDocuments } from 'yaml';
-import { gzipSync, gunzipSync } from 'node:zlib';
 import { startStage, stopStage, type Stage } from '../src/testing/stage.js';
 import { startRegistry, type TestRegistry } from '../src/testing/registry.js';
-import { buildBundle, json, runCli } from '../src/testing/cli.js';
-import { dockerArchiveAirgap, vendorPortalAirgap } from '../src/testing/kotsairgap.js';
+import { buildBundle, json, resolveFlags, runCli } from '../src/testing/cli.js';
+import { dockerArchiveAirgap, serveStorageRoot, vendorPortalAirgap } from '../src/testing/kotsairgap.js';
 import { parseReference, lastComponent } from '../src/reference.js';
 
 /**
@@ -127,4 +126,132 @@ test.serial('a .airgap for another app than the license is refused before anythi
   t.regex(r.stderr, /someone-else/);
 });
 
-void gzipSync; void gunzipSync; void writeFile;
+
+test.serial('build --format kots writes a .airgap that docker-registry serves as is (every savedImage, multi-arch intact) and install reads', async (t) => {
+  const { world, dir, refs, customer, user } = t.context;
+  const airgap = join(dir, 'built.airgap');
+  const b = await runCli(['build', '--manifests', world.appDir, '--license', world.licensePath, '--out', airgap, ...resolveFlags(world), '--format', 'kots', '--json']);
+  t.is(b.code, 0, b.stderr);
+  const summary = json<{ savedImages: string[] }>(b);
+  t.deepEqual([...summary.savedImages].sort(), refs.map((r) => r.ref).sort());
+  // GNU tar reads it as one .tar.gz (its gzip members back to back); the metadata comes first.
+  const { stdout: listing } = await run('tar', ['-tzf', airgap], { maxBuffer: 1 << 26 });
+  t.deepEqual(listing.split('\n').slice(0, 2), ['airgap.yaml', 'app.tar.gz']);
+  const x = join(dir, 'built-extracted');
+  await mkdir(x);
+  await run('tar', ['-xzf', airgap, '-C', x]);
+  const meta = (await import('yaml')).parse(await readFile(join(x, 'airgap.yaml'), 'utf8')) as { spec: { appSlug: string; format: string; savedImages: string[] } };
+  t.is(meta.spec.format, 'docker');
+  t.is(meta.spec.appSlug, world.appSlug);
+
+  // The release, byte for byte.
+  const rel = join(dir, 'built-release');
+  await mkdir(rel);
+  await run('tar', ['-xzf', join(x, 'app.tar.gz'), '-C', rel]);
+  await run('diff', ['-r', world.appDir, rel]);
+
+  // docker-registry with the storage root as its rootdirectory; skopeo reads every image from it.
+  const served = await serveStorageRoot(join(x, 'images'));
+  await mkdir(join(dir, 'skopeo-copy'), { recursive: true });
+  try {
+    let multi = 0;
+    for (const r of refs) {
+      const ref = parseReference(r.ref);
+      const name = `${served.host}/${lastComponent(ref.repository)}:${ref.tag}`;
+      const { stdout } = await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${name}`], { encoding: 'buffer', maxBuffer: 1 << 24 });
+      t.is('sha256:' + createHash('sha256').update(stdout).digest('hex'), r.digest, name);
+      if (r.platforms.length > 1) multi++;
+      const copy = join(dir, 'skopeo-copy', lastComponent(ref.repository) + '-' + ref.tag);
+      await run('skopeo', ['copy', '--quiet', '--insecure-policy', '--all', '--src-tls-verify=false', `docker://${name}`, `dir:${copy}`], { maxBuffer: 1 << 24 });
+      await rm(copy, { recursive: true, force: true });
+    }
+    t.true(multi > 0, 'a multi-arch image went through whole');
+  } finally {
+    await served.stop();
+  }
+
+  const v = await runCli(['verify', airgap]);
+  t.is(v.code, 0, v.stderr + v.stdout);
+  const out = join(dir, 'built-install');
+  const r = await runCli(['install', airgap, '--registry', `${customer.host}/built`, '--username', user.username, '--password-stdin',
+    '--out', out, '--namespace', 'shop', '--json'], { input: user.password + '\n' });
+  t.is(r.code, 0, r.stderr);
+  for (const p of json<{ push: { images: { target: string; digest: string }[] } }>(r).push.images) t.is(await rawDigest(p.target, user), p.digest);
+
+  // A delta on top of it leaves out every image it carried.
+  const delta = join(dir, 'delta.airgap');
+  const d = await runCli(['build', '--manifests', world.appDir, '--license', world.licensePath, '--out', delta, ...resolveFlags(world), '--format', 'kots', '--since', airgap, '--json']);
+  t.is(d.code, 0, d.stderr);
+  t.deepEqual(json<{ savedImages: string[] }>(d).savedImages, []);
+  t.true((await stat(delta)).size < (await stat(airgap)).size / 4);
+});
+
+/** Repositories the customer registry holds under a namespace. */
+async function reposUnder(customer: TestRegistry, user: { username: string; password: string }, ns: string): Promise<string[]> {
+  const res = await fetch(`http://${customer.host}/v2/_catalog?n=1000`, { headers: { authorization: 'Basic ' + Buffer.from(`${user.username}:${user.password}`).toString('base64') } });
+  const body = await res.json() as { repositories?: string[] };
+  return (body.repositories ?? []).filter((r) => r.startsWith(ns + '/'));
+}
+
+const hostile: [string, (stage: string) => Promise<void>, RegExp][] = [
+  ['a tag link to a blob the storage does not hold', async (stage) => {
+    const repos = join(stage, 'images/docker/registry/v2/repositories');
+    const repo = (await readdir(repos))[0]!;
+    const tags = join(repos, repo, '_manifests/tags');
+    const tag = (await readdir(tags))[0]!;
+    await writeFile(join(tags, tag, 'current/link'), 'sha256:' + 'ab'.repeat(32));
+  }, /does not hold/],
+  ['a blob whose content does not hash to its name', async (stage) => {
+    const blobs = join(stage, 'images/docker/registry/v2/blobs/sha256');
+    const prefix = (await readdir(blobs))[0]!;
+    const hex = (await readdir(join(blobs, prefix)))[0]!;
+    const data = join(blobs, prefix, hex, 'data');
+    const bytes = await readFile(data);
+    bytes[bytes.length - 1] ^= 0xff;
+    await writeFile(data, bytes);
+  }, /damaged|hashes to/],
+  ['a symbolic link in the storage tree', async (stage) => {
+    const blobs = join(stage, 'images/docker/registry/v2/blobs/sha256');
+    const prefix = (await readdir(blobs))[0]!;
+    const hex = (await readdir(join(blobs, prefix)))[0]!;
+    const data = join(blobs, prefix, hex, 'data');
+    await rm(data);
+    await (await import('node:fs/promises')).symlink('/etc/passwd', data);
+  }, /symbolic link/],
+];
+
+for (const [name, mutate, message] of hostile) {
+  test.serial(`hostile .airgap: ${name} → exit 3, nothing pushed`, async (t) => {
+    const { world, dir, customer, user } = t.context;
+    const airgap = join(dir, `hostile-${name.replace(/\W+/g, '-')}.airgap`);
+    await vendorPortalAirgap({ appSlug: world.appSlug, appDir: world.appDir, images: t.context.sources }, airgap, { mutate });
+    const ns = 'h' + Math.random().toString(36).slice(2, 8);
+    const r = await runCli(['push', airgap, '--registry', `${customer.host}/${ns}`, '--username', user.username, '--password-stdin'], { input: user.password + '\n' });
+    t.is(r.code, 3, r.stderr);
+    t.regex(r.stderr, message);
+    t.deepEqual(await reposUnder(customer, user, ns), []);
+  });
+}
+
+test.serial('hostile .airgap: cut short, or not a KOTS bundle at all → exit 3, nothing pushed', async (t) => {
+  const { world, dir, customer, user } = t.context;
+  const airgap = join(dir, 'cut.airgap');
+  await vendorPortalAirgap({ appSlug: world.appSlug, appDir: world.appDir, images: t.context.sources }, airgap);
+  await truncate(airgap, Math.floor((await stat(airgap)).size / 2));
+  const notKots = join(dir, 'plain.tar.gz');
+  await run('tar', ['-czf', notKots, '-C', world.appDir, '.']);
+  const traversal = join(dir, 'traversal.airgap');
+  await run('python3', ['-c', `
+import tarfile, io, sys
+with tarfile.open(sys.argv[1], 'w:gz') as t:
+    for name, body in [('airgap.yaml', b'apiVersion: kots.io/v1beta1\\nkind: Airgap\\nspec:\\n  format: docker\\n'), ('../escape', b'x')]:
+        i = tarfile.TarInfo(name); i.size = len(body); t.addfile(i, io.BytesIO(body))
+`, traversal]);
+  for (const [file, message] of [[airgap, /truncated/], [notKots, /no airgap.yaml/], [traversal, /\.\./]] as const) {
+    const ns = 'h' + Math.random().toString(36).slice(2, 8);
+    const r = await runCli(['push', file, '--registry', `${customer.host}/${ns}`, '--username', user.username, '--password-stdin'], { input: user.password + '\n' });
+    t.is(r.code, 3, `${file}: ${r.stderr}`);
+    t.regex(r.stderr, message);
+    t.deepEqual(await reposUnder(customer, user, ns), []);
+  }
+});

@@ -32,14 +32,17 @@ const airgapYaml = (spec: AirgapSpecInput, format: string): string => stringify(
     savedImages: spec.images.map((i) => i.ref) },
 });
 
-async function finish(stage: string, spec: AirgapSpecInput, format: string, out: string, withImages: boolean): Promise<void> {
+async function finish(stage: string, spec: AirgapSpecInput, format: string, out: string, withImages: boolean,
+  mutate?: (stage: string) => Promise<void>): Promise<void> {
   await writeFile(join(stage, 'airgap.yaml'), airgapYaml(spec, format));
   await run('tar', ['-czf', join(stage, 'app.tar.gz'), '-C', spec.appDir, '.']);
+  await mutate?.(stage);
   await run('tar', ['-czf', out, '-C', stage, 'airgap.yaml', 'app.tar.gz', ...(withImages ? ['images'] : [])]);
 }
 
 /** format: docker — a registry's storage root under images/, repositories by last path component. */
-export async function vendorPortalAirgap(spec: AirgapSpecInput, out: string, opts: { all?: boolean } = {}): Promise<void> {
+export async function vendorPortalAirgap(spec: AirgapSpecInput, out: string,
+  opts: { all?: boolean; /** Changes the staged tree (airgap.yaml, app.tar.gz, images/) before it is tarred: hostile files. */ mutate?: (stage: string) => Promise<void> } = {}): Promise<void> {
   const stage = await mkdtemp(join(tmpdir(), 'airgap-vendor-portal-'));
   const registry = await startRegistry();
   try {
@@ -51,7 +54,7 @@ export async function vendorPortalAirgap(spec: AirgapSpecInput, out: string, opt
     }
     await mkdir(join(stage, 'images'));
     await run('cp', ['-a', join(registry.dir, 'data', 'docker'), join(stage, 'images', 'docker')]);
-    await finish(stage, spec, 'docker', out, true);
+    await finish(stage, spec, 'docker', out, true, opts.mutate);
   } finally {
     await registry.stop();
     await rm(stage, { recursive: true, force: true });
@@ -75,4 +78,24 @@ export async function dockerArchiveAirgap(spec: AirgapSpecInput, out: string): P
   } finally {
     await rm(stage, { recursive: true, force: true });
   }
+}
+
+/** docker-registry serving a storage root as is (its `rootdirectory`), plain HTTP on loopback. */
+export async function serveStorageRoot(root: string): Promise<{ host: string; stop(): Promise<void> }> {
+  const { spawn } = await import('node:child_process');
+  const { freePort } = await import('./registry.js');
+  const port = await freePort();
+  const config = join(root, '..', `registry-${port}.yml`);
+  await writeFile(config, stringify({
+    version: 0.1, log: { level: 'error' },
+    storage: { filesystem: { rootdirectory: root }, delete: { enabled: false } },
+    http: { addr: `127.0.0.1:${port}` },
+  }));
+  const child = spawn('/usr/bin/docker-registry', ['serve', config], { stdio: 'ignore' });
+  const host = `127.0.0.1:${port}`;
+  for (let i = 0; i < 100; i++) {
+    if (await fetch(`http://${host}/v2/`).then((r) => r.ok, () => false)) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { host, stop: async () => { if (child.exitCode === null && child.signalCode === null) { const exited = new Promise((r) => child.once('exit', r)); child.kill(); await exited; } } };
 }
