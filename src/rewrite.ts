@@ -176,6 +176,8 @@ export class RewriteJob {
         mapping: (ref: Reference) => (pushedNames.has(taggedName(ref)) ? undefined : targetName(target, ref, opts.keepPath).full),
         secret: opts.credentials,
         namespace: opts.namespace,
+        // A HelmChart's objects go to its namespace (--namespace when it names none).
+        fileNamespaces: new Map((scan.charts ?? []).map((c) => [chartOutputs(c).rendered, c.namespace])),
       };
       const result = retargetApp(scan, retarget);
       // The KOTS kinds (Preflight, SupportBundle…) are kept beside the app, their images

@@ -492,3 +492,15 @@ test('objects that name no namespace land in --namespace in rendered/ and midstr
   t.true((await readFile(join(out, 'rendered', 'app.yaml'), 'utf8')).includes('metadata:\n  # the app\'s own\n  namespace: shop\n  name: web\n'));
   t.true((await readFile(join(out, 'rendered', 'svc.json'), 'utf8')).includes('"metadata": {"namespace": "shop", "name": "web"}'));
 });
+
+test('a HelmChart\'s rendered objects that name no namespace go to the chart\'s namespace, with the pull secret there', async (t) => {
+  const scan = await scanManifests(await tree(t, {
+    'app.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\n',
+    'helm/metrics.yaml': 'apiVersion: v1\nkind: Pod\nmetadata: {name: m}\nspec:\n  containers: [{name: m, image: redis:7}]\n',
+  }));
+  const result = retargetApp(scan, { ...OPTS, namespace: 'shop', fileNamespaces: new Map([['helm/metrics.yaml', 'monitoring']]) });
+  const ns = (path: string) => objects(result.rendered.find((f) => f.path === path)!.content.toString()).map((o) => o.metadata?.namespace);
+  t.deepEqual(ns('app.yaml'), ['shop']);
+  t.deepEqual(ns('helm/metrics.yaml'), ['monitoring']);
+  t.deepEqual(ns('airgap-pull-secret.yaml'), ['monitoring', 'shop']);
+});

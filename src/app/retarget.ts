@@ -55,6 +55,11 @@ export interface RetargetOptions {
   secret: Credentials | undefined;
   /** The application's namespace (where objects without metadata.namespace land). */
   namespace: string;
+  /**
+   * Files whose objects land in another namespace when they name none: a KOTS HelmChart's
+   * rendered chart goes where the HelmChart says (its `namespace`), as KOTS installs it.
+   */
+  fileNamespaces?: Map<string, string>;
 }
 
 export interface RetargetResult {
@@ -290,7 +295,7 @@ export function retargetApp(scan: ScanResult, opts: RetargetOptions): RetargetRe
       // Applied as printed (kubectl apply -f rendered/, or -k midstream/), an object that names no
       // namespace lands in --namespace, where the pull secret is, not in the context's namespace.
       forEachObject(doc.contents, (obj) => {
-        const added = addNamespace(text, lines, obj, opts.namespace, scope, json);
+        const added = addNamespace(text, lines, obj, opts.fileNamespaces?.get(file.path) ?? opts.namespace, scope, json);
         if (added === undefined) return;
         splices.push(added.splice);
         patchFor(obj).ops.push(added.op);
@@ -309,7 +314,7 @@ export function retargetApp(scan: ScanResult, opts: RetargetOptions): RetargetRe
 
   const midstreamResources: ManifestFile[] = [];
   if (opts.secret !== undefined) {
-    const namespaces = [opts.namespace, ...scan.namespaces];
+    const namespaces = [opts.namespace, ...scan.namespaces, ...(opts.fileNamespaces?.values() ?? [])];
     const secret = Buffer.from(pullSecretManifests({ appSlug: opts.appSlug, host: opts.host, credentials: opts.secret, namespaces }));
     rendered.push({ path: PULL_SECRET_FILE, content: secret });
     midstreamResources.push({ path: PULL_SECRET_FILE, content: secret });
