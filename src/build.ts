@@ -198,7 +198,9 @@ export async function build(opts: BuildOptions): Promise<BuildSummary> {
       ...(opts.release ? { release: opts.release } : {}),
       images,
       appFiles: (plan.scan.carried ?? plan.scan.files).map((f) => f.path),
-      ...(baseRecord ? { base: { ...baseRecord, blobs: leftToBase.map((n) => ({ digest: n.descriptor.digest, size: n.descriptor.size })) } } : {}),
+      ...(baseRecord ? { base: { ...baseRecord, blobs: leftToBase.map((n) => ({ digest: n.descriptor.digest, size: n.descriptor.size,
+        // Where the base's push put it: found there if this release moved its image (delta.ts).
+        ...(base?.where.get(n.descriptor.digest) ? { images: base.where.get(n.descriptor.digest) } : {}) })) } } : {}),
       pins: { index: '', app: Object.fromEntries(appFiles.map((f) => [f.path, sha256Digest(f.content)])) },
     };
     // A split bundle is cut into parts straight from the writer's complete temp tar (split.ts).

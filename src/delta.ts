@@ -3,7 +3,7 @@ import type { LimitFunction } from 'p-limit';
 import { baseLabel } from './bundle/format.js';
 import { BundleReader } from './bundle/reader.js';
 import type { BundleSource } from './bundle/source.js';
-import { flatten, type GraphNode } from './copy.js';
+import { flatten, loadGraph, type GraphNode } from './copy.js';
 import { AirgapError } from './errors.js';
 import type { TargetStore } from './store.js';
 
@@ -39,7 +39,12 @@ export interface BaseBundle {
   appSlug?: string;
   /** Every blob a registry holding the base release has: carried by it, or by its own base. */
   blobs: Map<string, number>;
+  /** Blob → some of the base's images (source references) holding it: where the base's push put it. */
+  where: Map<string, string[]>;
 }
+
+/** How many of the base's images a delta records per blob: one repository holding it is enough to mount from. */
+const WHERE_PER_BLOB = 4;
 
 /** Reads what a previous bundle (full or delta, plain or split) makes available to a delta on top of it. */
 export async function loadBase(path: string): Promise<BaseBundle> {
@@ -61,12 +66,30 @@ export async function loadBase(path: string): Promise<BaseBundle> {
     const appFiles = await Promise.all(reader.appFiles().map(async (p) => ({ path: p, content: await reader.readAppFile(p) })));
     const id = meta.id ?? bundleId(reader.images().map((i) => ({ ref: i.ref, digest: i.descriptor.digest })), appFiles, meta.base?.id);
     return {
-      id, created: meta.created, blobs,
+      id, created: meta.created, blobs, where: await baseImagesByBlob(reader),
       ...(meta.release ? { release: meta.release } : {}), ...(meta.appSlug ? { appSlug: meta.appSlug } : {}),
     };
   } finally {
     await reader.close();
   }
+}
+
+/**
+ * Which of the base's images hold each blob it makes available: its own images' graphs, and for
+ * what it left to its own base, what that base recorded.
+ */
+async function baseImagesByBlob(reader: BundleReader): Promise<Map<string, string[]>> {
+  const where = new Map<string, string[]>();
+  const add = (digest: string, ref: string): void => {
+    const list = where.get(digest) ?? [];
+    if (list.length < WHERE_PER_BLOB && !list.includes(ref)) where.set(digest, [...list, ref]);
+  };
+  for (const b of reader.base()?.blobs ?? []) for (const ref of b.images ?? []) add(b.digest, ref);
+  for (const { ref } of reader.images()) {
+    const graph = await loadGraph(reader, await reader.resolve(ref), ref, undefined, (d) => reader.hasBlob(d.digest));
+    for (const n of flatten([graph])) if (n.bytes === undefined) add(n.descriptor.digest, ref);
+  }
+  return where;
 }
 
 /** The graph without the blobs in `skip`: the copier then never asks a store for them. Manifests are kept. */
@@ -84,6 +107,12 @@ export function pruneGraph(root: GraphNode, skip: (digest: string) => boolean): 
     return out;
   };
   return visit(root);
+}
+
+/** Where this push would have put the base's images (their target repositories), and a store for one. */
+export interface BaseRepositories {
+  repositoryOf(ref: string): string | undefined;
+  store(repository: string): TargetStore;
 }
 
 export interface BaseTarget {
@@ -109,7 +138,7 @@ export interface BasePlacement {
  * base bundle to push first; then the mounts are made.
  */
 export async function placeBaseBlobs(reader: BundleSource, registry: string, targets: BaseTarget[],
-  opts: { limit: LimitFunction; signal?: AbortSignal }): Promise<BasePlacement> {
+  opts: { limit: LimitFunction; signal?: AbortSignal; baseRepositories?: BaseRepositories }): Promise<BasePlacement> {
   const base = reader.base();
   const result: BasePlacement = { existing: 0, mounted: 0, bytes: 0, mountedDigests: [] };
   if (!base) return result;
@@ -145,12 +174,32 @@ export async function placeBaseBlobs(reader: BundleSource, registry: string, tar
     const others = [...stores.keys()].filter((r) => !probed.has(`${r}\n${digest}`));
     return (await Promise.all(others.map((r) => limit(() => head(r, digest))))).some(Boolean);
   }));
-  const list = unplaced.filter((_, i) => !found[i]);
+  // Still nowhere: where the base's push put it, when an image moved to another repository since
+  // (airgap.json records the base's images holding each blob; push maps them to repositories).
+  const recorded = new Map(base.blobs.map((b) => [b.digest, b.images ?? []]));
+  const baseRepos = opts.baseRepositories;
+  const searched = new Set<string>();
+  const stillMissing = unplaced.filter((_, i) => !found[i]);
+  const foundInBase = await Promise.all(stillMissing.map(async (digest) => {
+    if (!baseRepos) return false;
+    const repos = [...new Set((recorded.get(digest) ?? []).map((ref) => baseRepos.repositoryOf(ref)).filter((r) => r !== undefined))]
+      .filter((r) => !probed.has(`${r}\n${digest}`));
+    for (const r of repos) {
+      searched.add(r);
+      if (!stores.has(r)) stores.set(r, baseRepos.store(r));
+    }
+    return (await Promise.all(repos.map((r) => limit(() => head(r, digest))))).some(Boolean);
+  }));
+  const list = stillMissing.filter((_, i) => !foundInBase[i]);
   if (list.length > 0) {
     const shown = list.slice(0, 20).join(', ') + (list.length > 20 ? `, and ${list.length - 20} more` : '');
+    const lookedIn = [...new Set([...needs.keys(), ...searched])].sort();
+    const noRecord = list.every((d) => (recorded.get(d) ?? []).length === 0);
     throw new AirgapError('E_BASE_MISSING',
-      `${reader.label} is a delta on top of bundle ${baseLabel(base)}, and registry ${registry} lacks ${list.length} blob(s) it expects from that base: ${shown}; nothing was pushed or tagged`,
-      { hint: `push the base bundle ${base.id}${base.release ? ` (release ${base.release})` : ''} into ${registry} first, or carry the full bundle of this release` });
+      `${reader.label} is a delta on top of bundle ${baseLabel(base)}, and registry ${registry} lacks ${list.length} blob(s) it expects from that base: ${shown}; ` +
+      `looked in ${lookedIn.map((r) => `${registry}/${r}`).join(', ')}${searched.size > 0 ? ' (the last where the base\'s images were pushed)' : ''}; nothing was pushed or tagged`,
+      { hint: `push the base bundle ${base.id}${base.release ? ` (release ${base.release})` : ''} into ${registry} first (with the same --registry path and --keep-path choice as this push), or carry the full bundle of this release` +
+        (noRecord && baseRepos ? '; this delta does not record where its base put them (built by an older airgap)' : '') });
   }
 
   const mountable = absent.filter((a) => !held.get(a.digest)?.has(a.repo));

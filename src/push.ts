@@ -277,7 +277,17 @@ export class PushJob {
     if (base) {
       const placed = await placeBaseBlobs(reader, this.#target.host, [...graphsByRepository(images, (ref) => this.#withAttached(ref))].map(([repository, gs]) => ({
         repository, graphs: gs, store: this.#store(repository),
-      })), { limit: limits.small, ...this.#call() });
+      })), { limit: limits.small, ...this.#call(), baseRepositories: {
+        // The base's images went where this push's naming puts them (same --registry and --keep-path).
+        repositoryOf: (ref) => {
+          try {
+            return targetName(this.#target, parseReference(ref, 'airgap.json base'), opts.keepPath).repository;
+          } catch {
+            return undefined;
+          }
+        },
+        store: (repository) => this.#store(repository),
+      } });
       for (const n of flatten(roots)) if (reader.isFromBase(n.descriptor.digest)) record(moved, n.descriptor.digest, 'existed');
       for (const d of placed.mountedDigests) record(moved, d, 'mounted');
       for (const [ref, g] of graphs) graphs.set(ref, pruneGraph(g, (d) => reader.isFromBase(d)));

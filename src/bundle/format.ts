@@ -80,7 +80,17 @@ export interface BundleBase {
   id: string;
   created: string;
   release?: string;
-  blobs: { digest: string; size: number }[];
+  blobs: BaseBlob[];
+}
+
+export interface BaseBlob {
+  digest: string;
+  size: number;
+  /**
+   * Some of the base's images (source references) that hold this blob: where the base's push put
+   * it. A delta's image that moved to another repository finds its blobs there (push mounts them).
+   */
+  images?: string[];
 }
 
 export function blobPath(digest: string): string {

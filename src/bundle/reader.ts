@@ -357,7 +357,8 @@ function parseMetadata(v: unknown, label: string): BundleMetadata | undefined {
     if (!isObject(b) || typeof b.id !== 'string' || typeof b.created !== 'string' ||
       (b.release !== undefined && typeof b.release !== 'string') || !Array.isArray(b.blobs) ||
       b.blobs.some((x) => !isObject(x) || typeof x.digest !== 'string' || !isSha256Hex(x.digest.replace(/^sha256:/, '')) ||
-        !x.digest.startsWith('sha256:') || !Number.isSafeInteger(x.size) || (x.size as number) < 0)) {
+        !x.digest.startsWith('sha256:') || !Number.isSafeInteger(x.size) || (x.size as number) < 0 ||
+        (x.images !== undefined && (!Array.isArray(x.images) || x.images.some((r) => typeof r !== 'string'))))) {
       fail('"base" (what this delta expects from its base bundle) is malformed');
     }
   }

@@ -104,3 +104,17 @@ export function nestedIndexes(inner: Descriptor, depth: number): Blob[] {
 export function sha256Hex(b: Buffer | string): string {
   return createHash('sha256').update(b).digest('hex');
 }
+
+/** The entries of a plain ustar tar (PAX long names not read): enough to look inside a bundle. */
+export function entriesOf(tar: Buffer): { name: string; type: string; body: Buffer }[] {
+  const out: { name: string; type: string; body: Buffer }[] = [];
+  for (let pos = 0; pos + 512 <= tar.length;) {
+    const h = tar.subarray(pos, pos + 512);
+    if (h.every((b) => b === 0)) break;
+    const name = h.toString('utf8', 0, 100).replace(/\0.*$/s, '');
+    const size = parseInt(h.toString('latin1', 124, 136).replace(/[\0 ]/g, '') || '0', 8);
+    out.push({ name, type: String.fromCharCode(h[156]!), body: Buffer.from(tar.subarray(pos + 512, pos + 512 + size)) });
+    pos += 512 + Math.ceil(size / 512) * 512;
+  }
+  return out;
+}
