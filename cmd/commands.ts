@@ -167,6 +167,7 @@ async function sourceAccess(opts: Record<string, unknown>, ctx: Context) {
   const [{ createRegistryAccess }, { policyFromFlags, describeHostPolicy }] = await Promise.all([phases.access(), phases.policy()]);
   return createRegistryAccess(policyFromFlags({
     ...(caFile ? { caFile } : {}), ...(licensedHosts ? { licensedHosts } : {}), ...debugPolicy(ctx, describeHostPolicy),
+    ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency as number } : {}),
   }));
 }
 
@@ -191,6 +192,7 @@ async function targetAccess(opts: Record<string, unknown>, ctx: Context) {
       ...(credentials ? { credentials } : {}),
     },
     ...debugPolicy(ctx, describeHostPolicy),
+    ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency as number } : {}),
   }));
   return { registry, access, credentials };
 }

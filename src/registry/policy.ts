@@ -1,4 +1,5 @@
 import { AirgapError } from '../errors.js';
+import { DEFAULT_CONCURRENCY, DEFAULT_SMALL_REQUESTS, MAX_BULK_FACTOR } from '../concurrency.js';
 import { type CredentialOptions, type Credentials, credentialFiles } from './credentials.js';
 import { type OsStore, osTrustStore } from './truststore.js';
 
@@ -111,6 +112,13 @@ export interface HostPolicy {
   readonly timeouts: { readonly headersMs: number; readonly bodyMs: number };
 }
 
+/**
+ * Requests in flight to one registry host when --concurrency is not given: the copy engine's
+ * small requests and its adaptive bulk transfers at their most (src/concurrency.ts), and no more
+ * sockets than that however many images a run has.
+ */
+export const REQUESTS_PER_HOST = DEFAULT_SMALL_REQUESTS + DEFAULT_CONCURRENCY * MAX_BULK_FACTOR;
+
 /** What a RegistryPolicy is made from (tests give it directly; commands use policyFromFlags). */
 export interface PolicyInput {
   /** Hosts with their own settings (the customer registry's flags). */
@@ -129,6 +137,11 @@ export interface PolicyInput {
   bodyTimeoutMs?: number;
   /** Proxy and CA variables; default process.env, read once when the policy is made. */
   env?: NodeJS.ProcessEnv;
+  /**
+   * Requests in flight to one registry host at most (transport gate.ts): --concurrency when given,
+   * else REQUESTS_PER_HOST, so that no run opens more sockets than that per registry.
+   */
+  requestsPerHost?: number;
   /** Called once per host when its policy is first resolved (--debug prints describeHostPolicy). */
   onResolve?: (p: HostPolicy) => void;
   /** Called once per TLS origin reached directly, saying which trusted root verified it (--debug). */
@@ -138,6 +151,7 @@ export interface PolicyInput {
 /** The network policy of one run: per-host answers, resolved once each. */
 export class RegistryPolicy {
   readonly retry: RetryPolicy;
+  readonly requestsPerHost: number;
   readonly #input: PolicyInput;
   readonly #settings = new Map<string, HostSettings>();
   readonly #resolved = new Map<string, HostPolicy>();
@@ -149,6 +163,7 @@ export class RegistryPolicy {
   constructor(input: PolicyInput = {}) {
     this.#input = input;
     this.retry = { ...DEFAULT_RETRY, ...input.retry };
+    this.requestsPerHost = Math.max(1, input.requestsPerHost ?? REQUESTS_PER_HOST);
     const env = input.env ?? process.env;
     this.#env = env;
     this.onVerified = input.onVerified;
@@ -229,6 +244,8 @@ export interface NetworkFlags {
   licensedHosts?: string[];
   /** Target side (push, install, verify): the customer registry and its flags. */
   target?: HostSettings & { credentials?: Credentials };
+  /** --concurrency: also the most requests in flight to any one registry host. */
+  concurrency?: number;
   onResolve?: (p: HostPolicy) => void;
   onVerified?: (line: string) => void;
 }
@@ -250,6 +267,7 @@ export function policyFromFlags(flags: NetworkFlags, env: NodeJS.ProcessEnv = pr
       }],
       ...(target.credentials ? { credentials: { [target.host]: target.credentials } } : {}),
     } : {}),
+    ...(flags.concurrency !== undefined ? { requestsPerHost: flags.concurrency } : {}),
     ...(flags.onResolve ? { onResolve: flags.onResolve } : {}),
     ...(flags.onVerified ? { onVerified: flags.onVerified } : {}),
   });

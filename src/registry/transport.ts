@@ -12,6 +12,7 @@ import {
   isEndpointOf, isRetriableStatus,
 } from './policy.js';
 import { shownUrl } from './foreign.js';
+import { HostGate } from './gate.js';
 import { type TrustSource, TrustReport, splitPem } from './truststore.js';
 
 /**
@@ -74,6 +75,7 @@ export class Transport {
   readonly policy: RegistryPolicy;
   /** One dispatcher per registry host, role (its own endpoint, or the origins it sends us to) and route. */
   readonly #agents = new Map<string, Dispatcher>();
+  readonly #gates = new Map<string, HostGate>();
   readonly #schemes = new Map<string, Promise<'https' | 'http'>>();
   readonly #contexts = new Map<string, import('node:tls').SecureContext>();
   readonly #sources = new Map<string, TrustSource[]>();
@@ -109,17 +111,25 @@ export class Transport {
     const started = Date.now();
     const retry = this.settings(req.host).retry;
     const replayable = req.retry !== false && (req.body === undefined || req.body instanceof Uint8Array);
+    const gate = this.gate(req.host);
     for (let attempt = 1; ; attempt++) {
       let res: HttpResponse | undefined;
       let failure: unknown;
+      // Every request to a registry host takes one of its slots (gate.ts), until its body is done.
+      const release = await gate.acquire(req.signal);
       try {
         res = await this.#sendOnce(req);
+        releaseWithBody(res, release);
       } catch (e) {
+        release();
         failure = e;
       }
       // The first contact's scheme probe reports a dropped connection already as our (temporary) E_NETWORK error.
       const retriable = replayable && !req.signal?.aborted && (res ? isRetriableStatus(res.status) : isTemporary(failure));
-      const delay = retriable ? retryDelay(retry, attempt, res ? header(res, 'retry-after') : undefined) : 0;
+      const retryAfter = res ? header(res, 'retry-after') : undefined;
+      const delay = retriable ? retryDelay(retry, attempt, retryAfter) : 0;
+      // The host says it is overloaded: slow all of it down, not only this request.
+      if (res && (res.status === 429 || (res.status === 503 && retryAfter !== undefined))) gate.pause(retryDelay(retry, attempt, retryAfter));
       if (!retriable || attempt >= retry.attempts || Date.now() - started + delay > retry.maxElapsedMs) {
         if (res) return res;
         throw this.#mapFailure(req.subject, failure, req.signal);
@@ -127,6 +137,16 @@ export class Transport {
       if (res) await res.body.dump().catch(() => undefined);
       await sleep(delay, req.signal);
     }
+  }
+
+  /** The request gate of a registry host (gate.ts): at most the policy's requests in flight to it. */
+  gate(host: string): HostGate {
+    let g = this.#gates.get(host);
+    if (!g) {
+      g = new HostGate(this.policy.requestsPerHost);
+      this.#gates.set(host, g);
+    }
+    return g;
   }
 
   async close(): Promise<void> {
@@ -359,6 +379,18 @@ export function backoffDelay(policy: RetryPolicy, attempt: number): number {
 }
 
 /** The wait before attempt `attempt + 1`: the server's Retry-After (capped), else the backoff. */
+/** The slot goes back once the response body is read to its end, dumped or destroyed. */
+function releaseWithBody(res: HttpResponse, release: () => void): void {
+  const body = res.body;
+  if (body.destroyed || body.readableEnded) {
+    release();
+    return;
+  }
+  body.once('close', release);
+  body.once('end', release);
+  body.once('error', release);
+}
+
 function retryDelay(policy: RetryPolicy, attempt: number, retryAfter: string | undefined): number {
   const fromHeader = parseRetryAfter(retryAfter);
   if (fromHeader !== undefined) return Math.min(fromHeader, policy.retryAfterCapMs);
