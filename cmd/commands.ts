@@ -548,6 +548,8 @@ function pushText(summary: PushSummary): string {
     ...(s.delta ? [`delta on top of bundle ${baseLabel(s.delta.base)}: ${s.delta.blobsFromBase} blob(s) found in the registry`] : []),
     ...s.images.map((i) => `${i.status === 'pushed' ? 'pushed       ' : 'already there'} ${i.target} (${i.digest.slice(0, 19)})`),
     ...(s.attached.length > 0 ? [`pushed ${attachedText(s.attached)} next to their images`] : []),
+    ...s.attached.filter((a) => a.existing === 'merged').map((a) => `kept the signatures already under ${a.target}, the bundle's added to them`),
+    ...s.warnings.map((w) => `warning: ${w}`),
     ...s.charts.map((c) => `${c.status === 'pushed' ? 'pushed chart ' : 'already there'} ${c.target} (helm pull oci://${c.target.replace(/:[^:/]+$/, '')} --version ${c.version})`),
     `${s.images.length} image(s), ${pushed} pushed, ${s.images.length - pushed} already there; ${countsText(s, false)}`,
   ].join('\n');

@@ -125,4 +125,8 @@ test('a re-push keeps the customer\'s counter-signature, merges the vendor\'s in
   t.is(fourth.attached.find((a) => a.tag === sbomTag)?.existing, 'left');
   t.true(fourth.warnings.some((w) => w.includes(sbomTag) && w.includes(theirSbomDigest)), JSON.stringify(fourth.warnings));
   t.not(sbom.at(-1)!.descriptor.digest, theirSbomDigest);
+  // The text output says so too.
+  const text = await runCli(['push', t.context.bundle, '--registry', `${t.context.registry.host}/shop`]);
+  t.is(text.code, 0, text.stderr);
+  t.regex(text.stdout, new RegExp(`warning: .*${sbomTag.replace(/\./g, '\\.')} already holds ${theirSbomDigest}`));
 });
