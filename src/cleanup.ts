@@ -5,8 +5,9 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import { lstatSync, readdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, lstatSync, openSync, readFileSync, readdirSync, rmSync, writeSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { AirgapError } from './errors.js';
 
 type Cleanup = () => void;
 
@@ -90,4 +91,40 @@ function running(pid: number): boolean {
     // EPERM: it runs, as another user.
     return (e as NodeJS.ErrnoException).code !== 'ESRCH';
   }
+}
+
+/**
+ * Claims an output directory for this run before anything is pushed or written: a claim file
+ * beside it (`.<name>.airgap-claim`, created exclusively, holding the pid). A second run given
+ * the same --out then stops at once instead of pushing everything and failing at the end; a claim
+ * whose process is gone (SIGKILL) is taken over. The returned function gives the claim back; an
+ * interrupt or the process's exit gives it back too.
+ */
+export function claimOutput(out: string): () => void {
+  const file = join(dirname(resolve(out)), `.${basename(resolve(out))}.airgap-claim`);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const fd = openSync(file, 'wx', 0o600);
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') return () => undefined; // a parent that does not exist yet: checkOutDir's to report
+      const holder = Number(readFileSync(file, 'utf8').trim().slice(0, 20) || 'NaN');
+      if (attempt === 0 && (!Number.isSafeInteger(holder) || holder <= 0 || holder === process.pid || !running(holder))) {
+        rmSync(file, { force: true }); // its run was killed outright (or is this process, trying again): take it over
+        continue;
+      }
+      throw new AirgapError('E_OUTPUT', `--out ${out} is being written by another airgap run (pid ${holder})`,
+        { hint: 'wait for it to finish, or choose another --out directory' });
+    }
+  }
+  const give = (): void => rmSync(file, { force: true });
+  const unregister = registerCleanup(give);
+  process.once('exit', give);
+  return () => {
+    give();
+    unregister();
+    process.off('exit', give);
+  };
 }

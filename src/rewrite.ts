@@ -11,7 +11,7 @@ import { isKustomizationName } from './app/kustomize-render.js';
 import { PULL_SECRET_FILE } from './app/pullsecret.js';
 import { retargetApp, writeRetargeted, type RetargetResult } from './app/retarget.js';
 import { refusePasswordInManifests, type FileContent } from './app/leaks.js';
-import { registerCleanup } from './cleanup.js';
+import { claimOutput, registerCleanup, removeLeftovers } from './cleanup.js';
 import { AirgapError } from './errors.js';
 import type { RegistryAccess } from './plan.js';
 import type { Credentials } from './registry/credentials.js';
@@ -91,6 +91,8 @@ export class RewriteJob {
   static async open(opts: RewriteOptions): Promise<RewriteJob> {
     const target = parseTargetRegistry(opts.registry);
     await checkOutDir(opts.out);
+    // Claimed before anything is read or pushed: a second install into --out stops here (cleanup.ts).
+    claimOutput(opts.out);
     // Read before the bundle: a wrong path is the user's to fix, whatever the bundle holds.
     const license = opts.license !== undefined ? await readLicense(opts.license) : undefined;
     const values = opts.configValues !== undefined ? await readConfigValues(opts.configValues) : undefined;
@@ -99,7 +101,8 @@ export class RewriteJob {
     // removed however the run ends, an interrupt included.
     // Created and registered in one synchronous step: a signal is handled between event-loop
     // turns, so it cannot arrive after the directory exists and before its cleanup is known.
-    const work = mkdtempSync(join(tmpdir(), 'airgap-rewrite-'));
+    removeLeftovers(tmpdir(), /^airgap-rewrite-(\d+)-/); // of runs killed outright (SIGKILL)
+    const work = mkdtempSync(join(tmpdir(), `airgap-rewrite-${process.pid}-`));
     const unregister = registerCleanup(() => rmSync(work, { recursive: true, force: true }));
     try {
       // The manifests and the image names are what rewrite uses: the signature and those pins cover them.
