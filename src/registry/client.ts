@@ -5,6 +5,7 @@ import { MAX_MANIFEST_BYTES, parseManifest } from '../oci/manifest.js';
 import { MANIFEST_ACCEPT, MediaType, bareMediaType, isSchema1 } from '../oci/mediatypes.js';
 import { sha256Digest } from '../oci/verify.js';
 import type { PushOutcome } from '../store.js';
+import { trackUpload } from './abandon.js';
 import { type Access, OriginAuth, type ScopeSet, repositoryOfPath, repositoryScope } from './auth.js';
 import { type Credential, type CredentialOptions, type Credentials, resolveCredentials } from './credentials.js';
 import { type RequestSubject, RegistryError, describe, httpError, isTemporary, networkError, registryErrorCodes } from './errors.js';
@@ -148,6 +149,18 @@ export class RegistryClient {
    * credential; any other origin (a registry this one redirects to) gets the credential stored
    * for ITS host, if any, never this registry's.
    */
+  /**
+   * Tracks an open upload session of `repo` (abandon.ts) so that an interrupt gives it back with a
+   * DELETE, carrying the Authorization and trust this client would use for it. Returns the untrack.
+   */
+  async trackSession(url: URL, repo: string, signal?: AbortSignal): Promise<() => void> {
+    const subject: RequestSubject = { method: 'DELETE', host: this.host, what: `cancel upload to ${repo}` };
+    const base = await this.#transport.baseUrl(this.host, subject, signal);
+    const authorization = await this.#authFor(url, false, base).authorization([repositoryScope(repo, 'push')], repo, subject, signal)
+      .catch(() => undefined);
+    return trackUpload({ url: url.href, ...(authorization ? { authorization } : {}), ...this.#transport.trustFor(this.host, url) });
+  }
+
   #authFor(url: URL, anonymous: boolean, base: URL): OriginAuth {
     // Whole origins (scheme, host, port; a default port as if not written): plain HTTP on the
     // registry's own host and port is another origin, and gets none of its credentials.

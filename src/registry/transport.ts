@@ -268,6 +268,17 @@ export class Transport {
     return agent;
   }
 
+  /**
+   * What another process needs to reach `url` as this transport would (abandon.ts): the CAs the
+   * registry is trusted with when they are more than Node's own, and whether to verify.
+   */
+  trustFor(host: string, url: URL): { ca?: string[]; verify: boolean } {
+    if (url.protocol !== 'https:') return { verify: true };
+    const sources = this.#trustSources(host);
+    const verify = this.settings(host).tls.verify || !isEndpointOf(host, url);
+    return { ...(sources.length > 1 ? { ca: sources.flatMap((t) => t.pems) } : {}), verify };
+  }
+
   #tlsOptions(host: string, own: boolean): TlsOptions {
     const { tls } = this.settings(host);
     const connect: TlsOptions = {};

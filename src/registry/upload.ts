@@ -162,6 +162,17 @@ async function uploadMonolithic(client: RegistryClient, repo: string, desc: Desc
   signal?: AbortSignal, opened?: Session): Promise<'done' | 'refused'> {
   const what = `upload of blob ${desc.digest} to ${repo}`;
   const session = opened ?? await startSession(client, repo, desc, signal);
+  // An interrupt from here on gives the session back (abandon.ts).
+  const untrack = await client.trackSession(session.url, repo, signal);
+  try {
+    return await putWhole(client, repo, desc, open, session, what, signal);
+  } finally {
+    untrack();
+  }
+}
+
+async function putWhole(client: RegistryClient, repo: string, desc: Descriptor, open: () => Promise<Readable>, session: Session,
+  what: string, signal?: AbortSignal): Promise<'done' | 'refused'> {
   const source = await open().catch(async (e: unknown) => {
     // Nothing to send (a delta's base blob the bundle does not carry): the session is given back.
     await cancel(client, repo, session.url, signal);
@@ -201,6 +212,16 @@ async function uploadChunked(client: RegistryClient, repo: string, desc: Descrip
   signal?: AbortSignal): Promise<void> {
   const what = `chunked upload of blob ${desc.digest} to ${repo}`;
   const session = await startSession(client, repo, desc, signal);
+  const untrack = await client.trackSession(session.url, repo, signal);
+  try {
+    await putChunks(client, repo, desc, open, session, what, signal);
+  } finally {
+    untrack();
+  }
+}
+
+async function putChunks(client: RegistryClient, repo: string, desc: Descriptor, open: () => Promise<Readable>, session: Session,
+  what: string, signal?: AbortSignal): Promise<void> {
   let url = session.url;
   const size = Math.max(client.chunkSize, session.minChunk);
   const policy = client.retryPolicy;

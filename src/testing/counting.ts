@@ -28,6 +28,8 @@ export interface CountingFront {
   /** Arrival times (ms, performance.now()) of every request, and of the throttled one. */
   arrivals(): number[];
   throttledAt(): number | undefined;
+  /** "METHOD /path?query" of every request, in arrival order. */
+  log(): string[];
   reset(): void;
   stop(): Promise<void>;
 }
@@ -41,8 +43,10 @@ export async function startCountingFront(opts: CountingOptions): Promise<Countin
   let connections = 0;
   let arrivals: number[] = [];
   let throttledAt: number | undefined;
+  let log: string[] = [];
   const server = http.createServer((req, res) => {
     requests++;
+    log.push(`${req.method} ${req.url}`);
     arrivals.push(performance.now());
     inFlight++;
     peak = Math.max(peak, inFlight);
@@ -92,7 +96,9 @@ export async function startCountingFront(opts: CountingOptions): Promise<Countin
     connections: () => connections,
     arrivals: () => [...arrivals],
     throttledAt: () => throttledAt,
+    log: () => [...log],
     reset: () => {
+      log = [];
       peak = inFlight;
       requests = 0;
       connections = 0;
