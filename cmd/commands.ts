@@ -4,7 +4,7 @@ import type { RewriteSummary } from '../src/rewrite.js';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PlanReport } from '../src/plan.js';
-import { baseLabel, parseSize } from '../src/bundle/format.js';
+import { baseLabel, describeRelease, parseSize } from '../src/bundle/format.js';
 import type { Credentials } from '../src/registry/credentials.js';
 import type { HostPolicy } from '../src/registry/policy.js';
 import { isLoopbackHost, parseTargetRegistry } from '../src/target.js';
@@ -470,14 +470,17 @@ const verify: CommandSpec = {
   example: 'airgap verify app-1.4.2.tar --key vendor.pub',
   async run(args, opts) {
     const path = bundleArg(args);
-    const [{ openBundle }, { verifyBundle }, { checkSignature }] = await Promise.all([import('../src/bundle/source.js'), phases.verify(), phases.signing()]);
+    const [{ openBundle }, { verifyBundle }, { checkSignatures, signatureKeys }] = await Promise.all([import('../src/bundle/source.js'), phases.verify(), phases.signing()]);
     const reader = await openBundle(path);
     try {
       // --key: the signature and the digests it pins first; a failure there is exit 3 at once.
-      const signed = opts.key ? await checkSignature(reader, opts.key as string) : undefined;
-      const r = { ...await verifyBundle(reader), ...(signed ? { signature: { key: opts.key as string, ...signed } } : {}) };
+      // AIRGAP_REQUIRE_SIGNATURE (the admin's key) is checked whatever --key says.
+      const keys = signatureKeys(opts.key as string | undefined);
+      const signed = await checkSignatures(reader, keys);
+      const r = { ...await verifyBundle(reader), ...(signed ? { signature: { key: keys.join(', '), ...signed } } : {}) };
       const extra = [
-        ...(signed ? [`signature: airgap.json.sig verifies with ${opts.key as string} (${signed.keyType}); index.json and ${signed.pinned - 1} app file(s) match their pinned digests`] : []),
+        ...(signed ? [`signature: airgap.json.sig verifies with ${keys.join(' and ')} (${signed.keyType}); index.json and ${signed.pinned - 1} app file(s) match their pinned digests`,
+          printable(`signed:    ${describeRelease(signed.release)}`)] : []),
         ...(r.parts ? [`${r.parts} part(s) match their sha256`] : []),
         ...(r.expectedFromBase ? [`${r.expectedFromBase.blobs} blob(s), ${humanBytes(r.expectedFromBase.bytes)} expected from base bundle ${baseLabel(r.expectedFromBase.base)}`] : []),
       ];
@@ -545,6 +548,7 @@ function pushText(summary: PushSummary): string {
   const pushed = s.images.filter((i) => i.status === 'pushed').length;
   return [
     ...(s.verified ? [`bundle signature verified (${s.verified}), every pinned digest and blob checked`] : []),
+    ...(s.signedRelease ? [`signed:  ${describeRelease(s.signedRelease)}`] : []),
     ...(s.delta ? [`delta on top of bundle ${baseLabel(s.delta.base)}: ${s.delta.blobsFromBase} blob(s) found in the registry`] : []),
     ...s.images.map((i) => `${i.status === 'pushed' ? 'pushed       ' : 'already there'} ${i.target} (${i.digest.slice(0, 19)})`),
     ...(s.attached.length > 0 ? [`pushed ${attachedText(s.attached)} next to their images`] : []),

@@ -4,6 +4,7 @@ import { flatten, loadGraph, totalSize, type GraphNode } from './copy.js';
 import { platformString } from './oci/descriptor.js';
 import { referrerDescriptor } from './attached.js';
 import { SIGNATURE_FILE } from './bundle/format.js';
+import { checkSignatures, signatureKeys } from './bundle/signing.js';
 
 export interface InspectResult {
   path: string;
@@ -49,6 +50,8 @@ export interface InspectAttached {
 export async function inspectBundle(path: string): Promise<InspectResult> {
   const reader = await openBundle(path);
   try {
+    // AIRGAP_REQUIRE_SIGNATURE: not even listed unless the admin's key verifies it.
+    await checkSignatures(reader, signatureKeys(undefined));
     const meta = reader.metadata();
     // Looked up by key, never searched per image: 20,000 index entries read in seconds.
     const attachedTo = new Map<string, { a: ReturnType<BundleReader['attached']>[number]; at: number }[]>();

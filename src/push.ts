@@ -9,7 +9,7 @@ import type { RegistryAccess } from './plan.js';
 import { parseReference } from './reference.js';
 import { checkCollisions, parseTargetRegistry, targetName, type TargetName, type TargetRegistry } from './target.js';
 import { loadAttached, pushAttached, type AttachedGraph, type PushedAttached } from './attached.js';
-import { checkSignedBundle } from './bundle/signing.js';
+import { checkSignedBundle, signatureKeys, type SignatureCheck, type SignedRelease } from './bundle/signing.js';
 
 export interface PushOptions {
   bundle: string;
@@ -64,6 +64,8 @@ export interface PushSummary extends PushCounts {
   attached: PushedAttached[];
   /** The bundle's signature was checked with --key (its key type). */
   verified?: string;
+  /** What the signed airgap.json says this bundle is (with verified). */
+  signedRelease?: SignedRelease;
   /** A KOTS release's Helm charts, pushed as OCI charts after the images. */
   charts: PushedChartSummary[];
   /** What the push left as it found it and the user should know (a customer's signature tag it could not merge). */
@@ -79,6 +81,7 @@ export interface PushDryRun extends PushCounts {
   missingFromBase?: string[];
   /** The bundle's signature was checked with --key (its key type). */
   verified?: string;
+  signedRelease?: SignedRelease;
   charts: { name: string; version: string; target: string; status: 'would push' | 'already there' }[];
 }
 
@@ -99,11 +102,11 @@ export class PushJob {
   readonly #graphs: Map<string, GraphNode>;
   /** Each image's signatures, attestations and SBOMs (pushed into its repository after it). */
   readonly #attached: Map<string, AttachedGraph[]>;
-  readonly #verified: string | undefined;
+  readonly #signed: SignatureCheck | undefined;
   readonly #charts: BundledChart[];
 
   private constructor(opts: PushOptions, reader: BundleSource, target: TargetRegistry, images: PushImage[], graphs: Map<string, GraphNode>,
-    attached: Map<string, AttachedGraph[]>, verified: string | undefined, charts: BundledChart[]) {
+    attached: Map<string, AttachedGraph[]>, signed: SignatureCheck | undefined, charts: BundledChart[]) {
     this.#opts = opts;
     this.#charts = charts;
     this.#reader = reader;
@@ -111,7 +114,7 @@ export class PushJob {
     this.#images = images;
     this.#graphs = graphs;
     this.#attached = attached;
-    this.#verified = verified;
+    this.#signed = signed;
   }
 
   static async open(opts: PushOptions): Promise<PushJob> {
@@ -119,7 +122,8 @@ export class PushJob {
     const reader = await openBundle(opts.bundle);
     try {
       // --key: the signature, every pinned digest and every blob, before anything moves.
-      const verified = opts.key !== undefined ? await checkSignedBundle(reader, opts.key) : undefined;
+      // AIRGAP_REQUIRE_SIGNATURE (the admin's key) holds whatever --key says.
+      const signed = await checkSignedBundle(reader, signatureKeys(opts.key));
       const entries = reader.images();
       if (entries.length === 0) {
         throw new AirgapError('E_BUNDLE', `bundle ${opts.bundle} holds no images (index.json lists none)`,
@@ -142,7 +146,7 @@ export class PushJob {
       const attached = opts.signatures === false ? new Map<string, AttachedGraph[]>() : await loadAttached(reader, images, graphs, opts.signal);
       const all = (ref: string): GraphNode[] => [graphs.get(ref)!, ...(attached.get(ref) ?? []).map((a) => a.graph)];
       refuseIncomplete(reader, new Map(images.flatMap((i) => all(i.ref).map((g, n) => [`${i.ref}#${n}`, g] as const))));
-      return new PushJob(opts, reader, target, images, graphs, attached, verified, charts);
+      return new PushJob(opts, reader, target, images, graphs, attached, signed, charts);
     } catch (e) {
       await reader.close();
       throw e;
@@ -234,7 +238,7 @@ export class PushJob {
       registry: this.#opts.registry, dryRun: true, images, charts,
       ...counts(this.#content(), moved, this.#roots()),
       ...(missingFromBase.size > 0 ? { missingFromBase: [...missingFromBase] } : {}),
-      ...(this.#verified ? { verified: this.#verified } : {}),
+      ...(this.#signed ? { verified: this.#signed.keyType, signedRelease: this.#signed.release } : {}),
     };
   }
 
@@ -323,7 +327,7 @@ export class PushJob {
       ...(delta ? { delta } : {}),
       attached: [...pushedAttached.values()].sort((a, b) => (a.target < b.target ? -1 : 1)),
       warnings: [...pushedAttached.values()].flatMap((a) => (a.warning ? [a.warning] : [])),
-      ...(this.#verified ? { verified: this.#verified } : {}),
+      ...(this.#signed ? { verified: this.#signed.keyType, signedRelease: this.#signed.release } : {}),
       charts,
     };
   }

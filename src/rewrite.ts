@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { damaged } from './bundle/reader.js';
 import { openBundle } from './bundle/source.js';
-import { checkSignature } from './bundle/signing.js';
+import { checkSignatures, signatureKeys } from './bundle/signing.js';
 import { scanFiles, scanManifests } from './app/scan.js';
 import { isKustomizationName } from './app/kustomize-render.js';
 import { PULL_SECRET_FILE } from './app/pullsecret.js';
@@ -106,7 +106,7 @@ export class RewriteJob {
     const unregister = registerCleanup(() => rmSync(work, { recursive: true, force: true }));
     try {
       // The manifests and the image names are what rewrite uses: the signature and those pins cover them.
-      if (opts.key !== undefined) await checkSignature(reader, opts.key);
+      await checkSignatures(reader, signatureKeys(opts.key)); // --key, and AIRGAP_REQUIRE_SIGNATURE whatever --key says
       const files = reader.appFiles();
       if (files.length === 0) {
         throw new AirgapError('E_BUNDLE', `bundle ${opts.bundle} holds no application manifests under app/`,

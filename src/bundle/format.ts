@@ -241,6 +241,11 @@ export function baseLabel(base: { id: string; release?: string; created: string 
   return `${base.id.slice(0, 19)}${base.release ? ` (release ${base.release}, built ${base.created})` : ` (built ${base.created})`}`;
 }
 
+/** What a signed airgap.json says a bundle is: "release 1.4.2 of app my-app, built 2026-12-01T10:00:00Z". */
+export function describeRelease(r: { app?: string; release?: string; created: string }): string {
+  return `${[r.release ? `release ${r.release}` : 'a release', r.app ? `of app ${r.app}` : ''].filter(Boolean).join(' ')}, built ${r.created}`;
+}
+
 /** The smallest --split-size: below it a bundle would be mostly part files. */
 const MIN_PART_SIZE = 1024;
 

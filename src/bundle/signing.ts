@@ -75,6 +75,37 @@ export interface SignatureCheck {
   keyType: KeyType;
   /** index.json and app files whose sha256 matched their pin. */
   pinned: number;
+  /**
+   * What the signed airgap.json says the bundle is: shown by push, install and verify, so that an
+   * older release replayed with its valid signature is seen for what it is.
+   */
+  release: SignedRelease;
+}
+
+export interface SignedRelease {
+  app?: string;
+  release?: string;
+  created: string;
+  id?: string;
+}
+
+/**
+ * The admin's key (AIRGAP_REQUIRE_SIGNATURE=KEYFILE): every command that reads a bundle refuses
+ * one that this key does not verify, whatever --key the operator passes (or not).
+ */
+export const REQUIRE_SIGNATURE_ENV = 'AIRGAP_REQUIRE_SIGNATURE';
+
+/** The keys a bundle must verify with: the admin's, then --key (each once). */
+export function signatureKeys(key: string | undefined, env: NodeJS.ProcessEnv = process.env): string[] {
+  const required = env[REQUIRE_SIGNATURE_ENV] || undefined;
+  return [...new Set([required, key].filter((k): k is string => k !== undefined))];
+}
+
+/** Checks the signature with every key of signatureKeys (all must verify); the last check, or undefined without keys. */
+export async function checkSignatures(reader: BundleReader, keys: string[]): Promise<SignatureCheck | undefined> {
+  let last: SignatureCheck | undefined;
+  for (const k of keys) last = await checkSignature(reader, k);
+  return last;
 }
 
 function invalid(label: string, detail: string, hint = 'do not install this bundle: get it again from the vendor, and check it with airgap verify --key'): AirgapError {
@@ -87,7 +118,15 @@ function invalid(label: string, detail: string, hint = 'do not install this bund
  * failure. The blobs are then checked through index.json by verifyBundle (re-hash and graph walk).
  */
 export async function checkSignature(reader: BundleReader, keyPath: string): Promise<SignatureCheck> {
-  const { key, type } = loadPublicKey(keyPath);
+  let loaded;
+  try {
+    loaded = loadPublicKey(keyPath);
+  } catch (e) {
+    // The admin's key is named by its variable, not by a flag the operator never gave.
+    if (keyPath !== process.env[REQUIRE_SIGNATURE_ENV] || !(e instanceof AirgapError)) throw e;
+    throw new AirgapError(e.code, `${REQUIRE_SIGNATURE_ENV}=${keyPath}: ${e.message}`, { ...(e.hint ? { hint: e.hint } : {}), cause: e });
+  }
+  const { key, type } = loaded;
   const label = reader.label;
   const metaBytes = await reader.readEntry(METADATA_FILE);
   if (!metaBytes) throw invalid(label, `has no ${METADATA_FILE}, so it cannot be signed`);
@@ -123,20 +162,24 @@ export async function checkSignature(reader: BundleReader, keyPath: string): Pro
   }
   const absent = Object.keys(pins.app).filter((f) => !held.includes(f));
   if (absent.length > 0) throw invalid(label, `app/${absent[0]} is pinned by the signed ${METADATA_FILE} but missing from the bundle`);
-  return { keyType: type, pinned: 1 + held.length };
+  const meta = reader.metadata()!;
+  return { keyType: type, pinned: 1 + held.length, release: {
+    created: meta.created, ...(meta.appSlug ? { app: meta.appSlug } : {}), ...(meta.release ? { release: meta.release } : {}), ...(meta.id ? { id: meta.id } : {}),
+  } };
 }
 
 /**
  * push/install --key: the signature over airgap.json, every digest it pins, then every blob
  * re-hashed and every graph walked, all before the first byte is sent. Throws E_SIGNATURE or
- * E_BUNDLE (exit 3); returns the key type.
+ * E_BUNDLE (exit 3); returns the last key's check (undefined when there is no key to check).
  */
-export async function checkSignedBundle(reader: BundleReader, keyPath: string): Promise<KeyType> {
-  const { keyType } = await checkSignature(reader, keyPath);
+export async function checkSignedBundle(reader: BundleReader, keys: string[]): Promise<SignatureCheck | undefined> {
+  const check = await checkSignatures(reader, keys);
+  if (!check) return undefined;
   const r = await verifyBundle(reader);
   if (!r.ok) {
     throw new AirgapError('E_BUNDLE', `${reader.label} is signed, but ${r.problems.length} problem(s) were found in what it holds: ${r.problems.slice(0, 3).map((p) => p.message).join('; ')}`,
       { hint: 'do not install this bundle: get it again from the vendor, and check it with airgap verify --key' });
   }
-  return keyType;
+  return check;
 }
