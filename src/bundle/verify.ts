@@ -5,7 +5,8 @@ import { MAX_GRAPH_DEPTH, childrenOf, isForeignLayer } from '../oci/manifest.js'
 import { isIndexType, isManifestType } from '../oci/mediatypes.js';
 import { ANNOTATION_ATTACHED_TAG, ANNOTATION_REF_NAME, ANNOTATION_SUBJECT, INDEX_FILE } from './format.js';
 import { sha256Digest } from '../oci/verify.js';
-import type { BundleSource as BundleReader } from './source.js';
+import type { BundleSource } from './source.js';
+import { BundleReader } from './reader.js';
 
 export interface VerifyProblem {
   digest?: string;
@@ -48,11 +49,9 @@ export interface VerifyProgress {
  * each blob re-hashed against its name, then each image's graph from index.json walked (every
  * manifest parses, every child, config and layer present with the right size).
  */
-export async function verifyBundle(reader: BundleReader,
+export async function verifyBundle(reader: BundleSource,
   onProgress?: (p: VerifyProgress) => void): Promise<VerifyResult> {
   const problems: VerifyProblem[] = [];
-  // A split bundle: each part against its recorded sha256 first, so a bad copy is named by file.
-  problems.push(...await reader.file.checkParts());
   for (const name of reader.strayBlobNames()) {
     problems.push({ message: `${name} is not named by a sha256 digest and cannot be verified` });
   }
@@ -62,7 +61,17 @@ export async function verifyBundle(reader: BundleReader,
   const damaged = new Set<string>();
   let bytesDone = 0;
   let blobsDone = 0;
-  for (const blob of blobs) {
+  // A split bundle is read once: each part hashed against the parts manifest and each blob
+  // against its name in the same pass (parts first, then blobs, read it twice; three times with push --key).
+  const once = reader.file.split !== undefined && reader instanceof BundleReader;
+  if (once) {
+    const hashed = await hashSplitOnce(reader, damaged, problems, onProgress);
+    bytesDone = hashed.bytes;
+    blobsDone = hashed.blobs;
+  } else {
+    problems.push(...await reader.file.checkParts());
+  }
+  for (const blob of once ? [] : blobs) {
     onProgress?.({ blobsDone, blobsTotal: blobs.length, bytesDone, bytesTotal, digest: blob.digest });
     const hash = createHash('sha256');
     try {
@@ -101,7 +110,81 @@ export async function verifyBundle(reader: BundleReader,
   };
 }
 
-function inParts(reader: BundleReader, digest: string): string {
+/**
+ * One sequential read of a split bundle's logical tar: every byte updates its part's hash, and
+ * the bytes of each blob its blob's hash (blobs are disjoint ranges, in file order).
+ */
+async function hashSplitOnce(reader: BundleReader, damaged: Set<string>, problems: VerifyProblem[],
+  onProgress?: (p: VerifyProgress) => void): Promise<{ bytes: number; blobs: number }> {
+  const parts = reader.file.split!.parts;
+  const ranges = reader.blobRanges();
+  const bytesTotal = ranges.reduce((n, b) => n + b.size, 0);
+  let bytes = 0;
+  let done = 0;
+  let part = 0;
+  let partStart = 0;
+  let partHash = createHash('sha256');
+  let next = 0; // the first blob not finished
+  let blobHash: ReturnType<typeof createHash> | undefined;
+  const finishParts = (pos: number): void => {
+    while (part < parts.length && pos === partStart + parts[part]!.size) {
+      const got = partHash.digest('hex');
+      const p = parts[part]!;
+      if (got !== p.sha256) problems.push({ part: p.name, message: `part ${p.name} is damaged: its sha256 is ${got}, the parts manifest says ${p.sha256}` });
+      partStart += p.size;
+      part++;
+      partHash = createHash('sha256');
+    }
+  };
+  const feed = (slice: Buffer, pos: number): void => {
+    const end = pos + slice.length;
+    while (next < ranges.length && ranges[next]!.offset <= end) {
+      const b = ranges[next]!;
+      if (!blobHash) {
+        onProgress?.({ blobsDone: done, blobsTotal: ranges.length, bytesDone: bytes, bytesTotal, digest: b.digest });
+        blobHash = createHash('sha256');
+      }
+      const from = Math.max(b.offset, pos);
+      const to = Math.min(b.offset + b.size, end);
+      if (to > from) {
+        blobHash.update(slice.subarray(from - pos, to - pos));
+        bytes += to - from;
+      }
+      if (b.offset + b.size > end) break;
+      const got = `sha256:${blobHash.digest('hex')}`;
+      blobHash = undefined;
+      if (got !== b.digest) {
+        damaged.add(b.digest);
+        problems.push({ digest: b.digest, message: `blob ${b.digest} is damaged: its content hashes to ${got}${inParts(reader, b.digest)}` });
+      }
+      done++;
+      next++;
+    }
+  };
+  let pos = 0;
+  finishParts(pos);
+  try {
+    for await (const chunk of reader.file.stream(0, reader.file.size) as AsyncIterable<Buffer>) {
+      for (let off = 0; off < chunk.length;) {
+        const n = Math.min(chunk.length - off, partStart + parts[part]!.size - pos);
+        const slice = chunk.subarray(off, off + n);
+        partHash.update(slice);
+        feed(slice, pos);
+        pos += n;
+        off += n;
+        finishParts(pos);
+      }
+    }
+  } catch (e) {
+    for (const b of ranges.slice(next)) {
+      damaged.add(b.digest);
+      problems.push({ digest: b.digest, message: `blob ${b.digest} could not be read${inParts(reader, b.digest)}: ${errorText(e)}` });
+    }
+  }
+  return { bytes, blobs: done };
+}
+
+function inParts(reader: BundleSource, digest: string): string {
   return reader.file.split ? ` (in ${reader.partsOfBlob(digest).map((p) => `part ${p}`).join(' and ')})` : '';
 }
 
@@ -109,7 +192,7 @@ function inParts(reader: BundleReader, digest: string): string {
  * Walks every index.json entry's graph with an explicit stack (depth costs no call stack), bounded
  * as every reader's walk is (MAX_GRAPH_DEPTH), reading manifests through the reader's rules.
  */
-async function checkGraphs(reader: BundleReader, damaged: Set<string>, problems: VerifyProblem[],
+async function checkGraphs(reader: BundleSource, damaged: Set<string>, problems: VerifyProblem[],
   fromBase: Map<string, number>): Promise<void> {
   // A blob shared by several images is reported once, under the first image that reaches it.
   const visited = new Set<string>();
@@ -177,7 +260,7 @@ async function checkGraphs(reader: BundleReader, damaged: Set<string>, problems:
  * Where it pins digests (pins), index.json and every app file must match them (without --key
  * this proves consistency, not origin: that takes the signature, bundle/signing.ts).
  */
-async function checkMetadata(reader: BundleReader, problems: VerifyProblem[]): Promise<void> {
+async function checkMetadata(reader: BundleSource, problems: VerifyProblem[]): Promise<void> {
   const meta = reader.metadata();
   if (!meta) return;
   if (meta.pins) {
