@@ -11,7 +11,8 @@ import { createGunzip } from 'node:zlib';
  * (subfield "AG": compressed length, uncompressed length, both 64-bit little-endian), how long
  * it is, so a reader hops from header to header and starts inflating at the member holding the
  * entry it wants, as BGZF does for genomics files. A file without that field (the vendor
- * portal's, one member) is one member that starts at byte 0: reads then inflate from the start.
+ * portal's, one member) is one member that starts at byte 0: reads then inflate from the start,
+ * except where a blob lies in stored blocks, which are read as they are (stored.ts).
  */
 
 export interface Member {
@@ -19,6 +20,8 @@ export interface Member {
   coff: number;
   /** Offset of its first decompressed byte in the decompressed stream. */
   doff: number;
+  /** Where its deflate data starts, when the header is exactly ours (no name, comment or header CRC). */
+  data?: number;
 }
 
 export const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
@@ -59,7 +62,7 @@ export async function scanMembers(fh: FileHandle, fileSize: number): Promise<Mem
     const clen = Number(h.readBigUInt64LE(16));
     const dlen = Number(h.readBigUInt64LE(24));
     if (!Number.isSafeInteger(clen) || !Number.isSafeInteger(dlen) || clen < MEMBER_HEADER_SIZE + 8 || coff + clen > fileSize) return undefined;
-    members.push({ coff, doff });
+    members.push({ coff, doff, ...(h[3] === FEXTRA ? { data: coff + MEMBER_HEADER_SIZE } : {}) });
     coff += clen;
     doff += dlen;
   }
@@ -77,10 +80,25 @@ export function memberAt(members: Member[], at: number): Member {
   return members[lo]!;
 }
 
-/** Decompressed bytes from member `m` on, as a stream of chunks (the rest of the file, all members). */
-export function inflateFrom(path: string, m: Member, signal?: AbortSignal): Readable {
+/**
+ * Decompressed bytes from member `m` on, as a stream of chunks (the rest of the file, all members).
+ * `progress`, when given, is told after each chunk is inflated how far into the file zlib has
+ * read (m.coff + the compressed bytes it consumed) and how many bytes it has produced: where,
+ * give or take a few bytes, the decompressed stream at that point lies in the file.
+ */
+export function inflateFrom(path: string, m: Member, signal?: AbortSignal, progress?: (c: number, d: number) => void): Readable {
   const file = createReadStream(path, { start: m.coff, highWaterMark: 1 << 20, ...(signal ? { signal } : {}) });
   const gunzip = createGunzip({ chunkSize: 256 << 10 });
+  if (progress) {
+    // zlib pushes each chunk as it is inflated (bytesWritten: the input consumed so far); the
+    // consumer sees it later, so the position is taken here.
+    let produced = m.doff;
+    const push = gunzip.push.bind(gunzip);
+    gunzip.push = (chunk: Buffer | null, encoding?: BufferEncoding): boolean => {
+      if (chunk) { produced += chunk.length; progress(m.coff + gunzip.bytesWritten, produced); }
+      return push(chunk, encoding);
+    };
+  }
   file.on('error', (e) => gunzip.destroy(e));
   return file.pipe(gunzip);
 }

@@ -13,7 +13,8 @@ import { openRegularFile } from '../bundle/regular.js';
 import { manifestTypeProblem } from '../bundle/rules.js';
 import type { BundleSource } from '../bundle/source.js';
 import { archiveImage } from './dockerarchive.js';
-import { RangeReader } from './gzip.js';
+import { memberAt, RangeReader, type Member } from './gzip.js';
+import { readPieces, type Piece } from './stored.js';
 import { AIRGAP_YAML, APP_ARCHIVE, FORMAT_ARCHIVE, imageFormat, type AirgapSpec } from './metadata.js';
 import { scanAirgap, type ScannedBlob } from './scan.js';
 import { readStorageTree } from './storage.js';
@@ -40,9 +41,10 @@ export class KotsAirgapReader implements BundleSource {
   readonly #images: { ref: string; descriptor: Descriptor }[];
   readonly #app: Map<string, Buffer>;
   readonly #ranges: RangeReader;
+  readonly #members: Member[];
 
   private constructor(path: string, size: number, spec: AirgapSpec, yaml: Buffer, blobs: Map<string, ScannedBlob>,
-    images: { ref: string; descriptor: Descriptor }[], app: Map<string, Buffer>, ranges: RangeReader) {
+    images: { ref: string; descriptor: Descriptor }[], app: Map<string, Buffer>, ranges: RangeReader, members: Member[]) {
     this.label = `.airgap ${path}`;
     this.path = path;
     this.file = { size, split: undefined, checkParts: async () => [] };
@@ -52,6 +54,7 @@ export class KotsAirgapReader implements BundleSource {
     this.#images = images;
     this.#app = app;
     this.#ranges = ranges;
+    this.#members = members;
   }
 
   static async open(path: string): Promise<KotsAirgapReader> {
@@ -69,7 +72,7 @@ export class KotsAirgapReader implements BundleSource {
     const app = scan.app ? await unpackApp(scan.app, label) : new Map<string, Buffer>();
     const blobs = new Map<string, ScannedBlob>();
     const reader = (images: { ref: string; descriptor: Descriptor }[]) =>
-      new KotsAirgapReader(path, size, scan.spec, scan.airgapYaml, blobs, images, app, ranges);
+      new KotsAirgapReader(path, size, scan.spec, scan.airgapYaml, blobs, images, app, ranges, scan.members);
     try {
       if (imageFormat(scan.spec) === FORMAT_ARCHIVE) {
         const images = [];
@@ -218,8 +221,21 @@ export class KotsAirgapReader implements BundleSource {
     }
     if (blob.data) return Readable.from([blob.data], { objectMode: false });
     if (blob.size === 0) return Readable.from([]);
-    return this.#ranges.read(blob.offset, blob.offset + blob.size,
-      (got) => badAirgap(this.label, `truncated: blob ${desc.digest} ends after ${got} of its ${blob.size} bytes`), opts.signal);
+    const end = blob.offset + blob.size;
+    const inflated = (at: number) => this.#ranges.read(at, end,
+      (got) => badAirgap(this.label, `truncated: blob ${desc.digest} ends after ${at - blob.offset + got} of its ${blob.size} bytes`), opts.signal);
+    // Stored blocks are read as they lie in the file; zlib takes over where they stop (stored.ts).
+    const pieces = blob.stored ?? this.#memberPieces(blob.offset, end);
+    if (!pieces) return inflated(blob.offset);
+    return Readable.from(readPieces(this.path, pieces, inflated, opts.signal), { objectMode: false, highWaterMark: 1 << 20 });
+  }
+
+  /** A file of members (build --format kots): the member holding the blob, read from where its deflate blocks begin. */
+  #memberPieces(offset: number, end: number): Piece[] | undefined {
+    if (this.#members.length < 2) return undefined;
+    const m = memberAt(this.#members, offset);
+    // The blocks before `offset` (the tar header) are passed over.
+    return m.data === undefined ? undefined : [{ anchor: { c: m.data, d: m.doff, left: 0 }, until: end, from: offset }];
   }
 
   async close(): Promise<void> {

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { AIRGAP_YAML, APP_ARCHIVE, FORMAT_REGISTRY, imageFormat, parseAirgapYaml, type AirgapSpec } from './metadata.js';
 import { inflateFrom, memberAt, scanMembers, type Member } from './gzip.js';
+import { RunFinder, type Piece } from './stored.js';
 import { badAirgap, ByteSource, printable, walkTar, type StreamEntry } from './tar.js';
 
 /**
@@ -25,6 +26,8 @@ export interface ScannedBlob extends Located {
   data?: Buffer;
   /** The first bytes, when the pass read them (gzip detection of docker-archive layers). */
   head?: Buffer;
+  /** Where it lies in the file, when mostly in deflate's stored blocks (stored.ts): read from there, not inflated. */
+  stored?: Piece[];
 }
 
 export interface DockerArchiveFile {
@@ -55,11 +58,21 @@ const KEEP_BUDGET = 64 << 20;
 const MAX_JSON = 8 << 20;
 /** airgap.yaml must come among the first entries (KOTS writes it first). */
 const META_WITHIN = 16;
+/** What the compressed stretches of blobs read from stored blocks (stored.ts) may hold in memory, all together. */
+const RUN_BUDGET = 64 << 20;
 
 export async function scanAirgap(path: string, fh: FileHandle, fileSize: number, label: string): Promise<AirgapScan> {
   const members = await scanMembers(fh, fileSize) ?? [{ coff: 0, doff: 0 }];
   const seekable = members.length > 1;
-  const src = new ByteSource(inflateFrom(path, members[0]!), label, Number.POSITIVE_INFINITY,
+  // One stream (the vendor portal's): where zlib was in the file as it inflated, to find blobs in it.
+  const progress: [c: number, d: number][] = [];
+  const track = seekable ? undefined : (c: number, d: number) => { progress.push([c, d]); if (progress.length > 4096) progress.splice(0, 2048); };
+  let runBytes = 0;
+  const near = (d: number): [number, number] | undefined => {
+    for (let i = progress.length - 1; i >= 0; i--) if (progress[i]![1] <= d) return progress[i]!;
+    return progress.length === 0 || progress.length < 2048 ? [0, 0] : undefined;
+  };
+  const src = new ByteSource(inflateFrom(path, members[0]!, undefined, track), label, Number.POSITIVE_INFINITY,
     seekable ? (target) => { const m = memberAt(members, target); return { at: m.doff, source: inflateFrom(path, m) }; } : undefined);
   let spec: AirgapSpec | undefined;
   let airgapYaml: Buffer | undefined;
@@ -71,17 +84,23 @@ export async function scanAirgap(path: string, fh: FileHandle, fileSize: number,
   let files = 0;
 
   // Reads a body through the pass: hashed, its first bytes and (small, within budget) all of it kept.
-  const take = async (s: ByteSource, e: StreamEntry, keep: boolean, what: string): Promise<ScannedBlob> => {
+  // With `find` (a one-stream file), where the blob lies in the file is found too (stored.ts).
+  const take = async (s: ByteSource, e: StreamEntry, keep: boolean, what: string, find = false): Promise<ScannedBlob> => {
     const hash = createHash('sha256');
     const parts: Buffer[] = [];
     let head: Buffer | undefined;
+    const finder = find && runBytes < RUN_BUDGET ? new RunFinder(fh.fd, e.offset, e.size, near) : undefined;
     for await (const c of s.chunks(e.size, what)) {
       hash.update(c);
       head ??= Buffer.from(c.subarray(0, 16));
       if (keep) parts.push(Buffer.from(c));
+      finder?.push(c);
     }
     if (keep) kept += e.size;
-    return { offset: e.offset, size: e.size, digest: `sha256:${hash.digest('hex')}`, ...(keep ? { data: Buffer.concat(parts) } : {}), ...(head ? { head } : {}) };
+    const stored = finder?.finish();
+    if (finder) runBytes += finder.kept;
+    return { offset: e.offset, size: e.size, digest: `sha256:${hash.digest('hex')}`, ...(keep ? { data: Buffer.concat(parts) } : {}), ...(head ? { head } : {}),
+      ...(stored ? { stored } : {}) };
   };
   const keepable = (size: number) => size <= KEEP_MAX && kept + size <= KEEP_BUDGET;
   const whole = async (e: StreamEntry, max: number, what: string): Promise<Buffer> => {
@@ -106,7 +125,8 @@ export async function scanAirgap(path: string, fh: FileHandle, fileSize: number,
           if (!e.name.startsWith(STORAGE_ROOT)) continue;
           const rel = e.name.slice(STORAGE_ROOT.length);
           if (/^blobs\/sha256\/[^/]+\/[^/]+\/data$/.test(rel)) {
-            blobs.set(rel, seekable && !keepable(e.size) ? { offset: e.offset, size: e.size } : await take(src, e, keepable(e.size), e.name));
+            const keep = keepable(e.size);
+            blobs.set(rel, seekable && !keep ? { offset: e.offset, size: e.size } : await take(src, e, keep, e.name, !keep));
           } else if (rel.startsWith('repositories/') && rel.endsWith('/link')) {
             links.set(rel, (await whole(e, MAX_LINK, e.name)).toString('utf8'));
           }
