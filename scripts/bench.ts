@@ -23,7 +23,13 @@
  *   plan   `airgap plan --offline` of BENCH_CHARTS (20) small charts, each with its HelmChart, vs
  *          the same charts' `helm template` runs alone, one after another (target: ≤ 2×)
  *   runs   how many times plan ran helm (a counting wrapper on PATH): one per chart
- * BENCH_SETS (default "big,many,charts") picks the sets. The seeding is not timed.
+ * and a fourth, KOTS's .airgap as the bundle (issue 26), only when BENCH_SETS names "kots":
+ *   push   the same BENCH_KOTS_IMAGES (4) images, BENCH_KOTS_MB (200) MB of layers, into an empty
+ *          registry from our bundle, from a `build --format kots` .airgap (one gzip member per
+ *          entry) and from a vendor-portal-style one (a registry's storage root, `tar -czf`: one
+ *          gzip stream); median of BENCH_KOTS_RUNS (3), each run into a fresh registry, and the
+ *          .airgap ratios against our bundle (target ≤ 1.2×)
+ * BENCH_SETS (default "big,many,charts"; "kots" too on request) picks the sets. The seeding is not timed.
  *
  * Prints the tables and exits 1 when a target is missed. Sizes come from BENCH_* variables (MB = 10^6 bytes).
  */
@@ -38,6 +44,7 @@ import { startRegistry } from '../src/testing/registry.js';
 import { AccessLog, type RequestCounts, totalRequests } from '../src/testing/requests.js';
 import { seedLayout } from '../src/testing/seed.js';
 import { CLI } from '../src/testing/cli.js';
+import { vendorPortalAirgap } from '../src/testing/kotsairgap.js';
 import { deploymentTemplate, helmChartV1beta2, packageChart, testHelm, writeChart, writeHelmChart } from '../src/testing/charts.js';
 
 const num = (name: string, def: number): number => {
@@ -74,8 +81,13 @@ const cfg = {
     midShare: Math.max(1, Math.round(num('BENCH_MANY_MID_SHARE', 10))),
   },
   charts: Math.max(1, Math.round(num('BENCH_CHARTS', 20))),
+  kots: {
+    images: Math.max(1, Math.round(num('BENCH_KOTS_IMAGES', 4))),
+    mb: num('BENCH_KOTS_MB', 200),
+    runs: Math.max(1, Math.round(num('BENCH_KOTS_RUNS', 3))),
+  },
 };
-for (const set of cfg.sets) if (!['big', 'many', 'charts'].includes(set)) throw new Error(`BENCH_SETS: unknown set "${set}" (big, many, charts)`);
+for (const set of cfg.sets) if (!['big', 'many', 'charts', 'kots'].includes(set)) throw new Error(`BENCH_SETS: unknown set "${set}" (big, many, charts, kots)`);
 
 const root = join(fileURLToPath(import.meta.url), '..', '..');
 const log = (s: string): void => { process.stderr.write(`[bench] ${s}\n`); };
@@ -691,6 +703,82 @@ async function chartsSet(env: Env): Promise<SetResult> {
   };
 }
 
+/**
+ * The fourth set (issue 26): pushing from a KOTS .airgap against pushing the same images from our
+ * own bundle, on loopback, where reading the file (inflating, seeking) is what can differ. The
+ * three files are made from one source registry, untimed: our bundle and the `--format kots`
+ * .airgap by airgap build, the vendor-portal one with the real tools (src/testing/kotsairgap.ts).
+ * Runs alternate between the three, each into a fresh registry.
+ */
+async function kotsSet(env: Env): Promise<SetResult> {
+  const k = cfg.kots;
+  const names = Array.from({ length: k.images }, (_, i) => `kots-${i}`);
+  // Two layers each: a small one and the rest of the image's share of the bytes.
+  const each = Math.round(k.mb * MB / k.images);
+  log(`generating ${k.images} images of ${f1(each / MB)} MB`);
+  const layout = await FixtureLayout.create({ gzipLevel: 0 });
+  env.stops.push(() => layout.remove());
+  for (const name of names) {
+    await layout.build(name, { layers: [{ seed: `${name}-small`, size: Math.round(each / 20) }, { seed: `${name}-big`, size: each - Math.round(each / 20) }] });
+  }
+  const source = await startRegistry();
+  env.stops.push(() => source.stop());
+  for (const name of names) await pushImage(layout, name, source, `bench/${name}`, '1.0');
+  await layout.remove();
+  const app = await appDir(join(env.work, 'kots-app'), source.host, names);
+  const ours = join(env.work, 'kots.tar');
+  const built = join(env.work, 'built.airgap');
+  const portal = join(env.work, 'portal.airgap');
+  log('making our bundle, a build --format kots .airgap and a vendor-portal .airgap (not timed)');
+  for (const [out, extra] of [[ours, []], [built, ['--format', 'kots']]] as const) {
+    await measure(process.execPath, [CLI, 'build', '--manifests', app, '--license', env.license, '--out', out, ...extra, '--json']);
+  }
+  await vendorPortalAirgap({ appSlug: 'acme-shop', appDir: app,
+    images: names.map((n) => ({ source: `docker://${source.host}/bench/${n}:1.0`, ref: `${source.host}/bench/${n}:1.0` })) }, portal);
+  await source.stop();
+  const sizes = await Promise.all([ours, built, portal].map(async (f) => (await stat(f)).size));
+
+  const kinds = [['our bundle', ours], ['a build --format kots .airgap', built], ['a vendor-portal .airgap', portal]] as const;
+  const runs = new Map<string, { m: Measured; cpu: number }[]>(kinds.map(([name]) => [name, []]));
+  for (let r = 0; r < k.runs; r++) {
+    // Rotated each run, so a drift of the machine does not always fall on the same file.
+    for (let j = 0; j < kinds.length; j++) {
+      const [name, file] = kinds[(r + j) % kinds.length]!;
+      const target = await startRegistry();
+      env.stops.push(() => target.stop());
+      await settle();
+      const [m, cpu] = await withCpuOf(target, () => measure(process.execPath, [CLI, 'push', file, '--registry', `${target.host}/bench`,
+        ...cfg.concurrencyFlag, '--json']));
+      const pushed = (JSON.parse(m.stdout) as { images: unknown[] }).images.length;
+      if (pushed !== k.images) throw new Error(`push from ${name} pushed ${pushed} images, not ${k.images}`);
+      log(`  push from ${name}: ${f2(m.seconds)} s`);
+      runs.get(name)!.push({ m, cpu });
+      await target.stop();
+    }
+  }
+  const med = (name: string): { m: Measured; cpu: number } => {
+    const all = runs.get(name)!;
+    return [...all].sort((a, b) => a.m.seconds - b.m.seconds)[Math.floor(all.length / 2)]!;
+  };
+  const base = med('our bundle');
+  const rows: Row[] = kinds.map(([name], i): Row => {
+    const { m } = med(name);
+    const ratio = m.seconds / base.m.seconds;
+    return [`cold push from ${name} (${f1(sizes[i]! / MB)} MB file; s, median of ${k.runs}: ${runs.get(name)!.map((x) => f2(x.m.seconds)).join(' / ')})`,
+      f2(m.seconds), f2(base.m.seconds), f2(ratio), i === 0 ? '' : '≤ 1.20', i === 0 ? undefined : ratio <= 1.2];
+  });
+  rows.push(['push CPU user+sys, tool + registry (s): bundle; kots-built; portal',
+    kinds.map(([name]) => `${f1(med(name).m.cpuSeconds)} + ${f1(med(name).cpu)}`).join('; '), '', '', '', undefined]);
+  rows.push(['peak RSS push (MB): bundle; kots-built; portal', kinds.map(([name]) => f1(med(name).m.rssMb)).join('; '), '', '',
+    `≤ ${cfg.rssLimit}`, kinds.every(([name]) => med(name).m.rssMb <= cfg.rssLimit)]);
+  return {
+    title: `set "kots": ${k.images} images, ${f1(k.mb)} MB of layers, pushed from our bundle and from KOTS .airgap files`,
+    baseline: 'push from our bundle',
+    rows,
+    extra: [],
+  };
+}
+
 /** How far the adaptive bulk limit went in build and push (their --json summaries, src/concurrency.ts). */
 function transfersRow(build: Measured, push: Measured): Row {
   type Report = { adaptive: boolean; smallRequests: number; bulkStart: number; bulkPeak: number; bulkMax: number };
@@ -737,6 +825,7 @@ async function main(): Promise<number> {
     if (cfg.sets.has('big')) results.push(await bigSet(env));
     if (cfg.sets.has('many')) results.push(await manySet(env));
     if (cfg.sets.has('charts')) results.push(await chartsSet(env));
+    if (cfg.sets.has('kots')) results.push(await kotsSet(env));
     const cpu = cpus()[0]?.model ?? 'unknown CPU';
     const lines = [
       `machine: ${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, node ${process.version}; link: +${cfg.delayMs} ms per request, ${cfg.rate} MB/s per connection`,
