@@ -10,6 +10,7 @@ import { startRegistry, type TestRegistry } from '../src/testing/registry.js';
 import { buildBundle, json, resolveFlags, runCli } from '../src/testing/cli.js';
 import { dockerArchiveAirgap, serveStorageRoot, vendorPortalAirgap } from '../src/testing/kotsairgap.js';
 import { parseReference, lastComponent } from '../src/reference.js';
+import { canRunContainerd, startContainerd } from '../src/testing/containerd.js';
 
 /**
  * A KOTS `.airgap` as the bundle: made with the real tools the way the vendor portal makes one
@@ -114,6 +115,30 @@ test.serial('install of a docker-archive .airgap (skopeo docker-archive:, uncomp
     t.true((JSON.parse(stdout) as { Layers: string[] }).Layers.length > 0);
   }
   for (const name of await renderedImages(out)) t.true(pushed.some((p) => p.target === name), `${name} (rendered) was pushed`);
+});
+
+// The customer's node: containerd pulls and unpacks an image installed from each kind of .airgap
+// (the docker-archive one's layers pushed as stored: uncompressed tars, by their diff_ids).
+(canRunContainerd() ? test.serial : test.skip)('containerd pulls and unpacks an image installed from a vendor-portal .airgap and one from a docker-archive .airgap', async (t) => {
+  const { world, dir, customer, user } = t.context;
+  const containerd = await startContainerd();
+  t.teardown(() => containerd.stop());
+  for (const [name, make] of [['portal', vendorPortalAirgap], ['archive', dockerArchiveAirgap]] as const) {
+    const airgap = join(dir, `node-${name}.airgap`);
+    await make({ appSlug: world.appSlug, appDir: world.appDir, images: t.context.sources }, airgap);
+    const r = await runCli(['install', airgap, '--registry', `${customer.host}/node-${name}`, '--username', user.username, '--password-stdin',
+      '--out', join(dir, `node-${name}-install`), '--namespace', 'shop', '--json'], { input: user.password + '\n' });
+    t.is(r.code, 0, r.stderr);
+    // One of them, as a node pulls what a pod names.
+    const [img] = json<{ push: { images: { target: string; digest: string }[] } }>(r).push.images;
+    await containerd.ctr('-n', 'k8s.io', 'images', 'pull', '--plain-http', '--user', `${user.username}:${user.password}`, img!.target);
+    const { stdout } = await containerd.ctr('-n', 'k8s.io', 'images', 'ls');
+    const line = stdout.split('\n').find((l) => l.startsWith(img!.target + ' '));
+    t.truthy(line, `${name}: ${img!.target} pulled:\n${stdout}`);
+    t.true(line!.includes(img!.digest), `${name}: ${img!.target} is ${img!.digest}`);
+    const { stdout: check } = await containerd.ctr('-n', 'k8s.io', 'images', 'check', `name==${img!.target}`);
+    t.regex(check, /\scomplete \((\d+)\/\1\)/, `${name}: ${check}`);
+  }
 });
 
 test.serial('a .airgap for another app than the license is refused before anything is pushed', async (t) => {
