@@ -76,13 +76,24 @@ export class BundleWriter implements TargetStore {
     // A build killed outright (SIGKILL) left its partial here; its own later run removes it.
     removeLeftovers(dir, partialPattern(outPath));
     const tempPath = path.join(dir, `.${path.basename(outPath)}.airgap-partial-${leftoverTag()}`);
-    let fh: FileHandle;
+    // Registered, then created, in one synchronous step: an interrupt handled between two turns
+    // of the event loop finds either no file or a file its cleanup knows (an asynchronous create
+    // could land after the cleanup ran, and stay).
+    const unregister = registerCleanup(() => fs.rmSync(tempPath, { force: true }));
     try {
-      fh = await open(tempPath, 'wx+', 0o644); // read too: parts are hashed back from the file
+      fs.closeSync(fs.openSync(tempPath, 'wx', 0o644));
     } catch (e) {
+      unregister();
       throw outputError(e, outPath);
     }
-    const unregister = registerCleanup(() => fs.rmSync(tempPath, { force: true }));
+    let fh: FileHandle;
+    try {
+      fh = await open(tempPath, 'r+'); // read too: parts are hashed back from the file
+    } catch (e) {
+      unregister();
+      fs.rmSync(tempPath, { force: true });
+      throw outputError(e, outPath);
+    }
     const writer = new BundleWriter(outPath, tempPath, fh, layout.blobs, layout.tailOffset, mtime, unregister);
     try {
       for (const w of layout.writes) await writer.#writeAt(w.bytes, w.offset);
