@@ -614,7 +614,8 @@ const rewriteCmd: CommandSpec = {
       if (!opts.skipRegistryCheck) await job.checkRegistry(access);
       const s = await job.write();
       for (const w of s.warnings) ctx.renderer.info(`airgap: warning: ${w}`);
-      return { json: s, text: [`wrote ${s.out}/rendered (${s.files} file(s), ${s.images.length} image reference(s) rewritten) and the kustomize overlay ${s.out}/midstream`, ...releaseText(s), ...applyText('apply with:', s, opts.namespace as string)].join('\n') };
+      return { json: s, text: [...(s.signedRelease ? [printable(`signed:  ${describeRelease(s.signedRelease)}`)] : []),
+        `wrote ${s.out}/rendered (${s.files} file(s), ${s.images.length} image reference(s) rewritten) and the kustomize overlay ${s.out}/midstream`, ...releaseText(s), ...applyText('apply with:', s, opts.namespace as string)].join('\n') };
     } finally {
       await access.close();
     }

@@ -65,7 +65,7 @@ async function noTags(t: ExecutionContext<Ctx>, ns: string): Promise<void> {
   t.deepEqual((repositories ?? []).filter((r) => r.startsWith(`${ns}/`)), [], `nothing pushed into ${ns}`);
 }
 
-test('push and install with --key print the release the signature vouches for', async (t) => {
+test('push, install, rewrite and verify with --key print the release the signature vouches for', async (t) => {
   const registry = ['--registry', `${t.context.customer.host}/printed`];
   const push = await runCli(['push', t.context.signed, ...registry, '--key', t.context.vendor.pub]);
   t.is(push.code, 0, push.stderr);
@@ -76,6 +76,10 @@ test('push and install with --key print the release the signature vouches for', 
   const install = await runCli(['install', t.context.signed, ...registry, '--key', t.context.vendor.pub, '--out', join(t.context.dir, 'printed-install')]);
   t.is(install.code, 0, install.stderr);
   t.regex(install.stdout, /^signed: {2}release 1\.4\.2 of app/m);
+  const rewrite = await runCli(['rewrite', t.context.signed, ...registry, '--key', t.context.vendor.pub, '--out', join(t.context.dir, 'printed-rewrite')]);
+  t.is(rewrite.code, 0, rewrite.stderr);
+  t.regex(rewrite.stdout, /^signed: {2}release 1\.4\.2 of app/m);
+  t.is(install.stdout.match(/^signed:/gm)?.length, 1, 'install says it once');
   const verify = await runCli(['verify', t.context.signed, '--key', t.context.vendor.pub]);
   t.regex(verify.stdout, /signed: {4}release 1\.4\.2 of app/);
 });

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { damaged } from './bundle/reader.js';
 import { openBundle } from './bundle/source.js';
-import { checkSignatures, signatureKeys } from './bundle/signing.js';
+import { checkSignatures, signatureKeys, type SignedRelease } from './bundle/signing.js';
 import { scanFiles, scanManifests } from './app/scan.js';
 import { isKustomizationName } from './app/kustomize-render.js';
 import { PULL_SECRET_FILE } from './app/pullsecret.js';
@@ -54,6 +54,8 @@ export interface RewriteSummary {
   charts: { name: string; version: string; releaseName: string; namespace: string; archive: string; values: string }[];
   /** What a person should know before applying (one line each). */
   warnings: string[];
+  /** With --key (or AIRGAP_REQUIRE_SIGNATURE): what the signed airgap.json says the bundle is. */
+  signedRelease?: SignedRelease;
 }
 
 /**
@@ -73,6 +75,7 @@ export class RewriteJob {
   readonly #private: Set<string>;
   readonly #charts: RewriteSummary['charts'];
   readonly #warnings: string[];
+  #signed: SignedRelease | undefined;
 
   private constructor(opts: RewriteOptions, target: TargetRegistry, result: RetargetResult, namespaces: string[],
     pushed: { source: Reference; digest: string }[], extras: ExtraFile[], privatePaths: Set<string>,
@@ -106,7 +109,7 @@ export class RewriteJob {
     const unregister = registerCleanup(() => rmSync(work, { recursive: true, force: true }));
     try {
       // The manifests and the image names are what rewrite uses: the signature and those pins cover them.
-      await checkSignatures(reader, signatureKeys(opts.key)); // --key, and AIRGAP_REQUIRE_SIGNATURE whatever --key says
+      const signed = await checkSignatures(reader, signatureKeys(opts.key)); // --key, and AIRGAP_REQUIRE_SIGNATURE whatever --key says
       const files = reader.appFiles();
       if (files.length === 0) {
         throw new AirgapError('E_BUNDLE', `bundle ${opts.bundle} holds no application manifests under app/`,
@@ -207,7 +210,9 @@ export class RewriteJob {
       // A file whose templates read the license or a registry secret holds it once rendered.
       const secretive = /LicenseFieldValue|LicenseDockerCfg|LocalRegistryImagePullSecret/;
       for (const c of contents) if (secretive.test(c.content.toString('utf8'))) privatePaths.add(c.path.slice('app/'.length));
-      return new RewriteJob(opts, target, result, scan.namespaces, pushed, extras, privatePaths, charts, warnings);
+      const job = new RewriteJob(opts, target, result, scan.namespaces, pushed, extras, privatePaths, charts, warnings);
+      job.#signed = signed?.release;
+      return job;
     } finally {
       await rm(work, { recursive: true, force: true });
       unregister();
@@ -229,7 +234,7 @@ export class RewriteJob {
   summary(): RewriteSummary {
     return {
       out: this.#opts.out, files: this.#result.rendered.length, images: this.#result.images, namespaces: this.#namespaces,
-      charts: this.#charts, warnings: this.#warnings,
+      charts: this.#charts, warnings: this.#warnings, ...(this.#signed ? { signedRelease: this.#signed } : {}),
     };
   }
 
