@@ -54,17 +54,21 @@ export async function* readStored(path: string, a: StoredAnchor, start: number, 
   const file = createReadStream(path, { start: a.c, highWaterMark: 1 << 20, ...(signal ? { signal } : {}) });
   try {
     reading: for await (const chunk of file as AsyncIterable<Buffer>) {
+      // The chunk's data without the block headers, as one buffer: a few large chunks move through
+      // the streams downstream (hash, upload) far cheaper than one per block.
+      const out: Buffer[] = [];
+      const flush = () => (out.length === 1 ? out[0]! : Buffer.concat(out));
       let i = 0;
       while (i < chunk.length) {
         if (left === 0) {
-          if (final) break reading;
+          if (final) { if (out.length > 0) yield flush(); break reading; }
           const need = HEADER - head.length;
           head = Buffer.concat([head, chunk.subarray(i, i + need)]);
           i += Math.min(need, chunk.length - i);
           if (head.length < HEADER) continue;
           const h = storedHeader(head, 0);
           head = Buffer.alloc(0);
-          if (!h) break reading;
+          if (!h) { if (out.length > 0) yield flush(); break reading; }
           left = h.len;
           final = h.final;
           continue;
@@ -73,12 +77,13 @@ export async function* readStored(path: string, a: StoredAnchor, start: number, 
         // The part of [d, d + n) inside [start, end).
         const from = Math.max(d, start);
         const to = Math.min(d + n, end);
-        if (from < to) yield chunk.subarray(i + from - d, i + to - d);
+        if (from < to) out.push(chunk.subarray(i + from - d, i + to - d));
         d += n;
         i += n;
         left -= n;
-        if (d >= end) return end;
+        if (d >= end) { if (out.length > 0) yield flush(); return end; }
       }
+      if (out.length > 0) yield flush();
     }
   } finally {
     file.destroy();
