@@ -1,4 +1,4 @@
-import { Composer, Parser, isMap, isScalar, isSeq, type Document, type LineCounter, type Scalar, type YAMLMap } from 'yaml';
+import { Composer, Parser, isMap, isScalar, isSeq, visit, type Document, type LineCounter, type Scalar, type YAMLMap } from 'yaml';
 
 /** Reading YAML node trees: the small helpers the scan, the checks and the rewrite share. */
 
@@ -8,7 +8,9 @@ import { Composer, Parser, isMap, isScalar, isSeq, type Document, type LineCount
  * its text. `lines` fills as the text is read. Errors stay on each document, as there.
  */
 export function* yamlDocuments(text: string, lines: LineCounter): Generator<Document> {
-  const composer = new Composer({ lineCounter: lines, prettyErrors: false });
+  // The parser's own unique-key check compares every key with every other of its mapping
+  // (a ConfigMap of 40k keys: 27 s); manifestDocuments checks the same in one pass (duplicateKey).
+  const composer = new Composer({ lineCounter: lines, prettyErrors: false, uniqueKeys: false });
   yield* composer.compose(new Parser(lines.addNewLine).parse(text));
 }
 
@@ -40,20 +42,20 @@ export type NodePath = (string | number)[];
  * Calls cb for every node of a mapping/sequence tree, parents before children, with its path from
  * the object and the key it stands under (undefined for a sequence item).
  */
-export function walkNodes(root: unknown, cb: (node: unknown, path: NodePath, key: string | number) => void,
+export function walkNodes(root: unknown, cb: (node: unknown, path: NodePath, key: string | number, parent: unknown) => void,
   path: NodePath = []): void {
   if (isMap(root)) {
     for (const pair of root.items) {
       const k = isScalar(pair.key) ? pair.key.value : pair.key;
       if (typeof k !== 'string' && typeof k !== 'number') continue;
       const p = [...path, k];
-      cb(pair.value, p, k);
+      cb(pair.value, p, k, root);
       walkNodes(pair.value, cb, p);
     }
   } else if (isSeq(root)) {
     root.items.forEach((item, i) => {
       const p = [...path, i];
-      cb(item, p, i);
+      cb(item, p, i, root);
       walkNodes(item, cb, p);
     });
   }
@@ -69,11 +71,19 @@ export interface ValueContext { key: string | number; siblingName: string | unde
 export function forEachStringValue(doc: Document, skip: Set<unknown>,
   cb: (node: Scalar<string>, object: YAMLMap, path: NodePath, context: ValueContext) => void): void {
   forEachObject(doc.contents, (obj) => {
-    walkNodes(obj, (node, path, key) => {
+    // The parent comes with the node: looking it up by path again costs a scan of every mapping
+    // on the way, which made a ConfigMap of 40k keys quadratic.
+    const names = new Map<unknown, string | undefined>();
+    walkNodes(obj, (node, path, key, parent) => {
       if (skip.has(node) || !isScalar(node) || typeof node.value !== 'string') return;
       if (node.type === 'BLOCK_LITERAL' || node.type === 'BLOCK_FOLDED') return;
-      const parent = path.slice(0, -1).reduce<unknown>((n, k) => (isSeq(n) ? n.items[Number(k)] : child(n, String(k))), obj);
-      cb(node as Scalar<string>, obj, path, { key, siblingName: typeof key === 'string' ? str(child(parent, 'name')) : undefined });
+      let siblingName: string | undefined;
+      if (typeof key === 'string') {
+        // Once per mapping: a lookup per value would scan the mapping once for each of its keys.
+        if (!names.has(parent)) names.set(parent, str(child(parent, 'name')));
+        siblingName = names.get(parent);
+      }
+      cb(node as Scalar<string>, obj, path, { key, siblingName });
     });
   });
 }
@@ -82,4 +92,25 @@ export function forEachStringValue(doc: Document, skip: Set<unknown>,
 export function imageCandidate(value: string): { prefix: string; text: string } {
   const m = /^(--?[A-Za-z0-9][\w.-]*=)(\S+)$/.exec(value);
   return m ? { prefix: m[1]!, text: m[2]! } : { prefix: '', text: value };
+}
+
+/** The first key a mapping of `doc` repeats, with its offset: linear in the document's size. */
+export function duplicateKey(doc: Document): { key: string; offset: number } | undefined {
+  let found: { key: string; offset: number } | undefined;
+  visit(doc, {
+    Map(_k, node) {
+      const seen = new Set<unknown>();
+      for (const pair of node.items) {
+        const k = isScalar(pair.key) ? pair.key.value : pair.key;
+        if (k !== null && typeof k === 'object') continue; // a complex key: not compared here
+        if (seen.has(k)) {
+          found = { key: String(k), offset: (pair.key as Scalar | null)?.range?.[0] ?? node.range?.[0] ?? 0 };
+          return visit.BREAK;
+        }
+        seen.add(k);
+      }
+      return undefined;
+    },
+  });
+  return found;
 }

@@ -395,3 +395,15 @@ test('a file read document by document: malformed YAML in a later document is st
   t.true(isAirgapError(e, 'E_MANIFESTS'));
   t.regex(e?.message ?? '', /^a\.yaml:\d+: malformed YAML/);
 });
+
+test('a ConfigMap of 40,000 keys is read in one pass; a repeated key is still refused at its line', async (t) => {
+  const keys = Array.from({ length: 40000 }, (_, i) => `  k${i}: v${i}`).join('\n');
+  const big = `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: big}\ndata:\n${keys}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, image: "redis:7"}]\n`;
+  const started = process.hrtime.bigint();
+  const scan = await scanManifests(await tree(t, { 'big.yaml': big }));
+  const ms = Number(process.hrtime.bigint() - started) / 1e6;
+  t.deepEqual(scan.images.map((i) => i.raw), ['redis:7']);
+  t.log(`40,000 keys read in ${ms.toFixed(0)} ms`);
+  const dup = 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: d}\ndata:\n  a: "1"\n  b: "2"\n  a: "3"\n';
+  await t.throwsAsync(scanManifests(await tree(t, { 'dup.yaml': dup })), { message: /dup\.yaml:7: malformed YAML: duplicate key "a"/ });
+});

@@ -9,7 +9,7 @@ import { listManifestFiles, type NotRead } from './files.js';
 import { parseReference, type Reference } from '../reference.js';
 import type { Finding } from './findings.js';
 import {
-  child, forEachObject, forEachStringValue, imageCandidate, str, walkNodes, yamlDocuments, type NodePath, type ValueContext,
+  child, duplicateKey, forEachObject, forEachStringValue, imageCandidate, str, walkNodes, yamlDocuments, type NodePath, type ValueContext,
 } from './nodes.js';
 import { duplicateFindings, imageLikeStrings, kotsFindings, objectSeen, undeclaredFindings, type ImageLikeString, type ObjectSeen } from './checks.js';
 import { chartFindings, isArchiveName } from './charts.js';
@@ -207,6 +207,11 @@ export function* manifestDocuments(file: string, text: string, lines: LineCounte
       const reason = err.message.split('\n')[0] ?? err.code;
       throw new AirgapError('E_MANIFESTS', `${file}:${line}: malformed YAML: ${reason}`,
         { hint: 'fix the YAML syntax at that line' });
+    }
+    const dup = duplicateKey(doc);
+    if (dup !== undefined) {
+      throw new AirgapError('E_MANIFESTS', `${file}:${lines.linePos(dup.offset).line}: malformed YAML: duplicate key ${JSON.stringify(dup.key)}`,
+        { hint: 'keep one of the two keys: a YAML mapping takes each key once (kubectl would keep only one of them)' });
     }
     // Unquoted {{ … }} parses as a flow mapping: a Helm/KOTS template, never a real manifest.
     visit(doc, {
