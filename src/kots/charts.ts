@@ -57,7 +57,7 @@ export function readableChartOutput(text: string): string {
   const docs = text.split(/^---[ \t]*$/m);
   let changed = false;
   const out = docs.map((doc) => {
-    if (doc.trim() === '' || parseDocument(doc, { prettyErrors: false }).errors.length === 0) return doc;
+    if (doc.trim() === '' || parseDocument(doc, { prettyErrors: false, uniqueKeys: false }).errors.length === 0) return doc;
     let obj: unknown;
     try {
       obj = loadLenient(doc);

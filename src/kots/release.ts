@@ -137,7 +137,7 @@ export function splitDocuments(file: string, text: string): RenderedDocument[] {
     const slice = text.slice(from, starts[i + 1] ?? text.length);
     for (let at = text.indexOf('\n', counted); at !== -1 && at < from; at = text.indexOf('\n', at + 1)) line++;
     counted = Math.max(counted, from);
-    const doc = parseDocument(slice, { prettyErrors: false });
+    const doc = parseDocument(slice, { prettyErrors: false, uniqueKeys: false });
     if (doc.errors.length > 0) {
       const e = doc.errors[0]!;
       const at = line + (e.linePos?.[0]?.line ?? 1) - 1;
