@@ -767,8 +767,14 @@ async function kotsSet(env: Env): Promise<SetResult> {
     return [`cold push from ${name} (${f1(sizes[i]! / MB)} MB file; s, median of ${k.runs}: ${runs.get(name)!.map((x) => f2(x.m.seconds)).join(' / ')})`,
       f2(m.seconds), f2(base.m.seconds), f2(ratio), i === 0 ? '' : '≤ 1.20', i === 0 ? undefined : ratio <= 1.2];
   });
+  // Wall time on a shared machine is noisy: the fastest run and the CPU spent say what each file costs.
+  const best = (name: string): number => Math.min(...runs.get(name)!.map((x) => x.m.seconds));
+  rows.push(['fastest cold push (s): bundle; kots-built; portal', kinds.map(([name]) => f2(best(name))).join('; '), '',
+    kinds.slice(1).map(([name]) => f2(best(name) / best('our bundle'))).join('; '), '', undefined]);
+  const cpu = (name: string): number => med(name).m.cpuSeconds + med(name).cpu;
   rows.push(['push CPU user+sys, tool + registry (s): bundle; kots-built; portal',
-    kinds.map(([name]) => `${f1(med(name).m.cpuSeconds)} + ${f1(med(name).cpu)}`).join('; '), '', '', '', undefined]);
+    kinds.map(([name]) => `${f1(med(name).m.cpuSeconds)} + ${f1(med(name).cpu)}`).join('; '), '',
+    kinds.slice(1).map(([name]) => f2(cpu(name) / cpu('our bundle'))).join('; '), '', undefined]);
   rows.push(['peak RSS push (MB): bundle; kots-built; portal', kinds.map(([name]) => f1(med(name).m.rssMb)).join('; '), '', '',
     `≤ ${cfg.rssLimit}`, kinds.every(([name]) => med(name).m.rssMb <= cfg.rssLimit)]);
   return {

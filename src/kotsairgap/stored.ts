@@ -157,7 +157,8 @@ export class RunFinder {
       if (!found) { this.#gap = [gap]; return; }
       this.#run = { anchor: { ...found }, ...found, final: false };
       const before = found.d - gapStart;
-      if (before > 0) { this.#pieces.push({ bytes: gap.subarray(0, before) }); this.#kept += before; }
+      // A copy: a view would keep the whole gap (up to GAP_MAX) alive for a few KiB.
+      if (before > 0) { this.#pieces.push({ bytes: Buffer.from(gap.subarray(0, before)) }); this.#kept += before; }
       this.#gap = [];
       this.#gapBytes = 0;
       const cov = this.#covered(end);
