@@ -235,7 +235,7 @@ export class KotsAirgapReader implements BundleSource {
     if (this.#members.length < 2) return undefined;
     const m = memberAt(this.#members, offset);
     // The blocks before `offset` (the tar header) are passed over.
-    return m.data === undefined ? undefined : [{ anchor: { c: m.data, d: m.doff, left: 0 }, until: end, from: offset }];
+    return m.data === undefined ? undefined : [{ anchor: { c: m.data, d: m.doff, left: 0 }, until: end, from: offset, blocks: true }];
   }
 
   async close(): Promise<void> {

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deflateRawSync, gzipSync } from 'node:zlib';
 import { inflateFrom } from './gzip.js';
-import { GAP_MAX, readPieces, readStored, RunFinder, storedHeader, type Piece } from './stored.js';
+import { GAP_MAX, readBlocks, readPieces, readStored, RunFinder, STORED_BLOCK, storedHeader, type Piece } from './stored.js';
 
 async function tempFile(t: { teardown: (fn: () => Promise<void>) => void }, bytes: Buffer): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'airgap-stored-'));
@@ -111,4 +111,39 @@ test('a blob deflate compresses (no stored blocks) is left to zlib; one whose fi
   const got = await collect(readPieces(one.path, moved, async function* (at) { asked = at; yield blob.subarray(at - one.offset); }));
   t.is(asked, stored.anchor.d);
   t.deepEqual(got, blob);
+});
+
+/** Stored blocks of STORED_BLOCK bytes but the last, as build --format kots writes a layer's member. */
+function fullBlocks(body: Buffer): Buffer {
+  const out: Buffer[] = [];
+  for (let i = 0; i === 0 || i < body.length; i += STORED_BLOCK) {
+    const data = body.subarray(i, i + STORED_BLOCK);
+    const final = i + STORED_BLOCK >= body.length;
+    out.push(Buffer.from([final ? 1 : 0, data.length & 0xff, data.length >> 8, ~data.length & 0xff, (~data.length >> 8) & 0xff]), data);
+  }
+  return Buffer.concat(out);
+}
+
+test('readBlocks reads runs of full stored blocks in one read each, and hands blocks of other sizes to readStored', async (t) => {
+  const body = randomBytes(3 * 1024 * 1024 + 12_345);
+  const full = await tempFile(t, Buffer.concat([Buffer.from('xy'), fullBlocks(body)]));
+  const zlib = await tempFile(t, Buffer.concat([Buffer.from('xy'), deflateRawSync(body, { level: 0 })]));
+  for (const path of [full, zlib]) {
+    for (const [s, e] of [[0, body.length], [512, 700_000], [1_048_000, 2_200_000], [body.length - 10, body.length]] as const) {
+      t.deepEqual(await collect(readBlocks(path, { c: 2, d: 0, left: 0 }, s, e)), body.subarray(s, e), `${path === full ? 'full blocks' : 'zlib level 0'} [${s}, ${e})`);
+    }
+  }
+  // Past the final block: stops there, for the caller to fall back.
+  const gen = readBlocks(full, { c: 2, d: 0, left: 0 }, 0, body.length + 100);
+  let r = await gen.next();
+  while (!r.done) r = await gen.next();
+  t.is(r.value, body.length);
+  // Cut short inside a block: stops where the file ends.
+  const cut = await tempFile(t, Buffer.concat([Buffer.from('xy'), fullBlocks(body)]).subarray(0, 2 + 5 + 100_000));
+  const g2 = readBlocks(cut, { c: 2, d: 0, left: 0 }, 0, body.length);
+  let r2 = await g2.next();
+  let got = 0;
+  while (!r2.done) { got += r2.value.length; r2 = await g2.next(); }
+  t.is(r2.value, got);
+  t.true(got < body.length);
 });

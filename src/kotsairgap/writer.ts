@@ -1,6 +1,6 @@
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { createDeflateRaw, crc32, constants as zc } from 'node:zlib';
+import { createDeflateRaw, crc32 } from 'node:zlib';
 import { stringify } from 'yaml';
 import { AirgapError } from '../errors.js';
 import { digestHex, type Descriptor } from '../oci/descriptor.js';
@@ -10,6 +10,7 @@ import { flatten, loadGraph, type GraphNode } from '../copy.js';
 import type { BundleSource } from '../bundle/source.js';
 import { MEMBER_HEADER_SIZE, memberHeader } from './gzip.js';
 import { AIRGAP_YAML, APP_ARCHIVE, FORMAT_REGISTRY } from './metadata.js';
+import { STORED_BLOCK } from './stored.js';
 import { BLOCK, padding } from './tar.js';
 
 /**
@@ -165,11 +166,12 @@ class MemberWriter {
   }
 
   async #member(chunks: Iterable<Buffer> | AsyncIterable<Buffer>, level: number): Promise<void> {
+    if (level === 0) return this.#storedMember(chunks);
     const start = this.#pos;
     this.#pos += MEMBER_HEADER_SIZE;
     let crc = 0;
     let dlen = 0;
-    const deflate = createDeflateRaw({ level: level === 0 ? zc.Z_NO_COMPRESSION : level, chunkSize: 256 << 10 });
+    const deflate = createDeflateRaw({ level, chunkSize: 256 << 10 });
     const written = (async () => {
       for await (const c of deflate as AsyncIterable<Buffer>) {
         await this.#fh.write(c, 0, c.length, this.#pos);
@@ -189,6 +191,43 @@ class MemberWriter {
       throw e;
     }
     await written;
+    await this.#finish(start, crc, dlen);
+  }
+
+  /**
+   * A member of stored blocks written here, each of STORED_BLOCK bytes but the last: deflate's
+   * own framing, so any gzip reader reads it, and the reader can lay out a run of them in one
+   * read (stored.ts, readBlocks).
+   */
+  async #storedMember(chunks: Iterable<Buffer> | AsyncIterable<Buffer>): Promise<void> {
+    const start = this.#pos;
+    this.#pos += MEMBER_HEADER_SIZE;
+    let crc = 0;
+    let dlen = 0;
+    let block = Buffer.allocUnsafe(STORED_BLOCK);
+    let fill = 0;
+    // A full block waits for the next byte: only then is it known not to be the last (BFINAL).
+    const emit = async (data: Buffer, final: boolean) => {
+      const h = Buffer.from([final ? 1 : 0, data.length & 0xff, data.length >> 8, ~data.length & 0xff, (~data.length >> 8) & 0xff]);
+      await this.#fh.writev([h, data], this.#pos);
+      this.#pos += h.length + data.length;
+    };
+    for await (const c of chunks) {
+      crc = crc32(c, crc);
+      dlen += c.length;
+      for (let i = 0; i < c.length;) {
+        if (fill === STORED_BLOCK) { await emit(block, false); block = Buffer.allocUnsafe(STORED_BLOCK); fill = 0; }
+        const n = Math.min(STORED_BLOCK - fill, c.length - i);
+        c.copy(block, fill, i, i + n);
+        fill += n;
+        i += n;
+      }
+    }
+    await emit(block.subarray(0, fill), true);
+    await this.#finish(start, crc, dlen);
+  }
+
+  async #finish(start: number, crc: number, dlen: number): Promise<void> {
     const trailer = Buffer.alloc(8);
     trailer.writeUInt32LE(crc >>> 0, 0);
     trailer.writeUInt32LE(dlen % 2 ** 32, 4);
