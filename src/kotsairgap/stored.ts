@@ -4,7 +4,7 @@ import { open } from 'node:fs/promises';
 /**
  * Reading deflate's stored blocks straight from the file, without zlib. A layer is compressed
  * already, so a .tar.gz holds it mostly in stored blocks (deflate falls back to them where
- * compressing does not pay; `build --format kots` writes layers at level 0, all stored): a
+ * compressing does not pay; `build --format kots` writes layers as stored blocks only): a
  * 5-byte header on a byte boundary (BFINAL, BTYPE = 00, LEN, NLEN = ~LEN) then LEN bytes as
  * they are. Those bytes are read from the file at any offset, in any order, as fast as our own
  * bundle is read: no inflating a one-stream file from its start for each blob.
