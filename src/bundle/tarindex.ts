@@ -1,5 +1,6 @@
 import { AirgapError } from '../errors.js';
-import { BLOCK, checksum, malformedBundle, paddedSize } from './format.js';
+import { BLOCK, malformedBundle, paddedSize } from './format.js';
+import { checksumMatches, cString, describeType, headerName, parseNumber, parsePax, printable, safePath } from './tarheader.js';
 
 /**
  * Walks a tar's headers once, without extracting or reading bodies (except the small PAX / GNU
@@ -34,6 +35,7 @@ const YIELD_EVERY = 4096;
 
 export async function indexTar(fh: ReadAt, fileSize: number, label: string, maxEntries = MAX_ENTRIES): Promise<Map<string, TarEntry>> {
   const entries = new Map<string, TarEntry>();
+  const refuse = (detail: string): AirgapError => malformedBundle(label, detail);
   const header = Buffer.alloc(BLOCK);
   let pos = 0;
   let pending: { path?: string; size?: number } = {};
@@ -56,9 +58,8 @@ export async function indexTar(fh: ReadAt, fileSize: number, label: string, maxE
     if (count % YIELD_EVERY === YIELD_EVERY - 1) await new Promise<void>((resolve) => setImmediate(resolve));
     if (++count > maxEntries) throw malformedBundle(label, `more than ${maxEntries} entries; a bundle never holds that many`);
 
-    const rawName = parseHeaderName(header);
-    const stored = parseNumber(header, 148, 8);
-    if (stored === undefined || (stored !== checksum(header) && stored !== signedChecksum(header))) {
+    const rawName = headerName(header);
+    if (!checksumMatches(header)) {
       throw malformedBundle(label, `bad tar header checksum at byte ${pos} (entry "${printable(rawName)}")`);
     }
     const typeflag = String.fromCharCode(header[156]!);
@@ -76,7 +77,10 @@ export async function indexTar(fh: ReadAt, fileSize: number, label: string, maxE
       if (size > MAX_META_BODY) throw malformedBundle(label, `tar extension header at byte ${pos} is ${size} bytes`);
       const body = Buffer.alloc(size);
       await readExactly(fh, body, bodyOffset);
-      if (typeflag === 'x') pending = { ...pending, ...parsePax(body, label, pos) };
+      if (typeflag === 'x') {
+        const pax = parsePax(body, pos, refuse);
+        pending = { ...pending, ...(pax.path !== undefined ? { path: pax.path } : {}), ...(pax.size !== undefined ? { size: pax.size } : {}) };
+      }
       else if (typeflag === 'L') pending = { ...pending, path: cString(body) };
       // 'K' (GNU long link name) belongs to a link, refused below; 'g' (global PAX) holds nothing we use.
       pos = next;
@@ -86,7 +90,7 @@ export async function indexTar(fh: ReadAt, fileSize: number, label: string, maxE
 
     const type = entryType(typeflag);
     if (type === undefined) throw malformedBundle(label, `entry "${printable(name)}" is ${describeType(typeflag)}, not a regular file`);
-    const path = safePath(name, label);
+    const path = safePath(name, refuse);
     if (path === '') {
       if (type === 'dir') { pos = next; continue; } // "./" itself
       throw malformedBundle(label, `an entry has an empty name at byte ${pos}`);
@@ -123,8 +127,7 @@ function looksLikeTar(fh: ReadAt, fileSize: number): boolean {
   if (first.every((b) => b === 0)) return true; // an empty archive: the walk says what is missing
   // A damaged tar still says "ustar" (then the walk names the bad checksum); other files do not.
   if (first.subarray(257, 262).toString('latin1') === 'ustar') return true;
-  const stored = parseNumber(first, 148, 8);
-  return stored !== undefined && (stored === checksum(first) || stored === signedChecksum(first));
+  return checksumMatches(first);
 }
 
 /** Fills buf from position, synchronously when fh offers it. */
@@ -139,102 +142,8 @@ export async function readExactly(fh: ReadAt, buf: Buffer, position: number): Pr
   }
 }
 
-function parseHeaderName(h: Buffer): string {
-  const name = cString(h.subarray(0, 100));
-  // Only POSIX ustar has a prefix field; GNU's "ustar  " magic puts other data there.
-  if (h.toString('latin1', 257, 263) === 'ustar\u0000') {
-    const prefix = cString(h.subarray(345, 500));
-    if (prefix) return `${prefix}/${name}`;
-  }
-  return name;
-}
-
-function cString(b: Buffer): string {
-  const end = b.indexOf(0);
-  return b.toString('utf8', 0, end === -1 ? b.length : end);
-}
-
-/** Octal (NUL/space padded) or GNU base-256; undefined when unreadable. */
-function parseNumber(h: Buffer, off: number, len: number): number | undefined {
-  const field = h.subarray(off, off + len);
-  if (field[0]! & 0x80) {
-    if (field[0] === 0xff) return undefined; // negative
-    let v = BigInt(field[0]! & 0x7f);
-    for (let i = 1; i < len; i++) v = (v << 8n) | BigInt(field[i]!);
-    return v > BigInt(Number.MAX_SAFE_INTEGER) ? undefined : Number(v);
-  }
-  const text = field.toString('latin1').replace(/[\u0000 ]+$/, '').replace(/^ +/, '');
-  if (text === '') return 0;
-  if (!/^[0-7]+$/.test(text)) return undefined;
-  return parseInt(text, 8);
-}
-
-/** Some old tars summed signed bytes; accept that too, as GNU tar does. */
-function signedChecksum(h: Buffer): number {
-  let sum = 0;
-  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : (h[i]! << 24) >> 24;
-  return sum;
-}
-
-function parsePax(body: Buffer, label: string, pos: number): { path?: string; size?: number } {
-  const out: { path?: string; size?: number } = {};
-  let i = 0;
-  while (i < body.length) {
-    if (body[i] === 0) break; // padding
-    const space = body.indexOf(0x20, i);
-    const len = space === -1 ? NaN : Number(body.toString('latin1', i, space));
-    if (!Number.isSafeInteger(len) || len <= 0 || i + len > body.length) {
-      throw malformedBundle(label, `malformed PAX header at byte ${pos}`);
-    }
-    const record = body.toString('utf8', space + 1, i + len - 1);
-    const eq = record.indexOf('=');
-    if (eq === -1) throw malformedBundle(label, `malformed PAX header at byte ${pos}`);
-    const key = record.slice(0, eq);
-    const value = record.slice(eq + 1);
-    if (key === 'path') out.path = value;
-    else if (key === 'size') {
-      if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(Number(value))) throw malformedBundle(label, `PAX header at byte ${pos} has an invalid size "${value}"`);
-      out.size = Number(value);
-    }
-    i += len;
-  }
-  return out;
-}
-
 function entryType(flag: string): TarEntry['type'] | undefined {
   if (flag === '0' || flag === '\u0000' || flag === '7') return 'file';
   if (flag === '5') return 'dir';
   return undefined;
-}
-
-function describeType(flag: string): string {
-  switch (flag) {
-    case '1': return 'a hard link';
-    case '2': return 'a symbolic link';
-    case '3': return 'a character device';
-    case '4': return 'a block device';
-    case '6': return 'a FIFO';
-    default: return `an unsupported tar entry type "${printable(flag)}"`;
-  }
-}
-
-/** Normalises a relative path ("./a//b/" → "a/b"); refuses absolute paths and `..`. */
-function safePath(name: string, label: string): string {
-  if (name.startsWith('/') || /^[a-zA-Z]:[\\/]/.test(name)) throw malformedBundle(label, `entry "${printable(name)}" has an absolute path`);
-  if (name.includes('\u0000')) throw malformedBundle(label, `entry "${printable(name)}" has a NUL in its name`);
-  const parts = name.split('/').filter((p) => p !== '' && p !== '.');
-  if (parts.includes('..') || parts.some((p) => p.split('\\').includes('..'))) {
-    throw malformedBundle(label, `entry "${printable(name)}" has a ".." path component`);
-  }
-  // NAME_MAX: rewrite could not write such a file out (ENAMETOOLONG), and no tar made from a file system holds one.
-  if (parts.some((p) => Buffer.byteLength(p, 'utf8') > 255)) {
-    throw malformedBundle(label, `entry "${printable(name)}" has a path component longer than 255 bytes`);
-  }
-  return parts.join('/');
-}
-
-function printable(s: string): string {
-  // eslint-disable-next-line no-control-regex
-  const clean = s.replace(/[\u0000-\u001f\u007f]/g, '?');
-  return clean.length > 200 ? clean.slice(0, 200) + '…' : clean;
 }

@@ -1,4 +1,6 @@
 import { AirgapError } from '../errors.js';
+import { checksumMatches, cString, describeType, headerName, parseNumber, parsePax, printable, safePath } from '../bundle/tarheader.js';
+export { printable };
 
 /**
  * A tar read as a stream (the inside of a gzip, or a docker archive inside that), never
@@ -163,7 +165,7 @@ export async function* walkTar(src: ByteSource, label: string, opts: { symlinks?
       if (size > MAX_META_BODY) throw badAirgap(label, `tar extension header at byte ${at} is ${size} bytes`);
       const body = (await src.read(size, 'a tar extension header')) ?? Buffer.alloc(0);
       await src.skip(padding(size), 'tar padding');
-      if (h.flag === 'x') pending = { ...pending, ...parsePax(body, label, at) };
+      if (h.flag === 'x') pending = { ...pending, ...parsePax(body, at, (d) => badAirgap(label, d)) };
       else if (h.flag === 'L') pending = { ...pending, path: cString(body) };
       else if (h.flag === 'K') pending = { ...pending, link: cString(body) };
       continue;
@@ -173,7 +175,7 @@ export async function* walkTar(src: ByteSource, label: string, opts: { symlinks?
     const type = h.flag === '0' || h.flag === '\u0000' || h.flag === '7' ? 'file' as const : h.flag === '5' ? 'dir' as const
       : h.flag === '2' && opts.symlinks ? 'symlink' as const : undefined;
     if (type === undefined) throw badAirgap(label, `entry "${printable(name)}" is ${describeType(h.flag)}, not a regular file`);
-    const path = safePath(name, label);
+    const path = safePath(name, (d) => badAirgap(label, d));
     const bodySize = type === 'file' ? size : 0;
     const offset = src.position;
     if (path !== '') {
@@ -195,87 +197,9 @@ export function padding(size: number): number {
 interface Header { name: string; size: number; flag: string; link: string }
 
 export function parseHeader(h: Buffer, label: string, at: number): Header {
-  let name = cString(h.subarray(0, 100));
-  if (h.toString('latin1', 257, 263) === 'ustar\u0000') {
-    const prefix = cString(h.subarray(345, 500));
-    if (prefix) name = `${prefix}/${name}`;
-  }
-  const stored = parseNumber(h, 148, 8);
-  if (stored === undefined || stored !== checksum(h)) throw badAirgap(label, `bad tar header checksum at byte ${at} (entry "${printable(name)}")`);
+  const name = headerName(h);
+  if (!checksumMatches(h)) throw badAirgap(label, `bad tar header checksum at byte ${at} (entry "${printable(name)}")`);
   const size = parseNumber(h, 124, 12);
   if (size === undefined || !Number.isSafeInteger(size)) throw badAirgap(label, `entry "${printable(name)}" has an unreadable size field`);
   return { name, size, flag: String.fromCharCode(h[156]!), link: cString(h.subarray(157, 257)) };
-}
-
-function checksum(h: Buffer): number {
-  let sum = 0;
-  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : h[i]!;
-  return sum;
-}
-
-function cString(b: Buffer): string {
-  const end = b.indexOf(0);
-  return b.toString('utf8', 0, end === -1 ? b.length : end);
-}
-
-function parseNumber(h: Buffer, off: number, len: number): number | undefined {
-  const field = h.subarray(off, off + len);
-  if (field[0]! & 0x80) {
-    if (field[0] === 0xff) return undefined;
-    let v = BigInt(field[0]! & 0x7f);
-    for (let i = 1; i < len; i++) v = (v << 8n) | BigInt(field[i]!);
-    return v > BigInt(Number.MAX_SAFE_INTEGER) ? undefined : Number(v);
-  }
-  const text = field.toString('latin1').replace(/[\u0000 ]+$/, '').replace(/^ +/, '');
-  if (text === '') return 0;
-  if (!/^[0-7]+$/.test(text)) return undefined;
-  return parseInt(text, 8);
-}
-
-function parsePax(body: Buffer, label: string, at: number): { path?: string; size?: number; link?: string } {
-  const out: { path?: string; size?: number; link?: string } = {};
-  let i = 0;
-  while (i < body.length && body[i] !== 0) {
-    const space = body.indexOf(0x20, i);
-    const len = space === -1 ? NaN : Number(body.toString('latin1', i, space));
-    if (!Number.isSafeInteger(len) || len <= 0 || i + len > body.length) throw badAirgap(label, `malformed PAX header at byte ${at}`);
-    const record = body.toString('utf8', space + 1, i + len - 1);
-    const eq = record.indexOf('=');
-    if (eq === -1) throw badAirgap(label, `malformed PAX header at byte ${at}`);
-    const key = record.slice(0, eq);
-    const value = record.slice(eq + 1);
-    if (key === 'path') out.path = value;
-    else if (key === 'linkpath') out.link = value;
-    else if (key === 'size') {
-      if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(Number(value))) throw badAirgap(label, `PAX header at byte ${at} has an invalid size "${printable(value)}"`);
-      out.size = Number(value);
-    }
-    i += len;
-  }
-  return out;
-}
-
-function describeType(flag: string): string {
-  switch (flag) {
-    case '1': return 'a hard link';
-    case '2': return 'a symbolic link';
-    case '3': return 'a character device';
-    case '4': return 'a block device';
-    case '6': return 'a FIFO';
-    default: return `an unsupported tar entry type "${printable(flag)}"`;
-  }
-}
-
-function safePath(name: string, label: string): string {
-  if (name.startsWith('/') || /^[a-zA-Z]:[\\/]/.test(name)) throw badAirgap(label, `entry "${printable(name)}" has an absolute path`);
-  if (name.includes('\u0000')) throw badAirgap(label, `entry "${printable(name)}" has a NUL in its name`);
-  const parts = name.split('/').filter((p) => p !== '' && p !== '.');
-  if (parts.some((p) => p === '..' || p.split('\\').includes('..'))) throw badAirgap(label, `entry "${printable(name)}" has a ".." path component`);
-  return parts.join('/');
-}
-
-export function printable(s: string): string {
-  // eslint-disable-next-line no-control-regex
-  const clean = s.replace(/[\u0000-\u001f\u007f]/g, '?');
-  return clean.length > 200 ? clean.slice(0, 200) + '…' : clean;
 }
