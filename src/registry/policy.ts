@@ -1,4 +1,5 @@
 import { AirgapError } from '../errors.js';
+import { isLoopbackHost as isLoopback } from '../target.js';
 import { DEFAULT_CONCURRENCY, DEFAULT_SMALL_REQUESTS, MAX_BULK_FACTOR } from '../concurrency.js';
 import { type CredentialOptions, type Credentials, credentialFiles } from './credentials.js';
 import { type OsStore, osTrustStore } from './truststore.js';
@@ -368,15 +369,6 @@ export function isLinkLocal(hostname: string): boolean {
   return /^fe[89ab][0-9a-f]:/.test(h);
 }
 
-function isLoopback(host: string): boolean {
-  let hostname: string;
-  try {
-    hostname = new URL(`http://${host}`).hostname;
-  } catch {
-    return false;
-  }
-  return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
-}
 
 interface ProxyEnv {
   http?: { url: string; from: string };
