@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { startWorld, type World } from '../src/testing/world.js';
 import { startRegistry, type TestRegistry } from '../src/testing/registry.js';
 import { buildBundle, runCli, json, type CliResult } from '../src/testing/cli.js';
+import { tarHeader } from '../src/testing/craft.js';
 
 /**
  * Hostile and damaged bundles, made from a good one by a tar walker written here (independent of
@@ -54,23 +55,7 @@ function entries(tar: Buffer): Entry[] {
   return out;
 }
 
-function header(name: string, size: number, type = '0', linkname = ''): Buffer {
-  const h = Buffer.alloc(512);
-  h.write(name, 0, 100, 'utf8');
-  h.write('0000644\0', 100, 'latin1');
-  h.write('0000000\0', 108, 'latin1');
-  h.write('0000000\0', 116, 'latin1');
-  h.write(size.toString(8).padStart(11, '0') + '\0', 124, 'latin1');
-  h.write('00000000000\0', 136, 'latin1');
-  h.write(type, 156, 'latin1');
-  h.write(linkname, 157, 100, 'utf8');
-  h.write('ustar\u000000', 257, 'latin1');
-  h.fill(0x20, 148, 156);
-  let sum = 0;
-  for (const b of h) sum += b;
-  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1');
-  return h;
-}
+const header = tarHeader;
 
 function pack(list: Entry[]): Buffer {
   const parts: Buffer[] = [];
