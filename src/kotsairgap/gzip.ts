@@ -80,25 +80,10 @@ export function memberAt(members: Member[], at: number): Member {
   return members[lo]!;
 }
 
-/**
- * Decompressed bytes from member `m` on, as a stream of chunks (the rest of the file, all members).
- * `progress`, when given, is told after each chunk is inflated how far into the file zlib has
- * read (m.coff + the compressed bytes it consumed) and how many bytes it has produced: where,
- * give or take a few bytes, the decompressed stream at that point lies in the file.
- */
-export function inflateFrom(path: string, m: Member, signal?: AbortSignal, progress?: (c: number, d: number) => void): Readable {
+/** Decompressed bytes from member `m` on, as a stream of chunks (the rest of the file, all members). */
+export function inflateFrom(path: string, m: Member, signal?: AbortSignal): Readable {
   const file = createReadStream(path, { start: m.coff, highWaterMark: 1 << 20, ...(signal ? { signal } : {}) });
   const gunzip = createGunzip({ chunkSize: 256 << 10 });
-  if (progress) {
-    // zlib pushes each chunk as it is inflated (bytesWritten: the input consumed so far); the
-    // consumer sees it later, so the position is taken here.
-    let produced = m.doff;
-    const push = gunzip.push.bind(gunzip);
-    gunzip.push = (chunk: Buffer | null, encoding?: BufferEncoding): boolean => {
-      if (chunk) { produced += chunk.length; progress(m.coff + gunzip.bytesWritten, produced); }
-      return push(chunk, encoding);
-    };
-  }
   file.on('error', (e) => gunzip.destroy(e));
   return file.pipe(gunzip);
 }

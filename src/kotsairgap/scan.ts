@@ -2,7 +2,9 @@ import { createHash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { AIRGAP_YAML, APP_ARCHIVE, FORMAT_REGISTRY, imageFormat, parseAirgapYaml, type AirgapSpec } from './metadata.js';
 import { inflateFrom, memberAt, scanMembers, type Member } from './gzip.js';
-import { RunFinder, type Piece } from './stored.js';
+import { HashPool } from './hashers.js';
+import { GzipWalk, TooCompressed, type Region } from './inflate.js';
+import { PieceBuilder, type Piece } from './stored.js';
 import { badAirgap, ByteSource, printable, walkTar, type StreamEntry } from './tar.js';
 
 /**
@@ -11,7 +13,10 @@ import { badAirgap, ByteSource, printable, walkTar, type StreamEntry } from './t
  * located (its offset in the decompressed stream) and, where the pass inflates it anyway,
  * hashed, so a blob that does not match its name is found before anything is pushed. A file
  * written as one gzip member per entry (gzip.ts) is walked by hopping from member to member:
- * big bodies are neither inflated nor hashed here, but verified while they stream, later.
+ * big bodies are neither inflated nor hashed here, but verified while they stream, later. A
+ * one-stream file (the vendor portal's) is read by walking its deflate blocks (inflate.ts), which
+ * says where each blob's stored blocks lie; one that is mostly Huffman-coded (uncompressed
+ * layers) is read again with zlib, and its blobs are then inflated when pushed.
  */
 
 export interface Located {
@@ -58,22 +63,31 @@ const KEEP_BUDGET = 64 << 20;
 const MAX_JSON = 8 << 20;
 /** airgap.yaml must come among the first entries (KOTS writes it first). */
 const META_WITHIN = 16;
-/** What the compressed stretches of blobs read from stored blocks (stored.ts) may hold in memory, all together. */
+/** What the Huffman-coded stretches of blobs read from stored blocks (stored.ts) may hold in memory, all together. */
 const RUN_BUDGET = 64 << 20;
+/** Huffman output after which a one-stream file is handed to zlib: it is not mostly layers compressed already. */
+const HUFFMAN_BUDGET = 32 << 20;
 
 export async function scanAirgap(path: string, fh: FileHandle, fileSize: number, label: string): Promise<AirgapScan> {
-  const members = await scanMembers(fh, fileSize) ?? [{ coff: 0, doff: 0 }];
+  const members = await scanMembers(fh, fileSize);
+  if (members) return scanOnce(path, fh, label, members, undefined);
+  const one = [{ coff: 0, doff: 0 }];
+  try {
+    return await scanOnce(path, fh, label, one, new GzipWalk(fh, 0, { huffmanBudget: HUFFMAN_BUDGET }));
+  } catch (e) {
+    if (!(e instanceof TooCompressed)) throw e;
+    return scanOnce(path, fh, label, one, undefined);
+  }
+}
+
+/** The pass, over members (a file with the "AG" field), a walk of the deflate blocks, or zlib's output. */
+async function scanOnce(path: string, fh: FileHandle, label: string, members: Member[], walk: GzipWalk | undefined): Promise<AirgapScan> {
   const seekable = members.length > 1;
-  // One stream (the vendor portal's): where zlib was in the file as it inflated, to find blobs in it.
-  const progress: [c: number, d: number][] = [];
-  const track = seekable ? undefined : (c: number, d: number) => { progress.push([c, d]); if (progress.length > 4096) progress.splice(0, 2048); };
   let runBytes = 0;
-  const near = (d: number): [number, number] | undefined => {
-    for (let i = progress.length - 1; i >= 0; i--) if (progress[i]![1] <= d) return progress[i]!;
-    return progress.length === 0 || progress.length < 2048 ? [0, 0] : undefined;
-  };
-  const src = new ByteSource(inflateFrom(path, members[0]!, undefined, track), label, Number.POSITIVE_INFINITY,
-    seekable ? (target) => { const m = memberAt(members, target); return { at: m.doff, source: inflateFrom(path, m) }; } : undefined);
+  let pool: HashPool | undefined;
+  const digests: Promise<void>[] = [];
+  const src = new ByteSource(walk ?? inflateFrom(path, members[0]!), label, Number.POSITIVE_INFINITY,
+    seekable ? (target) => { const m = memberAt(members, target); return { at: m.doff, source: inflateFrom(path, m) }; } : undefined, walk);
   let spec: AirgapSpec | undefined;
   let airgapYaml: Buffer | undefined;
   let app: Buffer | undefined;
@@ -84,23 +98,53 @@ export async function scanAirgap(path: string, fh: FileHandle, fileSize: number,
   let files = 0;
 
   // Reads a body through the pass: hashed, its first bytes and (small, within budget) all of it kept.
-  // With `find` (a one-stream file), where the blob lies in the file is found too (stored.ts).
+  // With `find` (a one-stream file walked here), where the blob lies in the file is noted too (stored.ts).
   const take = async (s: ByteSource, e: StreamEntry, keep: boolean, what: string, find = false): Promise<ScannedBlob> => {
-    const hash = createHash('sha256');
+    // Layers passed over by the walk are hashed on worker threads, the rest here.
+    const passing = s === src && walk !== undefined && !keep;
+    const hash = passing ? undefined : createHash('sha256');
+    const hashing = passing ? (pool ??= new HashPool(path)).start() : undefined;
     const parts: Buffer[] = [];
     let head: Buffer | undefined;
-    const finder = find && runBytes < RUN_BUDGET ? new RunFinder(fh.fd, e.offset, e.size, near) : undefined;
-    for await (const c of s.chunks(e.size, what)) {
-      hash.update(c);
+    // Positions in the walk's stream: a docker archive's entries are counted from the archive's start.
+    const base = s.origin;
+    const finder = find && walk && runBytes < RUN_BUDGET ? new PieceBuilder(e.offset + base, e.size) : undefined;
+    const visit = (c: Buffer, at: number, region: Region | undefined): void => {
       head ??= Buffer.from(c.subarray(0, 16));
       if (keep) parts.push(Buffer.from(c));
-      finder?.push(c);
-    }
+      hash?.update(c);
+      if (!finder && !hashing) return;
+      const from = at + base;
+      const regions = region ? [region] : walk!.regions(from, from + c.length);
+      finder?.push(c, regions);
+      if (hashing) {
+        // Where the bytes lie in the file, for the worker to read there; Huffman output as it is.
+        let done = from;
+        for (const r of regions) {
+          const s0 = Math.max(done, r.d);
+          const e0 = Math.min(from + c.length, r.d + r.len);
+          if (e0 <= s0) continue;
+          if (s0 > done) hashing.bytes(c.subarray(done - from, s0 - from));
+          if (r.kind === 'huffman') hashing.bytes(c.subarray(s0 - from, e0 - from));
+          else hashing.span(r.c + (s0 - r.d), e0 - s0);
+          done = e0;
+        }
+        if (done !== from + c.length) hashing.bytes(c.subarray(done - from));
+      }
+    };
+    if (passing) await s.pass(e.size, what, visit);
+    else for await (const c of s.chunks(e.size, what)) visit(c, s.position - c.length, undefined);
     if (keep) kept += e.size;
     const stored = finder?.finish();
     if (finder) runBytes += finder.kept;
-    return { offset: e.offset, size: e.size, digest: `sha256:${hash.digest('hex')}`, ...(keep ? { data: Buffer.concat(parts) } : {}), ...(head ? { head } : {}),
-      ...(stored ? { stored } : {}) };
+    const blob: ScannedBlob = { offset: e.offset, size: e.size, ...(hash ? { digest: `sha256:${hash.digest('hex')}` } : {}),
+      ...(keep ? { data: Buffer.concat(parts) } : {}), ...(head ? { head } : {}), ...(stored ? { stored } : {}) };
+    if (hashing) {
+      const p = hashing.digest().then((d) => { blob.digest = d; });
+      p.catch(() => undefined);
+      digests.push(p);
+    }
+    return blob;
   };
   const keepable = (size: number) => size <= KEEP_MAX && kept + size <= KEEP_BUDGET;
   const whole = async (e: StreamEntry, max: number, what: string): Promise<Buffer> => {
@@ -136,14 +180,17 @@ export async function scanAirgap(path: string, fh: FileHandle, fileSize: number,
       }
     }
     await src.drain();
+    await Promise.all(digests);
   } finally {
     await src.close();
+    walk?.close();
+    await pool?.close();
   }
   if (spec === undefined || airgapYaml === undefined) throw badAirgap(label, `no ${AIRGAP_YAML}: not a KOTS airgap bundle`);
   return { spec, airgapYaml, app, blobs, links, archives, members };
 }
 
-type Take = (s: ByteSource, e: StreamEntry, keep: boolean, what: string) => Promise<ScannedBlob>;
+type Take = (s: ByteSource, e: StreamEntry, keep: boolean, what: string, find?: boolean) => Promise<ScannedBlob>;
 
 /** A docker archive (docker save, skopeo copy docker-archive:) inside the .airgap: its files located and hashed. */
 async function scanArchive(src: ByteSource, outer: StreamEntry, label: string, take: Take, keepable: (n: number) => boolean): Promise<DockerArchiveFile> {
@@ -159,7 +206,8 @@ async function scanArchive(src: ByteSource, outer: StreamEntry, label: string, t
     if (e.type === 'symlink') { links.set(e.name, e.link ?? ''); continue; }
     const json = e.name.endsWith('.json') || e.name === 'repositories';
     if (json && e.size > MAX_JSON) throw badAirgap(what, `${printable(e.name)} is ${e.size} bytes, too big for a docker archive's metadata`);
-    const blob = await take(inner, e, json || keepable(e.size), `${outer.name}: ${e.name}`);
+    const keep = json || keepable(e.size);
+    const blob = await take(inner, e, keep, `${outer.name}: ${e.name}`, !keep);
     files.set(e.name, { ...blob, offset: outer.offset + e.offset });
   }
   await inner.drain();

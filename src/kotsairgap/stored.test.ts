@@ -1,12 +1,11 @@
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
-import { openSync, closeSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deflateRawSync, gzipSync } from 'node:zlib';
-import { inflateFrom } from './gzip.js';
-import { GAP_MAX, readBlocks, readPieces, readStored, RunFinder, STORED_BLOCK, storedHeader, type Piece } from './stored.js';
+import { GzipWalk } from './inflate.js';
+import { GAP_MAX, PieceBuilder, readBlocks, readPieces, readStored, STORED_BLOCK, storedHeader, type Piece } from './stored.js';
 
 async function tempFile(t: { teardown: (fn: () => Promise<void>) => void }, bytes: Buffer): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'airgap-stored-'));
@@ -58,33 +57,31 @@ async function oneStream(t: { teardown: (fn: () => Promise<void>) => void }, blo
   return { path: await tempFile(t, gzipSync(Buffer.concat([before, blob, after]), { level: 6 })), offset: before.length };
 }
 
-/** The scan's way: inflate the file, note zlib's progress, and feed the blob's bytes to a RunFinder. */
+/** The scan's way: walk the file's deflate blocks, and feed the blob's bytes and their regions to a PieceBuilder. */
 async function find(path: string, offset: number, size: number): Promise<{ pieces: Piece[] | undefined; kept: number }> {
-  const progress: [number, number][] = [];
-  const near = (d: number): [number, number] => {
-    for (let i = progress.length - 1; i >= 0; i--) if (progress[i]![1] <= d) return progress[i]!;
-    return [0, 0];
-  };
-  const fd = openSync(path, 'r');
+  const fh = await open(path, 'r');
   try {
-    const finder = new RunFinder(fd, offset, size, near);
+    const walk = new GzipWalk(fh, 0);
+    const builder = new PieceBuilder(offset, size);
     let pos = 0;
-    for await (const chunk of inflateFrom(path, { coff: 0, doff: 0 }, undefined, (c, d) => { progress.push([c, d]); })) {
-      const c = chunk as Buffer;
+    for await (const c of walk) {
       // Fed in odd pieces, as the tar walk hands them on.
       const from = Math.max(pos, offset);
       const to = Math.min(pos + c.length, offset + size);
-      for (let i = from; i < to; i += 50_001) finder.push(c.subarray(i - pos, Math.min(to, i + 50_001) - pos));
+      for (let i = from; i < to; i += 50_001) {
+        const e = Math.min(to, i + 50_001);
+        builder.push(c.subarray(i - pos, e - pos), walk.regions(i, e));
+      }
       pos += c.length;
     }
-    const pieces = finder.finish();
-    return { pieces, kept: finder.kept };
+    const pieces = builder.finish();
+    return { pieces, kept: builder.kept };
   } finally {
-    closeSync(fd);
+    await fh.close();
   }
 }
 
-test('RunFinder finds a random blob of a one-stream gzip in its stored blocks; readPieces gives it back byte for byte', async (t) => {
+test('the walk locates a random blob of a one-stream gzip in its stored blocks; readPieces gives it back byte for byte', async (t) => {
   const blob = randomBytes(3_000_000);
   const { path, offset } = await oneStream(t, blob);
   const { pieces, kept } = await find(path, offset, blob.length);

@@ -1,5 +1,6 @@
-import { createReadStream, readSync } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
+import type { Region } from './inflate.js';
 
 /**
  * Reading deflate's stored blocks straight from the file, without zlib. A layer is compressed
@@ -9,10 +10,10 @@ import { open } from 'node:fs/promises';
  * they are. Those bytes are read from the file at any offset, in any order, as fast as our own
  * bundle is read: no inflating a one-stream file from its start for each blob.
  *
- * A blob of a one-stream file (the vendor portal's) is found in the scan, which inflates it
- * anyway (RunFinder): the few compressed blocks it touches (its start shares a block with the
- * tar header before it, its end with the next one; now and then deflate codes a block of a
- * layer) are kept in memory, its stored stretches located in the file. Headers are checked
+ * A blob of a one-stream file (the vendor portal's) is located by the scan, which walks the
+ * file's deflate blocks itself (inflate.ts, PieceBuilder): the few Huffman blocks it touches (its
+ * start shares a block with the tar header before it, its end with the next one; now and then
+ * deflate codes a block of a layer) are kept in memory, its stored stretches located in the file. Headers are checked
  * again as they are read; where they no longer hold, zlib takes over. The digest is checked by
  * whoever reads the blob, as for every source.
  */
@@ -28,21 +29,26 @@ export interface StoredAnchor {
 }
 
 /** A stretch of a blob: bytes kept in memory, or stored blocks from `anchor` up to decompressed offset `until`. */
-export type Piece = { bytes: Buffer } | {
+export type Piece = { bytes: Buffer } | StoredPiece;
+
+export interface StoredPiece {
   anchor: StoredAnchor;
   until: number;
   /** Where the blob's bytes start, after the anchor (a member's tar header). */
   from?: number;
   /** Written by build --format kots: blocks of STORED_BLOCK bytes, read a run at a time (readBlocks). */
   blocks?: boolean;
-};
+  /**
+   * Found by the scan's walk (one-stream files): the data lengths of the stored blocks that follow
+   * the anchor's, each after its 5-byte header, so a read lays them out in advance (readLaid).
+   */
+  lens?: Uint16Array;
+}
 
 /** The stored block `build --format kots` writes: the most deflate allows. */
 export const STORED_BLOCK = 0xffff;
 
 const HEADER = 5;
-/** A search key: long enough never to be found by chance in random bytes. */
-const PROBE = 64;
 
 /** The stored block header at `b[i]`, or undefined when it is not one (another block type, LEN ≠ ~NLEN). */
 export function storedHeader(b: Buffer, i: number): { len: number; final: boolean } | undefined {
@@ -152,43 +158,115 @@ export async function* readBlocks(path: string, a: StoredAnchor, start: number, 
   }
 }
 
+/**
+ * As readBlocks, for a run whose block lengths the scan noted (`lens`: the blocks after the
+ * anchor's): about 1 MiB is laid out per read, the anchor block's remaining data and then each
+ * block's header into its own buffer and its data back to back into one, so the blob's bytes
+ * arrive in one buffer, uncopied. Every header is checked after the read (stored, LEN as noted);
+ * where one is not, readStored carries on from there.
+ */
+export async function* readLaid(path: string, a: StoredAnchor, lens: Uint16Array, start: number, end: number, signal?: AbortSignal): AsyncGenerator<Buffer, number> {
+  const PER_READ = 1 << 20;
+  const fh = await open(path, 'r');
+  let { c, d } = a;
+  /** -1: the anchor block's remaining data (no header); then lens[i]. */
+  let i = -1;
+  try {
+    while (d < end && i < lens.length) {
+      signal?.throwIfAborted();
+      // What this read covers: segments up to PER_READ bytes of data, or the end of the range.
+      let dataLen = 0;
+      let heads = 0;
+      let j = i;
+      while (j < lens.length && (dataLen === 0 || (dataLen < PER_READ && d + dataLen < end))) {
+        dataLen += j === -1 ? a.left : lens[j]!;
+        if (j !== -1) heads++;
+        j++;
+      }
+      const data = Buffer.allocUnsafe(dataLen);
+      const head = Buffer.allocUnsafe(heads * HEADER);
+      const iov: Buffer[] = [];
+      let at = 0;
+      let h = 0;
+      for (let k = i; k < j; k++) {
+        const len = k === -1 ? a.left : lens[k]!;
+        if (k !== -1) { iov.push(head.subarray(h * HEADER, (h + 1) * HEADER)); h++; }
+        iov.push(data.subarray(at, at + len));
+        at += len;
+      }
+      const { bytesRead } = await fh.readv(iov.filter((b) => b.length > 0), c);
+      // How much of the laid-out data is good: up to the first header that is not as noted, or the end of what was read.
+      let valid = 0;
+      let file = 0;
+      let broken = false;
+      /** Where it broke: data of the block left unread (0: at a header). */
+      let left = 0;
+      h = 0;
+      for (let k = i; k < j; k++) {
+        const len = k === -1 ? a.left : lens[k]!;
+        if (k !== -1) {
+          const hd = file + HEADER <= bytesRead ? storedHeader(head, h * HEADER) : undefined;
+          if (!hd || hd.len !== len) { broken = true; break; }
+          file += HEADER;
+          h++;
+        }
+        const got = Math.max(0, Math.min(len, bytesRead - file));
+        valid += got;
+        file += got;
+        if (got < len) { broken = true; left = len - got; break; }
+      }
+      const from = Math.max(0, start - d);
+      const to = Math.min(valid, end - d);
+      if (from < to) yield data.subarray(from, to);
+      if (d + valid >= end) return end;
+      if (broken) {
+        // At a header that is not as noted (or the file ends): readStored looks at it itself.
+        return yield* readStored(path, { c: c + file, d: d + valid, left }, Math.max(start, d + valid), end, signal);
+      }
+      c += file;
+      d += valid;
+      i = j;
+    }
+    return Math.max(d, start);
+  } finally {
+    await fh.close();
+  }
+}
+
 /** A whole blob from its pieces; `fallback(at)` gives its bytes from `at` to its end where stored blocks stop early (the file changed). */
 export async function* readPieces(path: string, pieces: Piece[], fallback: (at: number) => AsyncIterable<Buffer>, signal?: AbortSignal): AsyncGenerator<Buffer> {
   for (const p of pieces) {
     if ('bytes' in p) { yield p.bytes; continue; }
-    const stopped = yield* (p.blocks ? readBlocks : readStored)(path, p.anchor, p.from ?? p.anchor.d, p.until, signal);
+    const from = p.from ?? p.anchor.d;
+    const stopped = yield* (p.lens ? readLaid(path, p.anchor, p.lens, from, p.until, signal)
+      : (p.blocks ? readBlocks : readStored)(path, p.anchor, from, p.until, signal));
     if (stopped < p.until) { yield* fallback(stopped); return; }
   }
 }
 
-/** Bytes of compressed blocks one blob may keep before it is left to zlib (a compressible layer). */
+/** Bytes of Huffman-coded data one blob may keep before it is left to zlib (a compressible layer). */
 export const GAP_MAX = 2 << 20;
 
 /**
- * Follows a blob of a one-stream file as the scan inflates it, chunk by chunk: walks the stored
- * blocks it lies in (their headers, read from the file), keeps what is not in one, and finds
- * where stored blocks start again by searching the file for the bytes that follow, from
- * `near(d)`: a file offset and decompressed offset zlib had reached at or before d.
+ * A blob of a one-stream file, as the scan reads it through the walk (inflate.ts): its pieces,
+ * from the regions the walk recorded for each chunk: stored stretches located in the file (a run
+ * of stored blocks in a row is one piece, readStored walks the headers between them), the bytes
+ * of Huffman blocks kept (at most GAP_MAX; past that the blob is left to zlib).
  */
-export class RunFinder {
-  readonly #fd: number;
+export class PieceBuilder {
   readonly #end: number;
-  readonly #near: (d: number) => [c: number, d: number] | undefined;
   readonly #pieces: Piece[] = [];
   #pos: number;
-  /** The stored stretch being walked: where it started, and its next header's place. */
-  #run: { anchor: StoredAnchor; c: number; d: number; left: number; final: boolean } | undefined;
-  /** Bytes since the last stored stretch ended (or the blob started): [pos - gap.length, pos). */
+  /** The stored stretch being extended: its piece, and the file offset just after its last byte. */
+  #run: { piece: StoredPiece; cEnd: number; lens: number[] } | undefined;
   #gap: Buffer[] = [];
   #gapBytes = 0;
-  #failed = false;
   #kept = 0;
+  #failed = false;
 
-  constructor(fd: number, start: number, size: number, near: (d: number) => [number, number] | undefined) {
-    this.#fd = fd;
+  constructor(start: number, size: number) {
     this.#pos = start;
     this.#end = start + size;
-    this.#near = near;
   }
 
   /** Bytes held in memory for this blob. */
@@ -196,48 +274,63 @@ export class RunFinder {
     return this.#kept + this.#gapBytes;
   }
 
-  push(chunk: Buffer): void {
+  /** The next chunk of the blob and the regions that produced it (overlapping it, in order). */
+  push(chunk: Buffer, regions: Region[]): void {
+    const from = this.#pos;
+    const to = from + chunk.length;
+    this.#pos = to;
     if (this.#failed) return;
-    const end = this.#pos + chunk.length;
-    let i = 0;
-    if (this.#run) {
-      const cov = this.#covered(end);
-      if (cov >= end) { this.#pos = end; return; }
-      this.#close(cov);
-      i = cov - this.#pos;
+    let at = from;
+    for (const r of regions) {
+      const s = Math.max(at, r.d);
+      const e = Math.min(to, r.d + r.len);
+      if (e <= s) continue;
+      if (s !== at) { this.#fail(); return; } // a hole: the regions do not tile the chunk
+      if (r.kind === 'huffman') {
+        this.#closeRun();
+        this.#gap.push(Buffer.from(chunk.subarray(s - from, e - from)));
+        this.#gapBytes += e - s;
+        if (this.#gapBytes > GAP_MAX) { this.#fail(); return; }
+      } else {
+        const c = r.c + (s - r.d);
+        const run = this.#run;
+        const follows = run !== undefined && run.piece.until === s
+          && ((r.kind === 'more' && c === run.cEnd) || (r.kind === 'start' && r.chained && s === r.d && c === run.cEnd + 5));
+        if (follows) {
+          run.piece.until = e;
+          run.cEnd = r.c + (e - r.d);
+          if (r.kind === 'start') run.lens.push(r.blockEnd - r.c);
+        } else {
+          this.#closeRun();
+          this.#closeGap();
+          const piece = { anchor: { c, d: s, left: r.blockEnd - c }, until: e };
+          this.#run = { piece, cEnd: r.c + (e - r.d), lens: [] };
+        }
+      }
+      at = e;
     }
-    this.#pos = end;
-    this.#gap.push(Buffer.from(chunk.subarray(i)));
-    this.#gapBytes += chunk.length - i;
-    // A stretch found in the gap may end before the gap does: the rest is a gap again.
-    while (this.#gapBytes > 0) {
-      if (this.#gapBytes > GAP_MAX) { this.#fail(); return; }
-      const gap = Buffer.concat(this.#gap);
-      const gapStart = end - gap.length;
-      const found = this.#search(gap, gapStart);
-      if (!found) { this.#gap = [gap]; return; }
-      this.#run = { anchor: { ...found }, ...found, final: false };
-      const before = found.d - gapStart;
-      // A copy: a view would keep the whole gap (up to GAP_MAX) alive for a few KiB.
-      if (before > 0) { this.#pieces.push({ bytes: Buffer.from(gap.subarray(0, before)) }); this.#kept += before; }
-      this.#gap = [];
-      this.#gapBytes = 0;
-      const cov = this.#covered(end);
-      if (cov >= end) return;
-      this.#close(cov);
-      this.#gap = [gap.subarray(cov - gapStart)];
-      this.#gapBytes = end - cov;
-    }
+    if (at !== to) this.#fail();
   }
 
-  /** The blob's pieces, or undefined when too much of it is compressed (zlib reads it). */
+  /** The blob's pieces, or undefined when too much of it is Huffman-coded (zlib reads it). */
   finish(): Piece[] | undefined {
     if (this.#failed || this.#pos !== this.#end) return undefined;
-    if (this.#run) this.#close(this.#end);
-    if (this.#gapBytes > 0) { this.#pieces.push({ bytes: Buffer.concat(this.#gap) }); this.#kept += this.#gapBytes; }
+    this.#closeRun();
+    this.#closeGap();
+    return this.#pieces;
+  }
+
+  #closeRun(): void {
+    if (this.#run) this.#pieces.push({ ...this.#run.piece, lens: Uint16Array.from(this.#run.lens) });
+    this.#run = undefined;
+  }
+
+  #closeGap(): void {
+    if (this.#gapBytes === 0) return;
+    this.#pieces.push({ bytes: Buffer.concat(this.#gap) });
+    this.#kept += this.#gapBytes;
     this.#gap = [];
     this.#gapBytes = 0;
-    return this.#pieces;
   }
 
   #fail(): void {
@@ -246,66 +339,5 @@ export class RunFinder {
     this.#gapBytes = 0;
     this.#pieces.length = 0;
     this.#run = undefined;
-  }
-
-  /** How far the stretch being walked covers, walking its headers up to `target` at most. */
-  #covered(target: number): number {
-    const r = this.#run!;
-    const h = Buffer.alloc(HEADER);
-    while (r.d + r.left < target && !r.final) {
-      if (readSync(this.#fd, h, 0, HEADER, r.c + r.left) < HEADER) break;
-      const hdr = storedHeader(h, 0);
-      if (!hdr) break;
-      r.c += r.left + HEADER;
-      r.d += r.left;
-      r.left = hdr.len;
-      r.final = hdr.final;
-    }
-    return Math.min(this.#end, r.d + r.left, target);
-  }
-
-  #close(until: number): void {
-    const r = this.#run!;
-    if (until > r.anchor.d) this.#pieces.push({ anchor: r.anchor, until });
-    this.#run = undefined;
-  }
-
-  /**
-   * A stored block among the gap's bytes: a probe of them found once, verbatim, in the file,
-   * then the block's header found where the file, read backwards from there, stops matching the
-   * bytes before the probe. Undefined when none is (yet) to be seen.
-   */
-  #search(gap: Buffer, gapStart: number): { c: number; d: number; left: number } | undefined {
-    // Probes a little way in (a compressed block is some KiB), and at the end of what is here.
-    const offsets = [1 << 10, 4 << 10, 16 << 10, 40 << 10, gap.length - PROBE]
-      .filter((o, n, all) => o > 0 && o + PROBE <= gap.length && all.indexOf(o) === n);
-    if (offsets.length === 0) return undefined;
-    const near = this.#near(gapStart);
-    if (!near) return undefined;
-    const [c0, d0] = near;
-    const from = Math.max(0, c0 - 64);
-    // Stored data takes its size and 5 bytes per block; compressed data less.
-    const span = gapStart + gap.length - d0;
-    if (span > 4 * GAP_MAX) return undefined;
-    const buf = Buffer.allocUnsafe(span + Math.ceil(span / 1024) + (64 << 10));
-    const hay = buf.subarray(0, readSync(this.#fd, buf, 0, buf.length, from));
-    for (const o of offsets) {
-      const probe = gap.subarray(o, o + PROBE);
-      const at = hay.indexOf(probe);
-      if (at === -1 || hay.indexOf(probe, at + 1) !== -1) continue;
-      let k = 0;
-      while (k < o && at - k - 1 >= 0 && hay[at - k - 1] === gap[o - k - 1]) k++;
-      // Matched back to the gap's start: the block began before it, somewhere not checked here.
-      if (k === o) continue;
-      // The header's last bytes may equal the data by chance: it ends at most 4 bytes nearer.
-      for (let extra = 0; extra < HEADER; extra++) {
-        const h = at - k + extra - HEADER;
-        const hdr = storedHeader(hay, h);
-        if (!hdr || h + HEADER + hdr.len < at + PROBE) continue;
-        const dataStart = h + HEADER;
-        return { c: from + dataStart, d: gapStart + o - (at - dataStart), left: hdr.len };
-      }
-    }
-    return undefined;
   }
 }

@@ -1,4 +1,5 @@
 import { AirgapError } from '../errors.js';
+import type { Region } from './inflate.js';
 import { checksumMatches, cString, describeType, headerName, parseNumber, parsePax, printable, safePath } from '../bundle/tarheader.js';
 export { printable };
 
@@ -17,6 +18,11 @@ export const MAX_ENTRIES = 1_000_000;
 const SEEK_MIN = 1 << 20;
 
 export type Seek = (target: number) => { at: number; source: AsyncIterable<Buffer> } | undefined;
+
+/** A source that can pass over its next n bytes without handing them through a stream (GzipWalk.skip). */
+export interface Skipper {
+  skip(n: number, visit: (b: Buffer, region: Region | undefined) => void | Promise<void>): Promise<number>;
+}
 
 export interface StreamEntry {
   name: string;
@@ -45,16 +51,23 @@ export class ByteSource {
   #end: number;
   readonly label: string;
   readonly #seek: Seek | undefined;
+  readonly #skipper: Skipper | undefined;
 
   /**
    * `seek`, when given, lets a long skip start a fresh stream nearer its target (a gzip member
-   * boundary) instead of reading every byte in between.
+   * boundary) instead of reading every byte in between; `skipper` (the source itself, a GzipWalk)
+   * lets skip and pass go over bytes without their being handed through the stream.
    */
-  constructor(source: AsyncIterable<Buffer>, label: string, end = Number.POSITIVE_INFINITY, seek?: Seek) {
+  /** Where this stream starts in the outermost one (a limit() view's start). */
+  readonly origin: number;
+
+  constructor(source: AsyncIterable<Buffer>, label: string, end = Number.POSITIVE_INFINITY, seek?: Seek, skipper?: Skipper, origin = 0) {
+    this.origin = origin;
     this.#it = source[Symbol.asyncIterator]();
     this.label = label;
     this.#end = end;
     this.#seek = seek;
+    this.#skipper = skipper;
   }
 
   /** Stops the underlying stream (a gunzip of a whole file) when the walk ends early. */
@@ -66,16 +79,21 @@ export class ByteSource {
     return this.#pos;
   }
 
+  /** An error of zlib or of the walk, said as what it means for the file. */
+  #gzipError(e: unknown): unknown {
+    if (e instanceof Error && 'code' in e && typeof e.code === 'string' && e.code.startsWith('Z_')) {
+      return badAirgap(this.label, e.message === 'unexpected end of file'
+        ? 'truncated: the gzip stream ends before its end' : `not a valid gzip stream (${e.message})`);
+    }
+    return e;
+  }
+
   async #fill(): Promise<boolean> {
     let r: IteratorResult<Buffer>;
     try {
       r = await this.#it.next();
     } catch (e) {
-      if (e instanceof Error && 'code' in e && typeof e.code === 'string' && e.code.startsWith('Z_')) {
-        throw badAirgap(this.label, e.message === 'unexpected end of file'
-          ? 'truncated: the gzip stream ends before its end' : `not a valid gzip stream (${e.message})`);
-      }
-      throw e;
+      throw this.#gzipError(e);
     }
     if (r.done) return false;
     this.#buf = this.#buf.length === 0 ? r.value : Buffer.concat([this.#buf, r.value]);
@@ -114,7 +132,39 @@ export class ByteSource {
     }
   }
 
+  /**
+   * The next n bytes shown to `visit` with their position (and, where the source passed over them,
+   * the region they lie in) rather than handed out: what is buffered, then the rest straight from
+   * the skipper where there is one. A visitor's promise is waited for.
+   */
+  async pass(n: number, what: string, visit: (b: Buffer, at: number, region: Region | undefined) => void | Promise<void>): Promise<void> {
+    if (this.#pos + n > this.#end) throw badAirgap(this.label, `truncated: ${what} runs past the end of its archive`);
+    const k = Math.min(n, this.#buf.length);
+    if (k > 0) {
+      const b = this.#buf.subarray(0, k);
+      this.#buf = this.#buf.subarray(k);
+      this.#pos += k;
+      n -= k;
+      await visit(b, this.#pos - k, undefined);
+    }
+    if (n === 0) return;
+    if (!this.#skipper) {
+      for await (const c of this.chunks(n, what)) await visit(c, this.#pos - c.length, undefined);
+      return;
+    }
+    let at = this.#pos;
+    let got: number;
+    try {
+      got = await this.#skipper.skip(n, (b, region) => { const from = at; at += b.length; return visit(b, from, region); });
+    } catch (e) {
+      throw this.#gzipError(e);
+    }
+    this.#pos += got;
+    if (got < n) throw badAirgap(this.label, `truncated: the archive ends inside ${what} (${n - got} of ${n} bytes missing)`);
+  }
+
   async skip(n: number, what: string): Promise<void> {
+    if (this.#skipper && n >= SEEK_MIN) { await this.pass(n, what, () => undefined); return; }
     const target = this.#pos + n;
     if (this.#seek && n >= SEEK_MIN && target <= this.#end) {
       const next = this.#seek(target);
@@ -139,7 +189,7 @@ export class ByteSource {
   /** A view on the next n bytes: a nested archive's own stream, positions counted from its start. */
   limit(n: number, label: string): ByteSource {
     const parent = this;
-    return new ByteSource(parent.chunks(n, label), label, n);
+    return new ByteSource(parent.chunks(n, label), label, n, undefined, undefined, parent.origin + parent.#pos);
   }
 }
 
