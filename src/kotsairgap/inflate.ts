@@ -1,5 +1,7 @@
+import { readSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
+import type { BufferPool } from './buffers.js';
 
 /**
  * A gzip file decompressed by walking its deflate blocks here, so that stored blocks are never
@@ -10,7 +12,9 @@ import { crc32 } from 'node:zlib';
  * Huffman-coded. Huffman blocks are decoded here too (RFC 1951: fixed and dynamic codes, a
  * 32 KiB window), which is cheap for the few KiB they hold in such a file; a file that is mostly
  * compressed data (uncompressed layers) is better left to zlib, so the walk gives up past
- * `huffmanBudget` bytes of Huffman output (`TooCompressed`) and its caller starts zlib instead.
+ * `huffmanBudget` bytes of Huffman output (`WalkAbandoned`) and its caller starts zlib instead.
+ * The CRC-32 of a stretch that is passed over may be left to whoever reads it anyway (skip's
+ * `crcElsewhere`, hashers.ts): the member's CRC is then put together at its end (crc32Combine).
  *
  * Every check zlib makes is made: gzip header flags, stored LEN/NLEN, code lengths over- or
  * under-subscribed, distances too far back, invalid symbols, the CRC-32 and length of each
@@ -40,13 +44,52 @@ export class InflateError extends Error {
 }
 
 /** Raised when the file holds more Huffman-coded data than the walk is worth: zlib should read it. */
-export class TooCompressed extends Error {}
+/**
+ * The walk stops: the file is better read by zlib. Past `huffmanBudget` bytes of Huffman output
+ * (mostly compressed data), or where a member ends inside a stretch whose CRC was left to
+ * someone else (skip's `crcElsewhere`).
+ */
+export class WalkAbandoned extends Error {}
+
+/** CRC-32 of A then B, from the CRC-32 of each and B's length (zlib's crc32_combine: B's length as zeros through the CRC's matrix). */
+export function crc32Combine(crcA: number, crcB: number, lenB: number): number {
+  if (lenB <= 0) return crcA >>> 0;
+  const times = (mat: Uint32Array, vec: number): number => {
+    let sum = 0;
+    for (let i = 0; vec !== 0; i++, vec >>>= 1) if (vec & 1) sum ^= mat[i]!;
+    return sum >>> 0;
+  };
+  const square = (out: Uint32Array, mat: Uint32Array): void => { for (let n = 0; n < 32; n++) out[n] = times(mat, mat[n]!); };
+  // The operator for one zero bit, then two, then four.
+  const odd = new Uint32Array(32);
+  const even = new Uint32Array(32);
+  odd[0] = 0xedb88320;
+  for (let n = 1, row = 1; n < 32; n++, row <<= 1) odd[n] = row;
+  square(even, odd);
+  square(odd, even);
+  let crc = crcA >>> 0;
+  let len = lenB;
+  // Each step squares the operator (1, 2, 4 ... zero bytes) and applies it where len has a one bit.
+  for (;;) {
+    square(even, odd);
+    if (len % 2 === 1) crc = times(even, crc);
+    len = Math.floor(len / 2);
+    if (len === 0) break;
+    square(odd, even);
+    if (len % 2 === 1) crc = times(odd, crc);
+    len = Math.floor(len / 2);
+    if (len === 0) break;
+  }
+  return (crc ^ crcB) >>> 0;
+}
 
 const WSIZE = 32768;
 const OUT = 256 << 10;
 const READ = 1 << 20;
-/** Reads kept under way ahead of the walk. */
-const PREFETCH = 3;
+/** A long skip lets the event loop run (signals, other threads' messages) every so many bytes. */
+const YIELD_EVERY = 16 << 20;
+/** With a buffer pool, the walk holds a read buffer until this many reads after it has left it (the window, a reader close behind). */
+const REUSE_AFTER = 4;
 /** Input left before a Huffman symbol is decoded: one symbol pair never needs more than 8 bytes. */
 const SLACK = 16;
 /** Input wanted before a dynamic block header is read (at most 14 + 19·3 + 316·14 bits). */
@@ -106,10 +149,16 @@ function fixedTables(): { lit: Table; dist: Table } {
 }
 
 export interface WalkOptions {
-  /** Bytes of Huffman output after which the walk stops with TooCompressed (default: no limit). */
+  /** Bytes of Huffman output after which the walk stops with WalkAbandoned (default: no limit). */
   huffmanBudget?: number;
   /** How far behind the output the regions are kept (default 8 MiB). */
   keepRegions?: number;
+  /**
+   * Read into buffers of this pool (shared memory, used again) rather than fresh ones: a chunk
+   * handed out is then good only until the walk has read REUSE_AFTER more reads on, unless its
+   * reader holds the buffer (BufferPool.hold). The pool's buffer size is the read size.
+   */
+  pool?: BufferPool;
 }
 
 /** What #step asks of its caller: more input (at least #want bytes), or the async work of a member's header or trailer. */
@@ -134,8 +183,6 @@ export class GzipWalk implements AsyncIterable<Buffer> {
   #pos = 0;
   #base: number;
   #eof = false;
-  /** Reads under way, of the chunks that follow, in order. */
-  #prefetch: { at: number; p: Promise<Buffer> }[] = [];
   #want = 0;
   #bitbuf = 0;
   #bitcnt = 0;
@@ -166,12 +213,23 @@ export class GzipWalk implements AsyncIterable<Buffer> {
   #op = 0;
   #ostart = 0;
   #lo = 0;
+  /** CRC-32 of the member's output since the last stretch left to someone else, and that output's length. */
   #crc = 0;
+  #crcLen = 0;
+  /** The member's output before that, in order: CRCs known, or to come (skip's crcElsewhere). */
+  #crcParts: { crc: number | Promise<number>; len: number }[] = [];
+  /** Inside a skip whose CRC is left to someone else. */
+  #crcAway = false;
   #memberStart = 0;
+  /** Read buffers of the pool the walk has left, oldest first: released REUSE_AFTER reads later. */
+  #retired: ArrayBufferLike[] = [];
   /** The stored block just ended on a byte boundary: a stored block right after it is chained. */
   #afterStored = false;
 
+  readonly #readSize: number;
+
   constructor(fh: FileHandle, start: number, opts: WalkOptions = {}) {
+    this.#readSize = opts.pool?.size ?? READ;
     this.#fh = fh;
     this.#base = start;
     this.#opts = opts;
@@ -215,8 +273,8 @@ export class GzipWalk implements AsyncIterable<Buffer> {
 
   /** Stops the reads under way. */
   close(): void {
-    for (const f of this.#prefetch) f.p.catch(() => undefined);
-    this.#prefetch = [];
+    for (const b of this.#retired) this.#opts.pool?.release(b);
+    this.#retired = [];
   }
 
   /** The next chunk of output, at most `max` bytes; undefined at the end. */
@@ -232,26 +290,56 @@ export class GzipWalk implements AsyncIterable<Buffer> {
    * Passes over the next n bytes of output, each chunk shown to `visit` with the region it lies in
    * (stored data: where it is in the file; Huffman output: a region that may start before it) instead of being handed
    * through a stream; a visitor that returns a promise (it has too much to do) is waited for.
-   * Returns how many bytes there were (fewer than n only at the end).
+   * With `crcElsewhere`, the CRC-32 of exactly these bytes is not computed here: the promise it
+   * returns (called as the stretch starts, awaited at the member's end) gives it. Returns how many bytes there were
+   * (fewer than n only at the end).
    */
-  async skip(n: number, visit: (b: Buffer, region: Region | undefined) => void | Promise<void>): Promise<number> {
+  async skip(n: number, visit: (b: Buffer, region: Region | undefined) => void | Promise<void>, crcElsewhere?: () => Promise<number>): Promise<number> {
+    // This stretch's CRC comes from elsewhere: what came before is one part, the stretch another.
+    const away = crcElsewhere?.();
+    if (away) {
+      away.catch(() => undefined);
+      this.#crcParts.push({ crc: this.#crc, len: this.#crcLen });
+      this.#crc = 0;
+      this.#crcLen = 0;
+      this.#crcAway = true;
+    }
     let done = 0;
-    while (done < n) {
-      const r = await this.#next(n - done);
-      if (r === END) break;
-      if (r.length === 0) continue;
-      done += r.length;
-      const wait = visit(r, this.#last);
-      if (wait) await wait;
+    let calm = 0;
+    try {
+      while (done < n) {
+        const r = this.#stepSync(n - done);
+        if (r === MEMBER) { if (!(await this.#startMember())) this.#state = 'end'; continue; }
+        if (r === TRAILER) { await this.#trailer(); continue; }
+        if (r === END) break;
+        done += r.length;
+        calm += r.length;
+        const wait = visit(r, this.#last);
+        if (wait) { await wait; calm = 0; } else if (calm >= YIELD_EVERY) { await new Promise((go) => setImmediate(go)); calm = 0; }
+      }
+    } finally {
+      if (away) {
+        this.#crcAway = false;
+        this.#crcParts.push({ crc: away, len: done });
+      }
     }
     return done;
   }
 
-  /** One step, and what it needs done asynchronously (input, a header, a trailer) done. */
-  async #next(max: number): Promise<Buffer | typeof END> {
+  /** Steps until there is output or a header or trailer to read (input is read synchronously). */
+  #stepSync(max: number): Buffer | typeof MEMBER | typeof TRAILER | typeof END {
     for (;;) {
       const r = this.#step(max);
-      if (r === NEED) { await this.#need(this.#want); this.#want = 0; continue; }
+      if (r === NEED) { this.#need(this.#want); this.#want = 0; continue; }
+      if (r === EMPTY) continue;
+      return r;
+    }
+  }
+
+  /** One step, and what it needs done asynchronously (a member's header, its trailer) done. */
+  async #next(max: number): Promise<Buffer | typeof END> {
+    for (;;) {
+      const r = this.#stepSync(max);
       if (r === MEMBER) { if (!(await this.#startMember())) this.#state = 'end'; continue; }
       if (r === TRAILER) { await this.#trailer(); continue; }
       return r;
@@ -271,41 +359,40 @@ export class GzipWalk implements AsyncIterable<Buffer> {
     return this.#base + this.#pos;
   }
 
-  async #read(at: number): Promise<Buffer> {
-    const b = Buffer.allocUnsafe(READ);
-    const { bytesRead } = await this.#fh.read(b, 0, READ, at);
-    return b.subarray(0, bytesRead);
-  }
-
-  /** Reads the next chunk of the file (read ahead already, if it is that one) and keeps PREFETCH reads ahead. */
-  async #more(): Promise<Buffer> {
+  /**
+   * The next chunk of the file, read synchronously: from the page cache a read is a copy, cheaper
+   * than a round trip through the thread pool; a long skip yields to the event loop now and then.
+   */
+  #more(): Buffer {
     const at = this.#base + this.#buf.length;
-    const next = this.#prefetch.shift();
-    if (next && next.at !== at) { for (const f of [next, ...this.#prefetch]) f.p.catch(() => undefined); this.#prefetch = []; }
-    const got = next?.at === at ? await next.p : await this.#read(at);
-    if (got.length === 0) { this.#eof = true; return got; }
-    let ahead = this.#prefetch.length > 0 ? this.#prefetch[this.#prefetch.length - 1]!.at + READ : at + got.length;
-    while (this.#prefetch.length < PREFETCH) {
-      const p = this.#read(ahead);
-      p.catch(() => undefined);
-      this.#prefetch.push({ at: ahead, p });
-      ahead += READ;
-    }
-    return got;
+    const pool = this.#opts.pool;
+    const b = pool ? pool.get() : Buffer.allocUnsafe(this.#readSize);
+    const n = readSync(this.#fh.fd, b, 0, b.length, at);
+    if (n === 0) { this.#eof = true; pool?.release(b.buffer); }
+    return b.subarray(0, n);
   }
 
   /** At least n unread input bytes, unless the file ends first. */
-  async #need(n: number): Promise<void> {
+  #need(n: number): void {
     while (this.#avail() < n && !this.#eof) {
-      const got = await this.#more();
+      const got = this.#more();
       if (got.length === 0) break;
       // The bytes the bit buffer holds whole stay: #align may give them back to the input.
       const keep = this.#bitcnt >> 3;
       const rest = this.#buf.subarray(this.#pos - keep);
+      this.#retire(this.#buf);
       this.#base += this.#pos - keep;
       this.#buf = rest.length === 0 ? got : Buffer.concat([rest, got]);
       this.#pos = keep;
     }
+  }
+
+  /** A read buffer the walk has left: given back to the pool REUSE_AFTER reads later. */
+  #retire(b: Buffer): void {
+    const pool = this.#opts.pool;
+    if (!pool) return;
+    this.#retired.push(b.buffer);
+    if (this.#retired.length > REUSE_AFTER) pool.release(this.#retired.shift()!);
   }
 
   /** Synchronous: from input known to be there (or the stream is cut short). */
@@ -402,7 +489,7 @@ export class GzipWalk implements AsyncIterable<Buffer> {
         this.#pending = this.#ob!.subarray(this.#ostart, this.#op);
         this.#ostart = this.#op;
         const budget = this.#opts.huffmanBudget ?? Number.POSITIVE_INFINITY;
-        if (this.#huffman + this.#pending.length > budget) throw new TooCompressed(`more than ${budget} bytes of compressed data`);
+        if (this.#huffman + this.#pending.length > budget) throw new WalkAbandoned(`more than ${budget} bytes of compressed data`);
         if (end) this.#state = this.#final ? 'trailer' : 'block';
         return EMPTY;
       }
@@ -412,11 +499,13 @@ export class GzipWalk implements AsyncIterable<Buffer> {
   /** A member's header; false where the file ends or goes on with what is not a member (ignored, as zlib and gzip do). */
   async #startMember(): Promise<boolean> {
     if (this.#member > 0) {
-      await this.#need(2);
+      this.#need(2);
       if (this.#avail() < 2 || this.#buf[this.#pos] !== 0x1f || this.#buf[this.#pos + 1] !== 0x8b) return false;
     }
     await this.#header(this.#member === 0);
     this.#crc = 0;
+    this.#crcLen = 0;
+    this.#crcParts = [];
     this.#memberStart = this.#d;
     this.#afterStored = false;
     this.#ob = undefined;
@@ -426,13 +515,16 @@ export class GzipWalk implements AsyncIterable<Buffer> {
 
   /** The trailer: CRC-32 and length of this member's output, on the next byte boundary. */
   async #trailer(): Promise<void> {
+    if (this.#crcAway) throw new WalkAbandoned('a gzip member ends inside a stretch whose CRC-32 is computed elsewhere');
     this.#align();
-    await this.#need(8);
+    this.#need(8);
     if (this.#avail() < 8) throw this.#truncated();
     const crc = this.#buf.readUInt32LE(this.#pos);
     const isize = this.#buf.readUInt32LE(this.#pos + 4);
     this.#pos += 8;
-    if (crc !== this.#crc) throw new InflateError('incorrect data check');
+    let whole = 0;
+    for (const part of [...this.#crcParts, { crc: this.#crc, len: this.#crcLen }]) whole = crc32Combine(whole, await part.crc, part.len);
+    if (crc !== whole) throw new InflateError('incorrect data check');
     if (isize !== (this.#d - this.#memberStart) % 2 ** 32) throw new InflateError('incorrect length check');
     this.#member++;
     this.#state = 'member';
@@ -442,7 +534,10 @@ export class GzipWalk implements AsyncIterable<Buffer> {
     this.#record(c, b.length, kind, kind === 'start' && this.#chained, kind === 'huffman' ? -1 : this.#blockEnd);
     this.#last = this.#regions[this.#regions.length - 1];
     if (kind === 'huffman') this.#huffman += b.length;
-    this.#crc = crc32(b, this.#crc);
+    if (!this.#crcAway) {
+      this.#crc = crc32(b, this.#crc);
+      this.#crcLen += b.length;
+    }
     this.#d += b.length;
     this.#recent.push(b);
     this.#recentBytes += b.length;
@@ -451,7 +546,7 @@ export class GzipWalk implements AsyncIterable<Buffer> {
   }
 
   async #header(first: boolean): Promise<void> {
-    await this.#need(10);
+    this.#need(10);
     const b = this.#buf;
     const p = this.#pos;
     if (this.#avail() < 10) throw first ? new InflateError('incorrect header check') : this.#truncated();
@@ -464,12 +559,12 @@ export class GzipWalk implements AsyncIterable<Buffer> {
     const pass = (n: number) => { hcrc = crc32(this.#buf.subarray(this.#pos, this.#pos + n), hcrc); this.#pos += n; };
     pass(10);
     if (flg & 4) {
-      await this.#need(2);
+      this.#need(2);
       if (this.#avail() < 2) throw this.#truncated();
       let xlen = this.#buf.readUInt16LE(this.#pos);
       pass(2);
       while (xlen > 0) {
-        await this.#need(1);
+        this.#need(1);
         if (this.#avail() === 0) throw this.#truncated();
         const k = Math.min(xlen, this.#avail());
         pass(k);
@@ -480,7 +575,7 @@ export class GzipWalk implements AsyncIterable<Buffer> {
       if (!(flg & bit)) continue;
       // A zero-terminated name or comment.
       for (;;) {
-        await this.#need(1);
+        this.#need(1);
         if (this.#avail() === 0) throw this.#truncated();
         const z = this.#buf.indexOf(0, this.#pos);
         if (z !== -1) { pass(z + 1 - this.#pos); break; }
@@ -488,7 +583,7 @@ export class GzipWalk implements AsyncIterable<Buffer> {
       }
     }
     if (flg & 2) {
-      await this.#need(2);
+      this.#need(2);
       if (this.#avail() < 2) throw this.#truncated();
       if (this.#buf.readUInt16LE(this.#pos) !== (hcrc & 0xffff)) throw new InflateError('header crc mismatch');
       this.#pos += 2;

@@ -1,9 +1,11 @@
 import { createHash } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import type { FileHandle } from 'node:fs/promises';
 import { AIRGAP_YAML, APP_ARCHIVE, FORMAT_REGISTRY, imageFormat, parseAirgapYaml, type AirgapSpec } from './metadata.js';
 import { inflateFrom, memberAt, scanMembers, type Member } from './gzip.js';
+import { BufferPool } from './buffers.js';
 import { HashPool } from './hashers.js';
-import { GzipWalk, TooCompressed, type Region } from './inflate.js';
+import { GzipWalk, WalkAbandoned, type Region } from './inflate.js';
 import { PieceBuilder, type Piece } from './stored.js';
 import { badAirgap, ByteSource, printable, walkTar, type StreamEntry } from './tar.js';
 
@@ -67,21 +69,37 @@ const META_WITHIN = 16;
 const RUN_BUDGET = 64 << 20;
 /** Huffman output after which a one-stream file is handed to zlib: it is not mostly layers compressed already. */
 const HUFFMAN_BUDGET = 32 << 20;
+/** What the walk reads at a time. */
+const READ_SIZE = 1 << 20;
 
-export async function scanAirgap(path: string, fh: FileHandle, fileSize: number, label: string): Promise<AirgapScan> {
+export interface ScanOptions {
+  /**
+   * Threads hashing the layers of a one-stream file while the walk goes on (hashers.ts); 0: the
+   * walk hashes them itself. By default one fewer than the processors where there are three or
+   * more (at most four), else 0: on two, a thread beside the walk and the thread pool costs more
+   * in contention than it saves (measured: scan of 200 MB, 0.31 s inline against 0.34 s threaded).
+   */
+  hashThreads?: number;
+}
+
+export async function scanAirgap(path: string, fh: FileHandle, fileSize: number, label: string, opts: ScanOptions = {}): Promise<AirgapScan> {
   const members = await scanMembers(fh, fileSize);
-  if (members) return scanOnce(path, fh, label, members, undefined);
+  if (members) return scanOnce(path, fh, label, members, undefined, 0);
   const one = [{ coff: 0, doff: 0 }];
+  const cpus = availableParallelism();
+  const threads = opts.hashThreads ?? (cpus >= 3 ? Math.min(4, cpus - 1) : 0);
   try {
-    return await scanOnce(path, fh, label, one, new GzipWalk(fh, 0, { huffmanBudget: HUFFMAN_BUDGET }));
+    const buffers = new BufferPool(READ_SIZE, threads > 0);
+    return await scanOnce(path, fh, label, one, new GzipWalk(fh, 0, { huffmanBudget: HUFFMAN_BUDGET, pool: buffers }), threads, buffers);
   } catch (e) {
-    if (!(e instanceof TooCompressed)) throw e;
-    return scanOnce(path, fh, label, one, undefined);
+    if (!(e instanceof WalkAbandoned)) throw e;
+    return scanOnce(path, fh, label, one, undefined, 0);
   }
 }
 
 /** The pass, over members (a file with the "AG" field), a walk of the deflate blocks, or zlib's output. */
-async function scanOnce(path: string, fh: FileHandle, label: string, members: Member[], walk: GzipWalk | undefined): Promise<AirgapScan> {
+async function scanOnce(path: string, fh: FileHandle, label: string, members: Member[], walk: GzipWalk | undefined, threads: number,
+  buffers?: BufferPool): Promise<AirgapScan> {
   const seekable = members.length > 1;
   let runBytes = 0;
   let pool: HashPool | undefined;
@@ -102,37 +120,28 @@ async function scanOnce(path: string, fh: FileHandle, label: string, members: Me
   const take = async (s: ByteSource, e: StreamEntry, keep: boolean, what: string, find = false): Promise<ScannedBlob> => {
     // Layers passed over by the walk are hashed on worker threads, the rest here.
     const passing = s === src && walk !== undefined && !keep;
-    const hash = passing ? undefined : createHash('sha256');
-    const hashing = passing ? (pool ??= new HashPool(path)).start() : undefined;
+    const threaded = passing && threads > 0;
+    const hash = threaded ? undefined : createHash('sha256');
+    const hashing = threaded ? (pool ??= new HashPool(buffers!, threads)).start() : undefined;
     const parts: Buffer[] = [];
     let head: Buffer | undefined;
     // Positions in the walk's stream: a docker archive's entries are counted from the archive's start.
     const base = s.origin;
     const finder = find && walk && runBytes < RUN_BUDGET ? new PieceBuilder(e.offset + base, e.size) : undefined;
-    const visit = (c: Buffer, at: number, region: Region | undefined): void => {
+    const visit = (c: Buffer, at: number, region: Region | undefined): Promise<void> | undefined => {
       head ??= Buffer.from(c.subarray(0, 16));
       if (keep) parts.push(Buffer.from(c));
       hash?.update(c);
-      if (!finder && !hashing) return;
-      const from = at + base;
-      const regions = region ? [region] : walk!.regions(from, from + c.length);
-      finder?.push(c, regions);
+      if (finder) finder.push(c, region ? [region] : walk!.regions(at + base, at + base + c.length));
       if (hashing) {
-        // Where the bytes lie in the file, for the worker to read there; Huffman output as it is.
-        let done = from;
-        for (const r of regions) {
-          const s0 = Math.max(done, r.d);
-          const e0 = Math.min(from + c.length, r.d + r.len);
-          if (e0 <= s0) continue;
-          if (s0 > done) hashing.bytes(c.subarray(done - from, s0 - from));
-          if (r.kind === 'huffman') hashing.bytes(c.subarray(s0 - from, e0 - from));
-          else hashing.span(r.c + (s0 - r.d), e0 - s0);
-          done = e0;
-        }
-        if (done !== from + c.length) hashing.bytes(c.subarray(done - from));
+        hashing.update(c);
+        if (pool!.full) return pool!.room();
       }
+      return undefined;
     };
-    if (passing) await s.pass(e.size, what, visit);
+    // The worker reads the layer's bytes anyway: the gzip CRC-32 of what the walk passes over is computed there too.
+    if (threaded) await s.pass(e.size, what, visit, () => hashing!.crcFrom());
+    else if (passing) await s.pass(e.size, what, visit);
     else for await (const c of s.chunks(e.size, what)) visit(c, s.position - c.length, undefined);
     if (keep) kept += e.size;
     const stored = finder?.finish();
