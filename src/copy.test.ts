@@ -132,3 +132,28 @@ test('loadGraph leaves foreign layers out (listed on their manifest) unless aske
   t.true(carried.children.some((c) => c.descriptor.digest === fd));
   t.is(carried.foreign, undefined);
 });
+
+test('a blob is hashed while it streams, unless the source says it hashed those bytes before anything moved', async (t) => {
+  // A layer whose bytes are not what its digest names: only the engine's hashing can tell.
+  const layer = blob('d', 4);
+  const root = image('e', [layer]);
+  for (const verified of [false, true]) {
+    const src: SourceStore = {
+      label: 'lying source',
+      resolve: () => Promise.reject(new Error('not used')),
+      fetch: async () => Readable.from([Buffer.from('oops')]),
+      ...(verified ? { verified: (d: string) => d === layer.descriptor.digest } : {}),
+    };
+    const { target, stored } = recordingTarget({ pushFindsExisting: true });
+    const copier = new Copier({ ...target, verifiesContent: false }, { concurrency: 1 });
+    const run = copier.copyImage(src, root, 'e', ['e']);
+    if (verified) {
+      // The target gets the bytes (a registry checks the digest of what it receives).
+      await run;
+      t.true(stored.has(layer.descriptor.digest));
+    } else {
+      await t.throwsAsync(run, { message: /sha256:d{64}/ });
+      t.false(stored.has(layer.descriptor.digest));
+    }
+  }
+});

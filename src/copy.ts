@@ -375,8 +375,9 @@ export class Copier {
         this.#emit({ type: 'blob-progress', digest: desc.digest, bytes: n });
       });
       // pipeline wires error propagation both ways; the consumer reads from `progress`. A target
-      // that verifies what it stores (the bundle writer) is the one place these bytes are hashed.
-      const done = this.#dst.verifiesContent
+      // that verifies what it stores (the bundle writer), or a source that hashed the blob before
+      // anything moved (a one-stream .airgap's scan), is the one place these bytes are hashed.
+      const done = this.#dst.verifiesContent || (kept === undefined && src.verified?.(desc.digest))
         ? pipeline(raw, progress)
         : pipeline(raw, new VerifyingStream(desc, `${image}: blob`), progress);
       done.catch(() => undefined);

@@ -34,6 +34,13 @@ export interface SourceStore {
    */
   fetch(desc: Descriptor, opts?: FetchOptions): Promise<Readable>;
   /**
+   * Optional: true when the store has hashed this blob's content against its digest already,
+   * before anything moved, and fetch() serves exactly the bytes it hashed, from where it read
+   * them (a one-stream .airgap, whose scan must read every byte anyway): the engine then does not
+   * hash them a second time. The target registry still checks the digest of what it receives.
+   */
+  verified?(digest: string): boolean;
+  /**
    * Optional: true when this store can serve byte ranges of the blob (a registry that answers
    * `Range` with 206). Big blobs are then fetched as parts in parallel (src/parts.ts).
    */

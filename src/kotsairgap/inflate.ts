@@ -13,8 +13,6 @@ import type { BufferPool } from './buffers.js';
  * 32 KiB window), which is cheap for the few KiB they hold in such a file; a file that is mostly
  * compressed data (uncompressed layers) is better left to zlib, so the walk gives up past
  * `huffmanBudget` bytes of Huffman output (`WalkAbandoned`) and its caller starts zlib instead.
- * The CRC-32 of a stretch that is passed over may be left to whoever reads it anyway (skip's
- * `crcElsewhere`, hashers.ts): the member's CRC is then put together at its end (crc32Combine).
  *
  * Every check zlib makes is made: gzip header flags, stored LEN/NLEN, code lengths over- or
  * under-subscribed, distances too far back, invalid symbols, the CRC-32 and length of each
@@ -44,51 +42,15 @@ export class InflateError extends Error {
 }
 
 /** Raised when the file holds more Huffman-coded data than the walk is worth: zlib should read it. */
-/**
- * The walk stops: the file is better read by zlib. Past `huffmanBudget` bytes of Huffman output
- * (mostly compressed data), or where a member ends inside a stretch whose CRC was left to
- * someone else (skip's `crcElsewhere`).
- */
+/** The walk stops past `huffmanBudget` bytes of Huffman output: the file is mostly compressed data, better read by zlib. */
 export class WalkAbandoned extends Error {}
-
-/** CRC-32 of A then B, from the CRC-32 of each and B's length (zlib's crc32_combine: B's length as zeros through the CRC's matrix). */
-export function crc32Combine(crcA: number, crcB: number, lenB: number): number {
-  if (lenB <= 0) return crcA >>> 0;
-  const times = (mat: Uint32Array, vec: number): number => {
-    let sum = 0;
-    for (let i = 0; vec !== 0; i++, vec >>>= 1) if (vec & 1) sum ^= mat[i]!;
-    return sum >>> 0;
-  };
-  const square = (out: Uint32Array, mat: Uint32Array): void => { for (let n = 0; n < 32; n++) out[n] = times(mat, mat[n]!); };
-  // The operator for one zero bit, then two, then four.
-  const odd = new Uint32Array(32);
-  const even = new Uint32Array(32);
-  odd[0] = 0xedb88320;
-  for (let n = 1, row = 1; n < 32; n++, row <<= 1) odd[n] = row;
-  square(even, odd);
-  square(odd, even);
-  let crc = crcA >>> 0;
-  let len = lenB;
-  // Each step squares the operator (1, 2, 4 ... zero bytes) and applies it where len has a one bit.
-  for (;;) {
-    square(even, odd);
-    if (len % 2 === 1) crc = times(even, crc);
-    len = Math.floor(len / 2);
-    if (len === 0) break;
-    square(odd, even);
-    if (len % 2 === 1) crc = times(odd, crc);
-    len = Math.floor(len / 2);
-    if (len === 0) break;
-  }
-  return (crc ^ crcB) >>> 0;
-}
 
 const WSIZE = 32768;
 const OUT = 256 << 10;
 const READ = 1 << 20;
 /** A long skip lets the event loop run (signals, other threads' messages) every so many bytes. */
 const YIELD_EVERY = 16 << 20;
-/** With a buffer pool, the walk holds a read buffer until this many reads after it has left it (the window, a reader close behind). */
+/** With a buffer pool, a read buffer is read into again this many reads after the walk has left it (the window, a reader close behind). */
 const REUSE_AFTER = 4;
 /** Input left before a Huffman symbol is decoded: one symbol pair never needs more than 8 bytes. */
 const SLACK = 16;
@@ -154,9 +116,9 @@ export interface WalkOptions {
   /** How far behind the output the regions are kept (default 8 MiB). */
   keepRegions?: number;
   /**
-   * Read into buffers of this pool (shared memory, used again) rather than fresh ones: a chunk
-   * handed out is then good only until the walk has read REUSE_AFTER more reads on, unless its
-   * reader holds the buffer (BufferPool.hold). The pool's buffer size is the read size.
+   * Read into buffers of this pool, used again, rather than fresh ones: a chunk handed out is
+   * then good only until the walk has read REUSE_AFTER more reads on. The pool's buffer size is
+   * the read size.
    */
   pool?: BufferPool;
 }
@@ -213,13 +175,7 @@ export class GzipWalk implements AsyncIterable<Buffer> {
   #op = 0;
   #ostart = 0;
   #lo = 0;
-  /** CRC-32 of the member's output since the last stretch left to someone else, and that output's length. */
   #crc = 0;
-  #crcLen = 0;
-  /** The member's output before that, in order: CRCs known, or to come (skip's crcElsewhere). */
-  #crcParts: { crc: number | Promise<number>; len: number }[] = [];
-  /** Inside a skip whose CRC is left to someone else. */
-  #crcAway = false;
   #memberStart = 0;
   /** Read buffers of the pool the walk has left, oldest first: released REUSE_AFTER reads later. */
   #retired: ArrayBufferLike[] = [];
@@ -290,38 +246,20 @@ export class GzipWalk implements AsyncIterable<Buffer> {
    * Passes over the next n bytes of output, each chunk shown to `visit` with the region it lies in
    * (stored data: where it is in the file; Huffman output: a region that may start before it) instead of being handed
    * through a stream; a visitor that returns a promise (it has too much to do) is waited for.
-   * With `crcElsewhere`, the CRC-32 of exactly these bytes is not computed here: the promise it
-   * returns (called as the stretch starts, awaited at the member's end) gives it. Returns how many bytes there were
-   * (fewer than n only at the end).
+   * Returns how many bytes there were (fewer than n only at the end).
    */
-  async skip(n: number, visit: (b: Buffer, region: Region | undefined) => void | Promise<void>, crcElsewhere?: () => Promise<number>): Promise<number> {
-    // This stretch's CRC comes from elsewhere: what came before is one part, the stretch another.
-    const away = crcElsewhere?.();
-    if (away) {
-      away.catch(() => undefined);
-      this.#crcParts.push({ crc: this.#crc, len: this.#crcLen });
-      this.#crc = 0;
-      this.#crcLen = 0;
-      this.#crcAway = true;
-    }
+  async skip(n: number, visit: (b: Buffer, region: Region | undefined) => void | Promise<void>): Promise<number> {
     let done = 0;
     let calm = 0;
-    try {
-      while (done < n) {
-        const r = this.#stepSync(n - done);
-        if (r === MEMBER) { if (!(await this.#startMember())) this.#state = 'end'; continue; }
-        if (r === TRAILER) { await this.#trailer(); continue; }
-        if (r === END) break;
-        done += r.length;
-        calm += r.length;
-        const wait = visit(r, this.#last);
-        if (wait) { await wait; calm = 0; } else if (calm >= YIELD_EVERY) { await new Promise((go) => setImmediate(go)); calm = 0; }
-      }
-    } finally {
-      if (away) {
-        this.#crcAway = false;
-        this.#crcParts.push({ crc: away, len: done });
-      }
+    while (done < n) {
+      const r = this.#stepSync(n - done);
+      if (r === MEMBER) { if (!(await this.#startMember())) this.#state = 'end'; continue; }
+      if (r === TRAILER) { await this.#trailer(); continue; }
+      if (r === END) break;
+      done += r.length;
+      calm += r.length;
+      const wait = visit(r, this.#last);
+      if (wait) { await wait; calm = 0; } else if (calm >= YIELD_EVERY) { await new Promise((go) => setImmediate(go)); calm = 0; }
     }
     return done;
   }
@@ -504,8 +442,6 @@ export class GzipWalk implements AsyncIterable<Buffer> {
     }
     await this.#header(this.#member === 0);
     this.#crc = 0;
-    this.#crcLen = 0;
-    this.#crcParts = [];
     this.#memberStart = this.#d;
     this.#afterStored = false;
     this.#ob = undefined;
@@ -515,16 +451,13 @@ export class GzipWalk implements AsyncIterable<Buffer> {
 
   /** The trailer: CRC-32 and length of this member's output, on the next byte boundary. */
   async #trailer(): Promise<void> {
-    if (this.#crcAway) throw new WalkAbandoned('a gzip member ends inside a stretch whose CRC-32 is computed elsewhere');
     this.#align();
     this.#need(8);
     if (this.#avail() < 8) throw this.#truncated();
     const crc = this.#buf.readUInt32LE(this.#pos);
     const isize = this.#buf.readUInt32LE(this.#pos + 4);
     this.#pos += 8;
-    let whole = 0;
-    for (const part of [...this.#crcParts, { crc: this.#crc, len: this.#crcLen }]) whole = crc32Combine(whole, await part.crc, part.len);
-    if (crc !== whole) throw new InflateError('incorrect data check');
+    if (crc !== this.#crc) throw new InflateError('incorrect data check');
     if (isize !== (this.#d - this.#memberStart) % 2 ** 32) throw new InflateError('incorrect length check');
     this.#member++;
     this.#state = 'member';
@@ -534,10 +467,7 @@ export class GzipWalk implements AsyncIterable<Buffer> {
     this.#record(c, b.length, kind, kind === 'start' && this.#chained, kind === 'huffman' ? -1 : this.#blockEnd);
     this.#last = this.#regions[this.#regions.length - 1];
     if (kind === 'huffman') this.#huffman += b.length;
-    if (!this.#crcAway) {
-      this.#crc = crc32(b, this.#crc);
-      this.#crcLen += b.length;
-    }
+    this.#crc = crc32(b, this.#crc);
     this.#d += b.length;
     this.#recent.push(b);
     this.#recentBytes += b.length;

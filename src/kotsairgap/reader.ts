@@ -161,6 +161,15 @@ export class KotsAirgapReader implements BundleSource {
     return name === AIRGAP_YAML ? this.#yaml : undefined;
   }
 
+  /**
+   * A blob the scan hashed (every blob of a one-stream file, the small ones of a build --format
+   * kots file) and found to match its name: fetch() reads the same bytes again from the same
+   * stored blocks (or inflates them from the same file), so the push does not hash them twice.
+   */
+  verified(digest: string): boolean {
+    return this.#blobs.get(digest)?.digest === digest;
+  }
+
   hasBlob(digest: string): boolean {
     return this.#blobs.has(digest) || this.#made.has(digest);
   }

@@ -21,7 +21,7 @@ export type Seek = (target: number) => { at: number; source: AsyncIterable<Buffe
 
 /** A source that can pass over its next n bytes without handing them through a stream (GzipWalk.skip). */
 export interface Skipper {
-  skip(n: number, visit: (b: Buffer, region: Region | undefined) => void | Promise<void>, crcElsewhere?: () => Promise<number>): Promise<number>;
+  skip(n: number, visit: (b: Buffer, region: Region | undefined) => void | Promise<void>): Promise<number>;
 }
 
 export interface StreamEntry {
@@ -135,11 +135,9 @@ export class ByteSource {
   /**
    * The next n bytes shown to `visit` with their position (and, where the source passed over them,
    * the region they lie in) rather than handed out: what is buffered, then the rest straight from
-   * the skipper where there is one. A visitor's promise is waited for; `crcElsewhere` goes to the
-   * skipper (GzipWalk.skip) with the part it passes over.
+   * the skipper where there is one. A visitor's promise is waited for.
    */
-  async pass(n: number, what: string, visit: (b: Buffer, at: number, region: Region | undefined) => void | Promise<void>,
-    crcElsewhere?: () => Promise<number>): Promise<void> {
+  async pass(n: number, what: string, visit: (b: Buffer, at: number, region: Region | undefined) => void | Promise<void>): Promise<void> {
     if (this.#pos + n > this.#end) throw badAirgap(this.label, `truncated: ${what} runs past the end of its archive`);
     const k = Math.min(n, this.#buf.length);
     if (k > 0) {
@@ -157,7 +155,7 @@ export class ByteSource {
     let at = this.#pos;
     let got: number;
     try {
-      got = await this.#skipper.skip(n, (b, region) => { const from = at; at += b.length; return visit(b, from, region); }, crcElsewhere);
+      got = await this.#skipper.skip(n, (b, region) => { const from = at; at += b.length; return visit(b, from, region); });
     } catch (e) {
       throw this.#gzipError(e);
     }
