@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { constants, crc32, deflateRawSync, gunzipSync, gzipSync } from 'node:zlib';
 import { BufferPool } from './buffers.js';
-import { GzipWalk, InflateError, WalkAbandoned, buildTable, type Region } from './inflate.js';
+import { GzipWalk, InflateError, WalkAbandoned, buildTable, lookup, type Region } from './inflate.js';
 
 /** Deterministic bytes: a small PRNG, so a failure can be replayed. */
 function prng(seed: number): () => number {
@@ -158,13 +158,34 @@ test('past its budget of Huffman output the walk gives up (zlib reads such a fil
   t.is(out.length, 3 << 20);
 });
 
-test('code lengths that over-subscribe are refused', (t) => {
+test('code lengths that over-subscribe are refused; every code, short or long, decodes to its symbol', (t) => {
   t.throws(() => buildTable(new Uint8Array([1, 1, 1]), 'test'), { message: /over-subscribed/ });
-  const ok = buildTable(new Uint8Array([2, 1, 3, 3]), 'test');
-  t.is(ok.bits, 3);
-  // Symbol 1 (code 0, one bit) owns every even index.
-  t.is(ok.t[0]! >>> 4, 1);
-  t.is(ok.t[2]! >>> 4, 1);
+  // A complete code with lengths 1 to 15 (and two of 15): codes past the root go through subtables.
+  const lens = new Uint8Array([...Array.from({ length: 15 }, (_, i) => i + 1), 15, 0]);
+  const table = buildTable(lens, 'test');
+  t.true(table.bits <= 9);
+  t.true(table.t.length < 1 << 12, `${table.t.length} entries`);
+  // The canonical code of each symbol, sent most significant bit first, read least first.
+  const next = new Map<number, number>();
+  let code = 0;
+  for (let l = 1; l <= 15; l++) {
+    code = (code + lens.filter((x) => x === l - 1 && l - 1 > 0).length) << 1;
+    next.set(l, code);
+  }
+  for (let s = 0; s < lens.length; s++) {
+    const l = lens[s]!;
+    if (l === 0) continue;
+    const c = next.get(l)!;
+    next.set(l, c + 1);
+    let r = 0;
+    for (let i = 0; i < l; i++) r |= ((c >> i) & 1) << (l - 1 - i);
+    // Whatever follows the code in the input, it decodes to s with length l.
+    for (const after of [0, 0x7fff, 0x1234]) {
+      const e = lookup(table, r | ((after << l) & 0x7fff));
+      t.is(e >>> 8, s, `symbol ${s}`);
+      t.is(e & 15, l);
+    }
+  }
 });
 
 test('the walk reads a large file in constant memory and hands stored data out uncopied', async (t) => {

@@ -65,8 +65,18 @@ const DIST_BASE = new Uint16Array([1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 
 const DIST_EXTRA = new Uint8Array([0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13]);
 const CL_ORDER = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15];
 
-/** A decoding table: indexed by the next `bits` input bits (LSB first), entry = symbol << 4 | code length; 0 = no code. */
-interface Table { t: Uint32Array; bits: number }
+/**
+ * A decoding table in two levels, as zlib builds them: the next `bits` input bits (least
+ * significant first) index the root; an entry is `symbol << 8 | length` for a code that fits, or
+ * `offset << 8 | 0x80 | sub` for longer codes, whose next `sub` bits index a subtable at
+ * `offset`; 0 is no code. Small enough to stay in the processor's cache, and cheap to build for
+ * every dynamic block (a full table for 15-bit codes would be 32768 entries).
+ */
+export interface Table { t: Uint32Array; bits: number }
+
+/** Root bits of a table: codes up to this long are found in one lookup. */
+const ROOT_BITS = 9;
+const LINK = 0x80;
 
 /**
  * Canonical Huffman codes from code lengths (RFC 1951 §3.2.2). An over-subscribed set is an error;
@@ -83,21 +93,45 @@ export function buildTable(lens: Uint8Array, what: string): Table {
     left = (left << 1) - count[l]!;
     if (left < 0) throw new InflateError(`invalid ${what} code lengths (over-subscribed)`);
   }
-  const bits = Math.max(max, 1);
-  const t = new Uint32Array(1 << bits);
+  const root = Math.min(Math.max(max, 1), ROOT_BITS);
+  const rootMask = (1 << root) - 1;
   const next = new Uint16Array(16);
   let code = 0;
   for (let l = 1; l <= 15; l++) { code = (code + count[l - 1]!) << 1; next[l] = code; }
+  // Each code reversed (deflate sends codes most significant bit first, read here least first).
+  const rev = new Uint16Array(lens.length);
+  // For each root index that starts longer codes, how many more bits its subtable takes.
+  const sub = new Uint8Array(1 << root);
   for (let s = 0; s < lens.length; s++) {
     const l = lens[s]!;
     if (l === 0) continue;
     const c = next[l]!++;
-    // Reversed: deflate sends codes most significant bit first, read here least significant first.
     let r = 0;
     for (let i = 0; i < l; i++) r |= ((c >> i) & 1) << (l - 1 - i);
-    for (let k = r; k < t.length; k += 1 << l) t[k] = (s << 4) | l;
+    rev[s] = r;
+    if (l > root) sub[r & rootMask] = Math.max(sub[r & rootMask]!, l - root);
   }
-  return { t, bits };
+  const offset = new Uint32Array(1 << root);
+  let size = 1 << root;
+  for (let i = 0; i <= rootMask; i++) if (sub[i]) { offset[i] = size; size += 1 << sub[i]!; }
+  const t = new Uint32Array(size);
+  for (let i = 0; i <= rootMask; i++) if (sub[i]) t[i] = (offset[i]! << 8) | LINK | sub[i]!;
+  for (let s = 0; s < lens.length; s++) {
+    const l = lens[s]!;
+    if (l === 0) continue;
+    const r = rev[s]!;
+    // Codes are prefix-free: a short code never fills an index a longer one links from.
+    if (l <= root) { for (let k = r; k <= rootMask; k += 1 << l) t[k] = (s << 8) | l; continue; }
+    const i = r & rootMask;
+    for (let k = r >>> root; k < 1 << sub[i]!; k += 1 << (l - root)) t[offset[i]! + k] = (s << 8) | l;
+  }
+  return { t, bits: root };
+}
+
+/** The table's entry for the next input bits: `symbol << 8 | length`, 0 for no code. */
+export function lookup(tb: Table, bits: number): number {
+  const e = tb.t[bits & ((1 << tb.bits) - 1)]!;
+  return e & LINK ? tb.t[(e >>> 8) + ((bits >>> tb.bits) & ((1 << (e & 15)) - 1))]! : e;
 }
 
 let FIXED: { lit: Table; dist: Table } | undefined;
@@ -560,17 +594,17 @@ export class GzipWalk implements AsyncIterable<Buffer> {
   }
 
   #decode(tb: Table): number {
-    // Up to `bits` bits: fewer may remain at the very end of the input, enough for a short code.
-    while (this.#bitcnt < tb.bits && this.#pos < this.#buf.length) {
+    // Up to 15 bits: fewer may remain at the very end of the input, enough for a short code.
+    while (this.#bitcnt < 15 && this.#pos < this.#buf.length) {
       this.#bitbuf = (this.#bitbuf | (this.#buf[this.#pos++]! << this.#bitcnt)) >>> 0;
       this.#bitcnt += 8;
     }
-    const e = tb.t[this.#bitbuf & ((1 << tb.bits) - 1)]!;
+    const e = lookup(tb, this.#bitbuf);
     const l = e & 15;
     if (l === 0) throw new InflateError('invalid code');
     if (l > this.#bitcnt) throw this.#truncated();
     this.#drop(l);
-    return e >>> 4;
+    return e >>> 8;
   }
 
   /** The window for a Huffman block: the last 32 KiB of output, in a fresh output buffer unless the last block left one. */
@@ -648,19 +682,22 @@ export class GzipWalk implements AsyncIterable<Buffer> {
     let bb = this.#bitbuf;
     let bc = this.#bitcnt;
     const lt = lit.t;
-    const lm = (1 << lit.bits) - 1;
+    const lb = lit.bits;
+    const lm = (1 << lb) - 1;
     const dt = dist.t;
-    const dm = (1 << dist.bits) - 1;
+    const db = dist.bits;
+    const dm = (1 << db) - 1;
     const max = ob.length - 258;
     let end = false;
     try {
       while (pos < stop && op <= max) {
         while (bc < 24) { bb |= buf[pos++]! << bc; bc += 8; }
         let e = lt[bb & lm]!;
+        if (e & LINK) e = lt[(e >>> 8) + ((bb >>> lb) & ((1 << (e & 15)) - 1))]!;
         let l = e & 15;
         if (l === 0) throw new InflateError('invalid code');
         bb >>>= l; bc -= l;
-        const sym = e >>> 4;
+        const sym = e >>> 8;
         if (sym < 256) { ob[op++] = sym; continue; }
         if (sym === 256) { end = true; break; }
         const li = sym - 257;
@@ -670,10 +707,11 @@ export class GzipWalk implements AsyncIterable<Buffer> {
         if (x) { len += bb & ((1 << x) - 1); bb >>>= x; bc -= x; }
         while (bc < 24) { bb |= buf[pos++]! << bc; bc += 8; }
         e = dt[bb & dm]!;
+        if (e & LINK) e = dt[(e >>> 8) + ((bb >>> db) & ((1 << (e & 15)) - 1))]!;
         l = e & 15;
         if (l === 0) throw new InflateError('invalid code');
         bb >>>= l; bc -= l;
-        const ds = e >>> 4;
+        const ds = e >>> 8;
         if (ds >= 30) throw new InflateError('invalid distance code');
         let dd = DIST_BASE[ds]!;
         x = DIST_EXTRA[ds]!;

@@ -27,14 +27,14 @@ async function portal(blobs: { bytes: Buffer; name?: string }[]): Promise<Buffer
   return gzipSync(Buffer.concat(chunks), { level: 6 });
 }
 
-async function scanFile(t: { teardown: (fn: () => Promise<void>) => void }, file: Buffer) {
+async function scanFile(t: { teardown: (fn: () => Promise<void>) => void }, file: Buffer, hashThread = false) {
   const dir = await mkdtemp(join(tmpdir(), 'airgap-scan-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const path = join(dir, 'x.airgap');
   await writeFile(path, file);
   const fh = await open(path, 'r');
   try {
-    return { path, scan: await scanAirgap(path, fh, file.length, 'test') };
+    return { path, scan: await scanAirgap(path, fh, file.length, 'test', { hashThread }) };
   } finally {
     await fh.close();
   }
@@ -42,37 +42,40 @@ async function scanFile(t: { teardown: (fn: () => Promise<void>) => void }, file
 
 const layers = [randomBytes(3_000_000), randomBytes(700_000), Buffer.from('{"config":true}\n'.repeat(100)), randomBytes(5_000_000)];
 
-test('a one-stream .airgap: every blob hashed before the push, layers located in stored blocks', async (t) => {
-  const { path, scan } = await scanFile(t, await portal(layers.map((bytes) => ({ bytes }))));
-  t.is(scan.blobs.size, layers.length);
-  for (const bytes of layers) {
-    const hex = sha(bytes);
-    const blob = scan.blobs.get(`blobs/sha256/${hex.slice(0, 2)}/${hex}/data`)!;
-    t.is(blob.digest, `sha256:${hex}`);
-    if (bytes.length > 256 << 10) {
-      t.truthy(blob.stored, 'a layer is read from its stored blocks');
-      const out: Buffer[] = [];
-      for await (const c of readPieces(path, blob.stored!, () => { throw new Error('fell back to zlib'); })) out.push(Buffer.from(c));
-      t.is(sha(Buffer.concat(out)), hex);
+for (const thread of [false, true]) {
+  const how = thread ? 'layers hashed on a second thread' : 'one thread';
+  test(`a one-stream .airgap: every blob hashed before the push, layers located in stored blocks (${how})`, async (t) => {
+    const { path, scan } = await scanFile(t, await portal(layers.map((bytes) => ({ bytes }))), thread);
+    t.is(scan.blobs.size, layers.length);
+    for (const bytes of layers) {
+      const hex = sha(bytes);
+      const blob = scan.blobs.get(`blobs/sha256/${hex.slice(0, 2)}/${hex}/data`)!;
+      t.is(blob.digest, `sha256:${hex}`);
+      if (bytes.length > 256 << 10) {
+        t.truthy(blob.stored, 'a layer is read from its stored blocks');
+        const out: Buffer[] = [];
+        for await (const c of readPieces(path, blob.stored!, () => { throw new Error('fell back to zlib'); })) out.push(Buffer.from(c));
+        t.is(sha(Buffer.concat(out)), hex);
+      }
     }
-  }
-});
+  });
 
-test('a layer whose bytes do not match its name is found by the scan', async (t) => {
-  const liar = 'ab'.repeat(32);
-  const { scan } = await scanFile(t, await portal([{ bytes: layers[0]! }, { bytes: layers[3]!, name: liar }]));
-  const blob = scan.blobs.get(`blobs/sha256/ab/${liar}/data`)!;
-  t.is(blob.digest, `sha256:${sha(layers[3]!)}`);
-});
+  test(`a layer whose bytes do not match its name is found by the scan (${how})`, async (t) => {
+    const liar = 'ab'.repeat(32);
+    const { scan } = await scanFile(t, await portal([{ bytes: layers[0]! }, { bytes: layers[3]!, name: liar }]), thread);
+    const blob = scan.blobs.get(`blobs/sha256/ab/${liar}/data`)!;
+    t.is(blob.digest, `sha256:${sha(layers[3]!)}`);
+  });
 
-test('a one-stream file cut short, or with a flipped bit in a layer, is refused by the scan', async (t) => {
-  const good = await portal(layers.map((bytes) => ({ bytes })));
-  await t.throwsAsync(scanFile(t, good.subarray(0, good.length - 5000)), { message: /truncated/ });
-  const flipped = Buffer.from(good);
-  flipped[Math.floor(good.length * 0.6)] ^= 0x10;
-  // Inside a layer's stored blocks: the gzip CRC-32 catches it.
-  await t.throwsAsync(scanFile(t, flipped), { message: /not a valid gzip stream \(incorrect data check\)/ });
-});
+  test(`a one-stream file cut short, or with a flipped bit in a layer, is refused by the scan (${how})`, async (t) => {
+    const good = await portal(layers.map((bytes) => ({ bytes })));
+    await t.throwsAsync(scanFile(t, good.subarray(0, good.length - 5000), thread), { message: /truncated/ });
+    const flipped = Buffer.from(good);
+    flipped[Math.floor(good.length * 0.6)] ^= 0x10;
+    // Inside a layer's stored blocks: the gzip CRC-32 catches it.
+    await t.throwsAsync(scanFile(t, flipped, thread), { message: /not a valid gzip stream \(incorrect data check\)/ });
+  });
+}
 
 test('a file that is mostly compressible data is read with zlib instead of the walk, with the same results', async (t) => {
   const text = Buffer.from('uncompressed layer tar, as docker save writes it\n'.repeat(900_000));

@@ -2,7 +2,9 @@ import { createHash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { AIRGAP_YAML, APP_ARCHIVE, FORMAT_REGISTRY, imageFormat, parseAirgapYaml, type AirgapSpec } from './metadata.js';
 import { inflateFrom, memberAt, scanMembers, type Member } from './gzip.js';
+import { availableParallelism } from 'node:os';
 import { BufferPool } from './buffers.js';
+import { HashThread } from './hashthread.js';
 import { GzipWalk, WalkAbandoned, type Region } from './inflate.js';
 import { PieceBuilder, type Piece } from './stored.js';
 import { badAirgap, ByteSource, printable, walkTar, type StreamEntry } from './tar.js';
@@ -69,13 +71,24 @@ const RUN_BUDGET = 64 << 20;
 const HUFFMAN_BUDGET = 32 << 20;
 /** What the walk reads at a time. */
 const READ_SIZE = 1 << 20;
+/** Shared buffers made before the walk starts: those the thread may hold (IN_FLIGHT), and the walk's. */
+const SHARED_READY = 24;
 
-export async function scanAirgap(path: string, fh: FileHandle, fileSize: number, label: string): Promise<AirgapScan> {
+export interface ScanOptions {
+  /** Hash the layers of a one-stream file on a second thread (default: where there are two processors or more). */
+  hashThread?: boolean;
+}
+
+export async function scanAirgap(path: string, fh: FileHandle, fileSize: number, label: string, opts: ScanOptions = {}): Promise<AirgapScan> {
   const members = await scanMembers(fh, fileSize);
   if (members) return scanOnce(path, fh, label, members, undefined);
   const one = [{ coff: 0, doff: 0 }];
+  // A second processor hashes the layers while the walk reads on (hashthread.ts).
+  const threaded = opts.hashThread ?? availableParallelism() >= 2;
+  const buffers = new BufferPool(READ_SIZE, threaded, threaded ? SHARED_READY : 0);
+  const thread = threaded ? new HashThread(buffers) : undefined;
   try {
-    return await scanOnce(path, fh, label, one, new GzipWalk(fh, 0, { huffmanBudget: HUFFMAN_BUDGET, pool: new BufferPool(READ_SIZE) }));
+    return await scanOnce(path, fh, label, one, new GzipWalk(fh, 0, { huffmanBudget: HUFFMAN_BUDGET, pool: buffers }), thread);
   } catch (e) {
     if (!(e instanceof WalkAbandoned)) throw e;
     return scanOnce(path, fh, label, one, undefined);
@@ -83,7 +96,9 @@ export async function scanAirgap(path: string, fh: FileHandle, fileSize: number,
 }
 
 /** The pass, over members (a file with the "AG" field), a walk of the deflate blocks, or zlib's output. */
-async function scanOnce(path: string, fh: FileHandle, label: string, members: Member[], walk: GzipWalk | undefined): Promise<AirgapScan> {
+async function scanOnce(path: string, fh: FileHandle, label: string, members: Member[], walk: GzipWalk | undefined,
+  thread?: HashThread): Promise<AirgapScan> {
+  const digests: Promise<void>[] = [];
   const seekable = members.length > 1;
   let runBytes = 0;
   const src = new ByteSource(walk ?? inflateFrom(path, members[0]!), label, Number.POSITIVE_INFINITY,
@@ -100,27 +115,37 @@ async function scanOnce(path: string, fh: FileHandle, label: string, members: Me
   // Reads a body through the pass: hashed, its first bytes and (small, within budget) all of it kept.
   // With `find` (a one-stream file walked here), where the blob lies in the file is noted too (stored.ts).
   const take = async (s: ByteSource, e: StreamEntry, keep: boolean, what: string, find = false): Promise<ScannedBlob> => {
-    // Layers are passed over by the walk (GzipWalk.skip), not streamed through it.
+    // Layers are passed over by the walk (GzipWalk.skip), not streamed through it, and hashed on
+    // the second thread where there is one.
     const passing = s === src && walk !== undefined && !keep;
-    const hash = createHash('sha256');
+    const hashing = passing ? thread?.start() : undefined;
+    const hash = hashing ? undefined : createHash('sha256');
     const parts: Buffer[] = [];
     let head: Buffer | undefined;
     // Positions in the walk's stream: a docker archive's entries are counted from the archive's start.
     const base = s.origin;
     const finder = find && walk && runBytes < RUN_BUDGET ? new PieceBuilder(e.offset + base, e.size) : undefined;
-    const visit = (c: Buffer, at: number, region: Region | undefined): void => {
+    const visit = (c: Buffer, at: number, region: Region | undefined): Promise<void> | undefined => {
       head ??= Buffer.from(c.subarray(0, 16));
       if (keep) parts.push(Buffer.from(c));
-      hash.update(c);
       if (finder) finder.push(c, region ? [region] : walk!.regions(at + base, at + base + c.length));
+      if (hash) { hash.update(c); return undefined; }
+      hashing!.update(c);
+      return thread!.full ? thread!.room() : undefined;
     };
     if (passing) await s.pass(e.size, what, visit);
     else for await (const c of s.chunks(e.size, what)) visit(c, s.position - c.length, undefined);
     if (keep) kept += e.size;
     const stored = finder?.finish();
     if (finder) runBytes += finder.kept;
-    return { offset: e.offset, size: e.size, digest: `sha256:${hash.digest('hex')}`, ...(keep ? { data: Buffer.concat(parts) } : {}),
-      ...(head ? { head } : {}), ...(stored ? { stored } : {}) };
+    const blob: ScannedBlob = { offset: e.offset, size: e.size, ...(hash ? { digest: `sha256:${hash.digest('hex')}` } : {}),
+      ...(keep ? { data: Buffer.concat(parts) } : {}), ...(head ? { head } : {}), ...(stored ? { stored } : {}) };
+    if (hashing) {
+      const p = hashing.digest().then((d) => { blob.digest = d; });
+      p.catch(() => undefined);
+      digests.push(p);
+    }
+    return blob;
   };
   const keepable = (size: number) => size <= KEEP_MAX && kept + size <= KEEP_BUDGET;
   const whole = async (e: StreamEntry, max: number, what: string): Promise<Buffer> => {
@@ -156,9 +181,11 @@ async function scanOnce(path: string, fh: FileHandle, label: string, members: Me
       }
     }
     await src.drain();
+    await Promise.all(digests);
   } finally {
     await src.close();
     walk?.close();
+    await thread?.close();
   }
   if (spec === undefined || airgapYaml === undefined) throw badAirgap(label, `no ${AIRGAP_YAML}: not a KOTS airgap bundle`);
   return { spec, airgapYaml, app, blobs, links, archives, members };
