@@ -116,7 +116,7 @@ export const BLOCK = 512;
 export const END_OF_ARCHIVE_SIZE = 2 * BLOCK;
 
 /** The largest size the 11-digit octal field holds; bigger ones go to PAX + base-256. */
-const MAX_OCTAL_SIZE = 0o77777777777;
+export const MAX_OCTAL_SIZE = 0o77777777777;
 const NAME_FIELD = 100;
 
 export type TarEntryType = 'file' | 'dir';

@@ -1,4 +1,10 @@
 import test from 'ava';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { tarHeader } from './writer.js';
 import { pack, type Header } from 'tar-stream';
 import { isAirgapError } from '../errors.js';
 import { BLOCK, ByteSource, padding, parseHeader, walkTar, type StreamEntry } from './tar.js';
@@ -104,4 +110,24 @@ test('ByteSource reads exactly, counts its position, and a limit() view ends whe
   const chunks: number[] = [];
   await t.throwsAsync((async () => { for await (const c of source(bytes, 9).chunks(150, 'blob')) chunks.push(c.length); })(), { message: /50 of 150 bytes missing/ });
   t.is(chunks.reduce((a, b) => a + b, 0), 100);
+});
+
+test('a body of 8 GiB or more gets a PAX size (base-256 in the field): walkTar and GNU tar read its size', async (t) => {
+  const size = 9 * 2 ** 30 + 123;
+  const name = `images/docker/registry/v2/blobs/sha256/ab/${'ab'.repeat(32)}/data`;
+  const header = tarHeader(name, size, '0');
+  t.true(header.length > 512, 'a PAX header first');
+  const src = new ByteSource((async function* () { yield header; })(), 'test');
+  const first = await walkTar(src, 'test').next();
+  t.deepEqual(first.value && { name: first.value.name, size: first.value.size }, { name, size });
+  // GNU tar, over a sparse file holding the header, a body of zeros and the end-of-archive marker.
+  const dir = await mkdtemp(join(tmpdir(), 'airgap-bigtar-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, 'big.tar');
+  await writeFile(file, header);
+  await truncate(file, header.length + Math.ceil(size / 512) * 512 + 1024);
+  const { stdout } = await promisify(execFile)('tar', ['-tvf', file]);
+  t.regex(stdout, new RegExp(`\\s${size}\\s.*${name}`));
+  // Below 8 GiB the header stays plain ustar.
+  t.is(tarHeader(name, 2 ** 33 - 1, '0').length, 512);
 });

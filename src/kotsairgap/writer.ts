@@ -7,6 +7,7 @@ import { digestHex, type Descriptor } from '../oci/descriptor.js';
 import { VerifyingStream } from '../oci/verify.js';
 import { lastComponent, parseReference } from '../reference.js';
 import { flatten, loadGraph, type GraphNode } from '../copy.js';
+import { encodeTarHeader, MAX_OCTAL_SIZE } from '../bundle/format.js';
 import type { BundleSource } from '../bundle/source.js';
 import { MEMBER_HEADER_SIZE, memberHeader } from './gzip.js';
 import { AIRGAP_YAML, APP_ARCHIVE, FORMAT_REGISTRY } from './metadata.js';
@@ -237,8 +238,13 @@ class MemberWriter {
   }
 }
 
-/** A ustar header (PAX for a name that does not fit), owner root, mtime 0. */
-function tarHeader(name: string, size: number, type: '0' | '5'): Buffer {
+/**
+ * A ustar header (PAX for a name that does not fit), owner root, mtime 0. A body of 8 GiB or more
+ * (a big layer) does not fit the octal size field: the header is then our bundle's, with a PAX
+ * size record and the size in base-256 (GNU tar, Go's archive/tar and KOTS read both).
+ */
+export function tarHeader(name: string, size: number, type: '0' | '5'): Buffer {
+  if (size > MAX_OCTAL_SIZE) return encodeTarHeader({ name, type: type === '5' ? 'dir' : 'file', size, mtime: new Date(0) });
   const h = Buffer.alloc(BLOCK);
   let pax: Buffer | undefined;
   const bytes = Buffer.byteLength(name);
