@@ -246,8 +246,9 @@ test('skip passes over stretches with the region each lies in, and read and skip
 });
 
 test('with a buffer pool, chunks read promptly are right though buffers are read into again, and few are made', async (t) => {
-  const body = randomBytes(12 << 20);
-  const file = gzipSync(body, { level: 1 });
+  // Stored and Huffman-coded stretches, so block headers and codes fall across read boundaries.
+  const body = Buffer.concat([randomBytes(12 << 20), mixed(77, 6 << 20), randomBytes(12 << 20)]);
+  const file = gzipSync(body, { level: 6 });
   const dir = await mkdtemp(join(tmpdir(), 'airgap-inflate-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   await writeFile(join(dir, 'x.gz'), file);
@@ -259,6 +260,6 @@ test('with a buffer pool, chunks read promptly are right though buffers are read
   await w.skip(5 << 20, (b) => { h.update(b); });
   for (;;) { const b = await w.read(); if (!b) break; h.update(b); }
   t.is(h.digest('hex'), createHash('sha256').update(body).digest('hex'));
-  // 12 MiB read through a handful of buffers: the walk's few behind, the reads ahead.
-  t.true(pool.made <= 10, `${pool.made} buffers`);
+  // 30 MiB read through a handful of buffers: the one being read and the few behind it.
+  t.true(pool.made <= 7, `${pool.made} buffers`);
 });

@@ -332,29 +332,29 @@ export class GzipWalk implements AsyncIterable<Buffer> {
   }
 
   /**
-   * The next chunk of the file, read synchronously: from the page cache a read is a copy, cheaper
-   * than a round trip through the thread pool; a long skip yields to the event loop now and then.
+   * At least n unread input bytes, unless the file ends first. The next chunk of the file is read
+   * synchronously (from the page cache a read is a copy, cheaper than a round trip through the
+   * thread pool) into a fresh buffer of the pool, after the few unread bytes (and those the bit
+   * buffer holds whole, which #align may give back), copied to its start: no buffer is joined to
+   * another, and each one read goes back to the pool.
    */
-  #more(): Buffer {
-    const at = this.#base + this.#buf.length;
-    const pool = this.#opts.pool;
-    const b = pool ? pool.get() : Buffer.allocUnsafe(this.#readSize);
-    const n = readSync(this.#fh.fd, b, 0, b.length, at);
-    if (n === 0) { this.#eof = true; pool?.release(b.buffer); }
-    return b.subarray(0, n);
-  }
-
-  /** At least n unread input bytes, unless the file ends first. */
   #need(n: number): void {
     while (this.#avail() < n && !this.#eof) {
-      const got = this.#more();
-      if (got.length === 0) break;
-      // The bytes the bit buffer holds whole stay: #align may give them back to the input.
       const keep = this.#bitcnt >> 3;
       const rest = this.#buf.subarray(this.#pos - keep);
+      const pool = this.#opts.pool;
+      const size = Math.max(this.#readSize, rest.length + n);
+      const b = pool && size === pool.size ? pool.get() : Buffer.allocUnsafe(size);
+      rest.copy(b, 0);
+      const got = readSync(this.#fh.fd, b, rest.length, b.length - rest.length, this.#base + this.#buf.length);
+      if (got === 0) {
+        this.#eof = true;
+        pool?.release(b.buffer);
+        break;
+      }
       this.#retire(this.#buf);
       this.#base += this.#pos - keep;
-      this.#buf = rest.length === 0 ? got : Buffer.concat([rest, got]);
+      this.#buf = b.subarray(0, rest.length + got);
       this.#pos = keep;
     }
   }
@@ -455,7 +455,7 @@ export class GzipWalk implements AsyncIterable<Buffer> {
         return this.#emit(view, c, kind);
       }
       case 'huffman': {
-        if (!this.#eof && this.#avail() <= SLACK) { this.#want = this.#avail() + READ; return NEED; }
+        if (!this.#eof && this.#avail() <= SLACK) { this.#want = 4 * SLACK; return NEED; }
         if (this.#op + 258 > this.#ob!.length) this.#roll();
         const end = this.#decodeSome();
         this.#pending = this.#ob!.subarray(this.#ostart, this.#op);
