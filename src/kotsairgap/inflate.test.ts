@@ -254,7 +254,8 @@ test('with a buffer pool, chunks read promptly are right though buffers are read
   await writeFile(join(dir, 'x.gz'), file);
   const fh = await open(join(dir, 'x.gz'), 'r');
   t.teardown(() => fh.close());
-  const pool = new BufferPool(1 << 20);
+  // Small buffers: many reads end inside a block header or a run of codes.
+  const pool = new BufferPool(64 << 10);
   const w = new GzipWalk(fh, 0, { pool });
   const h = createHash('sha256');
   await w.skip(5 << 20, (b) => { h.update(b); });
