@@ -14,9 +14,11 @@ import type { BufferPool } from './buffers.js';
  * compressed data (uncompressed layers) is better left to zlib, so the walk gives up past
  * `huffmanBudget` bytes of Huffman output (`WalkAbandoned`) and its caller starts zlib instead.
  *
- * Every check zlib makes is made: gzip header flags, stored LEN/NLEN, code lengths over- or
- * under-subscribed, distances too far back, invalid symbols, the CRC-32 and length of each
- * member; a file cut short is an error, not an early end.
+ * The checks zlib makes are made: gzip header flags and header CRC, stored LEN/NLEN,
+ * over-subscribed code lengths, codes the data uses that its lengths leave undefined, distances
+ * too far back, invalid symbols, the CRC-32 and length of each member; a file cut short is an
+ * error, not an early end. (Like zlib for a one-code distance tree, an incomplete code is refused
+ * only where the data uses a missing code.)
  */
 
 /** Where a stretch of the decompressed stream came from: a stored block's data at file offset `c`, or a Huffman block (`c` = -1). */
@@ -41,7 +43,6 @@ export class InflateError extends Error {
   readonly code = 'Z_DATA_ERROR';
 }
 
-/** Raised when the file holds more Huffman-coded data than the walk is worth: zlib should read it. */
 /** The walk stops past `huffmanBudget` bytes of Huffman output: the file is mostly compressed data, better read by zlib. */
 export class WalkAbandoned extends Error {}
 
