@@ -168,8 +168,13 @@ test('past its budget of Huffman output the walk gives up (zlib reads such a fil
   t.is(out.length, 3 << 20);
 });
 
-test('code lengths that over-subscribe are refused; every code, short or long, decodes to its symbol', (t) => {
+test('code lengths that over-subscribe or leave a code incomplete are refused as zlib refuses them; every code decodes to its symbol', (t) => {
   t.throws(() => buildTable(new Uint8Array([1, 1, 1]), 'test'), { message: /over-subscribed/ });
+  t.throws(() => buildTable(new Uint8Array([1, 2]), 'test'), { message: /incomplete/ });
+  t.throws(() => buildTable(new Uint8Array([1]), 'code length'), { message: /incomplete/ });
+  // As zlib allows: one code of one bit, or none.
+  t.is(buildTable(new Uint8Array([0, 1]), 'distance').t[0]! >>> 8, 1);
+  t.is(buildTable(new Uint8Array(30), 'distance').t[0], 0);
   // A complete code with lengths 1 to 15 (and two of 15): codes past the root go through subtables.
   const lens = new Uint8Array([...Array.from({ length: 15 }, (_, i) => i + 1), 15, 0]);
   const table = buildTable(lens, 'test');

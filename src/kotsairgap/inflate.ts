@@ -14,11 +14,9 @@ import type { BufferPool } from './buffers.js';
  * compressed data (uncompressed layers) is better left to zlib, so the walk gives up past
  * `huffmanBudget` bytes of Huffman output (`WalkAbandoned`) and its caller starts zlib instead.
  *
- * The checks zlib makes are made: gzip header flags and header CRC, stored LEN/NLEN,
- * over-subscribed code lengths, codes the data uses that its lengths leave undefined, distances
- * too far back, invalid symbols, the CRC-32 and length of each member; a file cut short is an
- * error, not an early end. (Like zlib for a one-code distance tree, an incomplete code is refused
- * only where the data uses a missing code.)
+ * The checks zlib makes are made: gzip header flags and header CRC, stored LEN/NLEN, code
+ * lengths over-subscribed or incomplete (as zlib judges them), distances too far back, invalid
+ * symbols, the CRC-32 and length of each member; a file cut short is an error, not an early end.
  */
 
 /** Where a stretch of the decompressed stream came from: a stored block's data at file offset `c`, or a Huffman block (`c` = -1). */
@@ -80,11 +78,11 @@ const ROOT_BITS = 9;
 const LINK = 0x80;
 
 /**
- * Canonical Huffman codes from code lengths (RFC 1951 §3.2.2). An over-subscribed set is an error;
- * an incomplete one leaves entries empty, an error only if the data uses them (as zlib allows for
- * a distance code of one symbol).
+ * Canonical Huffman codes from code lengths (RFC 1951 §3.2.2). An over-subscribed or incomplete
+ * set is an error, except as zlib allows: a single code of one bit, or no code at all (a block of
+ * literals only has no distance code); entries left empty are then an error if the data uses them.
  */
-export function buildTable(lens: Uint8Array, what: string): Table {
+export function buildTable(lens: Uint8Array, what: string, fixed = false): Table {
   let max = 0;
   const count = new Uint16Array(16);
   for (const l of lens) { count[l]!++; if (l > max) max = l; }
@@ -94,6 +92,9 @@ export function buildTable(lens: Uint8Array, what: string): Table {
     left = (left << 1) - count[l]!;
     if (left < 0) throw new InflateError(`invalid ${what} code lengths (over-subscribed)`);
   }
+  // As zlib: an incomplete code only as a single code of one bit (or none at all), never for code
+  // lengths; the fixed codes (RFC 1951 §3.2.6: 30 distance codes of 5 bits) are as they are.
+  if (!fixed && max > 0 && left > 0 && (what === 'code length' || max !== 1)) throw new InflateError(`invalid ${what} code lengths (incomplete)`);
   const root = Math.min(Math.max(max, 1), ROOT_BITS);
   const rootMask = (1 << root) - 1;
   const next = new Uint16Array(16);
@@ -140,7 +141,7 @@ function fixedTables(): { lit: Table; dist: Table } {
   if (!FIXED) {
     const l = new Uint8Array(288);
     l.fill(8, 0, 144); l.fill(9, 144, 256); l.fill(7, 256, 280); l.fill(8, 280, 288);
-    FIXED = { lit: buildTable(l, 'literal/length'), dist: buildTable(new Uint8Array(30).fill(5), 'distance') };
+    FIXED = { lit: buildTable(l, 'literal/length', true), dist: buildTable(new Uint8Array(30).fill(5), 'distance', true) };
   }
   return FIXED;
 }
