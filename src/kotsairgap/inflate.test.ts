@@ -161,6 +161,23 @@ test('damaged or cut-short files are errors, never a short output; where zlib re
   await t.throwsAsync(walk(t, Buffer.from('not gzip at all')), { instanceOf: InflateError, message: /header/ });
 });
 
+test('bits flipped in Huffman-coded data (block headers, code lengths, codes): the walk errs where zlib errs, else gives what zlib gives', async (t) => {
+  const good = gzipSync(Buffer.from(Array.from({ length: 4000 }, (_, i) => `line ${i % 97}: value ${(i * 7919) % 1013}\n`).join('')), { level: 9 });
+  const r = prng(2024);
+  let refused = 0;
+  for (let i = 0; i < 200; i++) {
+    const bad = Buffer.from(good);
+    // Past the 10-byte gzip header, before the 8-byte trailer: the deflate data.
+    const at = 10 + (r() % (good.length - 18));
+    bad[at] ^= 1 << (r() % 8);
+    let zlib: Buffer | undefined;
+    try { zlib = gunzipSync(bad); } catch { zlib = undefined; }
+    if (zlib === undefined) { await t.throwsAsync(walk(t, bad), { instanceOf: InflateError }, `bit flipped at ${at}`); refused++; }
+    else t.true((await walk(t, bad)).out.equals(zlib), `bit flipped at ${at}`);
+  }
+  t.true(refused > 150, `${refused} of 200 refused`);
+});
+
 test('past its budget of Huffman output the walk gives up (zlib reads such a file better)', async (t) => {
   const text = Buffer.from('x: y\n'.repeat(400_000));
   await t.throwsAsync(walk(t, gzipSync(text), { huffmanBudget: 1 << 20 }), { instanceOf: WalkAbandoned });
