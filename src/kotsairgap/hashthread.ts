@@ -50,7 +50,12 @@ const IN_FLIGHT = 16 << 20;
 /** Views are sent in batches of about this many bytes. */
 const BATCH = 1 << 20;
 
+/** The thread failed (it could not start, or stopped): the scan is done again without it. */
+export class HashThreadError extends Error {}
+
 export class HashThread {
+  /** The shared buffers the walk reads into for this thread. */
+  readonly buffers: BufferPool;
   readonly #worker: Worker;
   readonly #buffers: BufferPool;
   /** The batch being put together: [buffer or bytes, offset, length, id] for each view. */
@@ -67,14 +72,15 @@ export class HashThread {
 
   constructor(buffers: BufferPool) {
     this.#buffers = buffers;
+    this.buffers = buffers;
     this.#worker = new Worker(WORKER, { eval: true, execArgv: [] });
     this.#worker.on('message', (m: { t: string; id?: number; digest?: string; message?: string }) => {
       if (m.t === 'ack') this.#acked();
       else if (m.t === 'd') { this.#digests.get(m.id!)?.resolve(m.digest!); this.#digests.delete(m.id!); }
-      else this.#fail(new Error(`hashing failed: ${m.message}`));
+      else this.#fail(new HashThreadError(`hashing failed: ${m.message}`));
     });
-    this.#worker.on('error', (e) => this.#fail(e));
-    this.#worker.on('exit', (code) => this.#fail(new Error(`the hashing thread stopped (exit code ${code})`)));
+    this.#worker.on('error', (e) => this.#fail(new HashThreadError(`the hashing thread failed: ${e.message}`, { cause: e })));
+    this.#worker.on('exit', (code) => this.#fail(new HashThreadError(`the hashing thread stopped (exit code ${code})`)));
   }
 
   /** A blob to hash. */
@@ -93,7 +99,7 @@ export class HashThread {
   }
 
   async close(): Promise<void> {
-    this.#fail(new Error('the hashing thread was stopped'));
+    this.#fail(new HashThreadError('the hashing thread was stopped'));
     await this.#worker.terminate();
   }
 

@@ -4,7 +4,7 @@ import { AIRGAP_YAML, APP_ARCHIVE, FORMAT_REGISTRY, imageFormat, parseAirgapYaml
 import { inflateFrom, memberAt, scanMembers, type Member } from './gzip.js';
 import { availableParallelism } from 'node:os';
 import { BufferPool } from './buffers.js';
-import { HashThread } from './hashthread.js';
+import { HashThread, HashThreadError } from './hashthread.js';
 import { GzipWalk, WalkAbandoned, type Region } from './inflate.js';
 import { PieceBuilder, type Piece } from './stored.js';
 import { badAirgap, ByteSource, printable, walkTar, type StreamEntry } from './tar.js';
@@ -85,11 +85,25 @@ export async function scanAirgap(path: string, fh: FileHandle, fileSize: number,
   const one = [{ coff: 0, doff: 0 }];
   // A second processor hashes the layers while the walk reads on (hashthread.ts).
   const threaded = opts.hashThread ?? availableParallelism() >= 2;
-  const buffers = new BufferPool(READ_SIZE, threaded, threaded ? SHARED_READY : 0);
-  const thread = threaded ? new HashThread(buffers) : undefined;
+  let thread: HashThread | undefined;
+  try {
+    // A thread that cannot start (a limit on threads) leaves the walk to hash on its own.
+    thread = threaded ? new HashThread(new BufferPool(READ_SIZE, true, SHARED_READY)) : undefined;
+  } catch {
+    thread = undefined;
+  }
+  const buffers = thread?.buffers ?? new BufferPool(READ_SIZE);
   try {
     return await scanOnce(path, fh, label, one, new GzipWalk(fh, 0, { huffmanBudget: HUFFMAN_BUDGET, pool: buffers }), thread);
   } catch (e) {
+    if (e instanceof HashThreadError) {
+      // The thread failed, not the file: once more without it.
+      return scanOnce(path, fh, label, one, new GzipWalk(fh, 0, { huffmanBudget: HUFFMAN_BUDGET, pool: new BufferPool(READ_SIZE) }))
+        .catch((again: unknown) => {
+          if (!(again instanceof WalkAbandoned)) throw again;
+          return scanOnce(path, fh, label, one, undefined);
+        });
+    }
     if (!(e instanceof WalkAbandoned)) throw e;
     return scanOnce(path, fh, label, one, undefined);
   }
