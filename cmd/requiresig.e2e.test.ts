@@ -48,21 +48,27 @@ test.after.always(async (t) => {
   if (t.context.dir) await rm(t.context.dir, { recursive: true, force: true });
 });
 
+/**
+ * Every command at once. push and install write into namespaces of their own: two processes
+ * pushing the same blobs into the same repositories at the same moment race in docker-registry's
+ * filesystem storage (a manifest PUT was once refused with MANIFEST_BLOB_UNKNOWN), which is not
+ * what this test is about.
+ */
 function everyCommand(t: ExecutionContext<Ctx>, bundle: string, ns: string, extra: string[] = []): Promise<CliResult>[] {
   const env = { AIRGAP_REQUIRE_SIGNATURE: t.context.vendor.pub };
-  const registry = ['--registry', `${t.context.customer.host}/${ns}`];
+  const registry = (to: string) => ['--registry', `${t.context.customer.host}/${to}`];
   return [
     runCli(['inspect', bundle], { env }),
     runCli(['verify', bundle, ...extra], { env }),
-    runCli(['push', bundle, ...registry, ...extra], { env }),
-    runCli(['rewrite', bundle, ...registry, '--out', join(t.context.dir, `${ns}-rewrite`), '--skip-registry-check', ...extra], { env }),
-    runCli(['install', bundle, ...registry, '--out', join(t.context.dir, `${ns}-install`), ...extra], { env }),
+    runCli(['push', bundle, ...registry(ns), ...extra], { env }),
+    runCli(['rewrite', bundle, ...registry(ns), '--out', join(t.context.dir, `${ns}-rewrite`), '--skip-registry-check', ...extra], { env }),
+    runCli(['install', bundle, ...registry(`${ns}-install`), '--out', join(t.context.dir, `${ns}-install`), ...extra], { env }),
   ];
 }
 
 async function noTags(t: ExecutionContext<Ctx>, ns: string): Promise<void> {
   const { repositories } = (await (await fetch(`http://${t.context.customer.host}/v2/_catalog?n=1000`)).json()) as { repositories: string[] | null };
-  t.deepEqual((repositories ?? []).filter((r) => r.startsWith(`${ns}/`)), [], `nothing pushed into ${ns}`);
+  t.deepEqual((repositories ?? []).filter((r) => r.startsWith(`${ns}/`) || r.startsWith(`${ns}-install/`)), [], `nothing pushed into ${ns}`);
 }
 
 test('push, install, rewrite and verify with --key print the release the signature vouches for', async (t) => {
