@@ -1,12 +1,11 @@
 import { Readable } from 'node:stream';
 import { AirgapError, isAirgapError } from '../errors.js';
 import { assertDigest, isDescriptor, isSha256Hex, type Descriptor } from '../oci/descriptor.js';
-import { MAX_MANIFEST_BYTES, parseManifest } from '../oci/manifest.js';
+import { MAX_MANIFEST_BYTES } from '../oci/manifest.js';
 import { isIndexType, isManifestType } from '../oci/mediatypes.js';
-import { verifyBytes } from '../oci/verify.js';
 import type { ParsedManifest } from '../oci/manifest.js';
 import type { FetchOptions, Resolved, SourceStore } from '../store.js';
-import { indexProblems, manifestTypeProblem } from './rules.js';
+import { checkBundleManifest, indexProblems, parseBundleManifest } from './rules.js';
 import {
   ANNOTATION_ATTACHED_KIND, ANNOTATION_ATTACHED_TAG, ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, ANNOTATION_SUBJECT, APP_DIR, BLOBS_DIR, INDEX_FILE, METADATA_FILE,
   METADATA_SCHEMA_VERSION, OCI_LAYOUT_FILE, malformedBundle, type BundleBase, type BundleMetadata,
@@ -215,21 +214,11 @@ export class BundleReader implements SourceStore {
     const entry = this.#blobs.get(desc.digest);
     if (!entry) throw damaged(this.label, `${what} (${desc.digest})`);
     const bytes = await this.#readManifest(entry, desc.digest);
-    verifyBytes(bytes, desc, `${this.label}: ${what}`);
-    const manifest = this.#parse(bytes, desc.mediaType, what);
-    const problem = manifestTypeProblem(desc, manifest);
-    if (problem) throw malformedBundle(this.label, `${what}: ${problem}`);
-    return { bytes, manifest };
+    return { bytes, manifest: checkBundleManifest(bytes, desc, this.label, what, (d) => malformedBundle(this.label, d)) };
   }
 
   #parse(bytes: Buffer, mediaType: string | null, what: string): ParsedManifest {
-    try {
-      return parseManifest(bytes, mediaType, what);
-    } catch (e) {
-      // Content the bundle carries that is no manifest is a malformed bundle (exit 3), not an unsupported registry answer.
-      if (isAirgapError(e, 'E_UNSUPPORTED')) throw malformedBundle(this.label, e.message);
-      throw e;
-    }
+    return parseBundleManifest(bytes, mediaType, what, (d) => malformedBundle(this.label, d));
   }
 
   #refs: Map<string, Descriptor> | undefined;

@@ -1,6 +1,8 @@
+import { type AirgapError, isAirgapError } from '../errors.js';
 import { type Descriptor } from '../oci/descriptor.js';
-import { type ParsedManifest } from '../oci/manifest.js';
+import { parseManifest, type ParsedManifest } from '../oci/manifest.js';
 import { isIndexType, isManifestType } from '../oci/mediatypes.js';
+import { verifyBytes } from '../oci/verify.js';
 import { ANNOTATION_ATTACHED_TAG, ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, ANNOTATION_SUBJECT, INDEX_FILE } from './format.js';
 
 /**
@@ -10,6 +12,30 @@ import { ANNOTATION_ATTACHED_TAG, ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAM
  * bundle another command reads differently. How deep a graph may nest is the same bound for
  * every store (oci/manifest.ts MAX_GRAPH_DEPTH), applied by loadGraph and by verify's walk.
  */
+
+/**
+ * A manifest or index a bundle carries, parsed: content that is no manifest is the bundle's
+ * fault (`malformed`, exit 3), not an unsupported registry answer. Both bundle readers (ours and
+ * a KOTS .airgap) parse through here.
+ */
+export function parseBundleManifest(bytes: Buffer, mediaType: string | null, what: string, malformed: (detail: string) => AirgapError): ParsedManifest {
+  try {
+    return parseManifest(bytes, mediaType, what);
+  } catch (e) {
+    if (isAirgapError(e, 'E_UNSUPPORTED')) throw malformed(e.message);
+    throw e;
+  }
+}
+
+/** A manifest read whole from a bundle: verified against its descriptor, parsed, its body what the descriptor says. */
+export function checkBundleManifest(bytes: Buffer, desc: Descriptor, label: string, what: string,
+  malformed: (detail: string) => AirgapError): ParsedManifest {
+  verifyBytes(bytes, desc, `${label}: ${what}`);
+  const manifest = parseBundleManifest(bytes, desc.mediaType, what, malformed);
+  const problem = manifestTypeProblem(desc, manifest);
+  if (problem) throw malformed(`${what}: ${problem}`);
+  return manifest;
+}
 
 /** Every way index.json breaks the rules; empty when it follows them. */
 export function indexProblems(index: Descriptor[]): string[] {

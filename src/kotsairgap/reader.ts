@@ -1,16 +1,15 @@
 import { Readable } from 'node:stream';
 import { gunzipSync } from 'node:zlib';
-import { AirgapError, isAirgapError } from '../errors.js';
+import { AirgapError } from '../errors.js';
 import { assertDigest, type Descriptor } from '../oci/descriptor.js';
-import { MAX_MANIFEST_BYTES, parseManifest, type ParsedManifest } from '../oci/manifest.js';
+import { MAX_MANIFEST_BYTES, type ParsedManifest } from '../oci/manifest.js';
 import { isIndexType, isManifestType } from '../oci/mediatypes.js';
-import { verifyBytes } from '../oci/verify.js';
 import { isDigestOnly, lastComponent, parseReference, taggedName } from '../reference.js';
 import type { FetchOptions, Resolved } from '../store.js';
 import type { BundleBase, BundleMetadata } from '../bundle/format.js';
 import type { BundleBlob } from '../bundle/reader.js';
 import { openRegularFile } from '../bundle/regular.js';
-import { manifestTypeProblem } from '../bundle/rules.js';
+import { checkBundleManifest, parseBundleManifest } from '../bundle/rules.js';
 import type { BundleSource } from '../bundle/source.js';
 import { archiveImage } from './dockerarchive.js';
 import { memberAt, RangeReader, type Member } from './gzip.js';
@@ -209,11 +208,7 @@ export class KotsAirgapReader implements BundleSource {
     if (size === undefined) throw new AirgapError('E_BUNDLE', `${this.label} is incomplete: it does not contain ${what} (${desc.digest})`);
     if (size > MAX_MANIFEST_BYTES) throw badAirgap(this.label, `${what} is ${size} bytes, too big to be a manifest`);
     const bytes = await this.#bytes(desc.digest);
-    verifyBytes(bytes, desc, `${this.label}: ${what}`);
-    const manifest = this.#parse(bytes, desc.mediaType, what);
-    const problem = manifestTypeProblem(desc, manifest);
-    if (problem) throw badAirgap(this.label, `${what}: ${problem}`);
-    return { bytes, manifest };
+    return { bytes, manifest: checkBundleManifest(bytes, desc, this.label, what, (d) => badAirgap(this.label, d)) };
   }
 
   async fetch(desc: Descriptor, opts: FetchOptions = {}): Promise<Readable> {
@@ -263,12 +258,7 @@ export class KotsAirgapReader implements BundleSource {
   }
 
   #parse(bytes: Buffer, mediaType: string | null, what: string): ParsedManifest {
-    try {
-      return parseManifest(bytes, mediaType, what);
-    } catch (e) {
-      if (isAirgapError(e, 'E_UNSUPPORTED')) throw badAirgap(this.label, e.message);
-      throw e;
-    }
+    return parseBundleManifest(bytes, mediaType, what, (d) => badAirgap(this.label, d));
   }
 }
 
