@@ -1,7 +1,7 @@
 import test from 'ava';
 import { execFile } from 'node:child_process';
 import { openSync, closeSync, writeSync, ftruncateSync } from 'node:fs';
-import { mkdtemp, open, rm } from 'node:fs/promises';
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -39,4 +39,18 @@ test('an entry over 8 GiB gets a PAX size that GNU tar and our index read back',
   t.teardown(() => fh.close());
   const entries = await indexTar(fh, (await fh.stat()).size, 'big.tar');
   t.deepEqual(entries.get('blobs/sha256/' + 'b'.repeat(64)), { type: 'file', offset: header.length, size });
+});
+
+test('a long ASCII name goes into ustar prefix and name (one block); one that cannot split takes a PAX path; GNU tar reads both', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'airgap-format-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const split = 'app/' + 'x'.repeat(60) + '/' + 'y'.repeat(70) + '/deployment.yaml';
+  const unsplittable = 'app/' + 'z'.repeat(120) + '.yaml';
+  const body = Buffer.from('kind: ConfigMap\n');
+  const entry = (name: string) => [encodeTarHeader({ name, type: 'file', size: body.length, mtime: new Date(0) }), body, Buffer.alloc(512 - body.length)];
+  t.is(encodeTarHeader({ name: split, type: 'file', size: 1, mtime: new Date(0) }).length, 512);
+  t.true(encodeTarHeader({ name: unsplittable, type: 'file', size: 1, mtime: new Date(0) }).length > 512);
+  await writeFile(join(dir, 'x.tar'), Buffer.concat([...entry(split), ...entry(unsplittable), Buffer.alloc(1024)]));
+  const { stdout } = await run('tar', ['-tf', join(dir, 'x.tar')]);
+  t.deepEqual(stdout.trim().split('\n'), [split, unsplittable]);
 });

@@ -116,8 +116,9 @@ export const BLOCK = 512;
 export const END_OF_ARCHIVE_SIZE = 2 * BLOCK;
 
 /** The largest size the 11-digit octal field holds; bigger ones go to PAX + base-256. */
-export const MAX_OCTAL_SIZE = 0o77777777777;
+const MAX_OCTAL_SIZE = 0o77777777777;
 const NAME_FIELD = 100;
+const PREFIX_FIELD = 155;
 
 export type TarEntryType = 'file' | 'dir';
 
@@ -140,11 +141,15 @@ export function encodeTarHeader(h: TarHeaderFields): Buffer {
   const name = h.type === 'dir' && !h.name.endsWith('/') ? h.name + '/' : h.name;
   const nameBytes = Buffer.from(name, 'utf8');
   const pax: Array<[string, string]> = [];
-  if (nameBytes.length > NAME_FIELD || !isAscii(nameBytes)) pax.push(['path', name]);
+  // A long ASCII name splits into ustar's prefix and name fields where it can (every reader knows
+  // them; a storage tree's paths fit); anything else takes a PAX path record.
+  const split = nameBytes.length > NAME_FIELD && isAscii(nameBytes) ? prefixSplit(name) : -1;
+  if ((nameBytes.length > NAME_FIELD && split < 0) || !isAscii(nameBytes)) pax.push(['path', name]);
   if (h.size > MAX_OCTAL_SIZE) pax.push(['size', String(h.size)]);
 
   const main = ustarBlock({
-    name: pax.some(([k]) => k === 'path') ? truncatedName(name) : name,
+    name: pax.some(([k]) => k === 'path') ? truncatedName(name) : split >= 0 ? name.slice(split + 1) : name,
+    ...(split >= 0 ? { prefix: name.slice(0, split) } : {}),
     typeflag: h.type === 'dir' ? '5' : '0',
     mode: h.type === 'dir' ? 0o755 : 0o644,
     size: h.size,
@@ -166,6 +171,8 @@ export function tarHeaderLength(h: Omit<TarHeaderFields, 'mtime'>): number {
 
 interface UstarFields {
   name: string;
+  /** ustar's prefix field: the name's leading directories, when the name alone is too long. */
+  prefix?: string;
   typeflag: string;
   mode: number;
   size: number;
@@ -183,6 +190,7 @@ function ustarBlock(f: UstarFields): Buffer {
   writeOctal(b, 136, 12, Math.max(0, Math.floor(f.mtime.getTime() / 1000)));
   b.write(f.typeflag, 156, 1, 'latin1');
   b.write('ustar\u000000', 257, 8, 'latin1');
+  if (f.prefix) b.write(f.prefix, 345, PREFIX_FIELD, 'latin1');
   b.write('root', 265, 32, 'latin1'); // uname
   b.write('root', 297, 32, 'latin1'); // gname
   b.fill(0x20, 148, 156); // checksum is computed with its own field as spaces
@@ -222,6 +230,14 @@ function paxRecord(key: string, value: string): string {
 }
 
 /** A readable stand-in for the ustar name field when the real name lives in the PAX header. */
+/** Where a name splits at a slash into ustar's prefix (≤ 155 bytes) and name (≤ 100), or -1. */
+function prefixSplit(name: string): number {
+  for (let i = name.length - 1; i > 0; i--) {
+    if (name[i] === '/' && i <= PREFIX_FIELD && name.length - i - 1 <= NAME_FIELD && name.length - i - 1 > 0) return i;
+  }
+  return -1;
+}
+
 function truncatedName(name: string): string {
   let out = '';
   for (const ch of name) {

@@ -7,7 +7,7 @@ import { digestHex, type Descriptor } from '../oci/descriptor.js';
 import { VerifyingStream } from '../oci/verify.js';
 import { lastComponent, parseReference } from '../reference.js';
 import { flatten, loadGraph, type GraphNode } from '../copy.js';
-import { encodeTarHeader, MAX_OCTAL_SIZE } from '../bundle/format.js';
+import { encodeTarHeader } from '../bundle/format.js';
 import type { BundleSource } from '../bundle/source.js';
 import { MEMBER_HEADER_SIZE, memberHeader } from './gzip.js';
 import { AIRGAP_YAML, APP_ARCHIVE, FORMAT_REGISTRY } from './metadata.js';
@@ -239,53 +239,11 @@ class MemberWriter {
 }
 
 /**
- * A ustar header (PAX for a name that does not fit), owner root, mtime 0. A body of 8 GiB or more
- * (a big layer) does not fit the octal size field: the header is then our bundle's, with a PAX
- * size record and the size in base-256 (GNU tar, Go's archive/tar and KOTS read both).
+ * A tar header as our bundle writes them (bundle/format.ts): ustar, a long name split into prefix
+ * and name (a storage tree's paths) or a PAX path, a body of 8 GiB or more (a big layer) with a
+ * PAX size record and a base-256 size field (GNU tar, Go's archive/tar and KOTS read both); owner
+ * root, mtime 0, so the same input gives the same file.
  */
 export function tarHeader(name: string, size: number, type: '0' | '5'): Buffer {
-  if (size > MAX_OCTAL_SIZE) return encodeTarHeader({ name, type: type === '5' ? 'dir' : 'file', size, mtime: new Date(0) });
-  const h = Buffer.alloc(BLOCK);
-  let pax: Buffer | undefined;
-  const bytes = Buffer.byteLength(name);
-  if (bytes <= 100) h.write(name, 0, 'utf8');
-  else {
-    // ASCII names (all of a storage tree) split into ustar's prefix and name; others get a PAX path.
-    const split = [...name].length === bytes ? findSplit(name) : -1;
-    if (split > 0) { h.write(name.slice(split + 1), 0, 'utf8'); h.write(name.slice(0, split), 345, 'utf8'); }
-    else {
-      const rec = (len: number) => `${len} path=${name}\n`;
-      let len = Buffer.byteLength(rec(0));
-      while (Buffer.byteLength(rec(len)) !== len) len = Buffer.byteLength(rec(len));
-      const body = Buffer.from(rec(len));
-      pax = Buffer.concat([fill(Buffer.alloc(BLOCK), 'PaxHeader', body.length, 'x'), body, Buffer.alloc(padding(body.length))]);
-      h.write(name.slice(0, 100), 0, 'utf8');
-    }
-  }
-  fill(h, undefined, size, type);
-  return pax ? Buffer.concat([pax, h]) : h;
-}
-
-/** Where a name splits into ustar prefix (≤ 155) and name (≤ 100), or -1. */
-function findSplit(name: string): number {
-  for (let i = name.length - 1; i > 0; i--) {
-    if (name[i] === '/' && i <= 155 && name.length - i - 1 <= 100) return i;
-  }
-  return -1;
-}
-
-function fill(h: Buffer, name: string | undefined, size: number, type: string): Buffer {
-  if (name !== undefined) h.write(name, 0, 'utf8');
-  h.write(type === '5' ? '0000755\0' : '0000644\0', 100, 'latin1');
-  h.write('0000000\0', 108, 'latin1');
-  h.write('0000000\0', 116, 'latin1');
-  h.write(size.toString(8).padStart(11, '0') + '\0', 124, 'latin1');
-  h.write('00000000000\0', 136, 'latin1');
-  h.write(type, 156, 'latin1');
-  h.write('ustar\u000000', 257, 'latin1');
-  h.write('        ', 148, 'latin1');
-  let sum = 0;
-  for (let i = 0; i < BLOCK; i++) sum += h[i]!;
-  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1');
-  return h;
+  return encodeTarHeader({ name, type: type === '5' ? 'dir' : 'file', size, mtime: new Date(0) });
 }
