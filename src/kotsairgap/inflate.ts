@@ -227,11 +227,6 @@ export class GzipWalk implements AsyncIterable<Buffer> {
     this.#opts = opts;
   }
 
-  /** Decompressed bytes handed out so far. */
-  get produced(): number {
-    return this.#d;
-  }
-
   /** The recorded regions overlapping [from, to), oldest first (those more than keepRegions behind are gone). */
   regions(from: number, to: number): Region[] {
     const out: Region[] = [];
