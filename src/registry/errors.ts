@@ -10,10 +10,12 @@ export class RegistryError extends AirgapError {
   readonly status: number | undefined;
   /** First error code from the registry's JSON body (MANIFEST_UNKNOWN, DENIED, …). */
   readonly registryCode: string | undefined;
+  /** Every error code of the body, in its order (distribution lists one per refused descriptor). */
+  readonly registryCodes: readonly string[];
   readonly temporary: boolean;
 
   constructor(code: ErrorCode, message: string, opts: {
-    hint?: string; cause?: unknown; status?: number; registryCode?: string; temporary?: boolean;
+    hint?: string; cause?: unknown; status?: number; registryCode?: string; registryCodes?: string[]; temporary?: boolean;
   } = {}) {
     super(code, message, {
       ...(opts.hint !== undefined ? { hint: opts.hint } : {}),
@@ -22,6 +24,7 @@ export class RegistryError extends AirgapError {
     this.name = 'RegistryError';
     this.status = opts.status;
     this.registryCode = opts.registryCode;
+    this.registryCodes = opts.registryCodes ?? (opts.registryCode !== undefined ? [opts.registryCode] : []);
     this.temporary = opts.temporary ?? false;
   }
 }
@@ -52,7 +55,7 @@ export function httpError(s: RequestSubject, status: number, body: string, conte
   const diag = registryDiagnostics(body, contentType);
   const detail = diag.text ? ` (${diag.text})` : '';
   const message = `${describe(s)}: HTTP ${status}${detail}`;
-  const base = { status, ...(diag.code ? { registryCode: diag.code } : {}) };
+  const base = { status, ...(diag.code ? { registryCode: diag.code, registryCodes: diag.codes ?? [diag.code] } : {}) };
   if (status === 401 || status === 403 || diag.code === 'DENIED' || diag.code === 'UNAUTHORIZED') {
     return new RegistryError('E_AUTH', message, { ...base, hint: HINTS.auth });
   }
@@ -131,7 +134,7 @@ export function registryErrorCodes(body: string): string[] {
 }
 
 /** The registry's own diagnostics: `{"errors":[{"code","message"}]}`, or a note that it was not JSON. */
-function registryDiagnostics(body: string, contentType: string | undefined): { code?: string; text: string } {
+function registryDiagnostics(body: string, contentType: string | undefined): { code?: string; codes?: string[]; text: string } {
   const trimmed = body.trim();
   if (trimmed === '') return { text: '' };
   try {
@@ -144,7 +147,9 @@ function registryDiagnostics(body: string, contentType: string | undefined): { c
         return typeof o.message === 'string' && o.message ? `${code}: ${oneLine(o.message)}` : code;
       });
       const first = (errors[0] ?? {}) as { code?: unknown };
-      return { ...(typeof first.code === 'string' ? { code: first.code } : {}), text: parts.join('; ') };
+      const codes = errors.map((e: unknown) => (typeof e === 'object' && e !== null ? (e as { code?: unknown }).code : undefined))
+        .filter((c): c is string => typeof c === 'string');
+      return { ...(typeof first.code === 'string' ? { code: first.code } : {}), codes, text: parts.join('; ') };
     }
     const msg = typeof parsed === 'object' && parsed !== null
       ? ((parsed as { message?: unknown; error?: unknown }).message ?? (parsed as { error?: unknown }).error) : undefined;

@@ -2,11 +2,12 @@ import test from 'ava';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { childrenOf, parseManifest } from '../oci/manifest.js';
-import { VerifyingStream } from '../oci/verify.js';
+import { VerifyingStream, sha256Digest } from '../oci/verify.js';
 import { seedImage } from '../testing/fixtures.js';
 import { type TestRegistry, startRegistry } from '../testing/registry.js';
 import { basic } from './auth.js';
 import { RegistryClient } from './client.js';
+import { RegistryStore } from './store.js';
 import { type Front, startFront } from './testfront.js';
 import { parseRetryAfter } from './transport.js';
 import { withDigest } from './upload.js';
@@ -199,4 +200,42 @@ test('digest= is appended to Locations with or without a query', (t) => {
   t.is(withDigest(new URL('http://r/v2/x/blobs/uploads/u1'), d).href, `http://r/v2/x/blobs/uploads/u1?digest=sha256%3A${'a'.repeat(64)}`);
   t.is(withDigest(new URL('http://r/v2/x/blobs/uploads/u1?_state=a%2Bb%3D'), d).href,
     `http://r/v2/x/blobs/uploads/u1?_state=a%2Bb%3D&digest=sha256%3A${'a'.repeat(64)}`);
+});
+
+test('a manifest refused for a blob the registry does hold (another push rewriting its link) is PUT again; one it lacks is not', async (t) => {
+  await seedImage(plain, { repo: 'race/app', tag: 'v1', layers: [{ seed: 'race', size: 2000 }] });
+  const { descriptor, bytes } = await client(plain.host).getManifest('race/app', 'v1');
+  const children = childrenOf(parseManifest(bytes));
+  // As distribution answers while another upload of a blob truncates and rewrites its link file.
+  let refusals = 0;
+  const front = track(await startFront(plain.host, async (req, res, ctx) => {
+    if (req.method === 'PUT' && req.url?.includes('/manifests/') && refusals < 2) {
+      refusals++;
+      await ctx.body();
+      res.writeHead(400, { 'content-type': 'application/json' });
+      // distribution lists the error reading the empty link first, then the blob as unknown.
+      const unknown = { code: 'MANIFEST_BLOB_UNKNOWN', message: 'blob unknown to registry', detail: children[1]!.digest };
+      res.end(JSON.stringify({ errors: refusals === 1
+        ? [{ code: 'DIGEST_INVALID', message: 'provided digest did not match uploaded content' }, unknown] : [unknown] }));
+      return;
+    }
+    await ctx.forward();
+  }));
+  const store = new RegistryStore(client(front.host), 'race/app');
+  await store.tag(descriptor, bytes, 'v2');
+  const puts = front.seen.filter((r) => r.method === 'PUT' && r.url.includes('/manifests/'));
+  t.is(puts.length, 3, 'two refusals, then the PUT that stored it');
+  // Between the PUTs, every blob the manifest names was looked for.
+  const heads = front.seen.filter((r) => r.method === 'HEAD' && r.url.includes('/blobs/'));
+  t.is(heads.length, 2 * children.length);
+  t.is((await client(plain.host).getManifest('race/app', 'v2')).descriptor.digest, descriptor.digest);
+
+  // A manifest naming a layer the registry has never seen: the registry's own refusal, after one PUT.
+  const m = JSON.parse(Buffer.from(bytes).toString('utf8')) as { layers: { digest: string }[] };
+  m.layers[0]!.digest = 'sha256:' + 'ab'.repeat(32);
+  const lacking = Buffer.from(JSON.stringify(m));
+  const before = front.seen.length;
+  const err = await t.throwsAsync(store.tag({ ...descriptor, digest: sha256Digest(lacking), size: lacking.length }, lacking, 'v3'));
+  t.regex(err!.message, /MANIFEST_BLOB_UNKNOWN/);
+  t.is(front.seen.slice(before).filter((r) => r.method === 'PUT').length, 1, 'not PUT again: the blob is not there');
 });

@@ -1,11 +1,16 @@
 import { Readable } from 'node:stream';
 import { AirgapError, isAirgapError } from '../errors.js';
-import { MAX_MANIFEST_BYTES, isForeignLayer, parseManifest } from '../oci/manifest.js';
+import { MAX_MANIFEST_BYTES, childrenOf, isForeignLayer, parseManifest } from '../oci/manifest.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { isIndexType, isManifestType, isSchema1 } from '../oci/mediatypes.js';
 import { verifyBytes } from '../oci/verify.js';
 import type { FetchOptions, PushOutcome, Resolved, SourceStore, TargetStore } from '../store.js';
 import type { ProbeResult, RegistryClient } from './client.js';
+import { RegistryError } from './errors.js';
+import { backoffDelay, sleep } from './transport.js';
+
+/** PUTs of one manifest while a HEAD finds every blob it names (see #putManifest). */
+const LINK_RACE_ATTEMPTS = 4;
 
 /**
  * One repository of one registry as a content store, both source and target. The repository
@@ -84,8 +89,7 @@ export class RegistryStore implements SourceStore, TargetStore {
     const bytes = await readManifest(await open(), desc, this.label);
     verifyBytes(bytes, desc, `manifest ${desc.digest} for ${this.label}`);
     // By digest: pushing must not make the content visible under a tag.
-    await this.client.putManifest(this.repository, desc.digest, bytes, desc.mediaType, opts)
-      .catch((e: unknown) => { throw explainForeignUrls(e, bytes, desc.mediaType); });
+    await this.#putManifest(desc.digest, bytes, desc.mediaType, opts);
     return 'uploaded';
   }
 
@@ -96,8 +100,39 @@ export class RegistryStore implements SourceStore, TargetStore {
   /** Stores the manifest under `reference`; fails E_DIGEST_MISMATCH when the registry says it stored other content. */
   async tag(desc: Descriptor, bytes: Uint8Array, reference: string, opts: FetchOptions = {}): Promise<void> {
     verifyBytes(bytes, desc, `manifest ${desc.digest} for ${this.label}`);
-    await this.client.putManifest(this.repository, reference, bytes, desc.mediaType, opts)
-      .catch((e: unknown) => { throw explainForeignUrls(e, bytes, desc.mediaType); });
+    await this.#putManifest(reference, bytes, desc.mediaType, opts);
+  }
+
+  /**
+   * A manifest PUT, once more when the registry says it lacks a blob the manifest names but a HEAD
+   * finds every one of them: distribution rewrites a repository's link to a blob each time the blob
+   * is uploaded there (truncated, then written), so while another client pushes the same blob into
+   * the same repository a manifest can be refused for a blob that is there (MANIFEST_BLOB_UNKNOWN,
+   * after a DIGEST_INVALID for the empty link it read).
+   * A blob the HEAD does not find leaves the error as it was: the manifest is not stored without it.
+   */
+  async #putManifest(reference: string, bytes: Uint8Array, mediaType: string, opts: FetchOptions): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.client.putManifest(this.repository, reference, bytes, mediaType, opts);
+        return;
+      } catch (e) {
+        if (attempt >= LINK_RACE_ATTEMPTS || !(e instanceof RegistryError) || !e.registryCodes.includes('MANIFEST_BLOB_UNKNOWN') ||
+          !(await this.#holdsEveryChild(bytes, mediaType, opts))) throw explainForeignUrls(e, bytes, mediaType);
+        await sleep(backoffDelay(this.client.retryPolicy, attempt), opts.signal);
+      }
+    }
+  }
+
+  async #holdsEveryChild(bytes: Uint8Array, mediaType: string, opts: FetchOptions): Promise<boolean> {
+    let children: Descriptor[];
+    try {
+      children = childrenOf(parseManifest(bytes, mediaType)).filter((d) => !isForeignLayer(d));
+    } catch {
+      return false;
+    }
+    const held = await Promise.all(children.map((d) => this.exists(d, opts).catch(() => false)));
+    return held.every(Boolean);
   }
 
   /** The manifest a tag names now (a HEAD: free of pull quotas), undefined when it names nothing. */
