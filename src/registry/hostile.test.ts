@@ -1,5 +1,6 @@
 import test from 'ava';
 import { createHash } from 'node:crypto';
+import dns from 'node:dns';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Readable, Writable } from 'node:stream';
@@ -150,6 +151,37 @@ test('an upload Location at a link-local address (169.254.169.254, fe80::) is re
     const desc = blobDesc(bytes);
     const err = await t.throwsAsync(c.pushBlob('team/app', desc, () => Promise.resolve(Readable.from([bytes]))), undefined, location);
     t.regex(err!.message, /refused to follow the registry's upload Location to .*link-local address/, location);
+  }
+});
+
+test('a name the registry sends us to that resolves to a link-local address is refused before any connection, not retried', async (t) => {
+  // The name resolves here (a stand-in for DNS) to a link-local address scoped to the loopback
+  // interface: were it not refused, the attempt would still not leave the machine.
+  const name = 'metadata.hostile.invalid';
+  const lookups: string[] = [];
+  const real = dns.lookup;
+  (dns as { lookup: unknown }).lookup = (host: string, opts: unknown, cb?: unknown): void => {
+    const callback = (typeof opts === 'function' ? opts : cb) as (e: Error | null, a?: unknown, f?: number) => void;
+    if (host !== name) return void (real as (...a: unknown[]) => void)(host, opts, cb);
+    lookups.push(host);
+    const all = typeof opts === 'object' && opts !== null && (opts as { all?: boolean }).all;
+    const address = { address: 'fe80::1%lo', family: 6 };
+    process.nextTick(() => (all ? callback(null, [address]) : callback(null, address.address, address.family)));
+  };
+  try {
+    const f = await front((req, res, ctx) => {
+      if (req.method === 'GET' && /\/blobs\/sha256:/.test(req.url ?? '')) {
+        return void res.writeHead(307, { location: `https://${name}:8443/latest/meta-data/iam/security-credentials/` }).end();
+      }
+      return ctx.forward();
+    }, true);
+    const c = client(f.host, { caFile: ca.caFile });
+    const err = await t.throwsAsync(async () => drain(await c.getBlob('team/app', layer)));
+    t.regex(err!.message, new RegExp(`refused to connect to ${name.replace(/\./g, '\\.')}:8443: ${name.replace(/\./g, '\\.')} resolves to fe80::1%lo, a link-local address`));
+    t.notRegex(err!.message, /cannot connect/);
+    t.deepEqual(lookups, [name], 'looked up once: refused, not retried');
+  } finally {
+    (dns as { lookup: unknown }).lookup = real;
   }
 });
 

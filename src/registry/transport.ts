@@ -1,3 +1,4 @@
+import dns from 'node:dns';
 import { readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { createRequire } from 'node:module';
@@ -9,7 +10,7 @@ import {
 } from './errors.js';
 import {
   type HostPolicy, type HostSettings, type PolicyInput, type RetryPolicy, RegistryPolicy, type Route, endpointHost, hopRefusal,
-  isEndpointOf, isRetriableStatus,
+  isEndpointOf, isLinkLocal, isRetriableStatus,
 } from './policy.js';
 import { shownUrl } from './foreign.js';
 import { HostGate } from './gate.js';
@@ -262,7 +263,11 @@ export class Transport {
     let agent = this.#agents.get(key);
     if (!agent) {
       const tls = url.protocol === 'https:' ? this.#tlsOptions(host, own) : {};
-      agent = this.#newAgent(this.settings(host), tls, route, url.protocol === 'https:' ? host : undefined);
+      // Another origin the registry sends us to (a redirect, an upload Location, a token realm) is
+      // refused at a link-local address (hopRefusal); a name is checked where it resolves. Through
+      // a proxy the proxy resolves it, and answers as it is configured to.
+      const connect = own || route.proxy !== undefined ? tls : { ...tls, lookup: lookupNotLinkLocal };
+      agent = this.#newAgent(this.settings(host), connect, route, url.protocol === 'https:' ? host : undefined);
       this.#agents.set(key, agent);
     }
     return agent;
@@ -367,6 +372,11 @@ export class Transport {
     const { caFile } = this.settings(subject.host).tls;
     if (isTlsVerifyError(e)) return tlsError(subject, e, { ...(origin ? { origin } : {}), ...(caFile ? { caFile } : {}) });
     if (isTlsHandshakeError(e)) return tlsHandshakeError(subject, e, origin);
+    if (errorCodes(e).includes(LINK_LOCAL)) {
+      return new RegistryError('E_REGISTRY', `${describe(subject)}: refused to connect to ${origin ?? endpointHost(subject.host)}: ${linkLocalWhy(e)}`, {
+        hint: 'the registry, or a load balancer in front of it, sends us to an address no registry has; ask its operator to fix the URLs it sends',
+      });
+    }
     if (isDnsFailure(e)) return dnsError(subject, e, origin);
     const proxied = /Proxy response \((\d+)\)/.exec(causeText(e));
     if (proxied) {
@@ -428,6 +438,37 @@ export function refusedHop(subject: RequestSubject, kind: HopKind, to: URL, why:
   return new RegistryError('E_REGISTRY', `${describe(subject)}: refused to follow the registry's ${kind} to ${shownUrl(to)}: ${why}`, {
     hint: 'the registry, or a load balancer in front of it, names the wrong address (often http:// behind a TLS-terminating proxy); ask its operator to fix the URLs it sends',
   });
+}
+
+const LINK_LOCAL = 'EAIRGAP_LINK_LOCAL';
+
+type LookupCallback = (err: NodeJS.ErrnoException | null, address?: string | dns.LookupAddress[], family?: number) => void;
+
+/**
+ * dns.lookup for the sockets of other origins than the registry's own: a name that resolves to a
+ * link-local address (169.254.0.0/16, fe80::/10: cloud metadata services) fails before any
+ * connection, as the address written in a URL does (hopRefusal). Every address is looked at,
+ * whichever the socket would have tried first.
+ */
+function lookupNotLinkLocal(hostname: string, options: dns.LookupOptions, callback: LookupCallback): void {
+  dns.lookup(hostname, { ...options, all: true }, (err, addresses) => {
+    if (err) { callback(err); return; }
+    const bad = addresses.find((a) => isLinkLocal(a.address.replace(/%.*$/, '')));
+    if (bad) {
+      callback(Object.assign(new Error(`${hostname} resolves to ${bad.address}, a link-local address (where cloud metadata services answer), never a registry's`),
+        { code: LINK_LOCAL }));
+      return;
+    }
+    if (options.all) callback(null, addresses);
+    else callback(null, addresses[0]!.address, addresses[0]!.family);
+  });
+}
+
+function linkLocalWhy(e: unknown): string {
+  for (let cur: unknown = e, i = 0; i < 5 && cur instanceof Error; i++, cur = cur.cause) {
+    if ((cur as { code?: unknown }).code === LINK_LOCAL) return cur.message;
+  }
+  return 'the name resolves to a link-local address';
 }
 
 /** A request to another origin than the registry's own endpoint failed: which one, for messages. */
