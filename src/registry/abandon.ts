@@ -18,6 +18,8 @@ export interface OpenUpload {
   /** For https: the CAs the registry is trusted with (undefined: Node's own), and whether to verify. */
   ca?: string[];
   verify: boolean;
+  /** The proxy the session's origin is reached through (HTTPS_PROXY…), as the upload itself was; its credentials too go on stdin only. */
+  proxy?: string;
 }
 
 /** The longest an interrupt waits for the registry to take the DELETEs. */
@@ -47,23 +49,55 @@ export function openUploads(): OpenUpload[] {
 }
 
 // Run by `node -e` in the child: every DELETE at once, then exit. Plain node:http(s), no dependency.
+// Through a proxy as the upload went: CONNECT for https (TLS inside the tunnel), an absolute URI
+// for plain http, with the proxy's credentials from its URL.
 const CHILD = `
+const http = require('node:http');
+const https = require('node:https');
+const tls = require('node:tls');
+const net = require('node:net');
 const chunks = [];
 process.stdin.on('data', (c) => chunks.push(c));
 process.stdin.on('end', () => {
   const list = JSON.parse(Buffer.concat(chunks).toString('utf8'));
   let left = list.length;
   if (left === 0) process.exit(0);
-  for (const u of list) {
-    const url = new URL(u.url);
-    const mod = require(url.protocol === 'https:' ? 'node:https' : 'node:http');
-    const req = mod.request(url, { method: 'DELETE', headers: u.authorization ? { authorization: u.authorization } : {},
-      ...(u.ca ? { ca: u.ca } : {}), rejectUnauthorized: u.verify }, (res) => { res.resume(); res.on('end', done); res.on('error', done); });
+  const done = () => { if (--left === 0) process.exit(0); };
+  for (const u of list) { try { cancel(u, done); } catch { done(); } }
+});
+function cancel(u, done) {
+  const url = new URL(u.url);
+  const headers = u.authorization ? { authorization: u.authorization } : {};
+  const bare = url.hostname.replace(/^\\[|\\]$/g, '');
+  const secure = { ...(u.ca ? { ca: u.ca } : {}), rejectUnauthorized: u.verify, ...(net.isIP(bare) ? {} : { servername: bare }) };
+  const answer = (res) => { res.resume(); res.on('end', done); res.on('error', done); };
+  if (!u.proxy) {
+    const req = (url.protocol === 'https:' ? https : http).request(url, { method: 'DELETE', headers, ...secure }, answer);
     req.on('error', done);
     req.end();
+    return;
   }
-  function done() { if (--left === 0) process.exit(0); }
-});
+  const p = new URL(u.proxy);
+  const via = { host: p.hostname.replace(/^\\[|\\]$/g, ''), port: p.port || (p.protocol === 'https:' ? 443 : 80) };
+  const mod = p.protocol === 'https:' ? https : http;
+  const auth = p.username ? { 'proxy-authorization': 'Basic ' + Buffer.from(decodeURIComponent(p.username) + ':' + decodeURIComponent(p.password)).toString('base64') } : {};
+  if (url.protocol === 'http:') {
+    const req = mod.request({ ...via, method: 'DELETE', path: url.href, headers: { ...headers, ...auth, host: url.host } }, answer);
+    req.on('error', done);
+    req.end();
+    return;
+  }
+  const target = url.hostname + ':' + (url.port || 443);
+  const tunnel = mod.request({ ...via, method: 'CONNECT', path: target, headers: { host: target, ...auth } });
+  tunnel.on('connect', (res, socket) => {
+    if (res.statusCode !== 200) { socket.destroy(); done(); return; }
+    const req = https.request(url, { method: 'DELETE', headers, ...secure, createConnection: () => tls.connect({ socket, ...secure }) }, answer);
+    req.on('error', done);
+    req.end();
+  });
+  tunnel.on('error', done);
+  tunnel.end();
+}
 `;
 
 function cancelOpenUploadsSync(): void {

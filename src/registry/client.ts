@@ -158,7 +158,8 @@ export class RegistryClient {
     const base = await this.#transport.baseUrl(this.host, subject, signal);
     const authorization = await this.#authFor(url, false, base).authorization([repositoryScope(repo, 'push')], repo, subject, signal)
       .catch(() => undefined);
-    return trackUpload({ url: url.href, ...(authorization ? { authorization } : {}), ...this.#transport.trustFor(this.host, url) });
+    const proxy = this.#transport.policy.route(url.protocol, url.host).proxy;
+    return trackUpload({ url: url.href, ...(authorization ? { authorization } : {}), ...this.#transport.trustFor(this.host, url), ...(proxy ? { proxy } : {}) });
   }
 
   #authFor(url: URL, anonymous: boolean, base: URL): OriginAuth {
