@@ -2,7 +2,8 @@
  * The demo: starts a public registry, a private upstream behind an emulated vendor proxy, the
  * vendor registry and an empty customer registry (all Debian docker-registry on loopback), then
  * runs airgap plan → build → inspect → verify → install exactly as a user would, printing each
- * command, and shows what the customer gets.
+ * command, and shows what the customer gets; then the same for a KOTS release, from our bundle and
+ * from a KOTS `.airgap` file.
  *
  * `npm run demo -- --keep`: the registries stay up afterwards and the demo prints the commands to
  * try by hand (runnable as printed, from this directory) until Ctrl-C stops everything.
@@ -68,6 +69,16 @@ async function kotsRelease(): Promise<void> {
     process.stdout.write(await readFile(join(out, 'rendered', 'api.yaml'), 'utf8'));
     const kept = (await readFile(join(out, 'config-values.yaml'), 'utf8')).replace(/(valuePlaintext: ).*/g, '$1(generated, shown masked here)');
     process.stdout.write(`\n${bold('== the values used, for the next run (generated passwords kept): ' + join(out, 'config-values.yaml') + ' ==')}\n${kept}`);
+
+    // KOTS's own bundle format, as the vendor portal ships it: the same commands read it.
+    process.stdout.write(`\n${bold('== the same release as a KOTS .airgap file (docs/kots-airgap.md) ==')}\n`);
+    const airgapFile = join(work, 'acme-shop-2.0.0.airgap');
+    await airgap(['build', '--manifests', release.appDir, '--license', release.licensePath, '--out', airgapFile, '--release', '2.0.0',
+      '--format', 'kots', ...resolve]);
+    await airgap(['inspect', airgapFile]);
+    await airgap(['install', airgapFile, '--registry', `${customer.host}/shop-airgap`, '--username', customerUser.username, '--password-stdin',
+      '--namespace', 'shop', '--config-values', values, '--license', release.licensePath, '--out', join(work, 'kots-airgap-install')],
+    customerUser.password + '\n');
   } finally {
     await release.stop();
   }
