@@ -78,3 +78,37 @@ test('kots.io/when alternatives are not duplicates; two objects that render toge
     file('x.yaml', `${deploy('x', '        - {name: x, image: "quay.io/acme/x:1"}\n', when('a'))}---\n${deploy('x', '        - {name: x, image: "quay.io/acme/x:2"}\n')}`)], opts);
   t.deepEqual(both.findings.map((f) => `${f.code} ${f.file}`), ['duplicate-object x.yaml']);
 });
+
+test('kURL and identity-service functions answer as KOTS does off kURL; cluster functions refuse only where they are rendered', async (t) => {
+  const install = releaseScanOptions({ mode: 'install', appSlug: 'shop', proxyHost: 'proxy.replicated.com', replicatedRegistry: 'registry.replicated.com' });
+  const app = file('a.yaml', deploy('a', `        - name: a
+          image: quay.io/acme/a:1
+          env:
+            - name: DEX
+              value: 'repl{{ IdentityServiceName }}:repl{{ IdentityServicePort }}'
+            - name: KURL
+              value: '[repl{{ KurlString "Kubernetes.version" }}][repl{{ KurlOption "Docker.version" }}][repl{{ KurlAll }}][repl{{ ConfigOptionIndex "mode" }}]'
+            - name: REPLICAS
+              value: 'repl{{ add (KurlInt "Kubernetes.count") 1 }} repl{{ KurlBool "x" }} repl{{ IdentityServiceEnabled }} repl{{ len IdentityServiceRoles }}'
+{{repl if IsKurl }}
+        - name: only-on-kurl
+          image: repl{{ Lookup "v1" "ConfigMap" "default" "x" }}
+{{repl end }}
+`));
+  for (const opts of [install, releaseScanOptions({ mode: 'discover', appSlug: 'shop', proxyHost: 'proxy.replicated.com', replicatedRegistry: 'registry.replicated.com' })]) {
+    const scan = await scanRelease([CONFIG, app], opts);
+    const text = scan.files.find((f) => f.path === 'a.yaml')!.content.toString();
+    t.regex(text, /value: 'shop-dex:5556'/, opts.mode);
+    t.regex(text, /value: '\[\]\[\]\[\]\[\]'/, opts.mode);
+    t.regex(text, /value: '1 false false 0'/, opts.mode);
+    t.notRegex(text, /only-on-kurl/, opts.mode);
+  }
+  // Where the rendering takes the function, the file and line, what it would need, and no value made up.
+  for (const [call, need] of [['KubernetesVersion', /asks the running cluster for its version/], ['TLSCert "c" "host"', /makes a certificate that KOTS keeps/],
+    ['Lookup "v1" "Secret" "default" "db"', /reads objects of the running cluster/]] as const) {
+    const e = await t.throwsAsync(scanRelease([CONFIG, file('v.yaml', `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: v\ndata:\n  v: 'repl{{ ${call} }}'\n`)], install));
+    t.regex(e!.message, new RegExp(`^v\\.yaml:6: error calling ${call.split(' ')[0]}: it `), call);
+    t.regex(e!.message, need, call);
+    t.false(e!.message.includes('\n'));
+  }
+});

@@ -110,6 +110,8 @@ export function kotsFunctions(facts: RenderFacts): Map<string, TemplateFunction>
   def('ConfigOptionFilename', 1, (n) => cfg.filename(str('ConfigOptionFilename', n)));
   def('ConfigOptionEquals', 2, (n, v) => cfg.option(str('ConfigOptionEquals', n)) === str('ConfigOptionEquals', v, 2));
   def('ConfigOptionNotEquals', 2, (n, v) => cfg.option(str('ConfigOptionNotEquals', n)) !== str('ConfigOptionNotEquals', v, 2));
+  // KOTS answers "" whatever the item (config_context.go).
+  def('ConfigOptionIndex', 1, (n) => { str('ConfigOptionIndex', n); return ''; });
   def('HasLocalRegistry', 0, () => reg !== undefined);
   def('LocalRegistryHost', 0, () => reg?.host ?? '');
   def('LocalRegistryNamespace', 0, () => reg?.namespace ?? '');
@@ -157,5 +159,44 @@ export function kotsFunctions(facts: RenderFacts): Map<string, TemplateFunction>
   def('HTTPProxy', 0, () => facts.env.HTTP_PROXY ?? facts.env.http_proxy ?? '');
   def('HTTPSProxy', 0, () => facts.env.HTTPS_PROXY ?? facts.env.https_proxy ?? '');
   def('NoProxy', 0, () => facts.env.NO_PROXY ?? facts.env.no_proxy ?? '');
+  // kURL's installer values (kurl_context.go): KOTS answers these zero values on a cluster kURL
+  // did not install, which is what IsKurl says of the customer's.
+  def('KurlBool', 1, (p) => { str('KurlBool', p); return false; });
+  def('KurlInt', 1, (p) => { str('KurlInt', p); return 0n; });
+  def('KurlString', 1, (p) => { str('KurlString', p); return ''; });
+  def('KurlOption', 1, (p) => { str('KurlOption', p); return ''; });
+  def('KurlAll', 0, () => '');
+  // The identity service (identity_context.go), configured only through KOTS's admin console on
+  // kURL: KOTS's answers without that configuration; its name and port are fixed.
+  def('IdentityServiceEnabled', 0, () => false);
+  def('IdentityServiceClientID', 0, () => '');
+  def('IdentityServiceClientSecret', 0, () => '');
+  def('IdentityServiceRoles', 0, () => new Map());
+  def('IdentityServiceName', 0, () => `${facts.appSlug}-dex`);
+  def('IdentityServicePort', 0, () => '5556');
+  // KOTS's functions that ask the running cluster or KOTS's own state: defined, as in KOTS, so a
+  // branch that is not taken renders; one that is taken says why it cannot be answered here.
+  for (const [name, why] of UNANSWERABLE) {
+    fns.set(name, () => {
+      throw new Error(`it ${why}; airgap renders the release before anything is applied, with no cluster and no KOTS to ask: ask the vendor for a release whose templates do not need it on this path`);
+    });
+  }
   return fns;
 }
+
+/** What each function KOTS has and airgap cannot answer would need. */
+const UNANSWERABLE: [string, string][] = [
+  ['Lookup', 'reads objects of the running cluster'],
+  ['NodeCount', 'counts the nodes of the running cluster'],
+  ['KubernetesVersion', 'asks the running cluster for its version'],
+  ['KubernetesMajorVersion', 'asks the running cluster for its version'],
+  ['KubernetesMinorVersion', 'asks the running cluster for its version'],
+  ['KubeSeal', 'encrypts with the sealed-secrets controller\'s certificate from the running cluster'],
+  ['PrivateCACert', 'names the ConfigMap of private CAs the KOTS admin console was given'],
+  ['KotsVersion', 'is the version of the KOTS admin console doing the install'],
+  ['TLSCert', 'makes a certificate that KOTS keeps for later renders'],
+  ['TLSKey', 'makes a key that KOTS keeps for later renders'],
+  ['TLSCACert', 'makes a CA that KOTS keeps for later renders'],
+  ['TLSCertFromCA', 'makes a certificate that KOTS keeps for later renders'],
+  ['TLSKeyFromCA', 'makes a key that KOTS keeps for later renders'],
+];
