@@ -159,12 +159,10 @@ export interface WalkOptions {
   pool?: BufferPool;
 }
 
-/** What #step asks of its caller: more input (at least #want bytes), or the async work of a member's header or trailer. */
+/** What #step asks of its caller: more input (at least #want bytes); or the walk is at its end. */
 const NEED = 1;
-const MEMBER = 2;
-const TRAILER = 3;
-const END = 4;
-type Step = Buffer | typeof NEED | typeof MEMBER | typeof TRAILER | typeof END;
+const END = 2;
+type Step = Buffer | typeof NEED | typeof END;
 
 /**
  * The decompressed bytes of the gzip file behind `fh`, from file offset `start` (a member's
@@ -267,7 +265,7 @@ export class GzipWalk implements AsyncIterable<Buffer> {
   /** The next chunk of output, at most `max` bytes; undefined at the end. */
   async read(max = Number.POSITIVE_INFINITY): Promise<Buffer | undefined> {
     for (;;) {
-      const r = await this.#next(max);
+      const r = this.#stepSync(max);
       if (r === END) return undefined;
       if (r.length > 0) return r;
     }
@@ -284,8 +282,6 @@ export class GzipWalk implements AsyncIterable<Buffer> {
     let calm = 0;
     while (done < n) {
       const r = this.#stepSync(n - done);
-      if (r === MEMBER) { if (!(await this.#startMember())) this.#state = 'end'; continue; }
-      if (r === TRAILER) { await this.#trailer(); continue; }
       if (r === END) break;
       done += r.length;
       calm += r.length;
@@ -295,22 +291,12 @@ export class GzipWalk implements AsyncIterable<Buffer> {
     return done;
   }
 
-  /** Steps until there is output or a header or trailer to read (input is read synchronously). */
-  #stepSync(max: number): Buffer | typeof MEMBER | typeof TRAILER | typeof END {
+  /** Steps until there is output or the end (input is read synchronously). */
+  #stepSync(max: number): Buffer | typeof END {
     for (;;) {
       const r = this.#step(max);
       if (r === NEED) { this.#need(this.#want); this.#want = 0; continue; }
       if (r === EMPTY) continue;
-      return r;
-    }
-  }
-
-  /** One step, and what it needs done asynchronously (a member's header, its trailer) done. */
-  async #next(max: number): Promise<Buffer | typeof END> {
-    for (;;) {
-      const r = this.#stepSync(max);
-      if (r === MEMBER) { if (!(await this.#startMember())) this.#state = 'end'; continue; }
-      if (r === TRAILER) { await this.#trailer(); continue; }
       return r;
     }
   }
@@ -394,8 +380,9 @@ export class GzipWalk implements AsyncIterable<Buffer> {
   }
 
   /**
-   * The synchronous part of the walk: a chunk of output (empty after a block header), or what the
-   * caller must do first. Huffman output waiting to be handed out goes first, whatever the state.
+   * One step of the walk: a chunk of output (empty after a header, a trailer or a block header),
+   * NEED (more input first), or END. Huffman output waiting to be handed out goes first, whatever
+   * the state.
    */
   #step(max: number): Step {
     if (this.#pending.length > 0) {
@@ -404,8 +391,8 @@ export class GzipWalk implements AsyncIterable<Buffer> {
       return this.#emit(b, -1, 'huffman');
     }
     switch (this.#state) {
-      case 'member': return MEMBER;
-      case 'trailer': return TRAILER;
+      case 'member': if (!this.#startMember()) this.#state = 'end'; return EMPTY;
+      case 'trailer': this.#trailer(); return EMPTY;
       case 'end': return END;
       case 'block': {
         // Enough input for any block header (a dynamic one's code lengths), unless the file ends first.
@@ -466,12 +453,12 @@ export class GzipWalk implements AsyncIterable<Buffer> {
   }
 
   /** A member's header; false where the file ends or goes on with what is not a member (ignored, as zlib and gzip do). */
-  async #startMember(): Promise<boolean> {
+  #startMember(): boolean {
     if (this.#member > 0) {
       this.#need(2);
       if (this.#avail() < 2 || this.#buf[this.#pos] !== 0x1f || this.#buf[this.#pos + 1] !== 0x8b) return false;
     }
-    await this.#header(this.#member === 0);
+    this.#header(this.#member === 0);
     this.#crc = 0;
     this.#memberStart = this.#d;
     this.#afterStored = false;
@@ -481,7 +468,7 @@ export class GzipWalk implements AsyncIterable<Buffer> {
   }
 
   /** The trailer: CRC-32 and length of this member's output, on the next byte boundary. */
-  async #trailer(): Promise<void> {
+  #trailer(): void {
     this.#align();
     this.#need(8);
     if (this.#avail() < 8) throw this.#truncated();
@@ -506,7 +493,7 @@ export class GzipWalk implements AsyncIterable<Buffer> {
     return b;
   }
 
-  async #header(first: boolean): Promise<void> {
+  #header(first: boolean): void {
     this.#need(10);
     const b = this.#buf;
     const p = this.#pos;
