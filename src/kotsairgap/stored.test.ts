@@ -144,3 +144,15 @@ test('readBlocks reads runs of full stored blocks in one read each, and hands bl
   t.is(r2.value, got);
   t.true(got < body.length);
 });
+
+test('readBlocks stops at a member\'s last block when it is full size too, for the caller to fall back', async (t) => {
+  const body = randomBytes(2 * STORED_BLOCK);
+  const path = await tempFile(t, Buffer.concat([Buffer.from('xy'), fullBlocks(body), Buffer.from('trailer!')]));
+  t.deepEqual(await collect(readBlocks(path, { c: 2, d: 0, left: 0 }, 0, body.length)), body);
+  const gen = readBlocks(path, { c: 2, d: 0, left: 0 }, 0, body.length + 100);
+  const chunks: Buffer[] = [];
+  let r = await gen.next();
+  while (!r.done) { chunks.push(r.value); r = await gen.next(); }
+  t.is(r.value, body.length);
+  t.deepEqual(Buffer.concat(chunks), body);
+});

@@ -109,58 +109,19 @@ export async function* readStored(path: string, a: StoredAnchor, start: number, 
 }
 
 /**
- * As readStored, for blocks of STORED_BLOCK bytes (build --format kots): a run of them is laid out
- * before it is read, headers into their own buffers and data back to back into one, so a single
- * read gives 1 MiB of the blob with no copy. Each header is checked after the read; the first that
- * is not what was laid out (the member's last block, or a file written otherwise) ends the batch,
- * and readStored carries on from there.
+ * As readStored, for blocks of STORED_BLOCK bytes (build --format kots): the run is laid out as
+ * full blocks (readLaid), 1 MiB per read with no copy; the first header that is not one (the
+ * member's last block, or a file written otherwise) is where readStored carries on.
  */
-export async function* readBlocks(path: string, a: StoredAnchor, start: number, end: number, signal?: AbortSignal): AsyncGenerator<Buffer, number> {
-  if (a.left !== 0) return yield* readStored(path, a, start, end, signal);
-  const PER_READ = 16;
-  const fh = await open(path, 'r');
-  let { c, d } = a;
-  try {
-    while (d < end) {
-      signal?.throwIfAborted();
-      const n = Math.min(PER_READ, Math.ceil((end - d) / STORED_BLOCK));
-      const heads = Buffer.allocUnsafe(n * HEADER);
-      const data = Buffer.allocUnsafe(n * STORED_BLOCK);
-      const iov: Buffer[] = [];
-      for (let i = 0; i < n; i++) iov.push(heads.subarray(i * HEADER, (i + 1) * HEADER), data.subarray(i * STORED_BLOCK, (i + 1) * STORED_BLOCK));
-      const { bytesRead } = await fh.readv(iov, c);
-      let valid = 0;
-      // Why the batch stopped short of what was laid out, if it did.
-      let stop: 'final' | 'short' | 'other' | undefined;
-      for (let i = 0; i < n; i++) {
-        const at = i * (HEADER + STORED_BLOCK);
-        const h = bytesRead >= at + HEADER ? storedHeader(heads, i * HEADER) : undefined;
-        if (!h) { stop = 'other'; break; } // c is at this header: readStored looks at it again
-        const got = Math.min(h.len, bytesRead - at - HEADER);
-        valid += got;
-        c += HEADER + got;
-        if (got < h.len) { stop = 'short'; break; }
-        if (h.final) { stop = 'final'; break; }
-        // A shorter block: its data is in place, what follows was laid out wrong.
-        if (h.len !== STORED_BLOCK) { stop = 'other'; break; }
-      }
-      const from = Math.max(0, start - d);
-      const to = Math.min(valid, end - d);
-      if (from < to) yield data.subarray(from, to);
-      d += valid;
-      if (d >= end) return end;
-      if (stop === 'final' || stop === 'short') return Math.max(d, start);
-      if (stop === 'other') return yield* readStored(path, { c, d, left: 0 }, Math.max(start, d), end, signal);
-    }
-    return end;
-  } finally {
-    await fh.close();
-  }
+export function readBlocks(path: string, a: StoredAnchor, start: number, end: number, signal?: AbortSignal): AsyncGenerator<Buffer, number> {
+  if (a.left !== 0) return readStored(path, a, start, end, signal);
+  const lens = new Uint16Array(Math.ceil(Math.max(0, end - a.d) / STORED_BLOCK)).fill(STORED_BLOCK);
+  return readLaid(path, a, lens, start, end, signal);
 }
 
 /**
- * As readBlocks, for a run whose block lengths the scan noted (`lens`: the blocks after the
- * anchor's): about 1 MiB is laid out per read, the anchor block's remaining data and then each
+ * Stored blocks whose lengths are known (`lens`: the blocks after the anchor's; noted by the
+ * scan's walk, or full blocks, readBlocks): about 1 MiB is laid out per read, the anchor block's remaining data and then each
  * block's header into its own buffer and its data back to back into one, so the blob's bytes
  * arrive in one buffer, uncopied. Every header is checked after the read (stored, LEN as noted);
  * where one is not, readStored carries on from there.
@@ -199,6 +160,8 @@ export async function* readLaid(path: string, a: StoredAnchor, lens: Uint16Array
       let valid = 0;
       let file = 0;
       let broken = false;
+      /** A member's last block was read: nothing of this stream lies after it. */
+      let final = false;
       /** Where it broke: data of the block left unread (0: at a header). */
       let left = 0;
       h = 0;
@@ -209,16 +172,20 @@ export async function* readLaid(path: string, a: StoredAnchor, lens: Uint16Array
           if (!hd || hd.len !== len) { broken = true; break; }
           file += HEADER;
           h++;
+          final = hd.final;
         }
         const got = Math.max(0, Math.min(len, bytesRead - file));
         valid += got;
         file += got;
         if (got < len) { broken = true; left = len - got; break; }
+        if (final) break;
       }
       const from = Math.max(0, start - d);
       const to = Math.min(valid, end - d);
       if (from < to) yield data.subarray(from, to);
       if (d + valid >= end) return end;
+      // The stream ends before the range does (the file changed): the caller falls back.
+      if (final) return Math.max(d + valid, start);
       if (broken) {
         // At a header that is not as noted (or the file ends): readStored looks at it itself.
         return yield* readStored(path, { c: c + file, d: d + valid, left }, Math.max(start, d + valid), end, signal);
