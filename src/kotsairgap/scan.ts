@@ -92,18 +92,18 @@ export async function scanAirgap(path: string, fh: FileHandle, fileSize: number,
   } catch {
     thread = undefined;
   }
-  const buffers = thread?.buffers ?? new BufferPool(READ_SIZE);
+  const walked = (pool: BufferPool, hashing?: HashThread) =>
+    scanOnce(path, fh, label, one, new GzipWalk(fh, 0, { huffmanBudget: HUFFMAN_BUDGET, pool }), hashing);
   try {
-    return await scanOnce(path, fh, label, one, new GzipWalk(fh, 0, { huffmanBudget: HUFFMAN_BUDGET, pool: buffers }), thread);
-  } catch (e) {
-    if (e instanceof HashThreadError) {
+    try {
+      return await walked(thread?.buffers ?? new BufferPool(READ_SIZE), thread);
+    } catch (e) {
       // The thread failed, not the file: once more without it.
-      return scanOnce(path, fh, label, one, new GzipWalk(fh, 0, { huffmanBudget: HUFFMAN_BUDGET, pool: new BufferPool(READ_SIZE) }))
-        .catch((again: unknown) => {
-          if (!(again instanceof WalkAbandoned)) throw again;
-          return scanOnce(path, fh, label, one, undefined);
-        });
+      if (!(e instanceof HashThreadError)) throw e;
+      return await walked(new BufferPool(READ_SIZE));
     }
+  } catch (e) {
+    // Mostly Huffman-coded (uncompressed layers): zlib reads it.
     if (!(e instanceof WalkAbandoned)) throw e;
     return scanOnce(path, fh, label, one, undefined);
   }
