@@ -1,9 +1,8 @@
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
-import { writeFile, mkdtemp, rm, open } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { open } from 'node:fs/promises';
 import { crc32, deflateRawSync, gunzipSync, gzipSync } from 'node:zlib';
+import { tempFile } from '../testing/tempfile.js';
 import { MEMBER_HEADER_SIZE, memberAt, memberHeader, RangeReader, scanMembers, type Member } from './gzip.js';
 
 /** One member as build --format kots writes it: the "AG" header with both lengths, raw deflate, CRC and size. */
@@ -13,14 +12,6 @@ function member(body: Buffer, level: number): Buffer {
   trailer.writeUInt32LE(crc32(body) >>> 0, 0);
   trailer.writeUInt32LE(body.length % 2 ** 32, 4);
   return Buffer.concat([memberHeader(MEMBER_HEADER_SIZE + deflated.length + 8, body.length), deflated, trailer]);
-}
-
-async function tempFile(t: { teardown: (fn: () => Promise<void>) => void }, bytes: Buffer): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'airgap-gzip-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const path = join(dir, 'x.airgap');
-  await writeFile(path, bytes);
-  return path;
 }
 
 async function membersOf(path: string): Promise<Member[] | undefined> {

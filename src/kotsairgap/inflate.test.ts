@@ -1,10 +1,11 @@
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, open, readFile, rm, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { constants, crc32, deflateRawSync, gunzipSync, gzipSync } from 'node:zlib';
+import { openTemp, tempFile, type Teardown } from '../testing/tempfile.js';
 import { BufferPool } from './buffers.js';
 import { GzipWalk, InflateError, WalkAbandoned, buildTable, lookup, type Region } from './inflate.js';
 
@@ -32,22 +33,8 @@ function mixed(seed: number, size: number): Buffer {
   return Buffer.concat(parts);
 }
 
-/** The bytes as a file, opened for the walk (closed and removed after the test). */
-async function openFile(t: { teardown: (fn: () => Promise<void>) => void }, bytes: Buffer): Promise<FileHandle> {
-  const dir = await mkdtemp(join(tmpdir(), 'airgap-inflate-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  await writeFile(join(dir, 'x.gz'), bytes);
-  const fh = await open(join(dir, 'x.gz'), 'r');
-  t.teardown(() => fh.close());
-  return fh;
-}
-
-async function walk(t: { teardown: (fn: () => Promise<void>) => void }, file: Buffer, opts = {}): Promise<{ out: Buffer; regions: Region[] }> {
-  const dir = await mkdtemp(join(tmpdir(), 'airgap-inflate-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const path = join(dir, 'x.gz');
-  await writeFile(path, file);
-  const fh = await open(path, 'r');
+async function walk(t: Teardown, file: Buffer, opts = {}): Promise<{ out: Buffer; regions: Region[] }> {
+  const fh = await open(await tempFile(t, file), 'r');
   try {
     const w = new GzipWalk(fh, 0, { keepRegions: Number.POSITIVE_INFINITY, ...opts });
     const chunks: Buffer[] = [];
@@ -223,7 +210,7 @@ test('code lengths that over-subscribe or leave a code incomplete are refused as
 test('the walk reads a large file in constant memory and hands stored data out uncopied', async (t) => {
   const body = randomBytes(24 << 20);
   const file = gzipSync(body, { level: 1 });
-  const fh = await openFile(t, file);
+  const fh = await openTemp(t, file);
   const w = new GzipWalk(fh, 0);
   const h = createHash('sha256');
   for await (const c of w) h.update(c);
@@ -236,7 +223,7 @@ test('the walk reads a large file in constant memory and hands stored data out u
 test('skip passes over stretches with the region each lies in, and read and skip can take turns', async (t) => {
   const body = mixed(21, 3_000_000);
   const file = gzipSync(body, { level: 6 });
-  const fh = await openFile(t, file);
+  const fh = await openTemp(t, file);
   const w = new GzipWalk(fh, 0, { keepRegions: Number.POSITIVE_INFINITY });
   const got: Buffer[] = [];
   let d = 0;
@@ -273,7 +260,7 @@ test('with a buffer pool, chunks read promptly are right though buffers are read
   // Stored and Huffman-coded stretches, so block headers and codes fall across read boundaries.
   const body = Buffer.concat([randomBytes(12 << 20), mixed(77, 6 << 20), randomBytes(12 << 20)]);
   const file = gzipSync(body, { level: 6 });
-  const fh = await openFile(t, file);
+  const fh = await openTemp(t, file);
   // Small buffers: many reads end inside a block header or a run of codes.
   const pool = new BufferPool(64 << 10);
   const w = new GzipWalk(fh, 0, { pool });

@@ -1,10 +1,9 @@
 import test from 'ava';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { open } from 'node:fs/promises';
 import { gzipSync } from 'node:zlib';
 import { pack } from 'tar-stream';
+import { tempFile, type Teardown } from '../testing/tempfile.js';
 import { RangeReader } from './gzip.js';
 import { scanAirgap, STORAGE_ROOT } from './scan.js';
 import { readPieces } from './stored.js';
@@ -27,11 +26,8 @@ async function portal(blobs: { bytes: Buffer; name?: string }[]): Promise<Buffer
   return gzipSync(Buffer.concat(chunks), { level: 6 });
 }
 
-async function scanFile(t: { teardown: (fn: () => Promise<void>) => void }, file: Buffer, hashThread = false) {
-  const dir = await mkdtemp(join(tmpdir(), 'airgap-scan-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const path = join(dir, 'x.airgap');
-  await writeFile(path, file);
+async function scanFile(t: Teardown, file: Buffer, hashThread = false) {
+  const path = await tempFile(t, file, 'x.airgap');
   const fh = await open(path, 'r');
   try {
     return { path, scan: await scanAirgap(path, fh, file.length, 'test', { hashThread }) };

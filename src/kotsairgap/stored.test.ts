@@ -1,19 +1,10 @@
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { open } from 'node:fs/promises';
 import { deflateRawSync, gzipSync } from 'node:zlib';
+import { tempFile } from '../testing/tempfile.js';
 import { GzipWalk } from './inflate.js';
 import { GAP_MAX, PieceBuilder, readBlocks, readPieces, readStored, STORED_BLOCK, storedHeader, type Piece } from './stored.js';
-
-async function tempFile(t: { teardown: (fn: () => Promise<void>) => void }, bytes: Buffer): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'airgap-stored-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const path = join(dir, 'x.gz');
-  await writeFile(path, bytes);
-  return path;
-}
 
 async function collect(it: AsyncIterable<Buffer>): Promise<Buffer> {
   const out: Buffer[] = [];
