@@ -229,7 +229,6 @@ function paxRecord(key: string, value: string): string {
   return `${len}${rest}`;
 }
 
-/** A readable stand-in for the ustar name field when the real name lives in the PAX header. */
 /** Where a name splits at a slash into ustar's prefix (≤ 155 bytes) and name (≤ 100), or -1. */
 function prefixSplit(name: string): number {
   for (let i = name.length - 1; i > 0; i--) {
@@ -238,6 +237,7 @@ function prefixSplit(name: string): number {
   return -1;
 }
 
+/** A readable stand-in for the ustar name field when the real name lives in the PAX header. */
 function truncatedName(name: string): string {
   let out = '';
   for (const ch of name) {

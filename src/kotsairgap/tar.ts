@@ -53,14 +53,14 @@ export class ByteSource {
   readonly #seek: Seek | undefined;
   readonly #skipper: Skipper | undefined;
 
+  /** Where this stream starts in the outermost one (a limit() view's start). */
+  readonly origin: number;
+
   /**
    * `seek`, when given, lets a long skip start a fresh stream nearer its target (a gzip member
    * boundary) instead of reading every byte in between; `skipper` (the source itself, a GzipWalk)
    * lets skip and pass go over bytes without their being handed through the stream.
    */
-  /** Where this stream starts in the outermost one (a limit() view's start). */
-  readonly origin: number;
-
   constructor(source: AsyncIterable<Buffer>, label: string, end = Number.POSITIVE_INFINITY, seek?: Seek, skipper?: Skipper, origin = 0) {
     this.origin = origin;
     this.#it = source[Symbol.asyncIterator]();
